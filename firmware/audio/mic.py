@@ -1,0 +1,152 @@
+"""The microphone, through PyAudio (PortAudio over ALSA on a Pi)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from contract.audio import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from firmware.errors import AudioInputError
+
+if TYPE_CHECKING:
+    import pyaudio
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr while PortAudio probes its host APIs.
+
+    ALSA (unknown PCM cards.pcm.rear ...) and JACK (server is not running ...) print
+    dozens of lines on every start-up; they would bury the one-line error a user needs.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    """One capture device as PortAudio sees it."""
+
+    index: int
+    name: str
+    max_input_channels: int
+    default_sample_rate_hz: float
+
+
+def _open_pyaudio() -> pyaudio.PyAudio:
+    try:
+        import pyaudio
+    except ImportError as err:
+        raise AudioInputError("mic", "PyAudio is not installed (pip install 'earmark[device]')") from err
+    with _quiet_stderr():
+        return pyaudio.PyAudio()
+
+
+def _inputs(pa: pyaudio.PyAudio) -> list[InputDevice]:
+    devices = []
+    for index in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(index)
+        if int(info["maxInputChannels"]) > 0:
+            devices.append(
+                InputDevice(
+                    index=index,
+                    name=str(info["name"]),
+                    max_input_channels=int(info["maxInputChannels"]),
+                    default_sample_rate_hz=float(info["defaultSampleRate"]),
+                )
+            )
+    return devices
+
+
+def list_input_devices() -> list[InputDevice]:
+    """All capture devices PortAudio can open."""
+    pa = _open_pyaudio()
+    try:
+        return _inputs(pa)
+    finally:
+        with _quiet_stderr():
+            pa.terminate()
+
+
+def choose_device(devices: list[InputDevice], selector: str | None) -> InputDevice:
+    """Pick a device by index, exact name, or a unique case-insensitive name substring."""
+    label = f"mic {selector!r}" if selector else "mic"
+    if not devices:
+        raise AudioInputError(label, "no audio input devices found (is a microphone connected?)")
+    if selector is None or selector == "":
+        return devices[0]
+    if selector.isdigit():
+        for device in devices:
+            if device.index == int(selector):
+                return device
+        raise AudioInputError(label, f"no input device with index {selector}; see `earmark-device devices`")
+    exact = [d for d in devices if d.name == selector]
+    if exact:
+        return exact[0]
+    matches = [d for d in devices if selector.lower() in d.name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(repr(d.name) for d in (matches or devices))
+    if matches:
+        raise AudioInputError(label, f"matches several input devices ({names}); be more specific")
+    raise AudioInputError(label, f"no input device matches; available: {names}")
+
+
+class MicrophoneSource:
+    """80 ms frames from a PortAudio input device at 16 kHz mono S16_LE."""
+
+    def __init__(self, selector: str | None = None) -> None:
+        self._pa = _open_pyaudio()
+        try:
+            self.device = choose_device(_inputs(self._pa), selector)
+            self.name = f"mic {self.device.name!r}"
+            import pyaudio
+
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=CHANNELS,
+                rate=SAMPLE_RATE_HZ,
+                input=True,
+                input_device_index=self.device.index,
+                frames_per_buffer=FRAME_SAMPLES,
+            )
+        except OSError as err:
+            self._terminate()
+            raise AudioInputError(
+                f"mic {selector!r}" if selector else "mic",
+                f"cannot open for 16 kHz mono capture ({err}); on ALSA use a 'plughw:' or 'default' device",
+            ) from err
+        except BaseException:
+            self._terminate()
+            raise
+        _LOGGER.info("capturing from %s (index %d)", self.device.name, self.device.index)
+
+    def frames(self) -> Iterator[bytes]:
+        """Yield frames until closed; an overflow loses samples rather than stopping capture."""
+        while self._stream.is_active():
+            yield self._stream.read(FRAME_SAMPLES, exception_on_overflow=False)
+
+    def close(self) -> None:
+        """Release the device."""
+        with contextlib.suppress(OSError):
+            self._stream.stop_stream()
+            self._stream.close()
+        self._terminate()
+
+    def _terminate(self) -> None:
+        with _quiet_stderr():
+            self._pa.terminate()

@@ -1,0 +1,128 @@
+"""`earmark-bench frontend`: CPU cost of the device front end against the bare model.
+
+Reported, never asserted. Over the same audio (default 10 minutes: the bundled request
+every 20 s between stretches of pink noise and silence), it measures CPU seconds per
+audio second and per-frame latency for (a) bare `openwakeword.Model.predict` and (b)
+the whole front end (framing, pre-roll, wake word, VAD, endpointing, events), each with
+1 and with 5 wake words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from contract.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from firmware.audio.framer import frames_of
+from firmware.audio.source import SAMPLE_WAV
+from firmware.audio.wav import read_wav
+from firmware.events import FrontEndEvent
+from firmware.frontend import FrontEnd, FrontEndSettings
+from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec, load_model, resolve_models
+
+
+def program_audio(minutes: float, seed: int = 1) -> bytes:
+    """Minutes of audio with a wake word + request every 20 s, noise and silence between."""
+    _info, request = read_wav(SAMPLE_WAV)
+    rng = np.random.default_rng(seed)
+    block_seconds = 20.0
+    filler = int(block_seconds * SAMPLE_RATE_HZ) - len(request) // 2
+    parts = []
+    for _ in range(int(np.ceil(minutes * 60 / block_seconds))):
+        noise = rng.standard_normal(filler // 2) * 300  # ~ -40 dBFS hiss
+        parts += [request, noise.astype("<i2").tobytes(), bytes(filler - filler // 2) * 2]
+    audio = b"".join(parts)[: int(minutes * 60 * SAMPLE_RATE_HZ) * 2]
+    return audio[: len(audio) // FRAME_BYTES * FRAME_BYTES]
+
+
+def _measure(step: Callable[[bytes], object], frames: list[bytes]) -> dict[str, float]:
+    latencies = np.empty(len(frames))
+    cpu_start = time.process_time()
+    for i, frame in enumerate(frames):
+        t0 = time.perf_counter()
+        step(frame)
+        latencies[i] = time.perf_counter() - t0
+    cpu = time.process_time() - cpu_start
+    audio_seconds = len(frames) * FRAME_SAMPLES / SAMPLE_RATE_HZ
+    return {
+        "audio_seconds": audio_seconds,
+        "cpu_seconds": cpu,
+        "cpu_per_audio_second": cpu / audio_seconds,
+        "frame_p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "frame_p99_ms": float(np.percentile(latencies, 99) * 1000),
+    }
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    runs = sorted(runs, key=lambda r: r["cpu_per_audio_second"])
+    return {**runs[len(runs) // 2], "runs_cpu_per_audio_second": [r["cpu_per_audio_second"] for r in runs]}  # type: ignore[dict-item]
+
+
+def _bench_words(count: int, audio: bytes, frames: list[bytes], repeats: int) -> dict[str, dict[str, float]]:
+    settings = WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS[:count]))
+    model = load_model(resolve_models(settings))
+    frontend = FrontEnd(FrontEndSettings(), WakeWordDetector(settings))
+    utterances: list[FrontEndEvent] = []
+
+    def keep_ready(event: FrontEndEvent) -> None:
+        if event.type == "utterance_ready":
+            utterances.append(event)
+
+    def bare_step(frame: bytes) -> None:
+        model.predict(np.frombuffer(frame, dtype="<i2"))
+
+    frontend.subscribe(keep_ready)
+    bare_runs, frontend_runs = [], []
+    for _ in range(repeats):
+        bare_runs.append(_measure(bare_step, frames))
+        # Framing is part of the front end: it gets the byte stream, not ready frames.
+        chunks = iter(frames_of(audio[i : i + 4096] for i in range(0, len(audio), 4096)))
+        frontend_runs.append(_measure(lambda _frame: frontend.process(next(chunks)), frames))  # noqa: B023
+    return {
+        f"bare model, {count} word(s)": _median_run(bare_runs),
+        f"front end, {count} word(s)": {**_median_run(frontend_runs), "utterances_per_run": len(utterances) / repeats},
+    }
+
+
+def bench_frontend(minutes: float, word_counts: Sequence[int], repeats: int) -> dict[str, dict[str, float]]:
+    """Run every configuration over the same audio, alternating bare model and front end."""
+    audio = program_audio(minutes)
+    frames = [audio[i : i + FRAME_BYTES] for i in range(0, len(audio), FRAME_BYTES)]
+    results: dict[str, dict[str, float]] = {}
+    for count in word_counts:
+        results.update(_bench_words(count, audio, frames, repeats))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-bench`."""
+    parser = argparse.ArgumentParser(prog="earmark-bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fe = sub.add_parser("frontend", help="front end vs bare openWakeWord CPU cost")
+    fe.add_argument("--minutes", type=float, default=10.0)
+    fe.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median is reported")
+    fe.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    results = bench_frontend(args.minutes, (1, 5), args.repeats)
+    print(f"{'configuration':28} {'CPU-s/audio-s':>14} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, r in results.items():
+        print(f"{name:28} {r['cpu_per_audio_second']:14.4f} {r['frame_p50_ms']:8.3f} {r['frame_p99_ms']:8.3f}")
+    for count in (1, 5):
+        ratio = (
+            results[f"front end, {count} word(s)"]["cpu_per_audio_second"]
+            / results[f"bare model, {count} word(s)"]["cpu_per_audio_second"]
+        )
+        print(f"front end / bare model, {count} word(s): {ratio:.3f}x")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`earmark-device`: list microphones and run the front end, one JSON line per event."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from contract.errors import EarmarkError
+from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
+from firmware.settings import DeviceSettings, load_settings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _wake_word_arg(text: str) -> dict[str, Any]:
+    """`alexa`, `alexa:0.6` or `/path/to/model.tflite:0.4`."""
+    name, sep, threshold = text.rpartition(":")
+    if sep and name:
+        try:
+            return {"model": name, "threshold": float(threshold)}
+        except ValueError:
+            pass
+    return {"model": text}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earmark-device", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("devices", help="list audio input devices")
+    listen = sub.add_parser("listen", help="run the front end and print one JSON line per event")
+    listen.add_argument("--input", help="mic (default), sample, a WAV file, or - for raw 16 kHz S16_LE mono")
+    listen.add_argument("--device", help="microphone index or name substring (with --input mic)")
+    listen.add_argument(
+        "--wake-word",
+        action="append",
+        type=_wake_word_arg,
+        metavar="NAME[:THRESHOLD]",
+        help="bundled name or model path, repeatable (default alexa)",
+    )
+    listen.add_argument("--save-dir", type=Path, help="write each utterance as a WAV here (off by default)")
+    listen.add_argument("--config", type=Path, help="TOML settings file")
+    listen.add_argument("--max-seconds", type=float, help="stop after this much input audio")
+    listen.add_argument("--show-audio", action="store_true", help="also print a line per audio chunk (sizes only)")
+    return parser
+
+
+def _save(save_dir: Path, event: UtteranceReady) -> Path:
+    save_dir.mkdir(parents=True, exist_ok=True)
+    path = save_dir / f"{event.utterance_id}.wav"
+    partial = path.with_suffix(".wav.part")
+    with wave.open(str(partial), "wb") as out:
+        out.setnchannels(CHANNELS)
+        out.setsampwidth(SAMPLE_WIDTH_BYTES)
+        out.setframerate(SAMPLE_RATE_HZ)
+        out.writeframes(event.audio)
+    partial.replace(path)  # a crash never leaves a half-written file under the final name
+    return path
+
+
+def listen(settings: DeviceSettings, out: TextIO, max_seconds: float | None = None, show_audio: bool = False) -> None:
+    """Run the front end over the configured input until it ends."""
+    from firmware.audio.source import open_source
+    from firmware.frontend import FrontEnd
+    from firmware.wake import WakeWordDetector
+
+    source = open_source(settings.input, settings.device)
+    try:
+        frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
+
+        def on_event(event: FrontEndEvent) -> None:
+            if isinstance(event, UtteranceAudio) and not show_audio:
+                return
+            line = event.summary()
+            if isinstance(event, UtteranceReady) and settings.save_dir is not None:
+                line["saved_to"] = str(_save(settings.save_dir, event))
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+
+        frontend.subscribe(on_event)
+        for frame in source.frames():
+            frontend.process(frame)
+            if max_seconds is not None and frontend.audio_time_seconds >= max_seconds:
+                break
+        frontend.end_of_input()
+    finally:
+        source.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-device`."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "devices":
+            from firmware.audio.mic import list_input_devices
+
+            for device in list_input_devices():
+                print(
+                    json.dumps(
+                        {
+                            "index": device.index,
+                            "name": device.name,
+                            "max_input_channels": device.max_input_channels,
+                            "default_sample_rate_hz": device.default_sample_rate_hz,
+                        }
+                    )
+                )
+            return 0
+        overrides: dict[str, Any] = {}
+        if args.input is not None:
+            overrides["input"] = args.input
+        if args.device is not None:
+            overrides["device"] = args.device
+        if args.save_dir is not None:
+            overrides["save_dir"] = args.save_dir
+        if args.wake_word:
+            overrides["wake"] = {"words": args.wake_word}
+        settings = load_settings(args.config, **overrides)
+        listen(settings, sys.stdout, max_seconds=args.max_seconds, show_audio=args.show_audio)
+        return 0
+    except EarmarkError as err:
+        print(f"earmark-device: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

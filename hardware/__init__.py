@@ -1,0 +1,1 @@
+"""Putting Earmark on a Raspberry Pi: flashing, provisioning, systemd, ALSA and GPIO."""

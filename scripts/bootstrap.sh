@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install Earmark on a Debian / Raspberry Pi OS machine: system packages, then a
+# virtualenv in .venv with the package and its extras (default: device).
+#   bash scripts/bootstrap.sh            # a speaker: earmark[device]
+#   bash scripts/bootstrap.sh dev        # a developer or CI: everything the tests need
+# Idempotent: rerunning only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile="${1:-device}"
+case "$profile" in
+  device) extras="device" ;;
+  dev) extras="device,cloud,dev" ;;
+  *) echo "bootstrap.sh: unknown profile '$profile' (use device or dev)" >&2; exit 2 ;;
+esac
+
+python="${PYTHON:-python3}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+# portaudio19-dev + gcc: PyAudio builds against PortAudio. espeak-ng and sox make the
+# test and benchmark speech. alsa-utils gives arecord for live raw input.
+apt_packages=(portaudio19-dev gcc alsa-utils espeak-ng sox)
+if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
+include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi
+
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then missing+=("$pkg"); fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then "$python" -m venv .venv; fi
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade pip
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+  # openwakeword 0.6 pins tflite-runtime, which has no wheel past 3.11; LiteRT replaces
+  # it (firmware/litert_shim.py), so install openwakeword without its dependencies.
+  "${pip[@]}" install --no-deps openwakeword==0.6.0
+fi
+"${pip[@]}" install -e ".[$extras]"
+echo "bootstrap: ready (.venv, extras: $extras)"

@@ -1,0 +1,101 @@
+"""Shared fixtures: real models loaded once, audio helpers, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from contract.audio import FRAME_BYTES
+from firmware.audio.source import SAMPLE_WAV
+from firmware.audio.wav import read_wav
+from firmware.events import FrontEndEvent
+from firmware.frontend import FrontEnd, FrontEndSettings
+from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+
+Pcm = npt.NDArray[np.int16]
+
+
+def load_pcm(path: Path) -> Pcm:
+    """A WAV file as 16 kHz mono int16."""
+    _info, pcm = read_wav(path)
+    return np.frombuffer(pcm, dtype="<i2").copy()
+
+
+@pytest.fixture(scope="session")
+def sample_pcm() -> Pcm:
+    return load_pcm(SAMPLE_WAV)
+
+
+@pytest.fixture(scope="session")
+def all_words_detector() -> WakeWordDetector:
+    """Every shipped wake word in one model (as a user enabling all five would run)."""
+    return WakeWordDetector(WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS)))
+
+
+@pytest.fixture(scope="session")
+def alexa_detector() -> WakeWordDetector:
+    return WakeWordDetector(WakeSettings())
+
+
+def feed(frontend: FrontEnd, pcm: Pcm) -> None:
+    """Push audio through the front end frame by frame, zero-padding the last frame."""
+    data = pcm.astype("<i2").tobytes()
+    data += bytes(-len(data) % FRAME_BYTES)
+    for i in range(0, len(data), FRAME_BYTES):
+        frontend.process(data[i : i + FRAME_BYTES])
+
+
+@pytest.fixture
+def make_frontend() -> Callable[..., tuple[FrontEnd, list[FrontEndEvent]]]:
+    """A front end over a given detector, recording its events."""
+
+    def build(
+        detector: WakeWordDetector, settings: FrontEndSettings | None = None
+    ) -> tuple[FrontEnd, list[FrontEndEvent]]:
+        detector.reset()
+        frontend = FrontEnd(settings or FrontEndSettings(), detector)
+        events: list[FrontEndEvent] = []
+        frontend.subscribe(events.append)
+        return frontend, events
+
+    return build
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, timeout: float = 120
+) -> CliResult:
+    """Run `earmark-device` as a user would, in a child process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout.decode(), done.stderr.decode())
