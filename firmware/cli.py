@@ -6,15 +6,22 @@ import argparse
 import json
 import logging
 import sys
+import threading
+import time
 import wave
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+from uuid import UUID
 
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from contract.config import ConfigError
 from contract.errors import EarmarkError
 from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, load_settings
+
+if TYPE_CHECKING:
+    from firmware.uplink import Uplink
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--config", type=Path, help="TOML settings file")
     listen.add_argument("--max-seconds", type=float, help="stop after this much input audio")
     listen.add_argument("--show-audio", action="store_true", help="also print a line per audio chunk (sizes only)")
+    listen.add_argument("--realtime", action="store_true", help="pace file input at real time, like a microphone")
+    listen.add_argument("--stream", action="store_true", help="stream each utterance to the cloud over MQTT")
+    listen.add_argument("--broker", help="HOST:PORT of the MQTT broker (with --stream)")
+    listen.add_argument("--device-id", help="this device's id (with --stream)")
+    listen.add_argument("--household-id", help="this device's household (with --stream)")
+    listen.add_argument("--state-dir", type=Path, help="where the last consent seen is kept")
+    listen.add_argument(
+        "--result-timeout", type=float, default=30.0, help="seconds to wait for final transcripts at the end of input"
+    )
     return parser
 
 
@@ -65,33 +81,92 @@ def _save(save_dir: Path, event: UtteranceReady) -> Path:
     return path
 
 
-def listen(settings: DeviceSettings, out: TextIO, max_seconds: float | None = None, show_audio: bool = False) -> None:
-    """Run the front end over the configured input until it ends."""
+class _Printer:
+    """One JSON line per event or result; two threads write, so lines are locked."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text + "\n")
+            self._out.flush()
+
+
+def listen(
+    settings: DeviceSettings,
+    out: TextIO,
+    *,
+    max_seconds: float | None = None,
+    show_audio: bool = False,
+    realtime: bool = False,
+    stream: bool = False,
+    result_timeout_seconds: float = 30.0,
+) -> int:
+    """Run the front end over the configured input until it ends; return the exit status."""
     from firmware.audio.source import open_source
     from firmware.frontend import FrontEnd
     from firmware.wake import WakeWordDetector
 
+    printer = _Printer(out)
     source = open_source(settings.input, settings.device)
+    uplink = None
     try:
         frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
+        if stream:
+            uplink = _start_uplink(settings, printer)
+            frontend.subscribe(uplink.handle)
+        utterances: list[UUID] = []
 
         def on_event(event: FrontEndEvent) -> None:
+            if isinstance(event, UtteranceReady):
+                utterances.append(event.utterance_id)
             if isinstance(event, UtteranceAudio) and not show_audio:
                 return
             line = event.summary()
             if isinstance(event, UtteranceReady) and settings.save_dir is not None:
                 line["saved_to"] = str(_save(settings.save_dir, event))
-            out.write(json.dumps(line) + "\n")
-            out.flush()
+            printer.line(json.dumps(line))
 
         frontend.subscribe(on_event)
+        started = time.monotonic()
         for frame in source.frames():
             frontend.process(frame)
+            if realtime:
+                ahead = frontend.audio_time_seconds - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
             if max_seconds is not None and frontend.audio_time_seconds >= max_seconds:
                 break
         frontend.end_of_input()
+        if uplink is not None:
+            missing = uplink.wait_for_finals(utterances, result_timeout_seconds)
+            if missing:
+                printer.line(json.dumps({"type": "results_missing", "utterance_ids": sorted(map(str, missing))}))
+                return 3
+        return 0
     finally:
+        if uplink is not None:
+            uplink.stop()
         source.close()
+
+
+def _start_uplink(settings: DeviceSettings, printer: _Printer) -> Uplink:
+    from firmware.uplink import ConsentCache, Uplink, result_line
+
+    if settings.identity is None:
+        raise ConfigError("streaming needs a device identity: --device-id and --household-id (or identity.* settings)")
+    consent = ConsentCache(settings.state_dir.expanduser() / "consent.json", settings.identity.household_id)
+    uplink = Uplink(
+        settings.identity,
+        settings.mqtt,
+        settings.uplink,
+        consent,
+        on_result=lambda result: printer.line(result_line(result)),
+    )
+    uplink.start()
+    return uplink
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,9 +202,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["save_dir"] = args.save_dir
         if args.wake_word:
             overrides["wake"] = {"words": args.wake_word}
+        if args.device_id or args.household_id:
+            overrides["identity"] = {"device_id": args.device_id, "household_id": args.household_id}
+        if args.broker:
+            host, _, port = args.broker.rpartition(":")
+            overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
+        if args.state_dir is not None:
+            overrides["state_dir"] = args.state_dir
         settings = load_settings(args.config, **overrides)
-        listen(settings, sys.stdout, max_seconds=args.max_seconds, show_audio=args.show_audio)
-        return 0
+        return listen(
+            settings,
+            sys.stdout,
+            max_seconds=args.max_seconds,
+            show_audio=args.show_audio,
+            realtime=args.realtime,
+            stream=args.stream,
+            result_timeout_seconds=args.result_timeout,
+        )
     except EarmarkError as err:
         print(f"earmark-device: error: {err}", file=sys.stderr)
         return 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contract.config import ConfigError
 from contract.errors import EarmarkError
+
+__all__ = ["AudioInputError", "ConfigError", "FirmwareError", "IllegalTransition", "ModelLoadError"]
 
 
 class FirmwareError(EarmarkError):
@@ -26,12 +29,6 @@ class ModelLoadError(FirmwareError):
     """A wake-word model or its runtime cannot be loaded."""
 
     code = "model_load"
-
-
-class ConfigError(FirmwareError):
-    """The device settings are invalid."""
-
-    code = "config"
 
 
 class IllegalTransition(FirmwareError):

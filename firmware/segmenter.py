@@ -13,20 +13,13 @@ it with lists of booleans. Two failure modes shape it:
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contract.messages import EndReason
 
-class EndReason(enum.StrEnum):
-    """Why an utterance ended."""
-
-    SILENCE = "silence"
-    MAX_LENGTH = "max_length"
-    NO_SPEECH = "no_speech"
-    CANCELLED = "cancelled"
-    MUTED = "muted"
+__all__ = ["EndReason", "SegmentEnd", "SegmentEvent", "Segmenter", "SegmenterSettings", "SpeechStart"]
 
 
 class SegmenterSettings(BaseModel):

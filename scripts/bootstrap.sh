@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Install Earmark on a Debian / Raspberry Pi OS machine: system packages, then a
-# virtualenv in .venv with the package and its extras (default: device).
-#   bash scripts/bootstrap.sh            # a speaker: earmark[device]
+# virtualenv in .venv with the package and its extras.
+#   bash scripts/bootstrap.sh            # device + cloud + a local broker: runs `earmark up`
+#   bash scripts/bootstrap.sh device     # a speaker only: earmark[device]
 #   bash scripts/bootstrap.sh dev        # a developer or CI: everything the tests need
 # Idempotent: rerunning only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-profile="${1:-device}"
+profile="${1:-all}"
 case "$profile" in
   device) extras="device" ;;
+  all) extras="device,cloud" ;;
   dev) extras="device,cloud,dev" ;;
-  *) echo "bootstrap.sh: unknown profile '$profile' (use device or dev)" >&2; exit 2 ;;
+  *) echo "bootstrap.sh: unknown profile '$profile' (use all, device or dev)" >&2; exit 2 ;;
 esac
 
 python="${PYTHON:-python3}"
@@ -21,6 +23,8 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 # portaudio19-dev + gcc: PyAudio builds against PortAudio. espeak-ng and sox make the
 # test and benchmark speech. alsa-utils gives arecord for live raw input.
 apt_packages=(portaudio19-dev gcc alsa-utils espeak-ng sox)
+# mosquitto: the broker `earmark up` and the tests start on a loopback port of their own.
+if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi

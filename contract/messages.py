@@ -1,0 +1,164 @@
+"""Wire messages between device and cloud: JSON headers, raw PCM payloads.
+
+Every model is frozen and forbids extra fields; the consent tag on `UtteranceStart` has
+no default, so a stream without one cannot even be built.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from datetime import datetime
+from typing import Final, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from contract.errors import ContractError
+
+MAX_JSON_BYTES: Final = 16 * 1024
+# 100-200 ms of PCM per chunk; anything much larger is out of contract.
+CHUNK_SECONDS: Final = 0.16
+MAX_CHUNK_PCM_BYTES: Final = int(0.2 * SAMPLE_RATE_HZ) * SAMPLE_WIDTH_BYTES
+
+
+class EndReason(enum.StrEnum):
+    """Why an utterance stream ended."""
+
+    SILENCE = "silence"
+    MAX_LENGTH = "max_length"
+    NO_SPEECH = "no_speech"
+    CANCELLED = "cancelled"
+    MUTED = "muted"
+    ABANDONED = "abandoned"  # the device could not deliver it (broker unreachable too long)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+M = TypeVar("M", bound=_Message)
+
+
+class AudioFormat(_Message):
+    """PCM layout of the chunks (only the house format is accepted for now)."""
+
+    encoding: Literal["s16le"] = "s16le"
+    sample_rate_hz: Literal[16000] = SAMPLE_RATE_HZ
+    channels: Literal[1] = CHANNELS
+
+
+class UtteranceStart(_Message):
+    """Opens an utterance stream; carries the household's consent as the device knew it."""
+
+    type: Literal["utterance_start"] = "utterance_start"
+    device_id: str = Field(min_length=1, max_length=64)
+    household_id: str = Field(min_length=1, max_length=64)
+    utterance_id: UUID
+    capture_started_at: AwareDatetime
+    audio_format: AudioFormat
+    wake_word: str = Field(min_length=1, max_length=64)
+    wake_score: float = Field(ge=0.0, le=1.0)
+    firmware_version: str = Field(min_length=1, max_length=32)
+    review_allowed: bool  # no default: a clip without a tag cannot be built
+    consent_version: int = Field(ge=0)  # 0: the device never saw a consent message
+
+
+class UtteranceEnd(_Message):
+    """Closes an utterance stream."""
+
+    type: Literal["utterance_end"] = "utterance_end"
+    utterance_id: UUID
+    reason: EndReason
+    chunk_count: int = Field(ge=0)
+
+
+class Word(_Message):
+    """One recognized word with its timing."""
+
+    word: str
+    start_seconds: float
+    end_seconds: float
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class RecognitionResult(_Message):
+    """A partial (while the user speaks) or final transcript, sent back to the device."""
+
+    type: Literal["recognition_result"] = "recognition_result"
+    utterance_id: UUID
+    final: bool
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+class ConsentState(_Message):
+    """A household's review consent, as published (retained) by the consent service."""
+
+    type: Literal["consent_state"] = "consent_state"
+    household_id: str = Field(min_length=1, max_length=64)
+    review_allowed: bool
+    consent_version: int = Field(ge=1)
+    changed_at: datetime
+
+
+class DeviceStatus(_Message):
+    """Retained device presence; the last will says offline."""
+
+    type: Literal["device_status"] = "device_status"
+    device_id: str
+    online: bool
+    firmware_version: str | None = None
+
+
+def decode_json(model: type[M], payload: bytes) -> M:
+    """Parse a JSON message or raise ContractError (never echoing the payload)."""
+    if len(payload) > MAX_JSON_BYTES:
+        raise ContractError("payload_too_large", f"{model.__name__}: {len(payload)} bytes > {MAX_JSON_BYTES}")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as err:
+        kinds = sorted({str(e["type"]) for e in err.errors()})
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
+        code = "malformed_json" if "json_invalid" in kinds else "schema_violation"
+        raise ContractError(code, f"{model.__name__}: {', '.join(kinds)} at {', '.join(fields) or '-'}") from None
+
+
+def encode_json(message: _Message) -> bytes:
+    """Serialize a JSON message."""
+    return message.model_dump_json().encode()
+
+
+# Audio chunk: 8-byte big-endian header, then raw S16_LE PCM (never base64 in JSON).
+#   version:u8  flags:u8  reserved:u16  sequence:u32
+_CHUNK_HEADER = struct.Struct(">BBHI")
+CHUNK_VERSION: Final = 1
+FLAG_PREROLL: Final = 0x01  # audio from before the wake word fired
+
+
+class AudioChunk(_Message):
+    """A numbered slice of the utterance's PCM."""
+
+    sequence: int = Field(ge=0, lt=2**32)
+    flags: int = Field(0, ge=0, lt=256)
+    pcm: bytes = Field(repr=False)
+
+    def encode(self) -> bytes:
+        """Header + PCM."""
+        return _CHUNK_HEADER.pack(CHUNK_VERSION, self.flags, 0, self.sequence) + self.pcm
+
+    @classmethod
+    def decode(cls, payload: bytes) -> AudioChunk:
+        """Parse header + PCM or raise ContractError."""
+        if len(payload) < _CHUNK_HEADER.size:
+            raise ContractError("bad_chunk", "audio chunk shorter than its header")
+        version, flags, _reserved, sequence = _CHUNK_HEADER.unpack_from(payload)
+        if version != CHUNK_VERSION:
+            raise ContractError("bad_chunk", f"audio chunk version {version} is not {CHUNK_VERSION}")
+        pcm = payload[_CHUNK_HEADER.size :]
+        if len(pcm) > MAX_CHUNK_PCM_BYTES:
+            raise ContractError("payload_too_large", f"audio chunk of {len(pcm)} PCM bytes > {MAX_CHUNK_PCM_BYTES}")
+        if len(pcm) % SAMPLE_WIDTH_BYTES:
+            raise ContractError("bad_chunk", "audio chunk holds a partial sample")
+        return cls(sequence=sequence, flags=flags, pcm=pcm)

@@ -1,0 +1,87 @@
+"""The versioned MQTT topic tree.
+
+    earmark/v1/devices/{device_id}/status                        retained online/offline (+ last will)
+    earmark/v1/devices/{device_id}/utterances/{utterance_id}/start   JSON UtteranceStart
+    earmark/v1/devices/{device_id}/utterances/{utterance_id}/audio   binary AudioChunk
+    earmark/v1/devices/{device_id}/utterances/{utterance_id}/end     JSON UtteranceEnd
+    earmark/v1/devices/{device_id}/results                       JSON RecognitionResult (cloud -> device)
+    earmark/v1/households/{household_id}/consent                 retained JSON ConsentState (cloud -> devices)
+
+A device writes only under its own `devices/{device_id}/` (except `results`) and reads
+its own results and its household's consent; the broker ACL enforces that.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+from uuid import UUID
+
+from contract.errors import ContractError
+
+ROOT: Final = "earmark/v1"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_id(kind: str, value: str) -> str:
+    """An id that is safe in a topic level and a file name, or ContractError."""
+    if not _ID.match(value):
+        raise ContractError("bad_id", f"{kind} {value[:80]!r} is not 1-64 of [A-Za-z0-9_.-] starting alphanumeric")
+    return value
+
+
+class UtterancePart(enum.StrEnum):
+    """The three message kinds of one utterance stream."""
+
+    START = "start"
+    AUDIO = "audio"
+    END = "end"
+
+
+def status(device_id: str) -> str:
+    """Retained online/offline status of a device."""
+    return f"{ROOT}/devices/{check_id('device id', device_id)}/status"
+
+
+def utterance(device_id: str, utterance_id: UUID, part: UtterancePart) -> str:
+    """One part of one utterance stream."""
+    return f"{ROOT}/devices/{check_id('device id', device_id)}/utterances/{utterance_id}/{part}"
+
+
+def utterance_filter(device_id: str = "+") -> str:
+    """Subscription filter for utterance streams (every device by default)."""
+    return f"{ROOT}/devices/{device_id}/utterances/+/+"
+
+
+def results(device_id: str) -> str:
+    """Recognition results for a device."""
+    return f"{ROOT}/devices/{check_id('device id', device_id)}/results"
+
+
+def consent(household_id: str) -> str:
+    """Retained consent state of a household."""
+    return f"{ROOT}/households/{check_id('household id', household_id)}/consent"
+
+
+@dataclass(frozen=True)
+class UtteranceTopic:
+    """A parsed utterance topic."""
+
+    device_id: str
+    utterance_id: UUID
+    part: UtterancePart
+
+
+def parse_utterance_topic(topic: str) -> UtteranceTopic:
+    """Parse `earmark/v1/devices/{d}/utterances/{u}/{part}` or raise ContractError."""
+    levels = topic.split("/")
+    if len(levels) != 7 or "/".join(levels[:3]) != f"{ROOT}/devices" or levels[4] != "utterances":
+        raise ContractError("bad_topic", "not an utterance topic")
+    try:
+        utterance_id = UUID(levels[5])
+        part = UtterancePart(levels[6])
+    except ValueError as err:
+        raise ContractError("bad_topic", "bad utterance id or part in topic") from err
+    return UtteranceTopic(check_id("device id", levels[3]), utterance_id, part)

@@ -1,0 +1,413 @@
+"""The device uplink: streams each utterance to the cloud over MQTT 5 while the user speaks.
+
+* Streaming starts with the pre-roll the moment the wake word fires, in 160 ms chunks.
+* Every stream opens with the household's consent tag as this device last saw it;
+  unknown consent is sent as `review_allowed=false` (fail closed).
+* Messages wait in a bounded outbox and leave it only when the broker acknowledged them
+  (QoS 1), so a broker outage delays an utterance instead of cutting it. If the outbox
+  fills, the utterance in progress is abandoned explicitly: its unsent audio is dropped
+  and an end message with reason `abandoned` tells the cloud how much it got.
+* paho's network thread only hands incoming messages to a worker thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contract import topics
+from contract.audio import bytes_to_seconds, seconds_to_bytes
+from contract.errors import ContractError
+from contract.messages import (
+    CHUNK_SECONDS,
+    FLAG_PREROLL,
+    AudioChunk,
+    AudioFormat,
+    ConsentState,
+    DeviceStatus,
+    EndReason,
+    RecognitionResult,
+    UtteranceEnd,
+    UtteranceStart,
+    decode_json,
+    encode_json,
+)
+from contract.mqtt import MqttSettings, build_client
+from firmware import __version__
+from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, WakeDetected
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class DeviceIdentity(BaseModel):
+    """Who this device is and which household it belongs to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device_id: str
+    household_id: str
+
+    @field_validator("device_id", "household_id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        try:
+            return topics.check_id("id", value)
+        except ContractError as err:
+            raise ValueError(err.message) from None
+
+
+class UplinkSettings(BaseModel):
+    """Outbox bounds and delivery pacing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outbox_audio_seconds: float = Field(60.0, ge=1, le=600, description="audio held while the broker is away")
+    window_messages: int = Field(32, ge=1, le=1000, description="unacknowledged messages in flight")
+
+
+class ConsentCache:
+    """The household's consent as last seen, persisted so a restart does not forget it."""
+
+    def __init__(self, path: Path, household_id: str) -> None:
+        self._path = path
+        self._household_id = household_id
+        self._lock = threading.Lock()
+        self._state: ConsentState | None = None
+        try:
+            state = ConsentState.model_validate_json(path.read_bytes())
+            if state.household_id == household_id:
+                self._state = state
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            # A damaged cache is unknown consent, which means no review.
+            _LOGGER.warning("ignoring unreadable consent cache %s", path)
+
+    def current(self) -> tuple[bool, int]:
+        """(review_allowed, consent_version); unknown is (False, 0)."""
+        with self._lock:
+            if self._state is None:
+                return False, 0
+            return self._state.review_allowed, self._state.consent_version
+
+    def update(self, state: ConsentState) -> bool:
+        """Adopt a newer consent state for this household and persist it; False if ignored."""
+        if state.household_id != self._household_id:
+            return False
+        with self._lock:
+            if self._state is not None and state.consent_version < self._state.consent_version:
+                return False  # a stale retained message never rolls consent back
+            self._state = state
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text(state.model_dump_json())
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            tmp.replace(self._path)
+        _LOGGER.info(
+            "consent for household is now review_allowed=%s (v%d)", state.review_allowed, state.consent_version
+        )
+        return True
+
+
+@dataclass
+class _Out:
+    utterance_id: UUID | None
+    topic: str
+    payload: bytes
+    audio_bytes: int = 0
+    retain: bool = False
+
+
+@dataclass
+class _Stream:
+    utterance_id: UUID
+    wake_word: str
+    wake_score: float
+    woke_at: datetime
+    next_sequence: int = 0
+    started: bool = False
+    abandoned: bool = False
+
+
+@dataclass
+class UplinkStats:
+    """Counters for tests and `doctor`."""
+
+    published: int = 0
+    abandoned: int = 0
+    results: int = 0
+    inbox_dropped: int = 0
+    finals: set[UUID] = field(default_factory=set)
+
+
+class Uplink:
+    """Subscribe it to the front end; it streams every utterance to the broker."""
+
+    def __init__(
+        self,
+        identity: DeviceIdentity,
+        mqtt_settings: MqttSettings,
+        settings: UplinkSettings,
+        consent: ConsentCache,
+        *,
+        on_result: Callable[[RecognitionResult], None] | None = None,
+        client_factory: Callable[[MqttSettings, str], Any] = build_client,
+    ) -> None:
+        self._identity = identity
+        self._mqtt = mqtt_settings
+        self._settings = settings
+        self._consent = consent
+        self._on_result = on_result
+        self._client = client_factory(mqtt_settings, identity.device_id)
+        self._outbox: collections.deque[_Out] = collections.deque()
+        self._outbox_audio_bytes = 0
+        self._outbox_limit_bytes = seconds_to_bytes(settings.outbox_audio_seconds)
+        self._inflight: collections.deque[Any] = collections.deque()  # infos of outbox[0:len]
+        self._cond = threading.Condition()
+        self._reset_inflight = threading.Event()
+        self.connected = threading.Event()
+        self._running = threading.Event()
+        self._streams: dict[UUID, _Stream] = {}
+        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
+        self.stats = UplinkStats()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (the broker may be down) and start delivering."""
+        client = self._client
+        offline = DeviceStatus(device_id=self._identity.device_id, online=False)
+        client.will_set(topics.status(self._identity.device_id), encode_json(offline), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.connect_async(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_seconds)
+        client.loop_start()
+        self._running.set()
+        for name, target in (("uplink-sender", self._send_loop), ("uplink-inbox", self._inbox_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, drain_seconds: float = 10.0) -> bool:
+        """Deliver what is queued (bounded wait), say offline, disconnect. True if drained."""
+        drained = self.wait_drained(drain_seconds)
+        if self.connected.is_set():
+            offline = DeviceStatus(device_id=self._identity.device_id, online=False)
+            info = self._client.publish(topics.status(self._identity.device_id), encode_json(offline), 1, True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(2.0)
+        self._running.clear()
+        with self._cond:
+            self._cond.notify_all()
+        self._inbox.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+        return drained
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every queued message is acknowledged."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._outbox, timeout)
+
+    def wait_for_finals(self, utterance_ids: Iterable[UUID], timeout: float) -> set[UUID]:
+        """Wait for the final transcripts of these utterances; return those still missing."""
+        wanted = set(utterance_ids)
+        with self._cond:
+            self._cond.wait_for(lambda: wanted <= self.stats.finals, timeout)
+            return wanted - self.stats.finals
+
+    # -- paho thread: hand off only -----------------------------------------------------
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        if reason_code.is_failure:
+            _LOGGER.warning("broker refused the connection: %s", reason_code)
+            return
+        client.subscribe(
+            [(topics.consent(self._identity.household_id), 1), (topics.results(self._identity.device_id), 1)]
+        )
+        online = DeviceStatus(device_id=self._identity.device_id, online=True, firmware_version=__version__)
+        client.publish(topics.status(self._identity.device_id), encode_json(online), qos=1, retain=True)
+        self._reset_inflight.set()  # whatever was in flight is sent again; the cloud drops duplicates
+        self.connected.set()
+        with self._cond:
+            self._cond.notify_all()
+        _LOGGER.info("connected to the broker")
+
+    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        self.connected.clear()
+        self._reset_inflight.set()
+        _LOGGER.warning("lost the broker (%s); reconnecting with backoff", reason_code)
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        try:
+            self._inbox.put_nowait((message.topic, bytes(message.payload)))
+        except queue.Full:
+            self.stats.inbox_dropped += 1
+
+    # -- worker threads -----------------------------------------------------------------
+
+    def _inbox_loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            topic, payload = item
+            try:
+                if topic == topics.consent(self._identity.household_id):
+                    self._consent.update(decode_json(ConsentState, payload))
+                elif topic == topics.results(self._identity.device_id):
+                    result = decode_json(RecognitionResult, payload)
+                    self.stats.results += 1
+                    if result.final:
+                        with self._cond:
+                            self.stats.finals.add(result.utterance_id)
+                            self._cond.notify_all()
+                    if self._on_result is not None:
+                        self._on_result(result)
+            except ContractError as err:
+                _LOGGER.warning("ignored a message on %s: %s", topic, err.code)
+            except Exception:
+                _LOGGER.exception("failed to handle a message on %s", topic)
+
+    def _send_loop(self) -> None:
+        while self._running.is_set():
+            if self._reset_inflight.is_set():
+                self._reset_inflight.clear()
+                with self._cond:
+                    self._inflight.clear()
+            if not self.connected.is_set():
+                self.connected.wait(0.2)
+                continue
+            with self._cond:
+                while self._inflight and self._inflight[0].is_published():
+                    self._inflight.popleft()
+                    done = self._outbox.popleft()
+                    self._outbox_audio_bytes -= done.audio_bytes
+                    self.stats.published += 1
+                    self._cond.notify_all()
+                item = None
+                if len(self._inflight) < self._settings.window_messages and len(self._outbox) > len(self._inflight):
+                    item = self._outbox[len(self._inflight)]
+                if item is None:
+                    self._cond.wait(0.005 if self._inflight else 0.1)
+                    continue
+            # Publish outside the lock: paho takes its own locks and calls back into us.
+            info = self._client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+            if info.rc != 0:
+                self.connected.wait(0.2)  # not connected after all; retry after reconnect
+                continue
+            with self._cond:
+                index = len(self._inflight)
+                if index < len(self._outbox) and self._outbox[index] is item:
+                    self._inflight.append(info)
+
+    # -- front-end side (audio thread) --------------------------------------------------
+
+    def handle(self, event: FrontEndEvent) -> None:
+        """Front-end subscriber: turn events into stream messages."""
+        if isinstance(event, WakeDetected):
+            self._streams[event.utterance_id] = _Stream(
+                event.utterance_id, event.wake_word, event.score, datetime.now(UTC)
+            )
+        elif isinstance(event, UtteranceAudio):
+            stream = self._streams.get(event.utterance_id)
+            if stream is not None and not stream.abandoned:
+                self._stream_audio(stream, event)
+        elif isinstance(event, SpeechEnded):
+            stream = self._streams.pop(event.utterance_id, None)
+            if stream is not None and not stream.abandoned:
+                if not stream.started:
+                    self._open(stream, preroll_seconds=0.0)
+                end = UtteranceEnd(
+                    utterance_id=stream.utterance_id, reason=event.reason, chunk_count=stream.next_sequence
+                )
+                self._enqueue(
+                    _Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.END), encode_json(end))
+                )
+
+    def _topic(self, stream: _Stream, part: topics.UtterancePart) -> str:
+        return topics.utterance(self._identity.device_id, stream.utterance_id, part)
+
+    def _open(self, stream: _Stream, preroll_seconds: float) -> None:
+        review_allowed, consent_version = self._consent.current()
+        start = UtteranceStart(
+            device_id=self._identity.device_id,
+            household_id=self._identity.household_id,
+            utterance_id=stream.utterance_id,
+            capture_started_at=stream.woke_at - timedelta(seconds=preroll_seconds),
+            audio_format=AudioFormat(),
+            wake_word=stream.wake_word,
+            wake_score=min(max(stream.wake_score, 0.0), 1.0),
+            firmware_version=__version__,
+            review_allowed=review_allowed,
+            consent_version=consent_version,
+        )
+        stream.started = True
+        self._enqueue(_Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.START), encode_json(start)))
+
+    def _stream_audio(self, stream: _Stream, event: UtteranceAudio) -> None:
+        preroll = event.sequence == 0
+        if not stream.started:
+            self._open(stream, preroll_seconds=bytes_to_seconds(len(event.audio)) if preroll else 0.0)
+        step = seconds_to_bytes(CHUNK_SECONDS)
+        topic = self._topic(stream, topics.UtterancePart.AUDIO)
+        for offset in range(0, len(event.audio), step):
+            pcm = event.audio[offset : offset + step]
+            chunk = AudioChunk(sequence=stream.next_sequence, flags=FLAG_PREROLL if preroll else 0, pcm=pcm)
+            if not self._enqueue(_Out(stream.utterance_id, topic, chunk.encode(), audio_bytes=len(pcm))):
+                self._abandon(stream)
+                return
+            stream.next_sequence += 1
+
+    def _enqueue(self, item: _Out) -> bool:
+        with self._cond:
+            if item.audio_bytes and self._outbox_audio_bytes + item.audio_bytes > self._outbox_limit_bytes:
+                return False
+            self._outbox.append(item)
+            self._outbox_audio_bytes += item.audio_bytes
+            self._cond.notify_all()
+            return True
+
+    def _abandon(self, stream: _Stream) -> None:
+        """Drop the unsent audio of an utterance and say so; never half-deliver silently."""
+        with self._cond:
+            keep = len(self._inflight)
+            unsent = list(self._outbox)[keep:]
+            dropped = [o for o in unsent if o.utterance_id == stream.utterance_id and o.audio_bytes]
+            for item in dropped:
+                self._outbox.remove(item)
+                self._outbox_audio_bytes -= item.audio_bytes
+        delivered = stream.next_sequence - len(dropped)
+        stream.abandoned = True
+        self.stats.abandoned += 1
+        end = UtteranceEnd(utterance_id=stream.utterance_id, reason=EndReason.ABANDONED, chunk_count=delivered)
+        self._enqueue(_Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.END), encode_json(end)))
+        _LOGGER.warning(
+            "utterance %s abandoned: broker unreachable and the outbox is full (%d of %d chunks kept)",
+            stream.utterance_id,
+            delivered,
+            stream.next_sequence,
+        )
+
+
+def result_line(result: RecognitionResult) -> str:
+    """The JSON line the CLI prints for a recognition result."""
+    return json.dumps({**result.model_dump(mode="json"), "type": "transcript"}, ensure_ascii=False)

@@ -1,0 +1,97 @@
+"""`earmark-pipeline`: run the cloud ingest, enroll devices, manage models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from contract.config import load_settings
+from contract.errors import EarmarkError
+from pipeline.settings import PipelineSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earmark-pipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("--data-dir", type=Path, help="clip store location")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve every device's utterance streams")
+    run.add_argument("--broker", help="HOST:PORT")
+    run.add_argument("--vosk-model", type=Path, help="Vosk model directory (omit to store without recognition)")
+    run.add_argument("--grammar", action="append", help="restrict recognition to this phrase (repeatable)")
+    enroll = sub.add_parser("enroll", help="register a device as belonging to a household")
+    enroll.add_argument("device_id")
+    enroll.add_argument("household_id")
+    sub.add_parser("models", help="list or fetch Vosk models", add_help=False)
+    return parser
+
+
+async def _serve(settings: PipelineSettings) -> None:
+    from pipeline.ingest import IngestService
+    from pipeline.recognizer import load_model
+    from pipeline.store import SQLiteClipStore
+
+    model = load_model(settings.vosk_model) if settings.vosk_model is not None else None
+    store = SQLiteClipStore(settings.data_dir)
+    service = IngestService(settings, store, model)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stop)
+    ready = asyncio.Event()
+    runner = asyncio.create_task(service.run(ready), name="ingest")
+    await ready.wait()
+    print('{"type": "pipeline_ready"}', flush=True)  # noqa: T201 - a readiness line for supervisors and tests
+    await runner
+    store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-pipeline`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "models" in argv[:3]:
+        from pipeline.models import main as models_main
+
+        return models_main(argv[argv.index("models") + 1 :])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    try:
+        if args.command == "enroll":
+            from pipeline.store import SQLiteClipStore
+
+            settings = load_settings(PipelineSettings, args.config, **overrides)
+            store = SQLiteClipStore(settings.data_dir)
+            store.enroll(args.device_id, args.household_id)
+            store.close()
+            return 0
+        if args.broker:
+            host, _, port = args.broker.rpartition(":")
+            overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
+        if args.vosk_model is not None:
+            overrides["vosk_model"] = args.vosk_model
+        if args.grammar:
+            overrides["grammar"] = args.grammar
+        settings = load_settings(PipelineSettings, args.config, **overrides)
+        asyncio.run(_serve(settings))
+        return 0
+    except EarmarkError as err:
+        print(f"earmark-pipeline: error: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

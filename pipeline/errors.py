@@ -1,0 +1,23 @@
+"""The cloud pipeline's coded errors."""
+
+from __future__ import annotations
+
+from contract.errors import EarmarkError
+
+
+class PipelineError(EarmarkError):
+    """Base of all cloud-side errors."""
+
+    code = "pipeline_error"
+
+
+class ClipRejected(PipelineError):
+    """A clip that may not be stored (no valid consent tag, bad ids)."""
+
+    code = "clip_rejected"
+
+
+class ModelError(PipelineError):
+    """A recognition model is missing, corrupt, or failed its checksum."""
+
+    code = "model"

@@ -1,0 +1,118 @@
+"""Vosk model management: list installed models, fetch an archive with a SHA-256 check.
+
+    earmark models list [--dir DIR]
+    earmark models fetch URL --sha256 HEX [--dir DIR]
+
+The documented English default is vosk-model-small-en-us-0.15 (about 40 MB):
+https://alphacephei.com/vosk/models/vosk-model-small-en-us-0.15.zip
+Nothing is fetched unless asked; recognition always loads a directory you configure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from contract.errors import EarmarkError
+from pipeline.errors import ModelError
+
+DEFAULT_MODEL_DIR = Path("~/.local/share/earmark/models")
+ENGLISH_DEFAULT = "vosk-model-small-en-us-0.15"
+ENGLISH_DEFAULT_URL = f"https://alphacephei.com/vosk/models/{ENGLISH_DEFAULT}.zip"
+
+
+def is_vosk_model(path: Path) -> bool:
+    """Whether a directory looks like a Vosk model."""
+    return path.is_dir() and (path / "am").is_dir() and (path / "conf").is_dir()
+
+
+def installed(model_dir: Path) -> list[dict[str, object]]:
+    """Models under model_dir, with their size."""
+    found = []
+    for path in sorted(model_dir.expanduser().glob("*")):
+        if is_vosk_model(path):
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            found.append({"name": path.name, "path": str(path), "size_mb": round(size / 1e6, 1)})
+    return found
+
+
+def _safe_members(names: list[str]) -> None:
+    for name in names:
+        pure = PurePosixPath(name)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise ModelError(f"archive member {name!r} would escape the model directory")
+
+
+def fetch(url: str, sha256: str, model_dir: Path, timeout_seconds: float = 60.0) -> Path:
+    """Download an archive, verify its SHA-256, unpack it, and return the model directory."""
+    model_dir = model_dir.expanduser()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
+        archive = Path(tmp) / "archive"
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_seconds) as response, open(archive, "wb") as out:  # noqa: S310 - the user names the URL
+                while block := response.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        except OSError as err:
+            raise ModelError(f"{url}: download failed ({err})") from err
+        if digest.hexdigest() != sha256.lower():
+            raise ModelError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()}, expected {sha256.lower()})")
+        unpacked = Path(tmp) / "unpacked"
+        try:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zf:
+                    _safe_members(zf.namelist())
+                    zf.extractall(unpacked)  # noqa: S202 - members checked above
+            else:
+                with tarfile.open(archive) as tf:
+                    _safe_members(tf.getnames())
+                    tf.extractall(unpacked, filter="data")
+        except (zipfile.BadZipFile, tarfile.TarError) as err:
+            raise ModelError(f"{url}: not a zip or tar archive ({err})") from err
+        candidates = [p for p in [unpacked, *unpacked.iterdir()] if is_vosk_model(p)]
+        if not candidates:
+            raise ModelError(f"{url}: the archive holds no Vosk model (am/ and conf/)")
+        name = candidates[0].name if candidates[0] != unpacked else Path(url).name.split(".")[0]
+        target = model_dir / name
+        if target.exists():
+            shutil.rmtree(target)
+        candidates[0].rename(target)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark models`."""
+    parser = argparse.ArgumentParser(prog="earmark models", description="Vosk models")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_MODEL_DIR, help="where models live")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="installed models")
+    get = sub.add_parser("fetch", help=f"download and unpack a model archive (e.g. {ENGLISH_DEFAULT_URL})")
+    get.add_argument("url")
+    get.add_argument("--sha256", required=True, help="expected SHA-256 of the archive")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for model in installed(args.dir):
+                print(json.dumps(model))  # noqa: T201
+            return 0
+        path = fetch(args.url, args.sha256, args.dir)
+        print(json.dumps({"installed": str(path)}))  # noqa: T201
+        return 0
+    except EarmarkError as err:
+        print(f"earmark models: error: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""The wire contract: topics, message models, the binary chunk format, reassembly."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contract import topics
+from contract.errors import ContractError
+from contract.messages import AudioChunk, AudioFormat, UtteranceStart, decode_json, encode_json
+from pipeline.reassembly import Reassembler
+
+
+def start_fields() -> dict[str, object]:
+    return {
+        "device_id": "kitchen-1",
+        "household_id": "h-42",
+        "utterance_id": str(uuid.uuid4()),
+        "capture_started_at": datetime.now(UTC).isoformat(),
+        "audio_format": AudioFormat().model_dump(),
+        "wake_word": "alexa",
+        "wake_score": 0.97,
+        "firmware_version": "0.1.0",
+        "review_allowed": True,
+        "consent_version": 3,
+    }
+
+
+def test_topics_round_trip() -> None:
+    utterance_id = uuid.uuid4()
+    topic = topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.AUDIO)
+    assert topic == f"earmark/v1/devices/kitchen-1/utterances/{utterance_id}/audio"
+    parsed = topics.parse_utterance_topic(topic)
+    assert (parsed.device_id, parsed.utterance_id, parsed.part) == (
+        "kitchen-1",
+        utterance_id,
+        topics.UtterancePart.AUDIO,
+    )
+    assert topics.consent("h-42") == "earmark/v1/households/h-42/consent"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "earmark/v1/devices/kitchen-1/utterances/not-a-uuid/audio",
+        f"earmark/v1/devices/kitchen-1/utterances/{uuid.uuid4()}/video",
+        f"earmark/v2/devices/kitchen-1/utterances/{uuid.uuid4()}/audio",
+        f"earmark/v1/devices/../utterances/{uuid.uuid4()}/audio",
+        "earmark/v1/devices/kitchen-1/status",
+    ],
+)
+def test_bad_topics_are_rejected(topic: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        topics.parse_utterance_topic(topic)
+    assert caught.value.code in {"bad_topic", "bad_id"}
+
+
+@pytest.mark.parametrize("missing", ["review_allowed", "consent_version"])
+def test_a_start_without_its_consent_tag_cannot_be_built(missing: str) -> None:
+    fields = start_fields()
+    del fields[missing]
+    with pytest.raises(ContractError) as caught:
+        decode_json(UtteranceStart, encode_fields(fields))
+    assert caught.value.code == "schema_violation" and missing in caught.value.message
+
+
+def test_a_tag_of_the_wrong_type_is_rejected() -> None:
+    fields = {**start_fields(), "review_allowed": "maybe"}
+    with pytest.raises(ContractError):
+        decode_json(UtteranceStart, encode_fields(fields))
+
+
+def test_errors_never_echo_the_payload() -> None:
+    spoken = "turn on the lights in the bedroom"
+    with pytest.raises(ContractError) as caught:
+        decode_json(UtteranceStart, f'{{"wake_word": "{spoken}", '.encode())
+    assert caught.value.code == "malformed_json" and spoken not in str(caught.value)
+
+
+def encode_fields(fields: dict[str, object]) -> bytes:
+    import json
+
+    return json.dumps(fields).encode()
+
+
+def test_start_round_trips() -> None:
+    start = decode_json(UtteranceStart, encode_fields(start_fields()))
+    assert decode_json(UtteranceStart, encode_json(start)) == start
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 255), st.binary(max_size=6400).map(lambda b: b[: len(b) // 2 * 2]))
+def test_chunks_round_trip(sequence: int, flags: int, pcm: bytes) -> None:
+    chunk = AudioChunk(sequence=sequence, flags=flags, pcm=pcm)
+    assert AudioChunk.decode(chunk.encode()) == chunk
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\x01\x00", "bad_chunk"),
+        (b"\x02" + bytes(7), "bad_chunk"),
+        (b"\x01" + bytes(7) + b"\x00", "bad_chunk"),
+        (b"\x01" + bytes(7) + bytes(20_000), "payload_too_large"),
+    ],
+    ids=["short", "version", "odd-bytes", "too-large"],
+)
+def test_bad_chunks_are_rejected(payload: bytes, code: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        AudioChunk.decode(payload)
+    assert caught.value.code == code
+
+
+def chunk(sequence: int) -> AudioChunk:
+    return AudioChunk(sequence=sequence, pcm=bytes([sequence % 256]) * 4)
+
+
+def test_reassembly_handles_duplicates_reordering_and_gaps() -> None:
+    reassembler = Reassembler()
+    out: list[bytes] = []
+    for sequence in [0, 2, 1, 1, 0, 4, 5]:
+        out += reassembler.add(chunk(sequence))
+    assert out == [chunk(i).pcm for i in (0, 1, 2)]
+    assert reassembler.duplicates == 2 and reassembler.waiting
+    out += reassembler.skip_gaps(expected_chunks=7)
+    assert out[3:] == [chunk(4).pcm, chunk(5).pcm]
+    assert reassembler.skipped == [3, 6]
+
+
+@given(st.permutations(list(range(30))), st.lists(st.integers(0, 29), max_size=10))
+def test_any_order_with_duplicates_gives_the_original(order: list[int], dups: list[int]) -> None:
+    reassembler = Reassembler()
+    sequence = list(order) + dups
+    random.Random(len(dups)).shuffle(sequence)  # noqa: S311 - test data
+    out: list[bytes] = []
+    for s in sequence:
+        out += reassembler.add(chunk(s))
+    assert out == [chunk(i).pcm for i in range(30)] and not reassembler.waiting

