@@ -254,7 +254,8 @@ class Uplink:
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         self.connected.clear()
         self._reset_inflight.set()
-        _LOGGER.warning("lost the broker (%s); reconnecting with backoff", reason_code)
+        if self._running.is_set():
+            _LOGGER.warning("lost the broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         try:

@@ -127,7 +127,8 @@ class IngestService:
         _LOGGER.info("pipeline connected to the broker")
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
-        _LOGGER.warning("pipeline lost the broker (%s); paho reconnects", reason_code)
+        if not self._stopping.is_set():
+            _LOGGER.warning("pipeline lost the broker (%s); paho reconnects", reason_code)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.clear)
 

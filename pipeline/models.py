@@ -28,6 +28,8 @@ from pipeline.errors import ModelError
 DEFAULT_MODEL_DIR = Path("~/.local/share/earmark/models")
 ENGLISH_DEFAULT = "vosk-model-small-en-us-0.15"
 ENGLISH_DEFAULT_URL = f"https://alphacephei.com/vosk/models/{ENGLISH_DEFAULT}.zip"
+# As published by other installers of this archive; a mismatch fails the fetch loudly.
+ENGLISH_DEFAULT_SHA256 = "30f26242c4eb449f948e42cb302dd7a686cb29a3423a8367f99ff41780942498"
 
 
 def is_vosk_model(path: Path) -> bool:
@@ -100,13 +102,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     get = sub.add_parser("fetch", help=f"download and unpack a model archive (e.g. {ENGLISH_DEFAULT_URL})")
     get.add_argument("url")
     get.add_argument("--sha256", required=True, help="expected SHA-256 of the archive")
+    sub.add_parser("fetch-default", help=f"fetch {ENGLISH_DEFAULT} (the documented English default)")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             for model in installed(args.dir):
                 print(json.dumps(model))  # noqa: T201
             return 0
-        path = fetch(args.url, args.sha256, args.dir)
+        if args.command == "fetch-default":
+            path = fetch(ENGLISH_DEFAULT_URL, ENGLISH_DEFAULT_SHA256, args.dir)
+        else:
+            path = fetch(args.url, args.sha256, args.dir)
         print(json.dumps({"installed": str(path)}))  # noqa: T201
         return 0
     except EarmarkError as err:

@@ -48,4 +48,8 @@ if .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
   "${pip[@]}" install --no-deps openwakeword==0.6.0
 fi
 "${pip[@]}" install -e ".[$extras]"
+if [ "$profile" = all ] && [ -z "$(.venv/bin/earmark models list)" ]; then
+  # The English recognizer is fetched here, never at run time; offline this only warns.
+  .venv/bin/earmark models fetch-default || echo "bootstrap: could not fetch the English Vosk model; earmark up stores clips without transcripts until you do"
+fi
 echo "bootstrap: ready (.venv, extras: $extras)"

@@ -1,0 +1,37 @@
+"""`earmark`: the top-level command (`earmark up`, `earmark models ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from contract.errors import EarmarkError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["models"]:
+        # Model management is cloud code; run it as its own process rather than import it.
+        return subprocess.run([sys.executable, "-m", "pipeline.models", *argv[1:]], check=False).returncode
+    from hardware import up
+
+    parser = argparse.ArgumentParser(prog="earmark", description="Earmark, the privacy-first smart speaker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up.add_arguments(sub.add_parser("up", help="broker + pipeline + device on this machine"))
+    sub.add_parser("models", help="list or fetch Vosk models (earmark models --help)")
+    args = parser.parse_args(argv)
+    try:
+        extra = ["--realtime"] if args.realtime else []
+        return up.up(args.input, args.data_dir, args.vosk_model, extra)
+    except EarmarkError as err:
+        print(f"earmark: error: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

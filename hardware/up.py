@@ -1,0 +1,141 @@
+"""`earmark up`: the whole system on one machine, for trying Earmark and for demos.
+
+Starts a private mosquitto on a free loopback port (with a config it writes), the cloud
+pipeline, and a device on the microphone or a WAV file, then prints the device's events
+and the partial and final transcripts as they arrive. The three run as separate
+processes, exactly as they would on a Pi and a server; nothing here imports cloud code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from contract.config import ConfigError
+
+DEFAULT_DATA_DIR = Path("~/.local/share/earmark")
+DEFAULT_MODEL = DEFAULT_DATA_DIR / "models" / "vosk-model-small-en-us-0.15"
+DEVICE_ID = "local-speaker"
+HOUSEHOLD_ID = "home"
+
+
+def find_mosquitto(search_path: str | None = None) -> str:
+    """The mosquitto binary, or a ConfigError that says how to install it."""
+    # Debian installs it in /usr/sbin, which a normal user's PATH often lacks.
+    if search_path is None:
+        search_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    found = shutil.which("mosquitto", path=search_path)
+    if found is None:
+        raise ConfigError("mosquitto is not installed: run `sudo apt-get install mosquitto` (Debian, Raspberry Pi OS)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def broker(data_dir: Path) -> Iterator[int]:
+    """A private mosquitto for this run; yields its port."""
+    binary = find_mosquitto()
+    port = _free_port()
+    broker_dir = data_dir / "broker"
+    broker_dir.mkdir(parents=True, exist_ok=True)
+    config = broker_dir / "mosquitto.conf"
+    # Loopback only and this run's own process: anonymous access reaches nobody else.
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    if os.geteuid() == 0:
+        lines.append("user root")  # else it drops to `mosquitto` and cannot write here
+    lines.append(f"log_dest file {broker_dir / 'mosquitto.log'}")
+    config.write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                raise ConfigError(f"mosquitto exited at start; see {broker_dir / 'mosquitto.log'}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise ConfigError("mosquitto did not start listening within 10 s")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+
+
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def up(input_spec: str, data_dir: Path, vosk_model: Path | None, extra_device_args: Sequence[str]) -> int:
+    """Run broker, pipeline and device until the device's input ends (or Ctrl-C)."""
+    data_dir = data_dir.expanduser()
+    model = vosk_model.expanduser() if vosk_model else DEFAULT_MODEL.expanduser()
+    cloud = ["--data-dir", str(data_dir / "cloud")]
+    if vosk_model is not None and not model.is_dir():
+        raise ConfigError(f"{model}: no such Vosk model directory")
+    with broker(data_dir) as port:
+        address = f"127.0.0.1:{port}"
+        subprocess.run(_python("pipeline.cli", *cloud, "enroll", DEVICE_ID, HOUSEHOLD_ID), check=True)
+        run_args = [*cloud, "run", "--broker", address]
+        if model.is_dir():
+            run_args += ["--vosk-model", str(model)]
+        else:
+            notice = (
+                f"no Vosk model at {model}: clips are stored without transcripts. "
+                "Fetch the English default with `earmark models fetch-default`, or pass --vosk-model DIR."
+            )
+            print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
+        pipeline = subprocess.Popen(_python("pipeline.cli", *run_args), stdout=subprocess.PIPE, text=True)
+        try:
+            assert pipeline.stdout is not None  # noqa: S101 - PIPE was asked for
+            ready = pipeline.stdout.readline()
+            if "pipeline_ready" not in ready:
+                raise ConfigError("the pipeline did not start; run with -v for its log")
+            device = subprocess.run(
+                _python(
+                    "firmware.cli",
+                    "listen",
+                    "--input",
+                    input_spec,
+                    "--stream",
+                    "--broker",
+                    address,
+                    "--device-id",
+                    DEVICE_ID,
+                    "--household-id",
+                    HOUSEHOLD_ID,
+                    "--state-dir",
+                    str(data_dir / "device"),
+                    *extra_device_args,
+                ),
+                check=False,
+            )
+            return device.returncode
+        finally:
+            pipeline.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                pipeline.wait(timeout=10)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `earmark up`."""
+    parser.add_argument("--input", default="mic", help="mic (default), sample, a WAV file, or -")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="clips, device state, broker files")
+    parser.add_argument("--vosk-model", type=Path, help=f"Vosk model directory (default {DEFAULT_MODEL})")
+    parser.add_argument("--realtime", action="store_true", help="pace file input like a microphone")

