@@ -16,12 +16,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["models"]:
         # Model management is cloud code; run it as its own process rather than import it.
         return subprocess.run([sys.executable, "-m", "pipeline.models", *argv[1:]], check=False).returncode
+    if argv[:1] == ["audit"]:
+        rest = argv[1:]
+        data_dir = rest[:2] if rest[:1] == ["--data-dir"] else []
+        command = [sys.executable, "-m", "review_opt_out.cli", *data_dir, "audit", *rest[len(data_dir) :]]
+        return subprocess.run(command, check=False).returncode
     from hardware import up
 
     parser = argparse.ArgumentParser(prog="earmark", description="Earmark, the privacy-first smart speaker")
     sub = parser.add_subparsers(dest="command", required=True)
     up.add_arguments(sub.add_parser("up", help="broker + pipeline + device on this machine"))
     sub.add_parser("models", help="list or fetch Vosk models (earmark models --help)")
+    sub.add_parser("audit", help="earmark audit [--data-dir DIR] verify: recompute the audit hash chain")
     args = parser.parse_args(argv)
     try:
         extra = ["--realtime"] if args.realtime else []

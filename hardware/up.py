@@ -55,6 +55,9 @@ def broker(data_dir: Path) -> Iterator[int]:
     config = broker_dir / "mosquitto.conf"
     # Loopback only and this run's own process: anonymous access reaches nobody else.
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    # mosquitto silently drops QoS 1 messages queued past max_queued_messages (default
+    # 1000) for a subscriber that falls behind; a burst of audio must not be lost that way.
+    lines.append("max_queued_messages 200000")
     if os.geteuid() == 0:
         lines.append("user root")  # else it drops to `mosquitto` and cannot write here
     lines.append(f"log_dest file {broker_dir / 'mosquitto.log'}")

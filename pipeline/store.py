@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 import wave
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +56,16 @@ CREATE TABLE IF NOT EXISTS clips (
 );
 CREATE INDEX IF NOT EXISTS clips_household ON clips (household_id, capture_started_at);
 """
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    """Create the clip store's tables if they are missing."""
+    db.executescript(_SCHEMA)
+
+
+def database_path(data_dir: Path) -> Path:
+    """Where the clip store keeps its database."""
+    return data_dir / "earmark.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -110,10 +121,11 @@ class SQLiteClipStore:
         self._clips_dir = data_dir / "clips"
         self._clips_dir.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: the pipeline gives the store one dedicated thread.
-        self._db = sqlite3.connect(data_dir / "earmark.sqlite3", isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(database_path(data_dir), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=10000")  # the review service writes here too
+        ensure_schema(self._db)
         self._crash_hook = crash_hook  # a test seam: called at named points inside save()
         self.recover()
 
@@ -216,11 +228,18 @@ class SQLiteClipStore:
         """How many clips are stored."""
         return int(self._db.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
 
-    def recover(self) -> None:
-        """Delete audio files that no committed row points at (left by a crash)."""
+    def recover(self, grace_seconds: float = 60.0) -> None:
+        """Delete audio files that no committed row points at (left by a crash).
+
+        Files younger than `grace_seconds` are spared: another process sharing the data
+        directory may be between its rename and its commit.
+        """
         known = {row[0] for row in self._db.execute("SELECT audio_path FROM clips")}
+        cutoff = time.time() - grace_seconds
         for path in self._clips_dir.rglob("*"):
-            if path.is_file() and str(path.relative_to(self._data_dir)) not in known:
+            if not path.is_file() or path.stat().st_mtime > cutoff:
+                continue
+            if str(path.relative_to(self._data_dir)) not in known:
                 _LOGGER.warning("removing orphaned audio file %s", path.name)
                 path.unlink()
 

@@ -25,6 +25,9 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 apt_packages=(portaudio19-dev gcc alsa-utils espeak-ng sox)
 # mosquitto: the broker `earmark up` and the tests start on a loopback port of their own.
 if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); fi
+# chromium: the companion app's browser tests (Playwright drives Debian's build; its own
+# browser download cannot work offline).
+if [ "$profile" = dev ]; then apt_packages+=(chromium); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi

@@ -28,6 +28,9 @@ class Broker:
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence false\n"
+            # mosquitto silently drops QoS 1 messages queued past this for a slow
+            # subscriber (default 1000); the pipeline must never lose a burst that way.
+            "max_queued_messages 200000\n"
             # Started as root, mosquitto would drop to its own user and lose access to
             # the files here; this broker is the test's own process.
             "user root\n"

@@ -1,0 +1,86 @@
+"""An append-only, hash-chained audit log.
+
+Each entry's hash covers its content and the previous entry's hash, so altering,
+deleting or reordering any entry breaks every hash after it. `earmark audit verify`
+recomputes the chain and names the first entry that does not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+GENESIS = "0" * 64
+
+
+def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, detail: str) -> str:
+    material = json.dumps([prev_hash, seq, at, actor, action, subject, detail], separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def append(db: sqlite3.Connection, actor: str, action: str, subject: str, **detail: Any) -> None:
+    """Add an entry; call inside the caller's transaction so the audit and the change commit together."""
+    row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev_hash = (row[0] + 1, row[1]) if row else (1, GENESIS)
+    at = datetime.now(UTC).isoformat()
+    detail_json = json.dumps(detail, sort_keys=True, default=str)
+    entry_hash = _digest(prev_hash, seq, at, actor, action, subject, detail_json)
+    db.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, at, actor, action, subject, detail_json, prev_hash, entry_hash),
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of recomputing the chain."""
+
+    entries: int
+    first_bad_seq: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the whole chain holds."""
+        return self.first_bad_seq is None
+
+
+def verify(db: sqlite3.Connection) -> Verification:
+    """Recompute every hash; report the first entry that breaks the chain."""
+    prev_hash = GENESIS
+    expected_seq = 1
+    count = 0
+    for seq, at, actor, action, subject, detail, stored_prev, stored_hash in db.execute(
+        "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq"
+    ):
+        count += 1
+        if seq != expected_seq:
+            return Verification(count, expected_seq, f"entry {expected_seq} is missing")
+        if stored_prev != prev_hash:
+            return Verification(count, seq, f"entry {seq} does not follow entry {seq - 1}")
+        if _digest(prev_hash, seq, at, actor, action, subject, detail) != stored_hash:
+            return Verification(count, seq, f"entry {seq} was altered")
+        prev_hash = stored_hash
+        expected_seq += 1
+    return Verification(count, None, None)

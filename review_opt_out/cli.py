@@ -1,0 +1,128 @@
+"""`earmark-review`: the consent service, its admin commands, and the audit verifier."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from contract.errors import EarmarkError
+from contract.mqtt import MqttSettings
+from review_opt_out import audit, auth
+from review_opt_out.registry import Registry
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _password(path: Path | None) -> str:
+    if path is not None:
+        return path.read_text().strip()
+    return getpass.getpass("password: ")
+
+
+def apply_retention(registry: Registry) -> int:
+    """Delete what a household's auto-delete or "don't keep" setting says must go."""
+    deleted = 0
+    for household_id, clip_id in registry.expired():
+        for path in registry.delete(household_id, "retention", clip_id=clip_id):
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
+def _background(registry: Registry, fraction: float, interval_seconds: float, stop: threading.Event) -> None:
+    while not stop.wait(interval_seconds):
+        try:
+            registry.sample(fraction)
+            apply_retention(registry)
+        except Exception:
+            _LOGGER.exception("sampling or retention failed; retrying next round")
+
+
+def _serve(args: argparse.Namespace, registry: Registry) -> int:
+    import uvicorn
+
+    from review_opt_out.app import create_app
+    from review_opt_out.publisher import ConsentPublisher
+
+    host, _, port = args.broker.rpartition(":")
+    publisher = ConsentPublisher(registry, MqttSettings(host=host or "127.0.0.1", port=int(port)))
+    publisher.start()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop), daemon=True
+    )
+    worker.start()
+    app = create_app(registry, on_consent_change=publisher.notify, secure_cookies=args.secure_cookies)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        stop.set()
+        publisher.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-review`."""
+    parser = argparse.ArgumentParser(prog="earmark-review", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=Path("earmark-data"), help="the pipeline's data directory")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="companion app + reviewer API + consent publisher")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT")
+    serve.add_argument("--sample-fraction", type=float, default=0.002, help="share of eligible clips reviewed")
+    serve.add_argument("--sample-interval", type=float, default=60.0, help="seconds between sampling rounds")
+    serve.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)")
+    household = sub.add_parser("add-household", help="create a household (review consent off)")
+    household.add_argument("household_id")
+    household.add_argument("name")
+    member = sub.add_parser("add-member", help="a member who signs in to the app")
+    member.add_argument("household_id")
+    member.add_argument("email")
+    member.add_argument("name")
+    member.add_argument("--password-file", type=Path)
+    reviewer = sub.add_parser("add-reviewer", help="a reviewer account")
+    reviewer.add_argument("name")
+    reviewer.add_argument("--role", choices=["reviewer", "admin"], default="reviewer")
+    reviewer.add_argument("--password-file", type=Path)
+    sample = sub.add_parser("sample", help="admit eligible clips to the review pool once")
+    sample.add_argument("--fraction", type=float, default=0.002)
+    sub.add_parser("retention", help="apply auto-delete settings once")
+    audit_cmd = sub.add_parser("audit", help="audit log tools")
+    audit_cmd.add_argument("action", choices=["verify"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
+    try:
+        registry = Registry(args.data_dir)
+        if args.command == "serve":
+            return _serve(args, registry)
+        if args.command == "add-household":
+            registry.create_household(args.household_id, args.name)
+        elif args.command == "add-member":
+            auth.add_member(registry, args.household_id, args.email, args.name, _password(args.password_file))
+        elif args.command == "add-reviewer":
+            registry.add_reviewer(args.name, auth.hash_password(_password(args.password_file)), args.role)
+        elif args.command == "sample":
+            print(registry.sample(args.fraction))  # noqa: T201
+        elif args.command == "retention":
+            print(apply_retention(registry))  # noqa: T201
+        else:
+            result = audit.verify(registry.db)
+            if not result.ok:
+                print(f"earmark audit: chain broken at entry {result.first_bad_seq}: {result.problem}", file=sys.stderr)  # noqa: T201
+                return 1
+            print(f"earmark audit: {result.entries} entries, chain intact")  # noqa: T201
+        return 0
+    except EarmarkError as err:
+        print(f"earmark-review: error: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,506 @@
+"""Consent registry, review pool, reviewer assignments and deletion, in one SQLite database.
+
+It shares the database file of the pipeline's clip store, so that a consent change, the
+purge of the household's clips from the review pool, the revocation of open reviewer
+assignments and the audit entry commit in ONE transaction: there is no moment at which
+a household has opted out but its clips are still reviewable.
+
+Eligible for review means all of: the clip's capture tag allowed review; the household's
+current consent allows it; the clip was captured under the *current* consent version
+(so opting back in never brings old clips back, and a device's unknown consent, version
+0, never matches); the clip exists (not deleted) and is within the retention window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from contract.messages import ConsentState, encode_json
+from pipeline.store import database_path, ensure_schema
+from review_opt_out import audit
+from review_opt_out.errors import NotFound, ReviewError
+
+_LOGGER = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS households (
+    household_id     TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    review_allowed   INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
+    consent_version  INTEGER NOT NULL CHECK (consent_version >= 1),
+    retention_days   INTEGER CHECK (retention_days IS NULL OR retention_days > 0),
+    keep_recordings  INTEGER NOT NULL DEFAULT 1 CHECK (keep_recordings IN (0, 1)),
+    created_at       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    member_id      TEXT PRIMARY KEY,
+    household_id   TEXT NOT NULL REFERENCES households (household_id),
+    email          TEXT NOT NULL UNIQUE,
+    display_name   TEXT NOT NULL,
+    password_hash  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consent_history (
+    household_id    TEXT NOT NULL REFERENCES households (household_id),
+    version         INTEGER NOT NULL,
+    review_allowed  INTEGER NOT NULL,
+    changed_by      TEXT NOT NULL,
+    channel         TEXT NOT NULL CHECK (channel IN ('signup', 'app', 'voice', 'admin')),
+    changed_at      TEXT NOT NULL,
+    PRIMARY KEY (household_id, version)
+);
+CREATE TABLE IF NOT EXISTS reviewers (
+    reviewer_id    TEXT PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    role           TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),
+    password_hash  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS review_pool (
+    clip_id       TEXT PRIMARY KEY,
+    pseudonym     TEXT NOT NULL UNIQUE,
+    household_id  TEXT NOT NULL,
+    admitted_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_pool_household ON review_pool (household_id);
+CREATE TABLE IF NOT EXISTS review_considered (
+    clip_id  TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    pseudonym      TEXT PRIMARY KEY,
+    clip_id        TEXT NOT NULL,
+    household_id   TEXT NOT NULL,
+    reviewer_id    TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('open', 'submitted', 'revoked')),
+    assigned_at    TEXT NOT NULL,
+    corrected      TEXT
+);
+CREATE INDEX IF NOT EXISTS assignments_household ON assignments (household_id, status);
+CREATE TABLE IF NOT EXISTS consent_outbox (
+    household_id  TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    payload       BLOB NOT NULL,
+    published     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash    TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('member', 'reviewer')),
+    principal_id  TEXT NOT NULL,
+    csrf_token    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL
+);
+"""
+
+_ELIGIBLE = """
+    c.review_allowed = 1
+    AND h.review_allowed = 1
+    AND c.consent_version = h.consent_version
+    AND (h.retention_days IS NULL OR c.capture_started_at >= :cutoff_for_household)
+"""
+
+
+class Channel(StrEnum):
+    """Where a consent change came from."""
+
+    SIGNUP = "signup"
+    APP = "app"
+    VOICE = "voice"
+    ADMIN = "admin"
+
+
+RETENTION_CHOICES = {"3_months": 90, "18_months": 540, "never": None}
+
+
+@dataclass(frozen=True)
+class Household:
+    """A household and its current consent."""
+
+    household_id: str
+    name: str
+    review_allowed: bool
+    consent_version: int
+    retention_days: int | None
+    keep_recordings: bool
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """One row of the consent history."""
+
+    version: int
+    review_allowed: bool
+    changed_by: str
+    channel: str
+    changed_at: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Registry:
+    """All consent and review state; every method is one transaction."""
+
+    def __init__(self, data_dir: Path, *, default_review_allowed: bool = False) -> None:
+        self._data_dir = data_dir
+        self._lock = threading.RLock()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(database_path(data_dir), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        ensure_schema(self._db)
+        self._db.executescript(SCHEMA + audit.SCHEMA)
+        # A new household starts with NO review consent unless the operator says otherwise.
+        self._default_review_allowed = default_review_allowed
+        self._db.create_function("cutoff", 1, _cutoff, deterministic=False)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection (for the audit verifier and tests)."""
+        return self._db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (other threads and processes wait)."""
+        # One connection serves the web app's worker threads: the lock keeps each
+        # transaction whole, BEGIN IMMEDIATE keeps other processes out while it runs.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Exclusive use of the connection for reads."""
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    # -- households and consent ---------------------------------------------------------
+
+    def create_household(self, household_id: str, name: str, actor: str = "admin") -> Household:
+        """A new household: consent version 1, review off unless configured otherwise."""
+        allowed = self._default_review_allowed
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?)",
+                (household_id, name, int(allowed), _now().isoformat()),
+            )
+            db.execute(
+                "INSERT INTO consent_history VALUES (?, 1, ?, ?, 'signup', ?)",
+                (household_id, int(allowed), actor, _now().isoformat()),
+            )
+            self._queue_consent(db, household_id, allowed, 1)
+            audit.append(db, actor, "household.create", household_id, review_allowed=allowed)
+        return self.household(household_id)
+
+    def household(self, household_id: str) -> Household:
+        """A household, or NotFound."""
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT household_id, name, review_allowed, consent_version, retention_days, keep_recordings "
+                "FROM households WHERE household_id = ?",
+                (household_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFound("no such household")
+        return Household(row[0], row[1], bool(row[2]), row[3], row[4], bool(row[5]))
+
+    def set_consent(self, household_id: str, allowed: bool, actor: str, channel: Channel) -> Household:
+        """Change consent: history, pool purge, assignment revocation, audit, outbox — one transaction."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT review_allowed, consent_version FROM households WHERE household_id = ?", (household_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no such household")
+            version = row[1] + 1
+            db.execute(
+                "UPDATE households SET review_allowed = ?, consent_version = ? WHERE household_id = ?",
+                (int(allowed), version, household_id),
+            )
+            db.execute(
+                "INSERT INTO consent_history VALUES (?, ?, ?, ?, ?, ?)",
+                (household_id, version, int(allowed), actor, channel.value, _now().isoformat()),
+            )
+            purged = revoked = 0
+            if not allowed:
+                revoked = db.execute(
+                    "UPDATE assignments SET status = 'revoked' WHERE household_id = ? AND status = 'open'",
+                    (household_id,),
+                ).rowcount
+                purged = db.execute("DELETE FROM review_pool WHERE household_id = ?", (household_id,)).rowcount
+            self._queue_consent(db, household_id, allowed, version)
+            audit.append(
+                db,
+                actor,
+                "consent.set",
+                household_id,
+                review_allowed=allowed,
+                version=version,
+                channel=channel.value,
+                purged_from_pool=purged,
+                revoked_assignments=revoked,
+            )
+        _LOGGER.info("household consent v%d review_allowed=%s (%d purged)", version, allowed, purged)
+        return self.household(household_id)
+
+    def _queue_consent(self, db: sqlite3.Connection, household_id: str, allowed: bool, version: int) -> None:
+        state = ConsentState(
+            household_id=household_id, review_allowed=allowed, consent_version=version, changed_at=_now()
+        )
+        db.execute(
+            "INSERT INTO consent_outbox VALUES (?, ?, ?, 0) ON CONFLICT (household_id) DO UPDATE SET "
+            "version = excluded.version, payload = excluded.payload, published = 0",
+            (household_id, version, encode_json(state)),
+        )
+
+    def history(self, household_id: str) -> list[ConsentChange]:
+        """The household's consent changes, newest first."""
+        with self.reading() as db:
+            # Members are recorded by id (names change); people read names.
+            rows = db.execute(
+                "SELECT c.version, c.review_allowed, COALESCE(m.display_name, c.changed_by), c.channel, c.changed_at "
+                "FROM consent_history c LEFT JOIN members m ON m.member_id = c.changed_by "
+                "WHERE c.household_id = ? ORDER BY c.version DESC",
+                (household_id,),
+            ).fetchall()
+        return [ConsentChange(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def unpublished_consent(self) -> list[tuple[str, int, bytes]]:
+        """Consent messages the broker has not acknowledged yet."""
+        with self.reading() as db:
+            return list(db.execute("SELECT household_id, version, payload FROM consent_outbox WHERE published = 0"))
+
+    def mark_published(self, household_id: str, version: int) -> None:
+        """The broker has this version; a newer one queued meanwhile stays pending."""
+        with self.reading() as db:
+            db.execute(
+                "UPDATE consent_outbox SET published = 1 WHERE household_id = ? AND version = ?",
+                (household_id, version),
+            )
+
+    def set_retention(self, household_id: str, choice: str, actor: str) -> None:
+        """Auto-delete after 3 months, 18 months, or never."""
+        if choice not in RETENTION_CHOICES:
+            raise ReviewError(f"retention must be one of {sorted(RETENTION_CHOICES)}")
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE households SET retention_days = ? WHERE household_id = ?",
+                (RETENTION_CHOICES[choice], household_id),
+            )
+            audit.append(db, actor, "retention.set", household_id, choice=choice)
+
+    def set_keep_recordings(self, household_id: str, keep: bool, actor: str) -> None:
+        """The "don't keep recordings" mode: clips are deleted as soon as the retention job sees them."""
+        with self.transaction() as db:
+            db.execute("UPDATE households SET keep_recordings = ? WHERE household_id = ?", (int(keep), household_id))
+            audit.append(db, actor, "keep_recordings.set", household_id, keep=keep)
+
+    # -- the review pool ----------------------------------------------------------------
+
+    def sample(self, fraction: float, limit: int = 10_000) -> int:
+        """Consider clips not yet considered; admit each eligible one with probability `fraction`."""
+        rng = secrets.SystemRandom()
+        admitted = 0
+        with self.transaction() as db:
+            rows = db.execute(
+                f"""
+                SELECT c.utterance_id, c.household_id,
+                       ({_ELIGIBLE.replace(":cutoff_for_household", "cutoff(h.retention_days)")}) AS eligible
+                FROM clips c JOIN households h ON h.household_id = c.household_id
+                WHERE c.utterance_id NOT IN (SELECT clip_id FROM review_considered)
+                LIMIT ?
+                """,  # noqa: S608 - only constant SQL is interpolated
+                (limit,),
+            ).fetchall()
+            for clip_id, household_id, eligible in rows:
+                db.execute("INSERT INTO review_considered VALUES (?)", (clip_id,))
+                if eligible and rng.random() < fraction:
+                    db.execute(
+                        "INSERT INTO review_pool VALUES (?, ?, ?, ?)",
+                        (clip_id, secrets.token_urlsafe(16), household_id, _now().isoformat()),
+                    )
+                    admitted += 1
+            if admitted:
+                audit.append(db, "sampler", "pool.admit", "-", admitted=admitted, considered=len(rows))
+        return admitted
+
+    def pool_households(self) -> dict[str, int]:
+        """Pool size per household (for tests and the benchmark)."""
+        with self.reading() as db:
+            return dict(db.execute("SELECT household_id, COUNT(*) FROM review_pool GROUP BY household_id"))
+
+    def _eligible_clip(self, db: sqlite3.Connection, clip_id: str) -> tuple[str, str] | None:
+        row = db.execute(
+            f"""
+            SELECT c.audio_path, c.household_id FROM clips c JOIN households h ON h.household_id = c.household_id
+            WHERE c.utterance_id = ? AND {_ELIGIBLE.replace(":cutoff_for_household", "cutoff(h.retention_days)")}
+            """,  # noqa: S608 - only constant SQL is interpolated
+            (clip_id,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # -- reviewers ----------------------------------------------------------------------
+
+    def add_reviewer(self, name: str, password_hash: str, role: str = "reviewer") -> str:
+        """A reviewer account; returns its id."""
+        reviewer_id = secrets.token_hex(8)
+        with self.transaction() as db:
+            db.execute("INSERT INTO reviewers VALUES (?, ?, ?, ?)", (reviewer_id, name, role, password_hash))
+            audit.append(db, "admin", "reviewer.create", reviewer_id, role=role)
+        return reviewer_id
+
+    def next_assignment(self, reviewer_id: str) -> str | None:
+        """The pseudonym of the reviewer's open assignment, or a newly assigned one, or None."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT a.pseudonym FROM assignments a JOIN review_pool p ON p.pseudonym = a.pseudonym "
+                "WHERE a.reviewer_id = ? AND a.status = 'open' LIMIT 1",
+                (reviewer_id,),
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            candidates = db.execute(
+                "SELECT p.pseudonym, p.clip_id, p.household_id FROM review_pool p "
+                "WHERE p.pseudonym NOT IN (SELECT pseudonym FROM assignments) ORDER BY p.admitted_at LIMIT 50"
+            ).fetchall()
+            for pseudonym, clip_id, household_id in candidates:
+                if self._eligible_clip(db, clip_id) is None:
+                    continue  # re-checked: eligibility can change after admission
+                db.execute(
+                    "INSERT INTO assignments VALUES (?, ?, ?, ?, 'open', ?, NULL)",
+                    (pseudonym, clip_id, household_id, reviewer_id, _now().isoformat()),
+                )
+                audit.append(db, reviewer_id, "review.assign", pseudonym)
+                return str(pseudonym)
+            return None
+
+    def reviewer_audio_path(self, reviewer_id: str, pseudonym: str) -> Path:
+        """The audio of an assigned clip, only if the clip is eligible at this moment."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT a.clip_id FROM assignments a JOIN review_pool p ON p.pseudonym = a.pseudonym "
+                "WHERE a.pseudonym = ? AND a.reviewer_id = ? AND a.status = 'open'",
+                (pseudonym, reviewer_id),
+            ).fetchone()
+            eligible = self._eligible_clip(db, row[0]) if row is not None else None
+            audit.append(db, reviewer_id, "review.fetch" if eligible else "review.fetch_refused", pseudonym)
+        if eligible is None:
+            # One answer for "not yours", "no such id" and "no longer eligible": ids cannot be probed.
+            raise NotFound("no such assignment")
+        return self._data_dir / str(eligible[0])
+
+    def submit(self, reviewer_id: str, pseudonym: str, transcript: str) -> None:
+        """Record a corrected transcript for an open, still-eligible assignment."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT clip_id FROM assignments WHERE pseudonym = ? AND reviewer_id = ? AND status = 'open'",
+                (pseudonym, reviewer_id),
+            ).fetchone()
+            if row is None or self._eligible_clip(db, row[0]) is None:
+                audit.append(db, reviewer_id, "review.submit_refused", pseudonym)
+                raise NotFound("no such assignment")
+            db.execute(
+                "UPDATE assignments SET status = 'submitted', corrected = ? WHERE pseudonym = ?",
+                (transcript, pseudonym),
+            )
+            audit.append(db, reviewer_id, "review.submit", pseudonym)
+
+    # -- a household's recordings -------------------------------------------------------
+
+    def recordings(self, household_id: str) -> list[dict[str, Any]]:
+        """The household's clips, newest first (transcripts included: it is their own data)."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT utterance_id, device_id, capture_started_at, duration_seconds, transcript, review_allowed "
+                "FROM clips WHERE household_id = ? ORDER BY capture_started_at DESC",
+                (household_id,),
+            ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "device_id": r[1],
+                "captured_at": r[2],
+                "duration_seconds": r[3],
+                "transcript": r[4],
+                "review_allowed_at_capture": bool(r[5]),
+            }
+            for r in rows
+        ]
+
+    def recording_audio_path(self, household_id: str, clip_id: str) -> Path:
+        """A household's own clip audio (NotFound for anyone else's)."""
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT audio_path FROM clips WHERE utterance_id = ? AND household_id = ?", (clip_id, household_id)
+            ).fetchone()
+        if row is None:
+            raise NotFound("no such recording")
+        return self._data_dir / str(row[0])
+
+    def delete(self, household_id: str, actor: str, *, clip_id: str | None = None,
+               since: datetime | None = None, until: datetime | None = None) -> list[Path]:  # fmt: skip
+        """Delete one clip, a date range, or all of a household's clips: rows, pool, assignments.
+
+        Returns the audio files to unlink; the caller removes them after the commit (a
+        crash in between leaves files without rows, which the clip store removes on open).
+        """
+        where, params = ["household_id = ?"], [household_id]
+        if clip_id is not None:
+            where.append("utterance_id = ?")
+            params.append(clip_id)
+        if since is not None:
+            where.append("capture_started_at >= ?")
+            params.append(since.isoformat())
+        if until is not None:
+            where.append("capture_started_at < ?")
+            params.append(until.isoformat())
+        condition = " AND ".join(where)
+        with self.transaction() as db:
+            rows = db.execute(f"SELECT utterance_id, audio_path FROM clips WHERE {condition}", params).fetchall()  # noqa: S608
+            ids = [r[0] for r in rows]
+            for chunk_start in range(0, len(ids), 500):
+                batch = ids[chunk_start : chunk_start + 500]
+                marks = ",".join("?" * len(batch))
+                db.execute(f"DELETE FROM assignments WHERE clip_id IN ({marks})", batch)  # noqa: S608
+                db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
+                db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
+                db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
+            audit.append(db, actor, "recordings.delete", household_id, count=len(ids), clip_id=clip_id)
+        return [self._data_dir / r[1] for r in rows]
+
+    def expired(self) -> list[tuple[str, str]]:
+        """(household, clip) pairs past their household's retention, or kept against its wishes."""
+        with self.reading() as db:
+            return list(
+                db.execute(
+                    "SELECT c.household_id, c.utterance_id FROM clips c JOIN households h "
+                    "ON h.household_id = c.household_id "
+                    "WHERE h.keep_recordings = 0 OR (h.retention_days IS NOT NULL "
+                    "AND c.capture_started_at < cutoff(h.retention_days))"
+                )
+            )
+
+
+def _cutoff(retention_days: int | None) -> str:
+    """ISO timestamp before which a clip is past retention (far past when kept forever)."""
+    if retention_days is None:
+        return "0000"
+    return (_now() - timedelta(days=retention_days)).isoformat()

@@ -1,0 +1,159 @@
+"""Consent registry, review pool, reviewers, deletion, retention and the audit chain."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from review_opt_out import audit
+from review_opt_out.auth import hash_password
+from review_opt_out.cli import apply_retention
+from review_opt_out.errors import NotFound
+from review_opt_out.registry import Channel, Registry
+from tests.conftest import REPO
+from tests.review_helpers import capture, open_both
+
+
+def test_a_new_household_starts_without_review_consent(tmp_path: Path) -> None:
+    _, registry = open_both(tmp_path)
+    household = registry.create_household("h1", "The Parks")
+    assert (household.review_allowed, household.consent_version) == (False, 1)
+    [signup] = registry.history("h1")
+    assert (signup.channel, signup.review_allowed) == ("signup", False)
+    assert registry.unpublished_consent()[0][:2] == ("h1", 1)
+
+
+def test_only_eligible_clips_enter_the_pool(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    household = registry.set_consent("h1", True, "member-1", Channel.APP)  # version 2
+    good = capture(store, "h1", True, household.consent_version)
+    capture(store, "h1", False, household.consent_version)  # device tag said no
+    capture(store, "h1", True, household.consent_version - 1)  # tagged under an older consent
+    capture(store, "h1", True, 0)  # the device had never seen consent
+    assert registry.sample(1.0) == 1
+    assert registry.pool_households() == {"h1": 1}
+    reviewer = registry.add_reviewer("rita", hash_password("pw"))
+    pseudonym = registry.next_assignment(reviewer)
+    assert pseudonym is not None and str(good) not in pseudonym
+    assert registry.reviewer_audio_path(reviewer, pseudonym).read_bytes()[:4] == b"RIFF"
+    assert registry.sample(1.0) == 0  # each clip is considered once
+
+
+def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
+    for _ in range(3):
+        capture(store, "h1", True, version)
+    registry.sample(1.0)
+    reviewer = registry.add_reviewer("rita", hash_password("pw"))
+    pseudonym = registry.next_assignment(reviewer)
+    assert pseudonym is not None
+
+    registry.set_consent("h1", False, "m", Channel.VOICE)
+    assert registry.pool_households() == {}
+    with pytest.raises(NotFound):
+        registry.reviewer_audio_path(reviewer, pseudonym)
+    with pytest.raises(NotFound):
+        registry.submit(reviewer, pseudonym, "corrected")
+    status = registry.db.execute("SELECT status FROM assignments WHERE pseudonym = ?", (pseudonym,)).fetchone()[0]
+    assert status == "revoked"
+    [change] = [e for e in registry.db.execute("SELECT action, detail FROM audit_log") if e[0] == "consent.set"][-1:]
+    assert '"purged_from_pool": 3' in change[1] and '"revoked_assignments": 1' in change[1]
+
+    # Opting back in never brings the old clips back.
+    registry.set_consent("h1", True, "m", Channel.APP)
+    registry.sample(1.0)
+    assert registry.pool_households() == {}
+    assert registry.next_assignment(reviewer) is None
+
+
+def test_reviewers_cannot_fetch_what_is_not_theirs(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
+    capture(store, "h1", True, version)
+    registry.sample(1.0)
+    rita = registry.add_reviewer("rita", hash_password("pw"))
+    sam = registry.add_reviewer("sam", hash_password("pw"))
+    pseudonym = registry.next_assignment(rita)
+    assert pseudonym is not None
+    for who, what in ((sam, pseudonym), (rita, "guessed-id"), (rita, pseudonym[:-1] + "x")):
+        with pytest.raises(NotFound):
+            registry.reviewer_audio_path(who, what)
+    refused = registry.db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'review.fetch_refused'").fetchone()
+    assert refused[0] == 3
+
+
+def test_deleting_removes_audio_row_pool_and_assignment(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
+    clip = capture(store, "h1", True, version)
+    registry.sample(1.0)
+    reviewer = registry.add_reviewer("rita", hash_password("pw"))
+    assert registry.next_assignment(reviewer) is not None
+    audio = registry.recording_audio_path("h1", str(clip))
+    for path in registry.delete("h1", "m", clip_id=str(clip)):
+        path.unlink()
+    assert not audio.exists() and store.get(clip) is None
+    assert registry.pool_households() == {}
+    assert registry.db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0] == 0
+    assert registry.recordings("h1") == []
+
+
+def test_retention_and_dont_keep(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    registry.create_household("h2", "The Lees")
+    old = capture(store, "h1", False, 1, age_days=100)
+    recent = capture(store, "h1", False, 1, age_days=10)
+    capture(store, "h2", False, 1)
+    assert apply_retention(registry) == 0  # default: keep until deleted
+    registry.set_retention("h1", "3_months", "m")
+    assert apply_retention(registry) == 1
+    assert store.get(old) is None and store.get(recent) is not None
+    registry.set_keep_recordings("h2", False, "m")
+    assert apply_retention(registry) == 1
+    assert registry.recordings("h2") == []
+
+
+def test_audit_chain_detects_tampering(tmp_path: Path) -> None:
+    _, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    registry.set_consent("h1", True, "m", Channel.APP)
+    registry.set_consent("h1", False, "m", Channel.APP)
+    assert audit.verify(registry.db).ok
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        registry.db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
+    ok = subprocess.run(
+        [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(tmp_path), "verify"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0 and "chain intact" in ok.stdout
+
+    # Someone with the database file drops the trigger and rewrites history.
+    registry.db.execute("DROP TRIGGER audit_log_no_update")
+    registry.db.execute("UPDATE audit_log SET detail = replace(detail, 'false', 'true') WHERE seq = 3")
+    result = audit.verify(registry.db)
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    bad = subprocess.run(
+        [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(tmp_path), "verify"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "entry 3" in bad.stderr
+
+
+def test_registry_survives_reopen(tmp_path: Path) -> None:
+    _, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    registry.set_consent("h1", True, "m", Channel.APP)
+    registry.close()
+    again = Registry(tmp_path)
+    assert again.household("h1").review_allowed is True
+    assert audit.verify(again.db).ok
