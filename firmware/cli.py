@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("devices", help="list audio input devices")
+    doctor = sub.add_parser("doctor", help="check microphone, models, broker, TLS, credentials and consent")
+    doctor.add_argument("--config", type=Path, help="TOML settings file (e.g. /etc/earmark/device.toml)")
     listen = sub.add_parser("listen", help="run the front end and print one JSON line per event")
     listen.add_argument("--input", help="mic (default), sample, a WAV file, or - for raw 16 kHz S16_LE mono")
     listen.add_argument("--device", help="microphone index or name substring (with --input mic)")
@@ -193,6 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             return 0
+        if args.command == "doctor":
+            from firmware.doctor import run_checks
+
+            checks = run_checks(load_settings(args.config))
+            for check in checks:
+                print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+                if not check.ok:
+                    print(f"     fix: {check.fix}")
+            return 0 if all(c.ok for c in checks) else 1
         overrides: dict[str, Any] = {}
         if args.input is not None:
             overrides["input"] = args.input

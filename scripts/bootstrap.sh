@@ -27,7 +27,9 @@ apt_packages=(portaudio19-dev gcc alsa-utils espeak-ng sox)
 if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); fi
 # chromium: the companion app's browser tests (Playwright drives Debian's build; its own
 # browser download cannot work offline).
-if [ "$profile" = dev ]; then apt_packages+=(chromium); fi
+# mtools + dosfstools build and edit the FAT images of the flashing tests; systemd gives
+# systemd-analyze for the unit test; openssl makes the broker's test certificates.
+if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi

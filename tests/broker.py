@@ -18,12 +18,19 @@ def free_port() -> int:
 class Broker:
     """mosquitto with a config this class writes; `kill()` and `start()` for outage tests."""
 
-    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", config_text: str | None = None) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
         self.port = free_port()
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        # Started as root, mosquitto would drop to its own user and lose access to the
+        # files here; this broker is the test's own process.
+        if config_text is not None:
+            # A full config from the caller (ACL and TLS tests).
+            self.config.write_text(config_text + "user root\n")
+            return
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
@@ -31,24 +38,21 @@ class Broker:
             # mosquitto silently drops QoS 1 messages queued past this for a slow
             # subscriber (default 1000); the pipeline must never lose a burst that way.
             "max_queued_messages 200000\n"
-            # Started as root, mosquitto would drop to its own user and lose access to
-            # the files here; this broker is the test's own process.
             "user root\n"
             f"log_dest file {self.log}\n"
             f"{extra_config}"
         )
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_seconds: float = 10.0) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        with open(self.log.with_suffix(".stderr"), "ab") as stderr:
-            self._process = subprocess.Popen([binary, "-c", str(self.config)], stderr=stderr)
+        stderr_path = self.log.with_suffix(".stderr")
+        with open(stderr_path, "ab") as stderr:
+            process = subprocess.Popen([binary, "-c", str(self.config)], stderr=stderr)
+        self._process = process
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"mosquitto exited: {self._process.stderr.read().decode() if self._process.stderr else ''}"
-                )
+            if process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {stderr_path.read_text()}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -133,15 +134,36 @@ class MicrophoneSource:
         except BaseException:
             self._terminate()
             raise
+        self._capturing = threading.Event()
+        self._capturing.set()
+        self._closed = False
         _LOGGER.info("capturing from %s (index %d)", self.device.name, self.device.index)
 
+    def pause(self) -> None:
+        """Stop capturing (mute): the device reads nothing from the microphone until resume()."""
+        self._capturing.clear()
+
+    def resume(self) -> None:
+        """Capture again."""
+        self._capturing.set()
+
     def frames(self) -> Iterator[bytes]:
-        """Yield frames until closed; an overflow loses samples rather than stopping capture."""
-        while self._stream.is_active():
+        """Yield frames until closed (b"" heartbeats while paused); an overflow loses samples
+        rather than stopping capture."""
+        while not self._closed:
+            if not self._capturing.is_set():
+                if self._stream.is_active():
+                    self._stream.stop_stream()
+                self._capturing.wait(0.5)
+                yield b""  # a heartbeat without audio, so the service's watchdog still sees a live loop
+                continue
+            if self._stream.is_stopped():
+                self._stream.start_stream()
             yield self._stream.read(FRAME_SAMPLES, exception_on_overflow=False)
 
     def close(self) -> None:
         """Release the device."""
+        self._closed = True
         with contextlib.suppress(OSError):
             self._stream.stop_stream()
             self._stream.close()

@@ -1,0 +1,148 @@
+"""`earmark-device doctor`: check everything a speaker needs and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from contract import topics
+from contract.errors import EarmarkError
+from contract.mqtt import build_client
+from firmware.settings import DeviceSettings
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _microphone(settings: DeviceSettings) -> Check:
+    from firmware.audio.mic import MicrophoneSource, list_input_devices
+
+    try:
+        names = [d.name for d in list_input_devices()]
+        source = MicrophoneSource(settings.device)
+        try:
+            frame = next(iter(source.frames()))
+        finally:
+            source.close()
+        return Check(
+            "microphone", True, f"{source.name} gives 16 kHz mono ({len(frame)} bytes per frame); inputs: {names}"
+        )
+    except (EarmarkError, OSError, StopIteration) as err:
+        return Check(
+            "microphone",
+            False,
+            str(err),
+            "plug in the microphone, check `arecord -l`, and set `device` to a name from `earmark-device devices`"
+            " (with a ReSpeaker HAT: the dtoverlay in /boot/firmware/config.txt, then reboot)",
+        )
+
+
+def _models(settings: DeviceSettings) -> Check:
+    from firmware.wake import WakeWordDetector
+
+    try:
+        detector = WakeWordDetector(settings.wake)
+        return Check("wake word models", True, f"loaded {', '.join(detector.wake_words)}")
+    except EarmarkError as err:
+        return Check("wake word models", False, str(err), "pip install 'earmark[device]' (pyopen-wakeword ships them)")
+
+
+def _tcp(settings: DeviceSettings) -> Check:
+    address = f"{settings.mqtt.host}:{settings.mqtt.port}"
+    try:
+        with socket.create_connection((settings.mqtt.host, settings.mqtt.port), timeout=5):
+            return Check("broker reachable", True, address)
+    except OSError as err:
+        return Check("broker reachable", False, f"{address}: {err}", "check the network and the [mqtt] host and port")
+
+
+def _tls(settings: DeviceSettings) -> Check:
+    if not settings.mqtt.tls:
+        return Check("TLS", True, "off (use mqtts for any broker outside this machine)")
+    context = ssl.create_default_context(cafile=str(settings.mqtt.ca_file) if settings.mqtt.ca_file else None)
+    try:
+        with (
+            socket.create_connection((settings.mqtt.host, settings.mqtt.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=settings.mqtt.host) as tls,
+        ):
+            return Check("TLS", True, f"{tls.version()}, certificate verified")
+    except (OSError, ssl.SSLError) as err:
+        return Check(
+            "TLS", False, str(err), "install the broker's CA as mqtt.ca_file and use the name on its certificate"
+        )
+
+
+def _mqtt(settings: DeviceSettings) -> list[Check]:
+    if settings.identity is None:
+        return [Check("identity", False, "no device id", "set identity.device_id and identity.household_id")]
+    identity = settings.identity
+    client: Any = build_client(settings.mqtt, f"{identity.device_id}-doctor")
+    connected = threading.Event()
+    consent: list[bytes] = []
+    result: dict[str, Any] = {}
+
+    def on_connect(c: Any, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        result["reason"] = reason_code
+        connected.set()
+        if not reason_code.is_failure:
+            c.subscribe(topics.consent(identity.household_id), qos=1)
+
+    client.on_connect = on_connect
+    client.on_message = lambda _c, _u, m: consent.append(bytes(m.payload))
+    try:
+        client.connect(settings.mqtt.host, settings.mqtt.port, 10)
+    except OSError as err:
+        return [Check("credentials", False, str(err), "fix the broker checks above first")]
+    client.loop_start()
+    try:
+        if not connected.wait(10) or result["reason"].is_failure:
+            why = result.get("reason", "no answer")
+            return [
+                Check(
+                    "credentials",
+                    False,
+                    f"broker said: {why}",
+                    "check mqtt.username and the password in credentials.env",
+                )
+            ]
+        deadline = time.monotonic() + 3.0  # a retained message arrives right after subscribing
+        while not consent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = bool(consent)
+        checks = [Check("credentials", True, f"signed in as {settings.mqtt.username or identity.device_id}")]
+        if got:
+            checks.append(Check("consent message", True, "the household's retained consent message is present"))
+        else:
+            checks.append(
+                Check(
+                    "consent message",
+                    False,
+                    "no retained consent message for this household (recordings are sent as 'no review')",
+                    "enroll the household with the consent service (earmark-review add-household) so it publishes one",
+                )
+            )
+        return checks
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def run_checks(settings: DeviceSettings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    checks = [_microphone(settings), _models(settings), _tcp(settings)]
+    if checks[-1].ok:
+        checks.append(_tls(settings))
+        if checks[-1].ok:
+            checks += _mqtt(settings)
+    return checks

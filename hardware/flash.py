@@ -1,0 +1,344 @@
+"""`earmark-flash`: put a device's first-boot configuration into a Raspberry Pi OS image.
+
+Raspberry Pi OS (Bookworm and later) runs cloud-init from the FAT boot partition:
+`user-data` (hostname, user, SSH key, first-boot commands) and `network-config` (Wi-Fi).
+This writes those plus `earmark/device.toml` and `earmark/credentials.toml` into the
+image *without mounting anything* (mtools reads and writes FAT inside the file), and
+can then write the image to an SD card with a progress bar and read-back verification.
+
+It checks the image first (partition table, FAT boot sector, size) and refuses a disk
+that is mounted or holds the running system. On any error nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from contract import topics
+from contract.config import ConfigError
+from contract.errors import EarmarkError
+
+_FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
+SECTOR = 512
+
+
+class FlashError(EarmarkError):
+    """The image or the target disk cannot be used."""
+
+    code = "flash"
+
+
+class WifiSettings(BaseModel):
+    """The network the speaker joins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ssid: str = Field(min_length=1, max_length=32)
+    password: SecretStr
+    country: str = Field("GB", pattern=r"^[A-Z]{2}$")
+
+
+class FlashConfig(BaseModel):
+    """Everything a new speaker needs to come up and enroll."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hostname: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    ssh_public_key: str = Field(pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$")
+    device_id: str
+    household_id: str
+    broker_url: str = Field(pattern=r"^mqtts?://[^/:]+(:\d+)?$")
+    device_password: SecretStr
+    ca_certificate: str | None = Field(None, description="PEM of the broker's CA, for mqtts")
+    wifi: WifiSettings | None = None
+    username: str = Field("earmark-admin", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    audio: Literal["usb", "respeaker-2mic-v1", "respeaker-2mic-v2"] = "usb"
+
+    @field_validator("device_id", "household_id")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        try:
+            return topics.check_id("id", value)
+        except EarmarkError as err:
+            raise ValueError(str(err)) from None
+
+
+class _FlashFile(BaseModel):
+    """The TOML file `earmark-flash --config` reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: FlashConfig
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(config: FlashConfig) -> dict[str, str]:
+    """The files to put on the boot partition, by path."""
+    host, _, port = config.broker_url.split("://", 1)[1].partition(":")
+    tls = config.broker_url.startswith("mqtts://")
+    files = {
+        "user-data": "\n".join(
+            [
+                "#cloud-config",
+                f"hostname: {config.hostname}",
+                "manage_etc_hosts: true",
+                "users:",
+                f"  - name: {config.username}",
+                "    groups: [sudo, audio, gpio]",
+                "    shell: /bin/bash",
+                "    sudo: ALL=(ALL) NOPASSWD:ALL",
+                "    lock_passwd: true",
+                "    ssh_authorized_keys:",
+                f"      - {config.ssh_public_key}",
+                "ssh_pwauth: false",
+                "runcmd:",
+                f"  - [env, EARMARK_AUDIO={config.audio}, bash, /boot/firmware/earmark/install.sh]",
+                "",
+            ]
+        ),
+        "earmark/device.toml": "\n".join(
+            [
+                'input = "mic"',
+                'device = "earmark"  # the ALSA capture device install.sh defines',
+                'state_dir = "/var/lib/earmark"',
+                "[identity]",
+                f"device_id = {_toml_str(config.device_id)}",
+                f"household_id = {_toml_str(config.household_id)}",
+                "[mqtt]",
+                f"host = {_toml_str(host)}",
+                f"port = {int(port) if port else (8883 if tls else 1883)}",
+                f"username = {_toml_str(config.device_id)}",
+                f"tls = {'true' if tls else 'false'}",
+                *(['ca_file = "/etc/earmark/ca.pem"'] if config.ca_certificate else []),
+                "[frontend]",
+                "preroll_seconds = 1.5",
+                "[gpio]",
+                "enabled = true",
+                "",
+            ]
+        ),
+        # Kept apart: install.sh moves it to a root-only file and shreds it from the FAT partition.
+        "earmark/credentials.env": f"EARMARK_MQTT__PASSWORD={config.device_password.get_secret_value()}\n",
+        "earmark/install.sh": (Path(__file__).parent / "install.sh").read_text(),
+    }
+    if config.ca_certificate:
+        files["earmark/ca.pem"] = config.ca_certificate
+    if config.wifi is not None:
+        files["network-config"] = "\n".join(
+            [
+                "network:",
+                "  version: 2",
+                "  wifis:",
+                "    wlan0:",
+                "      dhcp4: true",
+                "      optional: true",
+                f"      regulatory-domain: {config.wifi.country}",
+                "      access-points:",
+                f"        {_toml_str(config.wifi.ssid)}:",
+                f"          password: {_toml_str(config.wifi.password.get_secret_value())}",
+                "",
+            ]
+        )
+    return files
+
+
+def boot_partition_offset(image: Path) -> int:
+    """Byte offset of the first FAT partition, after checking the image is whole."""
+    size = image.stat().st_size
+    if size < SECTOR:
+        raise FlashError(f"{image}: too small to be a disk image ({size} bytes)")
+    with open(image, "rb") as handle:
+        mbr = handle.read(SECTOR)
+        if mbr[510:512] != b"\x55\xaa":
+            raise FlashError(f"{image}: no partition table (not a Raspberry Pi OS image, or corrupt)")
+        for index in range(4):
+            entry = mbr[446 + 16 * index : 446 + 16 * (index + 1)]
+            part_type = entry[4]
+            start, count = (int(v) for v in struct.unpack("<II", entry[8:16]))
+            if part_type not in _FAT_TYPES or count == 0:
+                continue
+            offset = start * SECTOR
+            if offset + count * SECTOR > size:
+                raise FlashError(f"{image}: truncated (the boot partition ends past the end of the file)")
+            handle.seek(offset)
+            boot = handle.read(SECTOR)
+            if boot[510:512] != b"\x55\xaa" or (b"FAT" not in boot[0x36:0x3E] and b"FAT32" not in boot[0x52:0x5A]):
+                raise FlashError(f"{image}: the boot partition holds no FAT file system (corrupt image)")
+            return offset
+    raise FlashError(f"{image}: no FAT boot partition in the partition table")
+
+
+def _mtools(*args: str) -> None:
+    binary = shutil.which(args[0])
+    if binary is None:
+        raise ConfigError(f"{args[0]} is missing: run `sudo apt-get install mtools`")
+    done = subprocess.run([binary, *args[1:]], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise FlashError(f"{args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def configure_image(image: Path, output: Path, config: FlashConfig, wheel: Path | None = None) -> Path:
+    """Write the first-boot files (and the earmark wheel) into a copy of `image` at `output`."""
+    if not image.is_file():
+        raise FlashError(f"{image}: no such image")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".earmark-flash-", delete=False) as tmp:
+        work = Path(tmp.name)
+    try:
+        if image.suffix == ".xz":
+            try:
+                with lzma.open(image) as src, open(work, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (lzma.LZMAError, EOFError) as err:
+                raise FlashError(f"{image}: corrupt or truncated .xz ({err})") from err
+        else:
+            shutil.copyfile(image, work)
+        offset = boot_partition_offset(work)
+        target = f"{work}@@{offset}"
+        with tempfile.TemporaryDirectory() as staging:
+            _mtools("mmd", "-D", "s", "-i", target, "::earmark")  # -D s: skip if it exists
+            for name, content in render(config).items():
+                local = Path(staging) / name.replace("/", "_")
+                local.write_text(content)
+                _mtools("mcopy", "-o", "-i", target, str(local), f"::{name}")
+            if wheel is not None:
+                _mtools("mcopy", "-o", "-i", target, str(wheel), f"::earmark/{wheel.name}")
+        work.replace(output)  # only a fully configured image ever appears under the output name
+        return output
+    finally:
+        work.unlink(missing_ok=True)
+
+
+def _disk_of(device: str) -> str:
+    """The whole-disk name of a block device or partition (sda1 -> sda, mmcblk0p2 -> mmcblk0)."""
+    name = Path(os.path.realpath(device)).name
+    sys_block = Path("/sys/class/block") / name
+    if sys_block.exists():
+        return sys_block.resolve().parent.name if (sys_block / "partition").exists() else name
+    # Not on this machine (or a name from a mount table): use the kernel's naming rules.
+    numbered = re.fullmatch(r"((?:mmcblk|nvme\d+n|loop)\d+)(?:p\d+)?", name)
+    if numbered:
+        return numbered.group(1)
+    lettered = re.fullmatch(r"([a-z]+)\d*", name)
+    return lettered.group(1) if lettered else name
+
+
+def check_target(device: str, mounts: str, root_source: str) -> None:
+    """Refuse a disk that is mounted anywhere or holds the running system."""
+    disk = _disk_of(device)
+    if _disk_of(root_source) == disk:
+        raise FlashError(f"{device} holds the running system; refusing to overwrite it")
+    for line in mounts.splitlines():
+        source = line.split(" ", 1)[0]
+        if source.startswith("/dev/") and _disk_of(source) == disk:
+            raise FlashError(f"{device} is mounted ({source}); unmount it first")
+
+
+def write_to_device(image: Path, device: Path, progress: Callable[[int, int], None]) -> str:
+    """Copy the image to the device, fsync, read it back and compare SHA-256; return the digest."""
+    total = image.stat().st_size
+    written = 0
+    digest = hashlib.sha256()
+    with open(image, "rb") as src, open(device, "r+b" if device.exists() else "wb") as dst:
+        while block := src.read(4 << 20):
+            dst.write(block)
+            digest.update(block)
+            written += len(block)
+            progress(written, total)
+        dst.flush()
+        os.fsync(dst.fileno())
+    check = hashlib.sha256()
+    with open(device, "rb") as back:
+        remaining = total
+        while remaining and (block := back.read(min(4 << 20, remaining))):
+            check.update(block)
+            remaining -= len(block)
+    if check.hexdigest() != digest.hexdigest():
+        raise FlashError(f"{device}: read-back verification failed; the card may be faulty")
+    return digest.hexdigest()
+
+
+def _build_wheel(where: Path) -> Path:
+    """A wheel of this checkout, for first-boot install (the Pi installs its deps from PyPI)."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / "pyproject.toml").is_file():
+        raise ConfigError("not running from a source checkout: pass --wheel earmark-*.whl")
+    out = Path(tempfile.mkdtemp(dir=where, prefix=".earmark-wheel-"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wheels = list(out.glob("earmark-*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise FlashError(f"could not build the earmark wheel: {done.stderr.strip()[-300:]}")
+    return wheels[0]
+
+
+def _progress_bar(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * done // max(total, 1):3d}%", end=end, file=sys.stderr)  # noqa: T201
+
+
+def _root_source() -> str:
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        source, mountpoint = line.split(" ")[:2]
+        if mountpoint == "/":
+            return source
+    return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-flash`."""
+    parser = argparse.ArgumentParser(prog="earmark-flash", description=__doc__.split("\n")[0])
+    parser.add_argument("image", type=Path, help="Raspberry Pi OS Lite .img or .img.xz")
+    parser.add_argument("--config", type=Path, required=True, help="TOML with a [device] table (see README)")
+    parser.add_argument("--output", type=Path, help="configured image (default: IMAGE without .xz, + .earmark.img)")
+    parser.add_argument("--device", help="also write to this SD card, e.g. /dev/sdb (all data on it is lost)")
+    parser.add_argument("--wheel", type=Path, help="earmark wheel to install at first boot (default: build one)")
+    args = parser.parse_args(argv)
+    try:
+        if not args.config.is_file():
+            raise ConfigError(f"{args.config}: no such config file")
+        import tomllib
+
+        try:
+            flash_file = _FlashFile.model_validate(tomllib.loads(args.config.read_text()))
+        except (tomllib.TOMLDecodeError, ValueError) as err:
+            raise ConfigError(f"{args.config}: {str(err).splitlines()[0]}") from err
+        stem = args.image.name.removesuffix(".xz").removesuffix(".img")
+        output = args.output or args.image.with_name(f"{stem}.earmark.img")
+        if args.device:
+            check_target(args.device, Path("/proc/self/mounts").read_text(), _root_source())
+        wheel = args.wheel or _build_wheel(output.parent)
+        configure_image(args.image, output, flash_file.device, wheel)
+        print(f"configured {output}", file=sys.stderr)  # noqa: T201
+        if args.device:
+            digest = write_to_device(output, Path(args.device), _progress_bar)
+            print(f"wrote and verified {args.device} (sha256 {digest[:16]}…)", file=sys.stderr)  # noqa: T201
+        return 0
+    except EarmarkError as err:
+        print(f"earmark-flash: error: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

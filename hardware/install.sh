@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install Earmark on a Raspberry Pi (run as root; cloud-init runs it at first boot).
+#   EARMARK_AUDIO=usb|respeaker-2mic-v1|respeaker-2mic-v2   (default usb)
+# Reads what earmark-flash left in /boot/firmware/earmark: an earmark wheel, device.toml,
+# credentials.env, optional ca.pem. Idempotent: safe to run again after an update.
+set -euo pipefail
+boot=/boot/firmware/earmark
+audio="${EARMARK_AUDIO:-usb}"
+venv=/opt/earmark/.venv
+
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  python3-venv python3-dev gcc portaudio19-dev alsa-utils >/dev/null
+
+id earmark >/dev/null 2>&1 || useradd --system --home-dir /var/lib/earmark --shell /usr/sbin/nologin earmark
+usermod -aG audio,gpio earmark
+
+install -d -m 0755 /opt/earmark
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --upgrade pip
+if "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+  # Trixie (Python 3.13): no tflite-runtime wheel; LiteRT stands in (firmware/litert_shim.py).
+  "$venv/bin/pip" install -q --no-deps openwakeword==0.6.0
+fi
+wheel="$(ls "$boot"/earmark-*.whl | head -n 1)"
+"$venv/bin/pip" install -q "earmark[device] @ file://$wheel"
+
+install -d -m 0750 -g earmark /etc/earmark
+install -m 0640 -g earmark "$boot/device.toml" /etc/earmark/device.toml
+[ -f "$boot/ca.pem" ] && install -m 0644 "$boot/ca.pem" /etc/earmark/ca.pem
+if [ -f "$boot/credentials.env" ]; then
+  # Root reads it for systemd (EnvironmentFile); then it leaves the FAT partition.
+  install -m 0600 "$boot/credentials.env" /etc/earmark/credentials.env
+  shred -u "$boot/credentials.env"
+fi
+
+case "$audio" in
+  respeaker-2mic-v1) overlay="dtoverlay=wm8960-soundcard"; card="wm8960soundcard" ;;
+  respeaker-2mic-v2) overlay="dtoverlay=respeaker-2mic-v2_0"; card="seeed2micvoicec" ;;
+  usb) overlay=""; card="" ;;
+  *) echo "install.sh: unknown EARMARK_AUDIO=$audio" >&2; exit 2 ;;
+esac
+if [ -n "$overlay" ]; then
+  grep -qx "$overlay" /boot/firmware/config.txt || printf '\n# Earmark microphone\ndtparam=i2s=on\n%s\n' "$overlay" >> /boot/firmware/config.txt
+fi
+install -m 0644 "$(dirname "$0")/alsa/asound-$audio.conf" /etc/asound.conf 2>/dev/null \
+  || "$venv/bin/python" -c "import hardware, shutil, pathlib; shutil.copy(pathlib.Path(hardware.__file__).parent / 'alsa' / 'asound-$audio.conf', '/etc/asound.conf')"
+
+unit=/etc/systemd/system/earmark-speaker.service
+"$venv/bin/python" -c "import hardware, pathlib; print((pathlib.Path(hardware.__file__).parent / 'systemd' / 'earmark-speaker.service').read_text())" \
+  | sed "s|/opt/earmark/.venv/bin/earmark-speaker|$venv/bin/earmark-speaker|" > "$unit"
+systemctl daemon-reload
+systemctl enable --now earmark-speaker.service
+echo "install.sh: earmark-speaker is running; check it with: $venv/bin/earmark-device doctor --config /etc/earmark/device.toml"

@@ -1,0 +1,129 @@
+"""`earmark-speaker`: the service that runs on the Pi (systemd, GPIO, watchdog, uplink).
+
+It composes the device firmware (audio source, front end, uplink) with the hardware
+around it: status LEDs, the mute button, and systemd's watchdog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contract import config
+from contract.errors import EarmarkError
+from firmware.events import FrontEndEvent, StateChanged
+from firmware.mute import MuteState, gated
+from firmware.settings import DeviceSettings
+from firmware.watchdog import Notifier
+from hardware.gpio import GpioSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class SpeakerSettings(DeviceSettings):
+    """Device settings plus the hardware around it."""
+
+    model_config = SettingsConfigDict(env_prefix="EARMARK_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    gpio: GpioSettings = Field(default_factory=GpioSettings)
+
+
+def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None = None) -> int:
+    """The service loop; returns when the input ends or on SIGTERM."""
+    from firmware.audio.source import open_source
+    from firmware.frontend import FrontEnd
+    from firmware.uplink import ConsentCache, Uplink
+    from firmware.wake import WakeWordDetector
+
+    state_dir = settings.state_dir.expanduser()
+    mute = MuteState(state_dir / "mute.json")
+    source = open_source(settings.input, settings.device)
+    frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
+    uplink = None
+    if settings.identity is not None:
+        consent = ConsentCache(state_dir / "consent.json", settings.identity.household_id)
+        uplink = Uplink(settings.identity, settings.mqtt, settings.uplink, consent)
+        frontend.subscribe(uplink.handle)
+        uplink.start()
+    lights = button = None
+    if settings.gpio.enabled:
+        from hardware.gpio import MuteButton, StatusLights
+
+        lights = StatusLights(settings.gpio, pin_factory)
+        if settings.gpio.mute_button is not None:
+            button = MuteButton(settings.gpio.mute_button, mute, pin_factory)
+
+    def show(_event: FrontEndEvent | None = None) -> None:
+        if lights is not None and (_event is None or isinstance(_event, StateChanged)):
+            lights.show(frontend.state, offline=uplink is not None and not uplink.connected.is_set())
+
+    if mute.muted:
+        frontend.mute()  # a muted speaker stays muted across restarts
+
+    def on_mute(muted: bool) -> None:
+        if muted:
+            frontend.mute()
+        else:
+            frontend.unmute()
+        show()
+
+    mute.subscribe(on_mute)
+    frontend.subscribe(show)
+    show()
+    stopping = False
+
+    def stop(*_args: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    notifier.ready()
+    notifier.status("muted" if mute.muted else "listening for the wake word")
+    try:
+        for frame in gated(source.frames(), mute, source):
+            if stopping:
+                break
+            if frame:
+                frontend.process(frame)
+            notifier.ping()
+        frontend.end_of_input()
+    finally:
+        notifier.stopping()
+        if uplink is not None:
+            uplink.stop()
+        for part in (button, lights):
+            if part is not None:
+                part.close()
+        source.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-speaker`."""
+    parser = argparse.ArgumentParser(prog="earmark-speaker", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, help="TOML settings (e.g. /etc/earmark/device.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = config.load_settings(SpeakerSettings, args.config)
+        return run(settings, Notifier())
+    except EarmarkError as err:
+        print(json.dumps({"type": "error", "code": err.code, "message": str(err)}), file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

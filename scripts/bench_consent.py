@@ -1,0 +1,157 @@
+"""Opt-out latency at scale (reported, never asserted).
+
+    python -m scripts.bench_consent [--clips 1000000] [--pool 100000] [--opt-outs 300]
+
+Builds a clip store with `--clips` rows (10,000 households, rows inserted directly: the
+purge never touches audio files), `--pool` of them in the review pool and one open
+reviewer assignment per household, then opts random households out one at a time
+through the real registry and the real consent publisher against a loopback mosquitto,
+and reports p50/p99 for (a) the consent transaction (history + pool purge + assignment
+revocation + audit + outbox) and (b) opt-out -> retained consent message received by a
+subscriber on the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract.mqtt import MqttSettings
+from pipeline.store import SQLiteClipStore
+from review_opt_out.publisher import ConsentPublisher
+from review_opt_out.registry import Channel, Registry
+
+HOUSEHOLDS = 10_000
+
+
+def populate(registry: Registry, clips: int, pool: int) -> list[str]:
+    """Households opted in at version 2, their clips, the pool, one open assignment each."""
+    now = datetime.now(UTC).isoformat()
+    households = [f"h{i:05d}" for i in range(HOUSEHOLDS)]
+    per_household_pool = pool // HOUSEHOLDS
+    with registry.transaction() as db:
+        db.executemany("INSERT INTO households VALUES (?, ?, 1, 2, NULL, 1, ?)", [(h, h, now) for h in households])
+        db.executemany("INSERT INTO consent_outbox VALUES (?, 2, x'7b7d', 1)", [(h,) for h in households])
+        db.execute("INSERT INTO reviewers VALUES ('r1', 'rita', 'reviewer', 'x')")
+        batch: list[tuple[Any, ...]] = []
+        pooled: list[tuple[Any, ...]] = []
+        assigned: list[tuple[Any, ...]] = []
+        for i in range(clips):
+            household = households[i % HOUSEHOLDS]
+            clip_id = str(uuid.UUID(int=i))
+            batch.append((clip_id, f"d-{household}", household, now, now, 2.0, "", "silence", "complete", 0,
+                          "alexa", "bench", 1, 2, f"clips/{household}/{clip_id}.wav"))  # fmt: skip
+            nth = i // HOUSEHOLDS
+            if nth < per_household_pool:
+                pseudonym = f"p{i}"
+                pooled.append((clip_id, pseudonym, household, now))
+                if nth == 0:
+                    assigned.append((pseudonym, clip_id, household, "r1", "open", now, None))
+            if len(batch) >= 50_000:
+                db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                batch.clear()
+        db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+        db.executemany("INSERT INTO review_pool VALUES (?, ?, ?, ?)", pooled)
+        db.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?)", assigned)
+    return households
+
+
+def main() -> None:
+    """Build, measure, report."""
+    from tests.broker import Broker
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=1_000_000)
+    parser.add_argument("--pool", type=int, default=100_000)
+    parser.add_argument("--opt-outs", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("reports/consent_bench.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        SQLiteClipStore(workdir).close()
+        registry = Registry(workdir)
+        started = time.monotonic()
+        households = populate(registry, args.clips, args.pool)
+        build_seconds = time.monotonic() - started
+        counts = {
+            "clips": registry.db.execute("SELECT COUNT(*) FROM clips").fetchone()[0],
+            "pool": registry.db.execute("SELECT COUNT(*) FROM review_pool").fetchone()[0],
+            "open_assignments": registry.db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0],
+        }
+        print("built", counts, f"in {build_seconds:.1f} s", flush=True)
+
+        broker = Broker(workdir)
+        broker.start()
+        arrived: dict[tuple[str, int], float] = {}
+        got = threading.Condition()
+
+        def on_message(_c: Any, _u: Any, message: Any) -> None:
+            body = json.loads(message.payload)
+            with got:
+                arrived[(body["household_id"], body["consent_version"])] = time.perf_counter()
+                got.notify_all()
+
+        subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        subscriber.on_message = on_message
+        subscriber.connect("127.0.0.1", broker.port)
+        subscriber.subscribe("earmark/v1/households/+/consent", qos=1)
+        subscriber.loop_start()
+        publisher = ConsentPublisher(registry, MqttSettings(port=broker.port))
+        publisher.start()
+        publisher.connected.wait(10)
+
+        commit_s: list[float] = []
+        published_s: list[float] = []
+        purged: list[int] = []
+        for household in random.Random(7).sample(households, args.opt_outs):  # noqa: S311
+            before = registry.pool_households().get(household, 0) if len(purged) < 5 else None
+            t0 = time.perf_counter()
+            changed = registry.set_consent(household, False, "bench", Channel.APP)
+            t1 = time.perf_counter()
+            publisher.notify()
+            key = (household, changed.consent_version)
+            with got:
+                got.wait_for(lambda: key in arrived, timeout=10)  # noqa: B023 - waited on right here
+            commit_s.append(t1 - t0)
+            published_s.append(arrived[key] - t0)
+            if before is not None:
+                purged.append(before)
+                assert household not in registry.pool_households()  # noqa: S101
+
+        def pct(values: list[float]) -> dict[str, float]:
+            return {
+                "p50_ms": float(np.percentile(values, 50) * 1000),
+                "p99_ms": float(np.percentile(values, 99) * 1000),
+            }
+
+        figures = {
+            **counts,
+            "opt_outs": args.opt_outs,
+            "pool_rows_per_household_purged": purged,
+            "consent_transaction": pct(commit_s),
+            "opt_out_to_retained_message": pct(published_s),
+        }
+        print(json.dumps(figures, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=1))
+        publisher.stop()
+        subscriber.loop_stop()
+        subscriber.disconnect()
+        broker.stop()
+        registry.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""earmark-flash on real FAT images the test builds (mkfs.vfat + an MBR partition table)."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import shutil
+import struct
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hardware.flash import (
+    FlashConfig,
+    FlashError,
+    boot_partition_offset,
+    check_target,
+    configure_image,
+    write_to_device,
+)
+from tests.conftest import REPO
+
+MIB = 1 << 20
+BOOT_START = 8192  # sectors, as Raspberry Pi OS images lay it out (4 MiB)
+BOOT_SECTORS = 65536  # 32 MiB
+
+CONFIG = FlashConfig(
+    hostname="kitchen-speaker",
+    ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnlyForTests dev@laptop",
+    device_id="kitchen-1",
+    household_id="h-42",
+    broker_url="mqtts://broker.example.org:8883",
+    device_password="s3cret-device-password",  # type: ignore[arg-type]
+    ca_certificate="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    wifi={"ssid": "Home Wi-Fi", "password": "wifi pass", "country": "DE"},  # type: ignore[arg-type]
+    audio="respeaker-2mic-v2",
+)
+
+
+def need(tool: str) -> str:
+    found = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+    if found is None:
+        pytest.fail(f"{tool} is missing: .ci/run installs mtools and dosfstools")
+    return found
+
+
+def build_image(path: Path) -> Path:
+    """A 64 MiB disk image: MBR, a FAT boot partition at 4 MiB, a Linux partition after it."""
+    fat = path.with_suffix(".fat")
+    subprocess.run([need("mkfs.vfat"), "-C", "-n", "bootfs", str(fat), str(BOOT_SECTORS // 2)], check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run([need("mcopy"), "-i", str(fat), str(REPO / "README.md"), "::config.txt"], check=True)
+    image = bytearray(64 * MIB)
+    entries = [
+        (0x0C, BOOT_START, BOOT_SECTORS),
+        (0x83, BOOT_START + BOOT_SECTORS, 64 * 2048 - BOOT_START - BOOT_SECTORS),
+    ]
+    for index, (kind, start, count) in enumerate(entries):
+        image[446 + 16 * index : 446 + 16 * (index + 1)] = struct.pack(
+            "<B3sB3sII", 0, b"\0\0\0", kind, b"\0\0\0", start, count
+        )
+    image[510:512] = b"\x55\xaa"
+    image[BOOT_START * 512 : BOOT_START * 512 + fat.stat().st_size] = fat.read_bytes()
+    path.write_bytes(bytes(image))
+    fat.unlink()
+    return path
+
+
+def read_file(image: Path, name: str) -> str:
+    offset = boot_partition_offset(image)
+    done = subprocess.run([need("mtype"), "-i", f"{image}@@{offset}", f"::{name}"], capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_configures_a_copy_of_the_image_without_mounting(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "raspios.img")
+    before = sha(image)
+    wheel = tmp_path / "earmark-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK\x05\x06" + bytes(18))
+    out = configure_image(image, tmp_path / "kitchen.img", CONFIG, wheel)
+    assert sha(image) == before  # the downloaded image is never modified
+    user_data = read_file(out, "user-data")
+    assert user_data.startswith("#cloud-config") and "hostname: kitchen-speaker" in user_data
+    assert CONFIG.ssh_public_key in user_data and "ssh_pwauth: false" in user_data
+    assert "EARMARK_AUDIO=respeaker-2mic-v2" in user_data
+    network = read_file(out, "network-config")
+    assert '"Home Wi-Fi"' in network and "wifi pass" in network and "regulatory-domain: DE" in network
+    device = tomllib.loads(read_file(out, "earmark/device.toml"))
+    assert device["identity"] == {"device_id": "kitchen-1", "household_id": "h-42"}
+    assert device["mqtt"] == {"host": "broker.example.org", "port": 8883, "username": "kitchen-1", "tls": True,
+                              "ca_file": "/etc/earmark/ca.pem"}  # fmt: skip
+    assert "s3cret-device-password" not in read_file(out, "earmark/device.toml")
+    assert read_file(out, "earmark/credentials.env") == "EARMARK_MQTT__PASSWORD=s3cret-device-password\n"
+    assert read_file(out, "earmark/install.sh").startswith("#!/usr/bin/env bash")
+    assert read_file(out, f"earmark/{wheel.name}").encode("latin-1")[:4] == b"PK\x05\x06"
+    assert "Earmark" in read_file(out, "config.txt")  # what was there is still there
+
+
+def test_a_compressed_image_is_unpacked_and_configured(tmp_path: Path) -> None:
+    raw = build_image(tmp_path / "raspios.img")
+    packed = tmp_path / "raspios.img.xz"
+    packed.write_bytes(lzma.compress(raw.read_bytes(), preset=0))
+    out = configure_image(packed, tmp_path / "kitchen.img", CONFIG)
+    assert "kitchen-speaker" in read_file(out, "user-data")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncate", "truncated"),
+        ("no-fat", "holds no FAT file system"),
+        ("not-an-image", "no partition table"),
+        ("bad-xz", "corrupt or truncated .xz"),
+    ],
+)
+def test_a_damaged_image_gives_a_clear_error_and_writes_nothing(tmp_path: Path, damage: str, message: str) -> None:
+    image = build_image(tmp_path / "raspios.img")
+    data = image.read_bytes()
+    if damage == "truncate":
+        image.write_bytes(data[: 20 * MIB])
+    elif damage == "no-fat":
+        image.write_bytes(data[: BOOT_START * 512] + bytes(512) + data[BOOT_START * 512 + 512 :])
+    elif damage == "not-an-image":
+        image.write_bytes(b"this is a text file, not a disk image\n" * 100)
+    else:
+        image = tmp_path / "raspios.img.xz"
+        image.write_bytes(lzma.compress(data, preset=0)[:4096])
+    with pytest.raises(FlashError, match=message):
+        configure_image(image, tmp_path / "out" / "kitchen.img", CONFIG)
+    assert list((tmp_path / "out").iterdir()) == []  # no output, no temporary leftovers
+
+
+def test_refuses_a_mounted_disk_or_the_system_disk() -> None:
+    mounts = "/dev/sdb1 /media/pi/bootfs vfat rw 0 0\n/dev/mmcblk0p2 / ext4 rw 0 0\n"
+    with pytest.raises(FlashError, match="mounted"):
+        check_target("/dev/sdb", mounts, "/dev/mmcblk0p2")
+    with pytest.raises(FlashError, match="running system"):
+        check_target("/dev/mmcblk0", mounts, "/dev/mmcblk0p2")
+    check_target("/dev/sdc", mounts, "/dev/mmcblk0p2")  # an unmounted card is fine
+
+
+def test_writes_with_progress_and_verifies_by_reading_back(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "raspios.img")
+    card = tmp_path / "card.bin"  # a file standing in for /dev/sdX (no card reader here)
+    card.write_bytes(bytes(80 * MIB))
+    seen: list[tuple[int, int]] = []
+    digest = write_to_device(image, card, lambda done, total: seen.append((done, total)))
+    assert digest == sha(image) and seen[-1] == (image.stat().st_size, image.stat().st_size)
+    assert hashlib.sha256(card.read_bytes()[: image.stat().st_size]).hexdigest() == digest
+
+
+def test_the_command_line(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "raspios.img")
+    wheel = tmp_path / "earmark-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    config = tmp_path / "kitchen.toml"
+    config.write_text(
+        '[device]\nhostname = "kitchen-speaker"\n'
+        f'ssh_public_key = "{CONFIG.ssh_public_key}"\n'
+        'device_id = "kitchen-1"\nhousehold_id = "h-42"\nbroker_url = "mqtt://192.0.2.10:1883"\n'
+        'device_password = "pw"\n'
+    )
+    ok = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), "--wheel",
+                         str(wheel)], cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "kitchen-speaker" in read_file(tmp_path / "raspios.earmark.img", "user-data")
+    config.write_text('[device]\nhostname = "Not A Hostname!"\n')
+    bad = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config)],
+                         cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "earmark-flash: error:" in bad.stderr
