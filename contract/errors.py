@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class EarmarkError(Exception):
     """An error with a stable machine-readable code and a one-line human message."""
@@ -25,3 +27,9 @@ class ContractError(EarmarkError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message, code=code)
+
+
+def report(prog: str, err: EarmarkError) -> int:
+    """Print the one line a user sees for a failure and return the exit status (2) for it."""
+    print(f"{prog}: error: {err}", file=sys.stderr)  # noqa: T201 - this is the CLI boundary
+    return 2

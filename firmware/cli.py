@@ -16,7 +16,7 @@ from uuid import UUID
 
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from contract.config import ConfigError
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, load_settings
 
@@ -196,9 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             return 0
         if args.command == "doctor":
-            from firmware.doctor import run_checks
+            from contract.config import load_settings as load_any
+            from firmware.doctor import DoctorSettings, run_checks
 
-            checks = run_checks(load_settings(args.config))
+            checks = run_checks(load_any(DoctorSettings, args.config))
             for check in checks:
                 print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
                 if not check.ok:
@@ -231,8 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result_timeout_seconds=args.result_timeout,
         )
     except EarmarkError as err:
-        print(f"earmark-device: error: {err}", file=sys.stderr)
-        return 2
+        return report("earmark-device", err)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

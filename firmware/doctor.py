@@ -9,10 +9,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_settings import SettingsConfigDict
+
 from contract import topics
 from contract.errors import EarmarkError
 from contract.mqtt import build_client
 from firmware.settings import DeviceSettings
+
+
+class DoctorSettings(DeviceSettings):
+    """Device settings read leniently: the speaker's file also holds hardware tables
+    (`[gpio]`) that only the service knows; the doctor checks what it can and ignores them."""
+
+    model_config = SettingsConfigDict(env_prefix="EARMARK_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from contract import topics
 from contract.config import ConfigError
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 
 PIPELINE_USER = "earmark-pipeline"
 CONSENT_USER = "earmark-consent"
@@ -130,7 +130,6 @@ def mosquitto_conf(port: int, password_file: Path, acl_file: Path, tls: tuple[Pa
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `earmark-provision`."""
     import argparse
-    import sys
     import tomllib
 
     parser = argparse.ArgumentParser(prog="earmark-provision", description="broker identities, ACL and TLS")
@@ -161,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: mosquitto.conf, passwords, acl, credentials.toml" + (", TLS" if tls else ""))  # noqa: T201
         return 0
     except EarmarkError as err:
-        print(f"earmark-provision: error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return report("earmark-provision", err)
 
 
 if __name__ == "__main__":

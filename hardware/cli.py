@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = ["--realtime"] if args.realtime else []
         return up.up(args.input, args.data_dir, args.vosk_model, extra)
     except EarmarkError as err:
-        print(f"earmark: error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return report("earmark", err)
     except KeyboardInterrupt:
         return 130
 

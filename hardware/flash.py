@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from contract import topics
 from contract.config import ConfigError
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 
 _FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
 SECTOR = 512
@@ -336,8 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote and verified {args.device} (sha256 {digest[:16]}…)", file=sys.stderr)  # noqa: T201
         return 0
     except EarmarkError as err:
-        print(f"earmark-flash: error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return report("earmark-flash", err)
 
 
 if __name__ == "__main__":

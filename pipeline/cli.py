@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.config import load_settings
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 from pipeline.settings import PipelineSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve(settings))
         return 0
     except EarmarkError as err:
-        print(f"earmark-pipeline: error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return report("earmark-pipeline", err)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -22,7 +21,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 from pipeline.errors import ModelError
 
 DEFAULT_MODEL_DIR = Path("~/.local/share/earmark/models")
@@ -116,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"installed": str(path)}))  # noqa: T201
         return 0
     except EarmarkError as err:
-        print(f"earmark models: error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return report("earmark models", err)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from contract.errors import EarmarkError
+from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
 from review_opt_out import audit, auth
 from review_opt_out.registry import Registry
@@ -120,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"earmark audit: {result.entries} entries, chain intact")  # noqa: T201
         return 0
     except EarmarkError as err:
-        print(f"earmark-review: error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return report("earmark-review", err)
 
 
 if __name__ == "__main__":

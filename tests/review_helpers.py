@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,32 +11,43 @@ from pipeline.store import Clip, SQLiteClipStore
 from review_opt_out.registry import Registry
 
 
+def make_clip(**changes: object) -> Clip:
+    """A clip as the pipeline would build it; override any field."""
+    now = datetime.now(UTC)
+    clip = Clip(
+        utterance_id=uuid.uuid4(),
+        device_id="kitchen-1",
+        household_id="h-42",
+        capture_started_at=now,
+        stored_at=now,
+        duration_seconds=0.0,
+        transcript="turn on the lights",
+        end_reason="silence",
+        status="complete",
+        missing_chunks=0,
+        wake_word="alexa",
+        firmware_version="test",
+        review_allowed=True,
+        consent_version=2,
+    )
+    return replace(clip, **changes)  # type: ignore[arg-type]
+
+
 def capture(
     store: SQLiteClipStore, household_id: str, review_allowed: bool, consent_version: int, age_days: float = 0.0
 ) -> uuid.UUID:
     """Store a clip the way the pipeline does, with the tag a device sent."""
-    utterance_id = uuid.uuid4()
     captured = datetime.now(UTC) - timedelta(days=age_days)
-    store.save(
-        Clip(
-            utterance_id=utterance_id,
-            device_id=f"dev-{household_id}",
-            household_id=household_id,
-            capture_started_at=captured,
-            stored_at=captured,
-            duration_seconds=0.0,
-            transcript="turn on the lights",
-            end_reason="silence",
-            status="complete",
-            missing_chunks=0,
-            wake_word="alexa",
-            firmware_version="test",
-            review_allowed=review_allowed,
-            consent_version=consent_version,
-        ),
-        bytes(3200),
+    clip = make_clip(
+        device_id=f"dev-{household_id}",
+        household_id=household_id,
+        capture_started_at=captured,
+        stored_at=captured,
+        review_allowed=review_allowed,
+        consent_version=consent_version,
     )
-    return utterance_id
+    store.save(clip, bytes(3200))
+    return clip.utterance_id
 
 
 def open_both(data_dir: Path) -> tuple[SQLiteClipStore, Registry]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.config import load_settings
+from firmware.doctor import DoctorSettings
 from hardware.flash import (
     FlashConfig,
     FlashError,
@@ -21,6 +23,7 @@ from hardware.flash import (
     configure_image,
     write_to_device,
 )
+from hardware.speaker import SpeakerSettings
 from tests.conftest import REPO
 
 MIB = 1 << 20
@@ -101,6 +104,12 @@ def test_configures_a_copy_of_the_image_without_mounting(tmp_path: Path) -> None
     assert read_file(out, "earmark/install.sh").startswith("#!/usr/bin/env bash")
     assert read_file(out, f"earmark/{wheel.name}").encode("latin-1")[:4] == b"PK\x05\x06"
     assert "Earmark" in read_file(out, "config.txt")  # what was there is still there
+    # The file is exactly what the speaker service and the doctor load.
+    settings_file = tmp_path / "device.toml"
+    settings_file.write_text(read_file(out, "earmark/device.toml"))
+    speaker = load_settings(SpeakerSettings, settings_file, mqtt={"password": "from credentials.env"})
+    assert speaker.identity is not None and speaker.identity.device_id == "kitchen-1" and speaker.gpio.enabled
+    assert load_settings(DoctorSettings, settings_file).mqtt.tls is True
 
 
 def test_a_compressed_image_is_unpacked_and_configured(tmp_path: Path) -> None:

@@ -6,37 +6,15 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import uuid
 import wave
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import ClipRejected
-from pipeline.store import Clip, SQLiteClipStore
+from pipeline.store import SQLiteClipStore
 from tests.conftest import REPO
-
-
-def make_clip(**changes: object) -> Clip:
-    clip = Clip(
-        utterance_id=uuid.uuid4(),
-        device_id="kitchen-1",
-        household_id="h-42",
-        capture_started_at=datetime.now(UTC),
-        stored_at=datetime.now(UTC),
-        duration_seconds=0.0,
-        transcript="음악 틀어",
-        end_reason="silence",
-        status="complete",
-        missing_chunks=0,
-        wake_word="alexa",
-        firmware_version="0.1.0",
-        review_allowed=True,
-        consent_version=2,
-    )
-    return replace(clip, **changes)  # type: ignore[arg-type]
+from tests.review_helpers import make_clip
 
 
 def test_saved_clip_reads_back_with_its_tag_and_audio(tmp_path: Path) -> None:
@@ -89,7 +67,7 @@ def test_a_crash_never_leaves_audio_without_a_row(tmp_path: Path, point: str) ->
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
         from pipeline.store import SQLiteClipStore
-        from tests.test_store import make_clip
+        from tests.review_helpers import make_clip
         def crash(name):
             if name == {point!r}:
                 os._exit(17)
