@@ -7,15 +7,9 @@ import pytest
 
 from firmware.events import FrontEndEvent, WakeDetected
 from firmware.frontend import FrontEnd, FrontEndSettings
-from firmware.wake import BUNDLED_WAKE_WORDS, WakeWordDetector
+from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec
 from scripts.speech import NEGATIVE_SENTENCES, espeak, pink_noise, silence, white_noise
 from tests.conftest import feed
-
-# A real defect of the shipped hey_rhasspy model, kept visible rather than edited out of
-# the negatives: espeak-ng en-gb saying "The shop on the corner sells fresh bread every
-# day" scores 0.95, 0.99, 0.74 on three consecutive frames, past any patience that still
-# detects the word. strict=True makes this test fail the day the model stops doing it.
-KNOWN_CONFUSION = "hey_rhasspy fires on en-gb 'The shop on the corner sells fresh bread every day'"
 
 VOICES = (("en-us", 150), ("en-gb", 170), ("en-us+f3", 140), ("en-us+m3", 185))
 
@@ -55,15 +49,20 @@ def wakes_on_negatives(negative_audio: np.ndarray, all_words_detector: WakeWordD
     return wakes
 
 
-@pytest.mark.parametrize(
-    "word",
-    [
-        pytest.param(w, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_CONFUSION))
-        if w == "hey_rhasspy"
-        else w
-        for w in BUNDLED_WAKE_WORDS
-    ],
-)
+@pytest.mark.parametrize("word", BUNDLED_WAKE_WORDS)
 def test_no_wake_word_fires_on_negatives(word: str, wakes_on_negatives: list[WakeDetected]) -> None:
     fired = [(w.score, w.audio_time_seconds) for w in wakes_on_negatives if w.wake_word == word]
     assert fired == []
+
+
+def test_hey_rhasspy_fires_on_its_known_confusable_without_its_stricter_default(
+    negative_audio: np.ndarray, all_words_detector: WakeWordDetector
+) -> None:
+    """Keeps the reason for DEFAULT_PATIENCE_FRAMES visible: at the common patience of 2,
+    espeak-ng en-gb "The shop on the corner sells fresh bread every day" wakes hey_rhasspy."""
+    settings = WakeSettings(words=(WakeWordSpec(model="hey_rhasspy", patience_frames=2),))
+    frontend = FrontEnd(FrontEndSettings(), WakeWordDetector(settings))
+    wakes: list[WakeDetected] = []
+    frontend.subscribe(lambda e: wakes.append(e) if isinstance(e, WakeDetected) else None)
+    feed(frontend, negative_audio)
+    assert len(wakes) >= 1
