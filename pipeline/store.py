@@ -20,7 +20,7 @@ import sqlite3
 import time
 import wave
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 from uuid import UUID
@@ -176,8 +176,9 @@ class SQLiteClipStore:
                     str(clip.utterance_id),
                     clip.device_id,
                     clip.household_id,
-                    clip.capture_started_at.isoformat(),
-                    clip.stored_at.isoformat(),
+                    # UTC with fixed precision, so retention and range queries can compare the text.
+                    clip.capture_started_at.astimezone(UTC).isoformat(timespec="microseconds"),
+                    clip.stored_at.astimezone(UTC).isoformat(timespec="microseconds"),
                     round(bytes_to_seconds(len(audio)), 3),
                     clip.transcript,
                     clip.end_reason,

@@ -468,10 +468,10 @@ class Registry:
             params.append(clip_id)
         if since is not None:
             where.append("capture_started_at >= ?")
-            params.append(since.isoformat())
+            params.append(_utc(since))
         if until is not None:
             where.append("capture_started_at < ?")
-            params.append(until.isoformat())
+            params.append(_utc(until))
         condition = " AND ".join(where)
         with self.transaction() as db:
             rows = db.execute(f"SELECT utterance_id, audio_path FROM clips WHERE {condition}", params).fetchall()  # noqa: S608
@@ -499,8 +499,14 @@ class Registry:
             )
 
 
+def _utc(moment: datetime) -> str:
+    """The store's timestamp text (UTC ISO 8601); a naive time is taken as UTC."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _cutoff(retention_days: int | None) -> str:
     """ISO timestamp before which a clip is past retention (far past when kept forever)."""
     if retention_days is None:
         return "0000"
-    return (_now() - timedelta(days=retention_days)).isoformat()
+    return _utc(_now() - timedelta(days=retention_days))
