@@ -10,6 +10,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic_settings import SettingsConfigDict
+
+from contract.config import LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
 from review_opt_out import audit, auth
@@ -43,14 +46,27 @@ def _background(registry: Registry, fraction: float, interval_seconds: float, st
             _LOGGER.exception("sampling or retention failed; retrying next round")
 
 
+class ReviewSettings(LayeredSettings):
+    """The consent service's broker identity (`earmark-consent` in the broker ACL)."""
+
+    model_config = SettingsConfigDict(env_prefix="EARMARK_REVIEW_", env_nested_delimiter="__", extra="forbid")
+
+    mqtt: MqttSettings = MqttSettings()
+    client_id: str = "earmark-consent"
+
+
 def _serve(args: argparse.Namespace, registry: Registry) -> int:
     import uvicorn
 
     from review_opt_out.app import create_app
     from review_opt_out.publisher import ConsentPublisher
 
-    host, _, port = args.broker.rpartition(":")
-    publisher = ConsentPublisher(registry, MqttSettings(host=host or "127.0.0.1", port=int(port)))
+    overrides: dict[str, object] = {}
+    if args.broker:
+        host, _, port = args.broker.rpartition(":")
+        overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
+    settings = load_settings(ReviewSettings, args.config, **overrides)
+    publisher = ConsentPublisher(registry, settings.mqtt, settings.client_id)
     publisher.start()
     stop = threading.Event()
     worker = threading.Thread(
@@ -75,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="companion app + reviewer API + consent publisher")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT")
+    serve.add_argument("--broker", help="HOST:PORT (or [mqtt] in --config, EARMARK_REVIEW_MQTT__*)")
+    serve.add_argument("--config", type=Path, help="TOML with [mqtt] username, password, tls, ca_file")
     serve.add_argument("--sample-fraction", type=float, default=0.002, help="share of eligible clips reviewed")
     serve.add_argument("--sample-interval", type=float, default=60.0, help="seconds between sampling rounds")
     serve.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)")

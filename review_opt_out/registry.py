@@ -198,6 +198,8 @@ class Registry:
         """A new household: consent version 1, review off unless configured otherwise."""
         allowed = self._default_review_allowed
         with self.transaction() as db:
+            if db.execute("SELECT 1 FROM households WHERE household_id = ?", (household_id,)).fetchone():
+                raise ReviewError(f"household {household_id} already exists")
             db.execute(
                 "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?)",
                 (household_id, name, int(allowed), _now().isoformat()),

@@ -1,0 +1,67 @@
+"""`earmark-review serve` as an operator runs it: CLI set-up, the page, and the retained consent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+
+from tests.broker import Broker, free_port
+from tests.conftest import REPO
+from tests.test_companion_browser import retained_consent
+
+
+def review(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(data_dir), *args],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    password = tmp_path / "pw"
+    password.write_text("correct horse\n")
+    assert review("add-household", "h1", "The Parks", data_dir=data).returncode == 0
+    added = review("add-member", "h1", "ana@example.org", "Ana", "--password-file", str(password), data_dir=data)
+    assert added.returncode == 0, added.stderr
+    duplicate = review("add-household", "h1", "Again", data_dir=data)
+    assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
+
+    broker = Broker(tmp_path)
+    broker.start()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(data), "serve",
+         "--broker", f"127.0.0.1:{broker.port}", "--port", str(port), "--sample-interval", "0.5"],
+        cwd=REPO,
+    )  # fmt: skip
+    try:
+        # A new household's consent (off, version 1) reaches the broker for its devices.
+        message = retained_consent(broker, "h1", 1, timeout=20)
+        assert (message["review_allowed"], message["consent_version"]) == (False, 1)
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    page = client.get("/")
+                    break
+                except httpx2.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            assert "Let people review my recordings" in page.text
+            login = client.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"})
+            assert login.status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        broker.stop()
+    verified = subprocess.run(
+        [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(data), "verify"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0 and "chain intact" in verified.stdout
