@@ -345,11 +345,16 @@ class IngestService:
         elif status == "complete" and missing:
             status = "incomplete"
         start = stream.start
-        if stream.recognizer is not None:
+        muted = stream.end is not None and stream.end.reason is EndReason.MUTED
+        if stream.recognizer is not None and not muted:
             loop = asyncio.get_running_loop()
             final = await loop.run_in_executor(self._cpu, stream.recognizer.finish, start.utterance_id)
         else:
             final = RecognitionResult(utterance_id=start.utterance_id, final=True, text="")
+        if muted:
+            # The user pressed mute mid-request: keep the record that it happened (with its
+            # consent tag), not what was said before the press.
+            stream.audio.clear()
         clip = Clip(
             utterance_id=start.utterance_id,
             device_id=start.device_id,
@@ -366,8 +371,7 @@ class IngestService:
             review_allowed=start.review_allowed,
             consent_version=start.consent_version,
         )
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._io, self._store.save, clip, bytes(stream.audio))
+        await asyncio.get_running_loop().run_in_executor(self._io, self._store.save, clip, bytes(stream.audio))
         self.stats.stored[status] += 1
         self._publish(stream, final)
         self.stats.finals_published += 1

@@ -265,6 +265,24 @@ def test_duplicated_reordered_and_dropped_chunks(broker: Broker, pipeline: Runni
     injector.close()
 
 
+def test_a_request_ended_by_mute_keeps_the_record_not_the_audio(
+    broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    injector = Injector(broker)
+    utterance_id = uuid.uuid4()
+    injector.start(utterance_id)
+    chunks = pcm_chunks(command_wav, 8)
+    for sequence, pcm in enumerate(chunks):
+        injector.chunk(utterance_id, sequence, pcm)
+    end = UtteranceEnd(utterance_id=utterance_id, reason="muted", chunk_count=len(chunks))  # type: ignore[arg-type]
+    injector.send(topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.END), encode_json(end))
+    assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
+    clip = pipeline.store.get(utterance_id)
+    assert clip is not None and (clip.end_reason, clip.duration_seconds, clip.transcript) == ("muted", 0.0, "")
+    assert clip.review_allowed is True  # the record keeps its tag
+    injector.close()
+
+
 def test_a_stream_whose_end_never_comes_is_recorded_as_timed_out(
     broker: Broker, pipeline: RunningPipeline, command_wav: Path
 ) -> None:
