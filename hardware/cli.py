@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         extra = ["--realtime"] if args.realtime else []
-        return up.up(args.input, args.data_dir, args.vosk_model, extra)
+        with_app = args.app if args.app is not None else args.input == "mic"
+        return up.up(args.input, args.data_dir, args.vosk_model, extra, with_app=with_app)
     except EarmarkError as err:
         return report("earmark", err)
     except KeyboardInterrupt:

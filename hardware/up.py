@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -85,8 +86,54 @@ def _python(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def up(input_spec: str, data_dir: Path, vosk_model: Path | None, extra_device_args: Sequence[str]) -> int:
-    """Run broker, pipeline and device until the device's input ends (or Ctrl-C)."""
+APP_EMAIL = "you@earmark.local"
+
+
+@contextlib.contextmanager
+def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
+    """The consent service and its page, with this machine's household and one member."""
+    review = ["review_opt_out.cli", "--data-dir", str(cloud_dir)]
+    password_file = cloud_dir.parent / "app-password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(12) + "\n")
+        password_file.chmod(0o600)
+    # Both refuse politely when they exist already (a second `earmark up`).
+    subprocess.run(_python(*review, "add-household", HOUSEHOLD_ID, "This home"), capture_output=True, check=False)
+    subprocess.run(
+        _python(*review, "add-member", HOUSEHOLD_ID, APP_EMAIL, "You", "--password-file", str(password_file)),
+        capture_output=True,
+        check=False,
+    )
+    port = _free_port()
+    server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)))
+    notice = (
+        f"companion app at http://127.0.0.1:{port}/ - sign in as {APP_EMAIL} with the password in {password_file};"
+        " switch review on or off and the device's next clip carries the new consent"
+    )
+    print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
+    try:
+        yield
+    finally:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=10)
+
+
+def _device_command(input_spec: str, address: str, state_dir: Path, extra: Sequence[str]) -> list[str]:
+    return _python(
+        "firmware.cli", "listen", "--input", input_spec, "--stream", "--broker", address,
+        "--device-id", DEVICE_ID, "--household-id", HOUSEHOLD_ID, "--state-dir", str(state_dir), *extra,
+    )  # fmt: skip
+
+
+def up(
+    input_spec: str,
+    data_dir: Path,
+    vosk_model: Path | None,
+    extra_device_args: Sequence[str],
+    with_app: bool = False,
+) -> int:
+    """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C)."""
     data_dir = data_dir.expanduser()
     model = vosk_model.expanduser() if vosk_model else DEFAULT_MODEL.expanduser()
     cloud = ["--data-dir", str(data_dir / "cloud")]
@@ -105,31 +152,14 @@ def up(input_spec: str, data_dir: Path, vosk_model: Path | None, extra_device_ar
             )
             print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
         pipeline = subprocess.Popen(_python("pipeline.cli", *run_args), stdout=subprocess.PIPE, text=True)
+        app = companion_app(data_dir / "cloud", address) if with_app else contextlib.nullcontext()
         try:
             assert pipeline.stdout is not None  # noqa: S101 - PIPE was asked for
-            ready = pipeline.stdout.readline()
-            if "pipeline_ready" not in ready:
+            if "pipeline_ready" not in pipeline.stdout.readline():
                 raise ConfigError("the pipeline did not start; run with -v for its log")
-            device = subprocess.run(
-                _python(
-                    "firmware.cli",
-                    "listen",
-                    "--input",
-                    input_spec,
-                    "--stream",
-                    "--broker",
-                    address,
-                    "--device-id",
-                    DEVICE_ID,
-                    "--household-id",
-                    HOUSEHOLD_ID,
-                    "--state-dir",
-                    str(data_dir / "device"),
-                    *extra_device_args,
-                ),
-                check=False,
-            )
-            return device.returncode
+            with app:
+                command = _device_command(input_spec, address, data_dir / "device", extra_device_args)
+                return subprocess.run(command, check=False).returncode
         finally:
             pipeline.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -142,3 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="clips, device state, broker files")
     parser.add_argument("--vosk-model", type=Path, help=f"Vosk model directory (default {DEFAULT_MODEL})")
     parser.add_argument("--realtime", action="store_true", help="pace file input like a microphone")
+    parser.add_argument(
+        "--app",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run the companion app (default: on with --input mic)",
+    )

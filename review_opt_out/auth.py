@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from review_opt_out import audit
+from review_opt_out.errors import ReviewError
 from review_opt_out.registry import Registry
 
 _HASHER = PasswordHasher()
@@ -42,6 +43,8 @@ def add_member(registry: Registry, household_id: str, email: str, name: str, pas
     """A household member who can sign in to the companion app."""
     member_id = secrets.token_hex(8)
     with registry.transaction() as db:
+        if db.execute("SELECT 1 FROM members WHERE email = ?", (email.lower(),)).fetchone():
+            raise ReviewError(f"a member with email {email} already exists")
         db.execute(
             "INSERT INTO members VALUES (?, ?, ?, ?, ?)",
             (member_id, household_id, email.lower(), name, hash_password(password)),

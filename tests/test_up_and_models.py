@@ -36,7 +36,7 @@ def earmark(*args: str, env: dict[str, str] | None = None, timeout: float = 180)
 
 
 def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Path) -> None:
-    done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL))
+    done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL), "--app")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     kinds = [line["type"] for line in lines]
@@ -45,6 +45,8 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
     assert len(finals) == 1 and finals[0]["words"]
     assert any(line["type"] == "transcript" and not line["final"] for line in lines)
     assert list((tmp_path / "cloud" / "clips" / "home").glob("*.wav"))
+    [app] = [line["message"] for line in lines if line["type"] == "notice" and "companion app" in line["message"]]
+    assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
 
 
 def test_missing_mosquitto_says_how_to_install_it(tmp_path: Path) -> None:
