@@ -107,10 +107,17 @@ def create_app(
     app = FastAPI(title="Earmark companion", docs_url=None, redoc_url=None)
     app.state.registry = registry
 
+    limiter = auth.SignInLimiter()
+
     def start_session(kind: str, body: SignIn, response: Response) -> dict[str, Any]:
+        key = f"{kind}:{body.login.lower()}"
+        if limiter.blocked(key):
+            raise HTTPException(429, "too many failed sign-ins; try again in a few minutes")
         signed = auth.sign_in(registry, kind, body.login, body.password)
         if signed is None:
+            limiter.failed(key)
             raise HTTPException(401, "wrong email or password")
+        limiter.succeeded(key)
         token, session = signed
         response.set_cookie(
             SESSION_COOKIE,

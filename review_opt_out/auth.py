@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -28,6 +31,40 @@ class Session:
     principal_id: str
     household_id: str | None  # members only
     csrf_token: str
+
+
+class SignInLimiter:
+    """Slows password guessing: after `max_failures` wrong passwords for one login within
+    `window_seconds`, that login is refused until the window has passed. In memory, per
+    process: it bounds guessing through one server, not a distributed attack."""
+
+    def __init__(self, max_failures: int = 5, window_seconds: float = 900.0, clock: Any = time.monotonic) -> None:
+        self._max = max_failures
+        self._window = window_seconds
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str) -> list[float]:
+        cutoff = self._clock() - self._window
+        recent = [t for t in self._failures.get(key, []) if t > cutoff]
+        self._failures[key] = recent
+        return recent
+
+    def blocked(self, key: str) -> bool:
+        """Whether this login is locked out now."""
+        with self._lock:
+            return len(self._recent(key)) >= self._max
+
+    def failed(self, key: str) -> None:
+        """Count a wrong password."""
+        with self._lock:
+            self._recent(key).append(self._clock())
+
+    def succeeded(self, key: str) -> None:
+        """Forget the failures of a login that got in."""
+        with self._lock:
+            self._failures.pop(key, None)
 
 
 def hash_password(password: str) -> str:

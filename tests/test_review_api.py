@@ -123,3 +123,12 @@ def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
         f"/api/review/clips/{pseudonym}/transcript", json={"text": "fixed"}, headers={"X-CSRF-Token": csrf}
     )
     assert done.status_code == 200
+
+
+def test_password_guessing_is_slowed_down(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+    _, _, client = world
+    for _ in range(5):
+        assert client.post("/api/login", json={"login": "ana@example.org", "password": "guess"}).status_code == 401
+    locked = client.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"})
+    assert locked.status_code == 429  # even the right password waits out the window
+    assert client.post("/api/login", json={"login": "bo@example.org", "password": "correct horse"}).status_code == 200
