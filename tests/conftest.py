@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 
 Pcm = npt.NDArray[np.int16]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_seconds: float = 30.0) -> bool:
+    """Poll a condition with a bound (no sleeps as synchronisation beyond this)."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
 
 
 def load_pcm(path: Path) -> Pcm:

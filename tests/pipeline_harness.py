@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from pipeline.ingest import IngestService
 from pipeline.settings import PipelineSettings
 from pipeline.store import SQLiteClipStore
+from tests.conftest import wait_until
 
 
 class RunningPipeline:
@@ -43,12 +43,7 @@ class RunningPipeline:
             self._ready.set()
 
     def wait_until(self, predicate: Callable[[], bool], timeout_seconds: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout_seconds)
 
     def stop(self) -> None:
         self.service.stop()

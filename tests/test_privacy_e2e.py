@@ -8,7 +8,6 @@ emptied at once and the device's following clip is tagged "no review" again.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,19 +20,10 @@ from pipeline.settings import IngestSettings, PipelineSettings
 from review_opt_out.publisher import ConsentPublisher
 from review_opt_out.registry import Channel, Registry
 from tests.broker import Broker
-from tests.conftest import Pcm, feed
+from tests.conftest import Pcm, feed, wait_until
 from tests.pipeline_harness import RunningPipeline
 
 MakeFrontEnd = Callable[..., tuple[FrontEnd, list[FrontEndEvent]]]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_consent_flows_from_the_app_to_the_device_and_the_pool(
@@ -66,18 +56,18 @@ def test_consent_flows_from_the_app_to_the_device_and_the_pool(
         feed(frontend, sample_pcm)
         frontend.end_of_input()
         ready = [e for e in events if isinstance(e, UtteranceReady)][before]
-        assert wait_for(lambda: pipeline.store.get(ready.utterance_id) is not None)
+        assert wait_until(lambda: pipeline.store.get(ready.utterance_id) is not None)
         clip = pipeline.store.get(ready.utterance_id)
         assert clip is not None
         return clip.review_allowed, clip.consent_version
 
     try:
-        assert wait_for(lambda: consent.current() == (False, 1)), "the device never saw the household's consent"
+        assert wait_until(lambda: consent.current() == (False, 1)), "the device never saw the household's consent"
         assert speak() == (False, 1)
 
         registry.set_consent("parks", True, "ana", Channel.APP)  # the one tap
         publisher.notify()
-        assert wait_for(lambda: consent.current() == (True, 2))
+        assert wait_until(lambda: consent.current() == (True, 2))
         assert speak() == (True, 2)
         assert registry.sample(1.0) == 1  # only the clip captured under the new consent
         assert registry.pool_households() == {"parks": 1}
@@ -85,7 +75,7 @@ def test_consent_flows_from_the_app_to_the_device_and_the_pool(
         registry.set_consent("parks", False, "ana", Channel.VOICE)
         assert registry.pool_households() == {}  # at once, before any message went out
         publisher.notify()
-        assert wait_for(lambda: consent.current() == (False, 3))
+        assert wait_until(lambda: consent.current() == (False, 3))
         assert speak() == (False, 3)
         registry.set_consent("parks", True, "ana", Channel.APP)
         assert registry.sample(1.0) == 0  # opting back in never brings old clips back

@@ -25,7 +25,15 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
-from contract.messages import AudioChunk, AudioFormat, ConsentState, UtteranceEnd, UtteranceStart, encode_json
+from contract.messages import (
+    AudioChunk,
+    AudioFormat,
+    ConsentState,
+    EndReason,
+    UtteranceEnd,
+    UtteranceStart,
+    encode_json,
+)
 from contract.mqtt import MqttSettings
 from pipeline.recognizer import load_model
 from pipeline.settings import IngestSettings, PipelineSettings
@@ -230,9 +238,19 @@ class Injector:
         topic = topics.utterance(self.device, utterance_id, topics.UtterancePart.AUDIO)
         self.send(topic, AudioChunk(sequence=sequence, pcm=pcm).encode())
 
-    def end(self, utterance_id: uuid.UUID, chunk_count: int) -> None:
-        end = UtteranceEnd(utterance_id=utterance_id, reason="silence", chunk_count=chunk_count)  # type: ignore[arg-type]
+    def end(self, utterance_id: uuid.UUID, chunk_count: int, reason: EndReason = EndReason.SILENCE) -> None:
+        end = UtteranceEnd(utterance_id=utterance_id, reason=reason, chunk_count=chunk_count)
         self.send(topics.utterance(self.device, utterance_id, topics.UtterancePart.END), encode_json(end))
+
+    def stream(self, chunks: list[bytes], end: EndReason | None = EndReason.SILENCE) -> uuid.UUID:
+        """A whole utterance in order: start, every chunk, and (unless None) its end."""
+        utterance_id = uuid.uuid4()
+        self.start(utterance_id)
+        for sequence, pcm in enumerate(chunks):
+            self.chunk(utterance_id, sequence, pcm)
+        if end is not None:
+            self.end(utterance_id, len(chunks), end)
+        return utterance_id
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -269,13 +287,7 @@ def test_a_request_ended_by_mute_keeps_the_record_not_the_audio(
     broker: Broker, pipeline: RunningPipeline, command_wav: Path
 ) -> None:
     injector = Injector(broker)
-    utterance_id = uuid.uuid4()
-    injector.start(utterance_id)
-    chunks = pcm_chunks(command_wav, 8)
-    for sequence, pcm in enumerate(chunks):
-        injector.chunk(utterance_id, sequence, pcm)
-    end = UtteranceEnd(utterance_id=utterance_id, reason="muted", chunk_count=len(chunks))  # type: ignore[arg-type]
-    injector.send(topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.END), encode_json(end))
+    utterance_id = injector.stream(pcm_chunks(command_wav, 8), end=EndReason.MUTED)
     assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
     clip = pipeline.store.get(utterance_id)
     assert clip is not None and (clip.end_reason, clip.duration_seconds, clip.transcript) == ("muted", 0.0, "")
@@ -287,10 +299,7 @@ def test_a_stream_whose_end_never_comes_is_recorded_as_timed_out(
     broker: Broker, pipeline: RunningPipeline, command_wav: Path
 ) -> None:
     injector = Injector(broker)
-    utterance_id = uuid.uuid4()
-    injector.start(utterance_id)
-    for sequence, pcm in enumerate(pcm_chunks(command_wav, 10)):
-        injector.chunk(utterance_id, sequence, pcm)
+    utterance_id = injector.stream(pcm_chunks(command_wav, 10), end=None)
     assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None, timeout_seconds=15)
     clip = pipeline.store.get(utterance_id)
     assert clip is not None and clip.status == "timed_out" and clip.review_allowed is True
@@ -328,12 +337,7 @@ def test_out_of_contract_messages_are_rejected_and_the_pipeline_keeps_serving(
     assert pipeline.store.get(untagged) is None and pipeline.store.get(bad_json) is None
 
     # Still serving: a good stream after all that is stored whole.
-    good = uuid.uuid4()
-    chunks = pcm_chunks(command_wav)
-    injector.start(good)
-    for sequence, pcm in enumerate(chunks):
-        injector.chunk(good, sequence, pcm)
-    injector.end(good, len(chunks))
+    good = injector.stream(pcm_chunks(command_wav))
     assert pipeline.wait_until(lambda: pipeline.store.get(good) is not None)
     clip = pipeline.store.get(good)
     assert clip is not None and clip.status == "complete"
