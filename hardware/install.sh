@@ -22,8 +22,9 @@ if "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; the
   # Trixie (Python 3.13): no tflite-runtime wheel; LiteRT stands in (firmware/litert_shim.py).
   "$venv/bin/pip" install -q --no-deps openwakeword==0.6.0
 fi
-wheel="$(ls "$boot"/earmark-*.whl | head -n 1)"
-"$venv/bin/pip" install -q "earmark[device] @ file://$wheel"
+wheels=("$boot"/earmark-*.whl)
+[ -f "${wheels[0]}" ] || { echo "install.sh: no earmark wheel in $boot (earmark-flash puts one there)" >&2; exit 2; }
+"$venv/bin/pip" install -q "earmark[device] @ file://${wheels[0]}"
 
 install -d -m 0750 -g earmark /etc/earmark
 install -m 0640 -g earmark "$boot/device.toml" /etc/earmark/device.toml
@@ -34,10 +35,11 @@ if [ -f "$boot/credentials.env" ]; then
   shred -u "$boot/credentials.env"
 fi
 
+# The HAT's card names (wm8960soundcard, seeed2micvoicec) are in hardware/alsa/*.conf.
 case "$audio" in
-  respeaker-2mic-v1) overlay="dtoverlay=wm8960-soundcard"; card="wm8960soundcard" ;;
-  respeaker-2mic-v2) overlay="dtoverlay=respeaker-2mic-v2_0"; card="seeed2micvoicec" ;;
-  usb) overlay=""; card="" ;;
+  respeaker-2mic-v1) overlay="dtoverlay=wm8960-soundcard" ;;
+  respeaker-2mic-v2) overlay="dtoverlay=respeaker-2mic-v2_0" ;;
+  usb) overlay="" ;;
   *) echo "install.sh: unknown EARMARK_AUDIO=$audio" >&2; exit 2 ;;
 esac
 if [ -n "$overlay" ]; then

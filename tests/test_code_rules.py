@@ -53,3 +53,10 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     done = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = ["hardware/install.sh", "scripts/bootstrap.sh", ".ci/run"]
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    done = subprocess.run([str(shellcheck), *scripts], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
