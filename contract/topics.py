@@ -16,8 +16,10 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 from uuid import UUID
+
+from pydantic import AfterValidator
 
 from contract.errors import ContractError
 
@@ -30,6 +32,17 @@ def check_id(kind: str, value: str) -> str:
     if not _ID.match(value):
         raise ContractError("bad_id", f"{kind} {value[:80]!r} is not 1-64 of [A-Za-z0-9_.-] starting alphanumeric")
     return value
+
+
+def _valid_id(value: str) -> str:
+    try:
+        return check_id("id", value)
+    except ContractError as err:
+        raise ValueError(err.message) from None
+
+
+# A device or household id in a pydantic model: the same rule as in a topic.
+SafeId = Annotated[str, AfterValidator(_valid_id)]
 
 
 class UtterancePart(enum.StrEnum):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from contract import topics
 from contract.audio import bytes_to_seconds, seconds_to_bytes
@@ -57,16 +57,8 @@ class DeviceIdentity(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    device_id: str
-    household_id: str
-
-    @field_validator("device_id", "household_id")
-    @classmethod
-    def _safe_id(cls, value: str) -> str:
-        try:
-            return topics.check_id("id", value)
-        except ContractError as err:
-            raise ValueError(err.message) from None
+    device_id: topics.SafeId
+    household_id: topics.SafeId
 
 
 class UplinkSettings(BaseModel):

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contract import topics
 from contract.config import ConfigError
@@ -59,22 +59,14 @@ class FlashConfig(BaseModel):
 
     hostname: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     ssh_public_key: str = Field(pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$")
-    device_id: str
-    household_id: str
+    device_id: topics.SafeId
+    household_id: topics.SafeId
     broker_url: str = Field(pattern=r"^mqtts?://[^/:]+(:\d+)?$")
     device_password: SecretStr
     ca_certificate: str | None = Field(None, description="PEM of the broker's CA, for mqtts")
     wifi: WifiSettings | None = None
     username: str = Field("earmark-admin", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     audio: Literal["usb", "respeaker-2mic-v1", "respeaker-2mic-v2"] = "usb"
-
-    @field_validator("device_id", "household_id")
-    @classmethod
-    def _ids(cls, value: str) -> str:
-        try:
-            return topics.check_id("id", value)
-        except EarmarkError as err:
-            raise ValueError(str(err)) from None
 
 
 class _FlashFile(BaseModel):
