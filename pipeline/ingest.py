@@ -36,6 +36,7 @@ from contract.messages import (
     encode_json,
 )
 from contract.mqtt import build_client
+from pipeline.reassembly import Reassembler
 from pipeline.recognizer import StreamingRecognizer
 from pipeline.settings import PipelineSettings
 from pipeline.store import Clip, ClipStore
@@ -73,8 +74,6 @@ class _Stream:
     """One utterance in progress."""
 
     def __init__(self, start: UtteranceStart, recognizer: StreamingRecognizer | None, queue_size: int) -> None:
-        from pipeline.reassembly import Reassembler
-
         self.start = start
         self.recognizer = recognizer
         self.reassembler = Reassembler()

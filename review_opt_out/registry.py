@@ -103,7 +103,7 @@ _ELIGIBLE = """
     c.review_allowed = 1
     AND h.review_allowed = 1
     AND c.consent_version = h.consent_version
-    AND (h.retention_days IS NULL OR c.capture_started_at >= :cutoff_for_household)
+    AND (h.retention_days IS NULL OR c.capture_started_at >= cutoff(h.retention_days))
 """
 
 
@@ -325,7 +325,7 @@ class Registry:
             rows = db.execute(
                 f"""
                 SELECT c.utterance_id, c.household_id,
-                       ({_ELIGIBLE.replace(":cutoff_for_household", "cutoff(h.retention_days)")}) AS eligible
+                       ({_ELIGIBLE}) AS eligible
                 FROM clips c JOIN households h ON h.household_id = c.household_id
                 WHERE c.utterance_id NOT IN (SELECT clip_id FROM review_considered)
                 LIMIT ?
@@ -353,7 +353,7 @@ class Registry:
         row = db.execute(
             f"""
             SELECT c.audio_path, c.household_id FROM clips c JOIN households h ON h.household_id = c.household_id
-            WHERE c.utterance_id = ? AND {_ELIGIBLE.replace(":cutoff_for_household", "cutoff(h.retention_days)")}
+            WHERE c.utterance_id = ? AND {_ELIGIBLE}
             """,  # noqa: S608 - only constant SQL is interpolated
             (clip_id,),
         ).fetchone()
