@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from firmware.state_file import write_atomically
 
 _LOGGER = logging.getLogger(__name__)
 
 
+@runtime_checkable
 class Pausable(Protocol):
     """A source that can stop capturing (the microphone)."""
 
@@ -60,12 +62,7 @@ class MuteState:
         with self._lock:
             if muted == self._muted:
                 return
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"muted": muted}))
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            tmp.replace(self._path)
+            write_atomically(self._path, json.dumps({"muted": muted}))
             self._muted = muted
         _LOGGER.info("muted" if muted else "unmuted")
         for listener in self._listeners:
@@ -82,9 +79,9 @@ def gated(frames: Iterator[bytes], mute: MuteState, source: object | None = None
     While muted it yields empty heartbeats (b"", no audio) so the main loop keeps
     pinging the systemd watchdog.
     """
-    pausable = source if source is not None and hasattr(source, "pause") else None
-    if pausable is not None:
-        mute.subscribe(lambda muted: pausable.pause() if muted else pausable.resume())  # type: ignore[attr-defined]
+    if isinstance(source, Pausable):
+        pausable = source
+        mute.subscribe(lambda muted: pausable.pause() if muted else pausable.resume())
         if mute.muted:
             pausable.pause()
     for frame in frames:

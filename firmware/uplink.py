@@ -16,7 +16,6 @@ import collections
 import contextlib
 import json
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -48,6 +47,7 @@ from contract.messages import (
 from contract.mqtt import MqttSettings, build_client
 from firmware import __version__
 from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, WakeDetected
+from firmware.state_file import write_atomically
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,12 +103,7 @@ class ConsentCache:
             if self._state is not None and state.consent_version < self._state.consent_version:
                 return False  # a stale retained message never rolls consent back
             self._state = state
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_suffix(".tmp")
-            tmp.write_text(state.model_dump_json())
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            tmp.replace(self._path)
+            write_atomically(self._path, state.model_dump_json())
         _LOGGER.info(
             "consent for household is now review_allowed=%s (v%d)", state.review_allowed, state.consent_version
         )
