@@ -5,11 +5,15 @@ provisioning; the pipeline and the consent service have identities of their own.
 ACL lets a device publish only under its own `devices/{id}/` topics, read only its own
 results and its household's consent message, and never write any consent message.
 
-    earmark-provision --devices devices.toml --out DIR [--tls] [--hostname broker.example.org]
+    earmark-provision --devices devices.toml --out DIR [--tls] [--hostname broker.example.org] [--bind ADDRESS]
 
 writes `passwords` (mosquitto_passwd format), `acl`, optional TLS material, a
 `mosquitto.conf` that uses them, and `credentials.toml` with every generated password
-(give each device its own via earmark-flash; keep the file offline). devices.toml:
+(give each device its own via earmark-flash; keep the file offline). Every file is
+created 0600 in a 0700 directory: a broker that drops to the `mosquitto` user needs
+`chown -R mosquitto: DIR` (after moving credentials.toml away). Without --tls the
+listener binds 127.0.0.1 unless --bind says otherwise: passwords never cross a network
+in clear text by default. devices.toml:
 
     [[device]]
     device_id = "kitchen-1"
@@ -18,8 +22,10 @@ writes `passwords` (mosquitto_passwd format), `acl`, optional TLS material, a
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import secrets
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +33,16 @@ from pathlib import Path
 from contract import topics
 from contract.config import ConfigError
 from contract.errors import EarmarkError, report
+from contract.limits import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES
 
 PIPELINE_USER = "earmark-pipeline"
 CONSENT_USER = "earmark-consent"
+
+# mosquitto 2.0's own PBKDF2 parameters (src/password_mosq.h: SALT_LEN 12,
+# PW_DEFAULT_ITERATIONS 101); the broker drops any entry whose salt is not 12 bytes.
+# More iterations would buy nothing: every password is 32 random bytes.
+_SALT_BYTES = 12
+_PBKDF2_ITERATIONS = 101
 
 
 @dataclass(frozen=True)
@@ -81,15 +94,28 @@ def acl_text(devices: list[DeviceEntry]) -> str:
     return "\n".join(lines)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner can read, and was never readable by anyone else."""
+    # O_CREAT's mode applies from the first byte; fchmod narrows a file that existed
+    # before, after O_TRUNC emptied it and before anything new is written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(fd, 0o600)
+        file.write(text)
+
+
+def password_line(username: str, password: str, salt: bytes | None = None) -> str:
+    """One mosquitto 2.0 password file line: `user:$7$iterations$salt$sha512-PBKDF2` in base64."""
+    topics.check_id("username", username)  # no ':' or line break can reach the file
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
+    encoded = (base64.b64encode(part).decode() for part in (salt, digest))
+    return f"{username}:$7${_PBKDF2_ITERATIONS}${'$'.join(encoded)}\n"
+
+
 def write_password_file(path: Path, identities: list[Identity]) -> None:
-    """Hash the passwords into a mosquitto password file with mosquitto_passwd."""
-    binary = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    if not Path(binary).exists():
-        raise ConfigError("mosquitto_passwd is missing: run `sudo apt-get install mosquitto`")
-    path.write_text("")
-    path.chmod(0o600)
-    for identity in identities:
-        subprocess.run([binary, "-b", str(path), identity.username, identity.password], check=True, capture_output=True)
+    """Hash the passwords into a mosquitto password file (no password ever on a command line)."""
+    write_private(path, "".join(password_line(i.username, i.password) for i in identities))
 
 
 def make_tls(out: Path, hostname: str = "localhost", days: int = 825) -> tuple[Path, Path, Path]:
@@ -97,34 +123,54 @@ def make_tls(out: Path, hostname: str = "localhost", days: int = 825) -> tuple[P
     ca_key, ca, key, csr, cert = (out / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
 
     def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
+        # umask 077 in openssl only: its keys (and everything else) are born 0600.
+        subprocess.run(["openssl", *args], check=True, capture_output=True, umask=0o077)
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
             "-days", str(days), "-subj", "/CN=Earmark broker CA")  # fmt: skip
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={hostname}")
     ext = out / "server.ext"
-    ext.write_text(f"subjectAltName=DNS:{hostname},IP:127.0.0.1\n")
+    write_private(ext, f"subjectAltName=DNS:{hostname},IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
             "-out", str(cert), "-days", str(days), "-extfile", str(ext))  # fmt: skip
-    for secret in (ca_key, key):
-        secret.chmod(0o600)
     return ca, cert, key
 
 
-def mosquitto_conf(port: int, password_file: Path, acl_file: Path, tls: tuple[Path, Path, Path] | None,
+def mosquitto_conf(port: int, broker_dir: Path, tls: tuple[Path, Path, Path] | None,
                    bind: str = "0.0.0.0") -> str:  # fmt: skip  # noqa: S104 - a broker listens for devices
-    """A broker config that requires a password on every connection and applies the ACL."""
+    """A broker config: a password on every connection, the ACL, size limits, persistence in `broker_dir`."""
     lines = [
         f"listener {port} {bind}",
         "allow_anonymous false",
-        f"password_file {password_file}",
-        f"acl_file {acl_file}",
-        "max_queued_messages 200000",
+        f"password_file {broker_dir / 'passwords'}",
+        f"acl_file {broker_dir / 'acl'}",
+        # The client id becomes the username: a device cannot connect as
+        # `earmark-pipeline` and so take over (disconnect) the pipeline's session.
+        "use_username_as_clientid true",
+        *common_conf_lines(broker_dir),
     ]
     if tls is not None:
         ca, cert, key = tls
         lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
     return "\n".join(lines) + "\n"
+
+
+def common_conf_lines(persistence_dir: Path | None) -> list[str]:
+    """What every broker Earmark configures has: size limits, no Nagle delay, deep queues, persistence."""
+    lines = [
+        # Nothing legal comes near these sizes: refuse the rest before it sits in memory.
+        f"message_size_limit {MAX_MESSAGE_BYTES}",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        # Audio chunks and results are small and latency-bound (the clients set it too).
+        "set_tcp_nodelay true",
+        # mosquitto silently drops QoS 1 messages queued past max_queued_messages
+        # (default 1000) for a subscriber that falls behind; a burst must not be lost.
+        "max_queued_messages 200000",
+    ]
+    if persistence_dir is None:
+        return [*lines, "persistence false"]
+    # Queued audio, sessions and retained consent survive a broker restart.
+    return [*lines, "persistence true", f"persistence_location {persistence_dir}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,26 +184,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--hostname", default="localhost", help="the broker's name on its certificate")
     parser.add_argument("--port", type=int, default=8883)
+    parser.add_argument("--bind", help="listen address (default: 0.0.0.0 with --tls, else 127.0.0.1)")
     args = parser.parse_args(argv)
+    # Without TLS, passwords would cross the network in clear text: loopback unless asked.
+    bind = args.bind or ("0.0.0.0" if args.tls else "127.0.0.1")  # noqa: S104 - a TLS broker listens for devices
+    out: Path = args.out.resolve()  # absolute paths in mosquitto.conf work from any directory
     try:
         try:
             entries = tomllib.loads(args.devices.read_text()).get("device", [])
             devices = [DeviceEntry(e["device_id"], e["household_id"]) for e in entries]
         except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as err:
             raise ConfigError(f"{args.devices}: {err}") from err
-        args.out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         identities = [new_identity(PIPELINE_USER), new_identity(CONSENT_USER)]
         identities += [new_identity(d.device_id) for d in devices]
-        write_password_file(args.out / "passwords", identities)
-        (args.out / "acl").write_text(acl_text(devices))
-        tls = make_tls(args.out, args.hostname) if args.tls else None
-        (args.out / "mosquitto.conf").write_text(
-            mosquitto_conf(args.port, args.out / "passwords", args.out / "acl", tls)
-        )
-        secrets_file = args.out / "credentials.toml"
-        secrets_file.write_text("".join(f'"{i.username}" = "{i.password}"\n' for i in identities))
-        secrets_file.chmod(0o600)
-        print(f"wrote {args.out}: mosquitto.conf, passwords, acl, credentials.toml" + (", TLS" if tls else ""))  # noqa: T201
+        write_password_file(out / "passwords", identities)
+        write_private(out / "acl", acl_text(devices))
+        tls = make_tls(out, args.hostname) if args.tls else None
+        write_private(out / "mosquitto.conf", mosquitto_conf(args.port, out, tls, bind))
+        write_private(out / "credentials.toml", "".join(f'"{i.username}" = "{i.password}"\n' for i in identities))
+        print(f"wrote {out}: mosquitto.conf, passwords, acl, credentials.toml" + (", TLS" if tls else ""))  # noqa: T201
         return 0
     except EarmarkError as err:
         return report("earmark-provision", err)

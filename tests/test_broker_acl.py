@@ -1,10 +1,17 @@
-"""Device identity and broker ACLs against a real mosquitto with TLS and passwords."""
+"""Device identity, broker ACLs and broker hardening against a real mosquitto with TLS and passwords."""
 
 from __future__ import annotations
 
+import base64
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from contract import topics
+from contract.errors import ContractError
+from contract.limits import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES
 from contract.mqtt import MqttSettings, build_client
 from hardware.broker_config import (
     CONSENT_USER,
@@ -22,31 +31,45 @@ from hardware.broker_config import (
     make_tls,
     mosquitto_conf,
     new_identity,
+    password_line,
     write_password_file,
+    write_private,
 )
-from tests.broker import Broker
+from tests.broker import Broker, free_port, listening_addresses, server_tcp_nodelay
+from tests.conftest import REPO, wait_until
 
 DEVICES = [DeviceEntry("kitchen-1", "h-42"), DeviceEntry("hall-2", "h-7")]
 NOT_AUTHORIZED = 135
+PACKET_TOO_LARGE = 149
 
 
 class Peer:
-    """A connected MQTT 5 client that records what it receives and how publishes end."""
+    """A connected MQTT 5 client that records what it receives and how publishes end.
 
-    def __init__(self, port: int, ca: Path, identity: Identity) -> None:
-        settings = MqttSettings(port=port, username=identity.username, password=SecretStr(identity.password),
-                                tls=True, ca_file=ca)  # fmt: skip
-        self.client = build_client(settings, identity.username)
+    With `ca` it uses TLS; without `identity` it connects anonymously.
+    """
+
+    def __init__(self, port: int, ca: Path | None, identity: Identity | None, client_id: str | None = None) -> None:
+        settings = MqttSettings(
+            port=port,
+            username=identity.username if identity else None,
+            password=SecretStr(identity.password) if identity else None,
+            tls=ca is not None,
+            ca_file=ca,
+        )
+        self.client = build_client(settings, client_id or (identity.username if identity else f"peer-{uuid.uuid4()}"))
         self.connack: Any = None
         self.received: list[tuple[str, bytes]] = []
         self.puback: dict[int, int] = {}
         self.suback: list[int] = []
+        self.disconnects: list[int] = []
         self._event = threading.Event()
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, bytes(m.payload)))
         self.client.on_publish = lambda _c, _u, mid, rc, _p: self.puback.__setitem__(mid, rc.value)
         self.client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.suback.extend(c.value for c in codes)
-        self.client.connect("localhost", port)
+        self.client.on_disconnect = lambda _c, _u, _f, rc, _p: self.disconnects.append(rc.value)
+        self.client.connect("localhost" if ca else "127.0.0.1", port)
         self.client.loop_start()
         self._event.wait(10)
 
@@ -54,23 +77,28 @@ class Peer:
         self.connack = reason_code
         self._event.set()
 
-    def publish(self, topic: str, payload: bytes = b"{}") -> int:
-        info = self.client.publish(topic, payload, qos=1)
-        deadline = time.monotonic() + 5
-        while info.mid not in self.puback and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.puback[info.mid]
+    def publish(self, topic: str, payload: bytes = b"{}", retain: bool = False) -> int | None:
+        """The PUBACK reason code, or None when none came (the broker hung up)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        wait_until(lambda: info.mid in self.puback or bool(self.disconnects), 5)
+        return self.puback.get(info.mid)
 
     def subscribe(self, topic: str) -> None:
-        self.client.subscribe(topic, qos=1)
-        deadline = time.monotonic() + 5
         before = len(self.suback)
-        while len(self.suback) == before and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self.client.subscribe(topic, qos=1)
+        wait_until(lambda: len(self.suback) > before, 5)
+
+    def local_port(self) -> int:
+        sock = self.client.socket()
+        assert isinstance(sock, socket.socket)
+        return int(sock.getsockname()[1])
+
+    def payloads(self) -> list[bytes]:
+        return [payload for _topic, payload in self.received]
 
     def close(self) -> None:
+        self.client.disconnect()  # wakes the network thread, so loop_stop need not wait out its select
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +106,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Pat
     out = tmp_path_factory.mktemp("broker")
     identities = {name: new_identity(name) for name in (PIPELINE_USER, CONSENT_USER, "kitchen-1", "hall-2")}
     write_password_file(out / "passwords", list(identities.values()))
-    (out / "acl").write_text(acl_text(DEVICES))
+    write_private(out / "acl", acl_text(DEVICES))
     tls = make_tls(out)
-    broker = Broker(out, config_text=mosquitto_conf(0, out / "passwords", out / "acl", tls, bind="127.0.0.1"))
-    broker.config.write_text(broker.config.read_text().replace("listener 0 ", f"listener {broker.port} "))
+    port = free_port()
+    broker = Broker(out, config_text=mosquitto_conf(port, out, tls, bind="127.0.0.1"), port=port)
     broker.start()
     yield broker.port, tls[0], identities
     broker.stop()
@@ -101,8 +129,8 @@ def test_a_wrong_password_is_refused(secured: tuple[int, Path, dict[str, Identit
 def test_a_device_speaks_only_for_itself(secured: tuple[int, Path, dict[str, Identity]]) -> None:
     port, ca, identities = secured
     a = Peer(port, ca, identities["kitchen-1"])
-    own = topics.utterance("kitchen-1", __import__("uuid").uuid4(), topics.UtterancePart.START)
-    other = topics.utterance("hall-2", __import__("uuid").uuid4(), topics.UtterancePart.START)
+    own = topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.START)
+    other = topics.utterance("hall-2", uuid.uuid4(), topics.UtterancePart.START)
     assert a.publish(own) in (0, 16)  # success / no matching subscribers
     assert a.publish(other) == NOT_AUTHORIZED  # cannot publish as B
     assert a.publish(topics.consent("h-42")) == NOT_AUTHORIZED  # cannot change any consent
@@ -128,10 +156,8 @@ def test_a_device_reads_only_its_results_and_its_household_consent(
     assert consent.publish(topics.consent("h-7"), b"h-7 consent") in (0, 16)
     assert consent.publish(topics.consent("h-42"), b"h-42 consent") in (0, 16)
     assert pipeline.publish(topics.consent("h-42"), b"forged") == NOT_AUTHORIZED  # only the consent service
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and len(a.received) < 2:
-        time.sleep(0.02)
-    time.sleep(0.3)
+    wait_until(lambda: len(a.received) >= 2, 3)
+    time.sleep(0.3)  # room for a message A must not get to arrive
     assert sorted(a.received) == sorted(
         [(topics.results("kitchen-1"), b"for A"), (topics.consent("h-42"), b"h-42 consent")]
     )
@@ -140,19 +166,177 @@ def test_a_device_reads_only_its_results_and_its_household_consent(
         peer.close()
 
 
+def check_size_limits(new_sender: Callable[[], Peer], receiver: Peer, topic: str) -> None:
+    """The largest legal payload passes; anything larger is never delivered and its sender is hung up on."""
+    sender = new_sender()
+    assert sender.publish(topic, b"a" * MAX_MESSAGE_BYTES) == 0
+    sender.close()
+    # Over message_size_limit mosquitto 2.0.11 answers with a PUBACK carrying 0x95
+    # "Packet too large", a code MQTT 5 does not allow in a PUBACK, so paho drops the
+    # connection as a protocol error (130). Over max_packet_size it sends DISCONNECT 0x95.
+    for size, hang_up in ((MAX_MESSAGE_BYTES + 1, 130), (MAX_PACKET_BYTES, PACKET_TOO_LARGE)):
+        sender = new_sender()
+        assert sender.publish(topic, b"b" * size) is None
+        assert sender.disconnects[:1] == [hang_up]
+        sender.close()  # before paho reconnects and sends the same message again
+    sender = new_sender()
+    assert sender.publish(topic, b"after") == 0
+    # QoS 1 on one subscription: once "after" is in, a refused message would be too.
+    assert wait_until(lambda: b"after" in receiver.payloads(), 5)
+    assert [len(p) for p in receiver.payloads()] == [MAX_MESSAGE_BYTES, len(b"after")]
+    sender.close()
+
+
+def test_an_oversized_message_is_refused_and_never_delivered(secured: tuple[int, Path, dict[str, Identity]]) -> None:
+    port, ca, identities = secured
+    pipeline = Peer(port, ca, identities[PIPELINE_USER])
+    pipeline.subscribe(f"{topics.ROOT}/devices/+/utterances/#")
+    topic = topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.START)
+    check_size_limits(lambda: Peer(port, ca, identities["kitchen-1"]), pipeline, topic)
+    pipeline.close()
+
+
+def test_a_device_cannot_take_over_the_pipeline_session(secured: tuple[int, Path, dict[str, Identity]]) -> None:
+    port, ca, identities = secured
+    pipeline = Peer(port, ca, identities[PIPELINE_USER])  # client id "earmark-pipeline"
+    pipeline.subscribe(f"{topics.ROOT}/devices/+/utterances/#")
+    intruder = Peer(port, ca, identities["kitchen-1"], client_id=PIPELINE_USER)
+    assert not intruder.connack.is_failure  # connected, but under its own name
+    assert intruder.publish(topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.START), b"hi") == 0
+    # A taken-over pipeline is disconnected first and would lose its subscription.
+    assert wait_until(lambda: b"hi" in pipeline.payloads(), 5)
+    assert pipeline.disconnects == []
+    for peer in (intruder, pipeline):
+        peer.close()
+
+
+def test_the_broker_sends_without_nagle_delay(secured: tuple[int, Path, dict[str, Identity]]) -> None:
+    port, ca, identities = secured
+    device = Peer(port, ca, identities["kitchen-1"])
+    assert server_tcp_nodelay(port, device.local_port())
+    device.close()
+
+
+def test_password_lines_are_those_mosquitto_passwd_writes(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    # A throwaway password: the one place a password may sit on a command line is this test.
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(reference), "kitchen-1", "pässword 1"], check=True)
+    line = reference.read_text()
+    salt = base64.b64decode(line.split("$")[3])
+    assert password_line("kitchen-1", "pässword 1", salt) == line
+    assert password_line("kitchen-1", "pässword 1") != line  # a fresh salt every time
+    with pytest.raises(ContractError, match="username"):
+        password_line("kitchen-1:x", "p")
+
+
+def provision(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`earmark-provision` for two devices, run under the usual umask 022."""
+    devices = out.parent / "devices.toml"
+    devices.write_text(
+        "".join(f'[[device]]\ndevice_id = "{d.device_id}"\nhousehold_id = "{d.household_id}"\n' for d in DEVICES)
+    )
+    command = [sys.executable, "-m", "hardware.broker_config", "--devices", str(devices), "--out", str(out), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, umask=0o022)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
 def test_provision_command_writes_a_working_config(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    devices = tmp_path / "devices.toml"
-    devices.write_text('[[device]]\ndevice_id = "kitchen-1"\nhousehold_id = "h-42"\n')
-    command = [sys.executable, "-m", "hardware.broker_config", "--devices", str(devices), "--out", str(tmp_path / "b")]
-    done = subprocess.run([*command, "--tls"], cwd=REPO, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
     out = tmp_path / "b"
-    assert "allow_anonymous false" in (out / "mosquitto.conf").read_text()
+    done = provision(out, "--tls")
+    assert done.returncode == 0, done.stderr
+    conf = (out / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "listener 8883 0.0.0.0\n" in conf  # TLS: reachable by devices
     assert "user kitchen-1" in (out / "acl").read_text()
-    assert oct((out / "credentials.toml").stat().st_mode)[-3:] == "600"
-    assert (out / "ca.crt").exists() and (out / "server.key").stat().st_mode & 0o077 == 0
+    assert (out / "ca.crt").exists()
+    assert mode(out) == 0o700
+    for name in ("passwords", "acl", "mosquitto.conf", "credentials.toml", "ca.key", "server.key"):
+        assert mode(out / name) == 0o600, name
+
+
+def test_a_plaintext_broker_listens_on_loopback_unless_told(tmp_path: Path) -> None:
+    done = provision(tmp_path / "public", "--bind", "0.0.0.0", "--port", "1883")  # noqa: S104 - written, never started
+    assert done.returncode == 0, done.stderr
+    assert "listener 1883 0.0.0.0\n" in (tmp_path / "public" / "mosquitto.conf").read_text()
+    out, port = tmp_path / "b", free_port()
+    assert provision(out, "--port", str(port)).returncode == 0
+    broker = Broker(out, config_text=(out / "mosquitto.conf").read_text(), port=port)
+    broker.start()
+    try:
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        broker.stop()
+
+
+def test_the_provisioned_broker_keeps_retained_consent_across_a_restart(tmp_path: Path) -> None:
+    out, port = tmp_path / "b", free_port()
+    assert provision(out, "--port", str(port)).returncode == 0
+    assert mode(out) == 0o700
+    for name in ("passwords", "acl", "mosquitto.conf", "credentials.toml"):
+        assert mode(out / name) == 0o600, name
+    passwords = tomllib.loads((out / "credentials.toml").read_text())
+    identity = {name: Identity(name, password) for name, password in passwords.items()}
+    broker = Broker(out, config_text=(out / "mosquitto.conf").read_text(), port=port)
+    broker.start()
+    consent = Peer(port, None, identity[CONSENT_USER])
+    assert consent.publish(topics.consent("h-42"), b"review off", retain=True) in (0, 16)
+    consent.close()
+    broker.stop()
+    assert mode(out / "mosquitto.db") == 0o600  # queued audio and consent at rest
+    broker.start()
+    try:
+        device = Peer(port, None, identity["kitchen-1"])
+        device.subscribe(topics.consent("h-42"))
+        assert wait_until(lambda: device.received == [(topics.consent("h-42"), b"review off")], 5)
+        device.close()
+    finally:
+        broker.stop()
+
+
+def test_earmark_up_broker_is_private_limited_and_persistent(tmp_path: Path) -> None:
+    from hardware.up import broker
+
+    data = tmp_path / "data"
+    old_umask = os.umask(0o022)
+    try:
+        with broker(data) as port:
+            receiver = Peer(port, None, None)
+            receiver.subscribe("t/#")
+            assert server_tcp_nodelay(port, receiver.local_port())
+            check_size_limits(lambda: Peer(port, None, None), receiver, "t/size")
+            assert receiver.publish("t/kept", b"retained", retain=True) == 0
+            receiver.close()
+    finally:
+        os.umask(old_umask)
+    assert mode(data) == mode(data / "broker") == 0o700
+    for name in ("mosquitto.conf", "mosquitto.db", "mosquitto.log"):
+        assert mode(data / "broker" / name) == 0o600, name
+    with broker(data) as port:
+        again = Peer(port, None, None)
+        again.subscribe("t/kept")
+        assert wait_until(lambda: again.payloads() == [b"retained"], 5)
+        again.close()
+
+
+@pytest.mark.parametrize("persistence", [False, True])
+def test_the_test_broker_has_the_same_limits_and_opt_in_persistence(tmp_path: Path, persistence: bool) -> None:
+    broker = Broker(tmp_path, persistence=persistence)
+    broker.start()
+    try:
+        receiver = Peer(broker.port, None, None)
+        receiver.subscribe("t/#")
+        assert server_tcp_nodelay(broker.port, receiver.local_port())
+        check_size_limits(lambda: Peer(broker.port, None, None), receiver, "t/size")
+        assert receiver.publish("t/kept", b"retained", retain=True) == 0
+        receiver.close()
+        broker.stop()
+        broker.start()
+        again = Peer(broker.port, None, None)
+        again.subscribe("t/kept")  # a retained message follows the SUBACK at once
+        # Off by default: an outage test's broker comes back empty.
+        assert wait_until(lambda: again.payloads() == [b"retained"], 5 if persistence else 1) is persistence
+        again.close()
+    finally:
+        broker.stop()
