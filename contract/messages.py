@@ -1,7 +1,9 @@
 """Wire messages between device and cloud: JSON headers, raw PCM payloads.
 
-Every model is frozen and forbids extra fields; the consent tag on `UtteranceStart` has
-no default, so a stream without one cannot even be built.
+Every model is frozen, strict and forbids extra fields: a device's values are claims, so
+`"true"`, `1` or `1.0` is not a boolean and `"2"`, `2.0` or `true` is not an integer.
+The consent tag on `UtteranceStart` has no default, so a stream without one cannot
+even be built.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ MAX_JSON_BYTES: Final = 16 * 1024
 # 100-200 ms of PCM per chunk; anything much larger is out of contract.
 CHUNK_SECONDS: Final = 0.16
 MAX_CHUNK_PCM_BYTES: Final = int(0.2 * SAMPLE_RATE_HZ) * SAMPLE_WIDTH_BYTES
+# Wire-level ceilings; the cloud applies its own, tighter limits on top.
+MAX_CONSENT_VERSION: Final = 2**31 - 1
+MAX_CHUNK_COUNT: Final = 2**16
 
 
 class EndReason(enum.StrEnum):
@@ -35,7 +40,7 @@ class EndReason(enum.StrEnum):
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 M = TypeVar("M", bound=_Message)
@@ -62,7 +67,7 @@ class UtteranceStart(_Message):
     wake_score: float = Field(ge=0.0, le=1.0)
     firmware_version: str = Field(min_length=1, max_length=32)
     review_allowed: bool  # no default: a clip without a tag cannot be built
-    consent_version: int = Field(ge=0)  # 0: the device never saw a consent message
+    consent_version: int = Field(ge=0, le=MAX_CONSENT_VERSION)  # 0: the device never saw a consent message
 
 
 class UtteranceEnd(_Message):
@@ -71,7 +76,7 @@ class UtteranceEnd(_Message):
     type: Literal["utterance_end"] = "utterance_end"
     utterance_id: UUID
     reason: EndReason
-    chunk_count: int = Field(ge=0)
+    chunk_count: int = Field(ge=0, le=MAX_CHUNK_COUNT)
 
 
 class Word(_Message):
@@ -94,13 +99,26 @@ class RecognitionResult(_Message):
 
 
 class ConsentState(_Message):
-    """A household's review consent, as published (retained) by the consent service."""
+    """A household's review consent, as decided by the consent service."""
 
     type: Literal["consent_state"] = "consent_state"
     household_id: str = Field(min_length=1, max_length=64)
     review_allowed: bool
-    consent_version: int = Field(ge=1)
+    consent_version: int = Field(ge=1, le=MAX_CONSENT_VERSION)
     changed_at: datetime
+
+
+class SignedConsent(_Message):
+    """What the consent topic carries (retained): a ConsentState and the service's Ed25519 signature.
+
+    `state` holds the exact JSON bytes that were signed, so verification never depends
+    on how a JSON library re-serializes a model.
+    """
+
+    type: Literal["signed_consent"] = "signed_consent"
+    key_id: str = Field(min_length=1, max_length=64)
+    state: str = Field(min_length=1, max_length=4096)
+    signature: str = Field(min_length=1, max_length=128)  # base64url, no padding
 
 
 class DeviceStatus(_Message):

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--device-id", help="this device's id (with --stream)")
     listen.add_argument("--household-id", help="this device's household (with --stream)")
     listen.add_argument("--state-dir", type=Path, help="where the last consent seen is kept")
+    listen.add_argument("--consent-key", type=Path, help="the consent service's public key (PEM), with --stream")
     listen.add_argument(
         "--result-timeout", type=float, default=30.0, help="seconds to wait for final transcripts at the end of input"
     )
@@ -159,7 +160,7 @@ def _start_uplink(settings: DeviceSettings, printer: _Printer) -> Uplink:
 
     if settings.identity is None:
         raise ConfigError("streaming needs a device identity: --device-id and --household-id (or identity.* settings)")
-    consent = ConsentCache(settings.state_dir.expanduser() / "consent.json", settings.identity.household_id)
+    consent = ConsentCache.open(settings.state_dir, settings.identity.household_id, settings.consent_public_key)
     uplink = Uplink(
         settings.identity,
         settings.mqtt,
@@ -221,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
         if args.state_dir is not None:
             overrides["state_dir"] = args.state_dir
+        if args.consent_key is not None:
+            overrides["consent_public_key"] = args.consent_key
         settings = load_settings(args.config, **overrides)
         return listen(
             settings,

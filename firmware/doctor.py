@@ -128,10 +128,9 @@ def _mqtt(settings: DeviceSettings) -> list[Check]:
         deadline = time.monotonic() + 3.0  # a retained message arrives right after subscribing
         while not consent and time.monotonic() < deadline:
             time.sleep(0.05)
-        got = bool(consent)
         checks = [Check("credentials", True, f"signed in as {settings.mqtt.username or identity.device_id}")]
-        if got:
-            checks.append(Check("consent message", True, "the household's retained consent message is present"))
+        if consent:
+            checks.append(_signed_consent(settings, identity.household_id, consent[-1]))
         else:
             checks.append(
                 Check(
@@ -147,9 +146,42 @@ def _mqtt(settings: DeviceSettings) -> list[Check]:
         client.disconnect()
 
 
+def _consent_key(settings: DeviceSettings) -> Check:
+    from contract.consent_signature import key_id, load_public_key
+
+    fix = (
+        "copy the consent service's public key (earmark-review setup prints its path) to the device"
+        " and set consent_public_key (earmark-flash does this)"
+    )
+    if settings.consent_public_key is None:
+        return Check("consent key", False, "no consent_public_key: every clip is sent as 'no review'", fix)
+    try:
+        key = load_public_key(settings.consent_public_key.expanduser())
+    except EarmarkError as err:
+        return Check("consent key", False, str(err), fix)
+    return Check("consent key", True, f"consent messages must be signed by key {key_id(key)}")
+
+
+def _signed_consent(settings: DeviceSettings, household_id: str, payload: bytes) -> Check:
+    from contract.consent_signature import load_public_key, verify_consent
+
+    if settings.consent_public_key is None:
+        return Check("consent message", False, "present, but there is no key to verify it", "see consent key above")
+    try:
+        state = verify_consent(payload, load_public_key(settings.consent_public_key.expanduser()), household_id)
+    except EarmarkError as err:
+        return Check(
+            "consent message",
+            False,
+            f"the retained consent message is not one the device believes ({err.code})",
+            "check that consent_public_key is the key of the consent service this broker serves",
+        )
+    return Check("consent message", True, f"signed, version {state.consent_version}")
+
+
 def run_checks(settings: DeviceSettings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    checks = [_microphone(settings), _models(settings), _tcp(settings)]
+    checks = [_microphone(settings), _models(settings), _consent_key(settings), _tcp(settings)]
     if checks[-1].ok:
         checks.append(_tls(settings))
         if checks[-1].ok:

@@ -33,6 +33,9 @@ class DeviceSettings(config.LayeredSettings):
     mqtt: MqttSettings = MqttSettings()
     uplink: UplinkSettings = UplinkSettings()
     state_dir: Path = Field(Path("~/.local/state/earmark"), description="persisted device state (last consent seen)")
+    consent_public_key: Path | None = Field(
+        None, description="the consent service's public key (PEM); without it every clip is sent as 'no review'"
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> DeviceSettings:

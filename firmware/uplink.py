@@ -1,8 +1,11 @@
 """The device uplink: streams each utterance to the cloud over MQTT 5 while the user speaks.
 
-* Streaming starts with the pre-roll the moment the wake word fires, in 160 ms chunks.
-* Every stream opens with the household's consent tag as this device last saw it;
-  unknown consent is sent as `review_allowed=false` (fail closed).
+* Streaming starts with the pre-roll the moment the wake word fires, in the contract's
+  160 ms chunks (the front end's 80 ms frames are paired up).
+* Every stream opens with the household's consent tag as this device last saw it in a
+  message *signed by the consent service*; unknown consent is sent as
+  `review_allowed=false` (fail closed). The tag only ever narrows review: the cloud
+  checks it against its own registry.
 * Messages wait in a bounded outbox and leave it only when the broker acknowledged them
   (QoS 1), so a broker outage delays an utterance instead of cutting it. If the outbox
   fills, the utterance in progress is abandoned explicitly: its unsent audio is dropped
@@ -25,10 +28,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract import topics
 from contract.audio import bytes_to_seconds, seconds_to_bytes
+from contract.consent_signature import load_public_key, verify_consent
 from contract.errors import ContractError
 from contract.messages import (
     CHUNK_SECONDS,
@@ -44,7 +49,7 @@ from contract.messages import (
     decode_json,
     encode_json,
 )
-from contract.mqtt import MqttSettings, build_client
+from contract.mqtt import MqttSettings, build_client, connect_in_background
 from firmware import __version__
 from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, WakeDetected
 from firmware.state_file import write_atomically
@@ -71,22 +76,37 @@ class UplinkSettings(BaseModel):
 
 
 class ConsentCache:
-    """The household's consent as last seen, persisted so a restart does not forget it."""
+    """The household's consent as last seen in a validly signed message, persisted across restarts.
 
-    def __init__(self, path: Path, household_id: str) -> None:
+    Anyone who can publish on the broker can send a consent message; only the consent
+    service can sign one. Without the service's public key nothing is adopted (fail
+    closed: no review). The signed envelope itself is what is persisted, and it is
+    verified again when read back.
+    """
+
+    def __init__(self, path: Path, household_id: str, public_key: Ed25519PublicKey | None) -> None:
         self._path = path
         self._household_id = household_id
+        self._public_key = public_key
         self._lock = threading.Lock()
         self._state: ConsentState | None = None
+        self.ignored: collections.Counter[str] = collections.Counter()  # by reason, for doctor and tests
+        if public_key is None:
+            _LOGGER.warning("no consent public key: consent messages are ignored and every clip says 'no review'")
+            return
         try:
-            state = ConsentState.model_validate_json(path.read_bytes())
-            if state.household_id == household_id:
-                self._state = state
+            self._state = verify_consent(path.read_bytes(), public_key, household_id)
         except FileNotFoundError:
             pass
-        except ValueError:
-            # A damaged cache is unknown consent, which means no review.
-            _LOGGER.warning("ignoring unreadable consent cache %s", path)
+        except ContractError as err:
+            # A damaged or forged cache is unknown consent, which means no review.
+            _LOGGER.warning("ignoring consent cache %s (%s)", path, err.code)
+
+    @classmethod
+    def open(cls, state_dir: Path, household_id: str, public_key_path: Path | None) -> ConsentCache:
+        """The cache in a state directory, verifying with the key at `public_key_path` (ContractError if unreadable)."""
+        public_key = load_public_key(public_key_path.expanduser()) if public_key_path is not None else None
+        return cls(state_dir.expanduser() / "consent.json", household_id, public_key)
 
     def current(self) -> tuple[bool, int]:
         """(review_allowed, consent_version); unknown is (False, 0)."""
@@ -95,15 +115,24 @@ class ConsentCache:
                 return False, 0
             return self._state.review_allowed, self._state.consent_version
 
-    def update(self, state: ConsentState) -> bool:
-        """Adopt a newer consent state for this household and persist it; False if ignored."""
-        if state.household_id != self._household_id:
+    def update(self, payload: bytes) -> bool:
+        """Adopt a newer, validly signed consent state for this household and persist it; False if ignored."""
+        if self._public_key is None:
+            self.ignored["no_public_key"] += 1
+            return False
+        try:
+            state = verify_consent(payload, self._public_key, self._household_id)
+        except ContractError as err:
+            self.ignored[err.code] += 1
+            _LOGGER.warning("ignored a consent message: %s", err.code)
             return False
         with self._lock:
-            if self._state is not None and state.consent_version < self._state.consent_version:
-                return False  # a stale retained message never rolls consent back
+            if self._state is not None and state.consent_version <= self._state.consent_version:
+                if state.consent_version < self._state.consent_version:
+                    self.ignored["replayed_older"] += 1  # a stale or replayed message never rolls consent back
+                return False
             self._state = state
-            write_atomically(self._path, state.model_dump_json())
+            write_atomically(self._path, payload.decode())
         _LOGGER.info(
             "consent for household is now review_allowed=%s (v%d)", state.review_allowed, state.consent_version
         )
@@ -128,6 +157,8 @@ class _Stream:
     next_sequence: int = 0
     started: bool = False
     abandoned: bool = False
+    pending: bytearray = field(default_factory=bytearray)  # audio waiting to fill a whole chunk
+    pending_preroll: bool = False
 
 
 @dataclass
@@ -183,8 +214,7 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.connect_async(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_seconds)
-        client.loop_start()
+        connect_in_background(client, self._mqtt, "the device")
         self._running.set()
         for name, target in (("uplink-sender", self._send_loop), ("uplink-inbox", self._inbox_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -260,7 +290,7 @@ class Uplink:
             topic, payload = item
             try:
                 if topic == topics.consent(self._identity.household_id):
-                    self._consent.update(decode_json(ConsentState, payload))
+                    self._consent.update(payload)
                 elif topic == topics.results(self._identity.device_id):
                     result = decode_json(RecognitionResult, payload)
                     self.stats.results += 1
@@ -324,6 +354,8 @@ class Uplink:
             if stream is not None and not stream.abandoned:
                 if not stream.started:
                     self._open(stream, preroll_seconds=0.0)
+                if not self._send_chunks(stream, flush=True):
+                    return
                 end = UtteranceEnd(
                     utterance_id=stream.utterance_id, reason=event.reason, chunk_count=stream.next_sequence
                 )
@@ -355,15 +387,26 @@ class Uplink:
         preroll = event.sequence == 0
         if not stream.started:
             self._open(stream, preroll_seconds=bytes_to_seconds(len(event.audio)) if preroll else 0.0)
+        if preroll != stream.pending_preroll and not self._send_chunks(stream, flush=True):
+            return  # the pre-roll's tail goes out as a short chunk of its own, flagged as such
+        stream.pending_preroll = preroll
+        stream.pending += event.audio
+        self._send_chunks(stream, flush=False)
+
+    def _send_chunks(self, stream: _Stream, *, flush: bool) -> bool:
+        """Send the pending audio in whole contract-sized chunks (and the rest too if `flush`)."""
         step = seconds_to_bytes(CHUNK_SECONDS)
         topic = self._topic(stream, topics.UtterancePart.AUDIO)
-        for offset in range(0, len(event.audio), step):
-            pcm = event.audio[offset : offset + step]
-            chunk = AudioChunk(sequence=stream.next_sequence, flags=FLAG_PREROLL if preroll else 0, pcm=pcm)
+        flags = FLAG_PREROLL if stream.pending_preroll else 0
+        while len(stream.pending) >= step or (flush and stream.pending):
+            pcm = bytes(stream.pending[:step])
+            chunk = AudioChunk(sequence=stream.next_sequence, flags=flags, pcm=pcm)
             if not self._enqueue(_Out(stream.utterance_id, topic, chunk.encode(), audio_bytes=len(pcm))):
                 self._abandon(stream)
-                return
+                return False
+            del stream.pending[:step]
             stream.next_sequence += 1
+        return True
 
     def _enqueue(self, item: _Out) -> bool:
         with self._cond:

@@ -64,6 +64,10 @@ class FlashConfig(BaseModel):
     broker_url: str = Field(pattern=r"^mqtts?://[^/:]+(:\d+)?$")
     device_password: SecretStr
     ca_certificate: str | None = Field(None, description="PEM of the broker's CA, for mqtts")
+    consent_public_key: str = Field(
+        pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
+        description="PEM the consent service signs with (`earmark-review setup` prints where it is)",
+    )
     wifi: WifiSettings | None = None
     username: str = Field("earmark-admin", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     audio: Literal["usb", "respeaker-2mic-v1", "respeaker-2mic-v2"] = "usb"
@@ -110,6 +114,7 @@ def render(config: FlashConfig) -> dict[str, str]:
                 'input = "mic"',
                 'device = "earmark"  # the ALSA capture device install.sh defines',
                 'state_dir = "/var/lib/earmark"',
+                'consent_public_key = "/etc/earmark/consent.pub"',
                 "[identity]",
                 f"device_id = {_toml_str(config.device_id)}",
                 f"household_id = {_toml_str(config.household_id)}",
@@ -132,6 +137,7 @@ def render(config: FlashConfig) -> dict[str, str]:
     }
     if config.ca_certificate:
         files["earmark/ca.pem"] = config.ca_certificate
+    files["earmark/consent.pub"] = config.consent_public_key
     if config.wifi is not None:
         files["network-config"] = "\n".join(
             [

@@ -29,6 +29,8 @@ wheels=("$boot"/earmark-*.whl)
 install -d -m 0750 -g earmark /etc/earmark
 install -m 0640 -g earmark "$boot/device.toml" /etc/earmark/device.toml
 [ -f "$boot/ca.pem" ] && install -m 0644 "$boot/ca.pem" /etc/earmark/ca.pem
+# The consent service's public key: the only signer whose consent messages the speaker believes.
+[ -f "$boot/consent.pub" ] && install -m 0644 "$boot/consent.pub" /etc/earmark/consent.pub
 if [ -f "$boot/credentials.env" ]; then
   # Root reads it for systemd (EnvironmentFile); then it leaves the FAT partition.
   install -m 0600 "$boot/credentials.env" /etc/earmark/credentials.env

@@ -50,7 +50,7 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
     frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
     uplink = None
     if settings.identity is not None:
-        consent = ConsentCache(state_dir / "consent.json", settings.identity.household_id)
+        consent = ConsentCache.open(state_dir, settings.identity.household_id, settings.consent_public_key)
         uplink = Uplink(settings.identity, settings.mqtt, settings.uplink, consent)
         frontend.subscribe(uplink.handle)
         uplink.start()

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from contract.config import ConfigError
+from hardware.broker_config import common_conf_lines, write_private
 
 DEFAULT_DATA_DIR = Path("~/.local/share/earmark")
 DEFAULT_MODEL = DEFAULT_DATA_DIR / "models" / "vosk-model-small-en-us-0.15"
@@ -51,18 +52,18 @@ def broker(data_dir: Path) -> Iterator[int]:
     """A private mosquitto for this run; yields its port."""
     binary = find_mosquitto()
     port = _free_port()
+    # Clips, transcripts, device state and the broker's queue all live under data_dir.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     broker_dir = data_dir / "broker"
-    broker_dir.mkdir(parents=True, exist_ok=True)
+    broker_dir.mkdir(mode=0o700, exist_ok=True)
+    broker_dir.chmod(0o700)  # one made by an older Earmark, before anything private is written in it
     config = broker_dir / "mosquitto.conf"
     # Loopback only and this run's own process: anonymous access reaches nobody else.
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-    # mosquitto silently drops QoS 1 messages queued past max_queued_messages (default
-    # 1000) for a subscriber that falls behind; a burst of audio must not be lost that way.
-    lines.append("max_queued_messages 200000")
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", *common_conf_lines(broker_dir)]
     if os.geteuid() == 0:
         lines.append("user root")  # else it drops to `mosquitto` and cannot write here
     lines.append(f"log_dest file {broker_dir / 'mosquitto.log'}")
-    config.write_text("\n".join(lines) + "\n")
+    write_private(config, "\n".join(lines) + "\n")
     process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -95,8 +96,7 @@ def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
     review = ["review_opt_out.cli", "--data-dir", str(cloud_dir)]
     password_file = cloud_dir.parent / "app-password"
     if not password_file.exists():
-        password_file.write_text(secrets.token_urlsafe(12) + "\n")
-        password_file.chmod(0o600)
+        write_private(password_file, secrets.token_urlsafe(12) + "\n")
     # Both refuse politely when they exist already (a second `earmark up`).
     subprocess.run(_python(*review, "add-household", HOUSEHOLD_ID, "This home"), capture_output=True, check=False)
     subprocess.run(
@@ -119,10 +119,13 @@ def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
             server.wait(timeout=10)
 
 
-def _device_command(input_spec: str, address: str, state_dir: Path, extra: Sequence[str]) -> list[str]:
+def _device_command(
+    input_spec: str, address: str, state_dir: Path, consent_key: Path, extra: Sequence[str]
+) -> list[str]:
     return _python(
         "firmware.cli", "listen", "--input", input_spec, "--stream", "--broker", address,
-        "--device-id", DEVICE_ID, "--household-id", HOUSEHOLD_ID, "--state-dir", str(state_dir), *extra,
+        "--device-id", DEVICE_ID, "--household-id", HOUSEHOLD_ID, "--state-dir", str(state_dir),
+        "--consent-key", str(consent_key), *extra,
     )  # fmt: skip
 
 
@@ -141,7 +144,15 @@ def up(
         raise ConfigError(f"{model}: no such Vosk model directory")
     with broker(data_dir) as port:
         address = f"127.0.0.1:{port}"
-        subprocess.run(_python("pipeline.cli", *cloud, "enroll", DEVICE_ID, HOUSEHOLD_ID), check=True)
+        notice = f"private broker at mqtt://{address} (loopback, this run only); cloud data in {data_dir / 'cloud'}"
+        print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
+        # The consent service signs what it publishes; the device believes only that key
+        # (written by review_opt_out/signing.py, run as its own process: no cloud import here).
+        subprocess.run(_python("review_opt_out.cli", *cloud, "setup"), check=True, stdout=subprocess.DEVNULL)
+        consent_key = data_dir / "cloud" / "keys" / "consent-signing.pub"
+        subprocess.run(
+            _python("pipeline.cli", *cloud, "enroll", DEVICE_ID, HOUSEHOLD_ID), check=True, stdout=subprocess.DEVNULL
+        )
         run_args = [*cloud, "run", "--broker", address]
         if model.is_dir():
             run_args += ["--vosk-model", str(model)]
@@ -158,7 +169,7 @@ def up(
             if "pipeline_ready" not in pipeline.stdout.readline():
                 raise ConfigError("the pipeline did not start; run with -v for its log")
             with app:
-                command = _device_command(input_spec, address, data_dir / "device", extra_device_args)
+                command = _device_command(input_spec, address, data_dir / "device", consent_key, extra_device_args)
                 return subprocess.run(command, check=False).returncode
         finally:
             pipeline.terminate()

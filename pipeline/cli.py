@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -48,10 +50,17 @@ async def _serve(settings: PipelineSettings) -> None:
         loop.add_signal_handler(sig, service.stop)
     ready = asyncio.Event()
     runner = asyncio.create_task(service.run(ready), name="ingest")
-    await ready.wait()
-    print('{"type": "pipeline_ready"}', flush=True)  # noqa: T201 - a readiness line for supervisors and tests
-    await runner
-    store.close()
+    waiter = asyncio.create_task(ready.wait(), name="ready")
+    # SIGTERM must stop it even while the broker is unreachable: wait for either.
+    await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set():
+        line = {"type": "pipeline_ready", "broker": settings.mqtt.address, "data_dir": str(settings.data_dir)}
+        print(json.dumps(line), flush=True)  # noqa: T201 - a readiness line for supervisors and tests
+    waiter.cancel()
+    try:
+        await runner
+    finally:
+        store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return models_main(argv[argv.index("models") + 1 :])
     args = _parser().parse_args(argv)
+    os.umask(0o077)  # clips, transcripts and the database are private from the first byte
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,8 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(PipelineSettings, args.config, **overrides)
             store = SQLiteClipStore(settings.data_dir)
-            store.enroll(args.device_id, args.household_id)
+            previous = store.enroll(args.device_id, args.household_id)
             store.close()
+            moved = (
+                f" (moved from {previous}; takes effect at its next request)"
+                if previous not in (None, args.household_id)
+                else ""
+            )
+            print(f"enrolled {args.device_id} in {args.household_id}{moved}")  # noqa: T201
             return 0
         if args.broker:
             host, _, port = args.broker.rpartition(":")

@@ -1,13 +1,17 @@
 """Cloud ingest: MQTT utterance streams -> streaming Vosk -> results back, clips stored.
 
-paho's network thread only hands messages to the asyncio loop (`call_soon_threadsafe`);
-one dispatcher task routes them to a task per utterance, which reassembles chunks,
-feeds the recognizer *as audio arrives* (in a thread pool, so recognition never blocks
-the loop), publishes partials, and on the end message (or a timeout) publishes the final
-transcript and stores the clip with the consent tag from its start message.
+paho's network thread only appends messages to a bounded batch and wakes the asyncio
+loop once per batch. On the loop, every message is handled synchronously and in O(1):
+chunks are reassembled straight into their stream's audio buffer, and a task per
+utterance feeds the recognizer (in a thread pool) with whatever audio has arrived,
+publishes partials, and on the end (or a limit) publishes the final transcript and
+stores the clip with the consent tag its start claimed.
 
-Anything out of contract is rejected with a code, counted, logged without content, and
-the service keeps serving.
+What a device says is checked in `pipeline.device_claims`; its time limits run on a
+clock that stops while the pipeline is cut off from the broker, and a stream's silence
+only counts once its device has been heard again since the last reconnect, so a broker
+restart never turns a request into a timeout. Anything out of contract is rejected with
+a code, counted, logged without content, and the service keeps serving.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +40,15 @@ from contract.messages import (
     decode_json,
     encode_json,
 )
-from contract.mqtt import build_client
+from contract.mqtt import build_client, connect_in_background
+from pipeline.device_claims import (
+    ConsentTag,
+    StreamLimits,
+    StreamQuotas,
+    check_enrolment,
+    check_start_identity,
+    same_tag_or_conflict,
+)
 from pipeline.reassembly import Reassembler
 from pipeline.recognizer import StreamingRecognizer
 from pipeline.settings import PipelineSettings
@@ -43,8 +56,10 @@ from pipeline.store import Clip, ClipStore
 
 _LOGGER = logging.getLogger(__name__)
 
-_FINISHED_REMEMBERED = 10_000  # late duplicates of these are recognised as such
-_ORPHAN_CHUNKS_PER_STREAM = 400
+_FINISHED_REMEMBERED = 10_000  # recent utterances answered from memory; older ones from the store
+_BATCH_PER_TURN = 500  # messages handled per loop turn before other tasks get a go
+# Audio that is not kept: a press of mute, or a wake in which nobody spoke.
+_NO_AUDIO_REASONS = {EndReason.MUTED, EndReason.NO_SPEECH}
 
 
 @dataclass
@@ -54,6 +69,7 @@ class IngestStats:
     messages: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     duplicates: int = 0
+    retained_ignored: int = 0
     orphan_chunks_dropped: int = 0
     queue_full: int = 0
     stored: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -61,10 +77,42 @@ class IngestStats:
     finals_published: int = 0
 
 
+class OnlineClock:
+    """Monotonic seconds that stand still while the pipeline is cut off from the broker.
+
+    A device cannot be heard while the broker is away, so no stream may time out then.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._offline_total = 0.0
+        self._offline_since: float | None = clock()  # offline until the first connect
+
+    def now(self) -> float:
+        """Connected seconds so far."""
+        t = self._clock()
+        frozen = t - self._offline_since if self._offline_since is not None else 0.0
+        return t - self._offline_total - frozen
+
+    @property
+    def online(self) -> bool:
+        """Whether the pipeline is connected."""
+        return self._offline_since is None
+
+    def set_online(self, online: bool) -> None:
+        """The broker connection came or went."""
+        if online and self._offline_since is not None:
+            self._offline_total += self._clock() - self._offline_since
+            self._offline_since = None
+        elif not online and self._offline_since is None:
+            self._offline_since = self._clock()
+
+
 @dataclass
 class _Orphans:
     """Chunks that arrived before their start message (or whose start was rejected)."""
 
+    device_id: str
     first_seen: float
     chunks: list[AudioChunk] = field(default_factory=list)
     end: UtteranceEnd | None = None
@@ -73,13 +121,24 @@ class _Orphans:
 class _Stream:
     """One utterance in progress."""
 
-    def __init__(self, start: UtteranceStart, recognizer: StreamingRecognizer | None, queue_size: int) -> None:
+    def __init__(self, start: UtteranceStart, limits: StreamLimits, now: float, epoch: int) -> None:
         self.start = start
-        self.recognizer = recognizer
-        self.reassembler = Reassembler()
+        self.tag = ConsentTag.of(start)
+        self.received_at = datetime.now(UTC)  # the cloud's clock, never the device's
+        self.reassembler = Reassembler(limits.window_chunks)
         self.audio = bytearray()
+        self.capped = False  # reached the cloud's max_utterance_seconds
         self.end: UtteranceEnd | None = None
-        self.queue: asyncio.Queue[AudioChunk | UtteranceEnd] = asyncio.Queue(maxsize=queue_size)
+        self.end_heard_at = 0.0
+        self.opened_at = now
+        self.heard_at = now
+        self.heard_epoch = epoch  # the broker connection in which the device was last heard
+        self.household_id: str | None = None  # resolved from the enrolment at admission
+        self.keep_audio = True
+        self.review_blocked: str | None = None
+        self.recognizer: StreamingRecognizer | None = None
+        self.fed_bytes = 0
+        self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
 
@@ -99,16 +158,22 @@ class IngestService:
         self._store = store
         self._model = model
         self._client_factory = client_factory
-        self._clock = clock
+        self._clock = OnlineClock(clock)
+        self._limits = StreamLimits(settings.ingest)
+        self._quotas = StreamQuotas(settings.ingest)
         self.stats = IngestStats()
         self._streams: dict[UUID, _Stream] = {}
-        self._finished: collections.OrderedDict[UUID, None] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[UUID, ConsentTag] = collections.OrderedDict()
         self._orphans: dict[UUID, _Orphans] = {}
-        self._households: dict[str, str] = {}
+        self._orphan_chunks = 0
+        self._epoch = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: asyncio.Queue[tuple[str, bytes]] | None = None
         self._client: Any = None
-        self._connected = asyncio.Event()
+        # The paho thread appends here and wakes the loop once per batch, not per message.
+        self._batch: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._batch_lock = threading.Lock()
+        self._batch_scheduled = False
+        self._ready: asyncio.Event | None = None
         self._stopping = asyncio.Event()
         # Vosk work runs here; the store gets one thread of its own (SQLite connection).
         self._cpu = ThreadPoolExecutor(settings.recognition_threads, thread_name_prefix="recognize")
@@ -117,69 +182,71 @@ class IngestService:
     # -- MQTT thread side: hand off only ------------------------------------------------
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
         if reason_code.is_failure:
             _LOGGER.warning("broker refused the pipeline: %s", reason_code)
             return
-        client.subscribe(topics.utterance_filter(), qos=1)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.set)
-        _LOGGER.info("pipeline connected to the broker")
+        # Retained utterance messages are never served: not the ones stored on the broker
+        # (a fresh pipeline would replay them at every start), nor live ones (flagged).
+        options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        client.subscribe(topics.utterance_filter(), options=options)
+        self._call_on_loop(self._set_connected, True)
+        _LOGGER.info("pipeline connected to the broker at %s", self._settings.mqtt.address)
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if not self._stopping.is_set():
-            _LOGGER.warning("pipeline lost the broker (%s); paho reconnects", reason_code)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.clear)
+            _LOGGER.warning("pipeline lost the broker (%s); reconnecting with backoff", reason_code)
+        self._call_on_loop(self._set_connected, False)
+
+    def _call_on_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(callback, *args)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         # Never raises, never blocks: the network thread must keep reading.
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._enqueue, message.topic, bytes(message.payload))
-
-    def _enqueue(self, topic: str, payload: bytes) -> None:
-        if self._inbox is None:
+        if message.retain:
+            self.stats.retained_ignored += 1
             return
-        try:
-            self._inbox.put_nowait((topic, payload))
-        except asyncio.QueueFull:
-            self.stats.queue_full += 1
-            _LOGGER.warning("ingest queue full; message dropped (%d so far)", self.stats.queue_full)
+        with self._batch_lock:
+            if len(self._batch) >= self._settings.ingest.queue_messages:
+                self.stats.queue_full += 1
+                if self.stats.queue_full % 1000 == 1:
+                    _LOGGER.warning("ingest queue full; messages dropped (%d so far)", self.stats.queue_full)
+                return
+            self._batch.append((message.topic, message.payload))
+            if self._batch_scheduled:
+                return
+            self._batch_scheduled = True
+        self._call_on_loop(self._drain_batch)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Connect, serve until stopped, then finish open streams."""
+        """Connect, serve until stopped (whatever the connection state), then finish open streams."""
         self._loop = asyncio.get_running_loop()
-        self._inbox = asyncio.Queue(maxsize=self._settings.ingest.queue_messages)
+        self._ready = ready
         client = self._client_factory(self._settings.mqtt, self._settings.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.connect_async(self._settings.mqtt.host, self._settings.mqtt.port, self._settings.mqtt.keepalive_seconds)
-        client.loop_start()
         self._client = client
-        sweeper = asyncio.create_task(self._sweep_orphans(), name="orphan-sweeper")
+        connect_in_background(client, self._settings.mqtt, "the pipeline")
+        chores = [
+            asyncio.create_task(self._sweep_orphans(), name="orphan-sweeper"),
+            asyncio.create_task(self._reconcile_saves(), name="save-reconciler"),
+        ]
         try:
-            await self._connected.wait()
-            if ready is not None:
-                ready.set()
-            while not self._stopping.is_set():
-                getter = asyncio.ensure_future(self._inbox.get())
-                stopper = asyncio.ensure_future(self._stopping.wait())
-                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    stopper.cancel()
-                    topic, payload = getter.result()
-                    await self._dispatch(topic, payload)
-                else:
-                    getter.cancel()
+            await self._stopping.wait()
         finally:
-            sweeper.cancel()
+            for chore in chores:
+                chore.cancel()
             for stream in list(self._streams.values()):
-                if stream.task is not None:
-                    await asyncio.gather(stream.task, return_exceptions=True)
+                stream.wake.set()
+            tasks = [s.task for s in self._streams.values() if s.task is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
             client.loop_stop()
             client.disconnect()
             self._cpu.shutdown(wait=True)
@@ -187,7 +254,7 @@ class IngestService:
 
     def stop(self) -> None:
         """Ask `run()` to return (thread-safe)."""
-        if self._loop is not None:
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
 
     @property
@@ -195,40 +262,48 @@ class IngestService:
         """Utterances in progress."""
         return len(self._streams)
 
-    # -- routing ------------------------------------------------------------------------
+    def _set_connected(self, connected: bool) -> None:
+        self._clock.set_online(connected)
+        if connected:
+            self._epoch += 1
+            if self._ready is not None:
+                self._ready.set()
+        for stream in self._streams.values():
+            stream.wake.set()  # re-plan every wait on the new clock
+
+    # -- routing (on the loop, synchronous, O(1) per message) ---------------------------
+
+    def _drain_batch(self) -> None:
+        with self._batch_lock:
+            items = [self._batch.popleft() for _ in range(min(len(self._batch), _BATCH_PER_TURN))]
+            more = bool(self._batch)
+            self._batch_scheduled = more
+        for topic, payload in items:
+            self._dispatch(topic, payload)
+        if more:
+            asyncio.get_running_loop().call_soon(self._drain_batch)
 
     def _reject(self, code: str, topic: str, detail: str = "") -> None:
         self.stats.rejected[code] += 1
         # The topic's levels are ids, not content; the payload is never logged.
         _LOGGER.warning("rejected message on %s: %s %s", topic[:200], code, detail)
 
-    async def _household_of(self, device_id: str) -> str | None:
-        if device_id not in self._households:
-            loop = asyncio.get_running_loop()
-            household = await loop.run_in_executor(self._io, self._store.device_household, device_id)
-            if household is None:
-                return None
-            self._households[device_id] = household
-        return self._households[device_id]
-
-    async def _dispatch(self, topic: str, payload: bytes) -> None:
+    def _dispatch(self, topic: str, payload: bytes) -> None:
         self.stats.messages += 1
         try:
             if len(payload) > self._settings.ingest.max_payload_bytes:
                 raise ContractError("payload_too_large", f"{len(payload)} bytes")
             parsed = topics.parse_utterance_topic(topic)
-            household = await self._household_of(parsed.device_id)
-            if household is None:
-                raise ContractError("unknown_device", "device is not enrolled")
             if parsed.part is topics.UtterancePart.START:
-                self._on_start(parsed, household, decode_json(UtteranceStart, payload))
+                self._on_start(parsed, decode_json(UtteranceStart, payload))
             elif parsed.part is topics.UtterancePart.AUDIO:
-                self._on_chunk(parsed.utterance_id, AudioChunk.decode(payload))
+                self._on_chunk(parsed, AudioChunk.decode(payload))
             else:
                 end = decode_json(UtteranceEnd, payload)
                 if end.utterance_id != parsed.utterance_id:
                     raise ContractError("identity_mismatch", "end message for another utterance")
-                self._on_end(end)
+                self._limits.check_end(end)
+                self._on_end(parsed, end)
         except ContractError as err:
             self._reject(err.code, topic, err.message)
         except Exception:
@@ -236,98 +311,216 @@ class IngestService:
             self.stats.rejected["internal_error"] += 1
             _LOGGER.exception("failed to handle a message on %s", topic[:200])
 
-    def _on_start(self, parsed: topics.UtteranceTopic, household: str, start: UtteranceStart) -> None:
-        if start.device_id != parsed.device_id or start.utterance_id != parsed.utterance_id:
-            raise ContractError("identity_mismatch", "start message ids differ from its topic")
-        if start.household_id != household:
-            raise ContractError("identity_mismatch", "device is not enrolled in that household")
-        if start.utterance_id in self._streams or start.utterance_id in self._finished:
+    def _on_start(self, parsed: topics.UtteranceTopic, start: UtteranceStart) -> None:
+        check_start_identity(parsed, start)
+        utterance_id = start.utterance_id
+        again = ConsentTag.of(start)
+        open_stream = self._streams.get(utterance_id)
+        if open_stream is not None:
+            try:
+                same_tag_or_conflict(open_stream.tag, again)
+            except ContractError:
+                open_stream.review_blocked = "conflicting_start"
+                raise
             self.stats.duplicates += 1
             return
-        if len(self._streams) >= self._settings.ingest.max_streams:
-            raise ContractError("too_many_streams", "stream limit reached")
-        recognizer = StreamingRecognizer(self._model, list(self._settings.grammar)) if self._model else None
-        stream = _Stream(start, recognizer, queue_size=2000)
-        self._streams[start.utterance_id] = stream
-        orphans = self._orphans.pop(start.utterance_id, None)
-        if orphans is not None:
+        if utterance_id in self._finished:
+            self._on_finished_start(self._finished[utterance_id], again, utterance_id)
+            return
+        self._quotas.admit_device(start.device_id)
+        stream = _Stream(start, self._limits, self._clock.now(), self._epoch)
+        self._streams[utterance_id] = stream
+        orphans = self._orphans.pop(utterance_id, None)
+        if orphans is not None and orphans.device_id == start.device_id:
+            self._orphan_chunks -= len(orphans.chunks)
             for chunk in orphans.chunks:
-                stream.queue.put_nowait(chunk)
+                self._add_chunk(stream, chunk)
             if orphans.end is not None:
-                stream.queue.put_nowait(orphans.end)
-        stream.task = asyncio.create_task(self._serve(stream), name=f"utterance-{start.utterance_id}")
+                self._set_end(stream, orphans.end)
+        elif orphans is not None:
+            self._orphan_chunks -= len(orphans.chunks)
+        stream.task = asyncio.create_task(self._serve(stream), name=f"utterance-{utterance_id}")
 
-    def _on_chunk(self, utterance_id: UUID, chunk: AudioChunk) -> None:
-        stream = self._streams.get(utterance_id)
+    def _on_finished_start(self, stored: ConsentTag, again: ConsentTag, utterance_id: UUID) -> None:
+        try:
+            same_tag_or_conflict(stored, again)
+        except ContractError:
+            # Stored already: the cloud may still narrow it, never widen it.
+            asyncio.get_running_loop().run_in_executor(
+                self._io, self._store.block_review, utterance_id, "conflicting_start"
+            )
+            raise
+        self.stats.duplicates += 1
+
+    def _on_chunk(self, parsed: topics.UtteranceTopic, chunk: AudioChunk) -> None:
+        self._limits.check_sequence(chunk.sequence)
+        stream = self._streams.get(parsed.utterance_id)
         if stream is not None:
-            try:
-                stream.queue.put_nowait(chunk)
-            except asyncio.QueueFull as err:
-                raise ContractError("stream_overrun", "stream sends faster than it is recognized") from err
-        elif utterance_id in self._finished:
+            if stream.start.device_id != parsed.device_id:
+                raise ContractError("identity_mismatch", "chunk from another device than the stream's")
+            self._heard(stream)
+            self._add_chunk(stream, chunk)
+        elif parsed.utterance_id in self._finished:
             self.stats.duplicates += 1
         else:
-            orphans = self._orphans.setdefault(utterance_id, _Orphans(first_seen=self._clock()))
-            if len(orphans.chunks) >= _ORPHAN_CHUNKS_PER_STREAM:
-                raise ContractError("orphan_overrun", "too many chunks without a start message")
+            orphans = self._orphan_entry(parsed)
             orphans.chunks.append(chunk)
+            self._orphan_chunks += 1
 
-    def _on_end(self, end: UtteranceEnd) -> None:
+    def _on_end(self, parsed: topics.UtteranceTopic, end: UtteranceEnd) -> None:
         stream = self._streams.get(end.utterance_id)
         if stream is not None:
-            stream.queue.put_nowait(end)
+            if stream.start.device_id != parsed.device_id:
+                raise ContractError("identity_mismatch", "end from another device than the stream's")
+            self._heard(stream)
+            self._set_end(stream, end)
         elif end.utterance_id in self._finished:
             self.stats.duplicates += 1
         else:
-            orphans = self._orphans.setdefault(end.utterance_id, _Orphans(first_seen=self._clock()))
-            orphans.end = end
+            self._orphan_entry(parsed).end = end
+
+    def _orphan_entry(self, parsed: topics.UtteranceTopic) -> _Orphans:
+        orphans = self._orphans.get(parsed.utterance_id)
+        if orphans is None:
+            if len(self._orphans) >= self._settings.ingest.max_orphan_chunks:
+                raise ContractError("orphan_overrun", "too many streams without a start message")
+            orphans = _Orphans(parsed.device_id, self._clock.now())
+            self._orphans[parsed.utterance_id] = orphans
+        if orphans.device_id != parsed.device_id:
+            raise ContractError("identity_mismatch", "message from another device than the stream's")
+        if self._orphan_chunks >= self._settings.ingest.max_orphan_chunks:
+            raise ContractError("orphan_overrun", "too many chunks without a start message")
+        return orphans
+
+    def _heard(self, stream: _Stream) -> None:
+        stream.heard_at = self._clock.now()
+        stream.heard_epoch = self._epoch
+
+    def _add_chunk(self, stream: _Stream, chunk: AudioChunk) -> None:
+        if stream.capped:
+            self.stats.duplicates += 1  # past the cloud's length limit: not kept
+            return
+        for pcm in stream.reassembler.add(chunk):
+            room = self._limits.max_audio_bytes - len(stream.audio)
+            stream.audio += pcm[:room]
+            if len(pcm) >= room:
+                stream.capped = True
+                break
+        stream.wake.set()
+
+    def _set_end(self, stream: _Stream, end: UtteranceEnd) -> None:
+        if stream.end is None:
+            stream.end = end
+            stream.end_heard_at = self._clock.now()
+        stream.wake.set()
 
     async def _sweep_orphans(self) -> None:
         """Drop chunks whose start never came: without a consent tag they cannot be kept."""
         while True:
             await asyncio.sleep(1.0)
-            cutoff = self._clock() - self._settings.ingest.stream_timeout_seconds
+            cutoff = self._clock.now() - self._settings.ingest.stream_timeout_seconds
             for utterance_id in [u for u, o in self._orphans.items() if o.first_seen < cutoff]:
                 dropped = self._orphans.pop(utterance_id)
+                self._orphan_chunks -= len(dropped.chunks)
                 self.stats.orphan_chunks_dropped += len(dropped.chunks)
                 _LOGGER.warning("dropped %d chunks of %s: no valid start message", len(dropped.chunks), utterance_id)
+
+    async def _reconcile_saves(self) -> None:
+        """Finish or remove interrupted saves while serving, not only at start."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._settings.ingest.reconcile_interval_seconds)
+            try:
+                await loop.run_in_executor(self._io, self._store.reconcile)
+            except Exception:
+                _LOGGER.exception("reconciling interrupted saves failed; retrying next round")
 
     # -- one utterance ------------------------------------------------------------------
 
     async def _serve(self, stream: _Stream) -> None:
-        ingest = self._settings.ingest
-        status = "complete"
+        utterance_id = stream.start.utterance_id
+        admitted = False
         try:
-            while True:
-                waiting_for_gap = stream.end is not None
-                timeout = ingest.gap_wait_seconds if waiting_for_gap else ingest.stream_timeout_seconds
-                try:
-                    item = await asyncio.wait_for(stream.queue.get(), timeout)
-                except TimeoutError:
-                    status = "incomplete" if stream.end is not None else "timed_out"
-                    break
-                if isinstance(item, UtteranceEnd):
-                    stream.end = item
-                else:
-                    for pcm in stream.reassembler.add(item):
-                        await self._feed(stream, pcm)
-                complete = stream.end is not None and stream.reassembler.next_sequence >= stream.end.chunk_count
-                if complete and not stream.reassembler.waiting:
-                    break
-            await self._finish(stream, status)
+            admitted = await self._admit(stream)
+            if admitted:
+                status = await self._receive(stream)
+                await self._finish(stream, status)
+        except ContractError as err:
+            self._reject(err.code, topics.utterance(stream.start.device_id, utterance_id, topics.UtterancePart.START))
         except Exception:
-            _LOGGER.exception("utterance %s failed", stream.start.utterance_id)
+            _LOGGER.exception("utterance %s failed", utterance_id)
             self.stats.rejected["internal_error"] += 1
         finally:
-            self._streams.pop(stream.start.utterance_id, None)
-            self._finished[stream.start.utterance_id] = None
+            self._quotas.release(stream.start.device_id, stream.household_id if admitted else None)
+            self._streams.pop(utterance_id, None)
+            self._finished[utterance_id] = stream.tag
             while len(self._finished) > _FINISHED_REMEMBERED:
                 self._finished.popitem(last=False)
 
-    async def _feed(self, stream: _Stream, pcm: bytes) -> None:
-        stream.audio += pcm
-        if stream.recognizer is None:
+    async def _admit(self, stream: _Stream) -> bool:
+        """Check the start against the enrolment and the store, read *now*; then make its recognizer."""
+        loop = asyncio.get_running_loop()
+        start = stream.start
+        known = await loop.run_in_executor(self._io, self._store.admission, start.device_id, start.utterance_id)
+        check_enrolment(start.household_id, known.household_id)
+        if known.stored_tag is not None:
+            try:
+                same_tag_or_conflict(ConsentTag(*known.stored_tag), stream.tag)
+            except ContractError:
+                await loop.run_in_executor(self._io, self._store.block_review, start.utterance_id, "conflicting_start")
+                raise
+            self.stats.duplicates += 1  # redelivered after a restart: what is stored stays as it is
+            return False
+        self._quotas.admit_household(start.household_id)
+        stream.household_id = start.household_id
+        stream.keep_audio = known.keep_audio
+        if self._model is not None:
+            # Creating a recognizer costs up to ~60 ms of CPU: never on the loop.
+            grammar = list(self._settings.grammar)
+            stream.recognizer = await loop.run_in_executor(self._cpu, StreamingRecognizer, self._model, grammar)
+        return True
+
+    def _deadline(self, stream: _Stream) -> tuple[float, str]:
+        """The next moment (connected seconds) at which the stream must end, and its status then."""
+        ingest = self._settings.ingest
+        deadlines = [(stream.opened_at + ingest.max_utterance_seconds + ingest.end_grace_seconds, "timed_out")]
+        if stream.end is not None:
+            deadlines.append((stream.end_heard_at + ingest.gap_wait_seconds, "incomplete"))
+        elif stream.heard_epoch == self._epoch:
+            # Silence only counts once the device has been heard since the last reconnect:
+            # it may still be reconnecting and about to resend what the broker lost.
+            deadlines.append((stream.heard_at + ingest.stream_timeout_seconds, "timed_out"))
+        return min(deadlines)
+
+    async def _receive(self, stream: _Stream) -> str:
+        """Feed audio as it arrives until the stream is whole, capped, or out of time."""
+        while True:
+            stream.wake.clear()
+            await self._feed(stream)
+            if stream.capped:
+                return "complete"
+            end = stream.end
+            if (
+                end is not None
+                and stream.reassembler.next_sequence >= end.chunk_count
+                and not stream.reassembler.waiting
+            ):
+                return "complete"
+            if self._stopping.is_set():
+                return "incomplete" if end is not None else "timed_out"
+            deadline, status = self._deadline(stream)
+            now = self._clock.now()
+            if self._clock.online and now >= deadline:
+                return status
+            timeout = max(deadline - now, 0.01) if self._clock.online else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream.wake.wait(), timeout)
+
+    async def _feed(self, stream: _Stream) -> None:
+        if stream.recognizer is None or stream.fed_bytes >= len(stream.audio):
             return
+        pcm = bytes(stream.audio[stream.fed_bytes :])
+        stream.fed_bytes += len(pcm)
         loop = asyncio.get_running_loop()
         partial = await loop.run_in_executor(self._cpu, stream.recognizer.accept, pcm)
         if partial is not None:
@@ -335,51 +528,63 @@ class IngestService:
             self.stats.partials_published += 1
 
     async def _finish(self, stream: _Stream, status: str) -> None:
-        for pcm in stream.reassembler.skip_gaps(stream.end.chunk_count if stream.end else None):
-            await self._feed(stream, pcm)
-        missing = len(stream.reassembler.skipped)
+        if not stream.capped:
+            for pcm in stream.reassembler.skip_gaps(stream.end.chunk_count if stream.end else None):
+                stream.audio += pcm[: self._limits.max_audio_bytes - len(stream.audio)]
+            await self._feed(stream)
+        missing = stream.reassembler.missing
         self.stats.duplicates += stream.reassembler.duplicates
-        if stream.end is not None and stream.end.reason is EndReason.ABANDONED:
+        end_reason = stream.end.reason if stream.end else EndReason.CANCELLED
+        if stream.capped:
+            end_reason = EndReason.MAX_LENGTH
+        elif end_reason is EndReason.ABANDONED:
             status = "abandoned"
         elif status == "complete" and missing:
             status = "incomplete"
         start = stream.start
-        muted = stream.end is not None and stream.end.reason is EndReason.MUTED
+        muted = end_reason is EndReason.MUTED
         if stream.recognizer is not None and not muted:
             loop = asyncio.get_running_loop()
             final = await loop.run_in_executor(self._cpu, stream.recognizer.finish, start.utterance_id)
         else:
             final = RecognitionResult(utterance_id=start.utterance_id, final=True, text="")
-        if muted:
-            # The user pressed mute mid-request: keep the record that it happened (with its
-            # consent tag), not what was said before the press.
-            stream.audio.clear()
+        # Muted: the user cut the request off. No speech: nothing was said. Don't keep:
+        # the household asked for nothing to be kept. A record of the request (with its
+        # tag) stays; the audio is never written, and with it goes the transcript.
+        keep_audio = stream.keep_audio and end_reason not in _NO_AUDIO_REASONS
         clip = Clip(
             utterance_id=start.utterance_id,
             device_id=start.device_id,
             household_id=start.household_id,
             capture_started_at=start.capture_started_at,
+            received_at=stream.received_at,
             stored_at=datetime.now(UTC),
             duration_seconds=0.0,  # the store measures the audio it writes
-            transcript=final.text,
-            end_reason=(stream.end.reason if stream.end else EndReason.CANCELLED).value,
+            transcript=final.text if keep_audio else "",
+            end_reason=end_reason.value,
             status=status,
             missing_chunks=missing,
             wake_word=start.wake_word,
             firmware_version=start.firmware_version,
             review_allowed=start.review_allowed,
             consent_version=start.consent_version,
+            review_blocked=stream.review_blocked,
         )
-        await asyncio.get_running_loop().run_in_executor(self._io, self._store.save, clip, bytes(stream.audio))
-        self.stats.stored[status] += 1
+        audio = bytes(stream.audio) if keep_audio else None
+        saved = await asyncio.get_running_loop().run_in_executor(self._io, self._store.save, clip, audio)
+        if saved:
+            self.stats.stored[status] += 1
+        else:
+            self.stats.duplicates += 1
         self._publish(stream, final)
         self.stats.finals_published += 1
         _LOGGER.info(
-            "stored utterance %s: %s, %d missing chunks, review_allowed=%s",
+            "stored utterance %s: %s (%s), %d missing chunks, audio kept=%s",
             start.utterance_id,
             status,
+            end_reason.value,
             missing,
-            start.review_allowed,
+            keep_audio,
         )
 
     def _publish(self, stream: _Stream, result: RecognitionResult) -> None:

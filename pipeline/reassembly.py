@@ -1,7 +1,9 @@
 """Put an utterance's audio chunks back in order: duplicates, reordering and gaps.
 
 Pure: fed chunks, it returns the PCM that is now contiguous; it never waits or reads a
-clock (the session decides how long to wait for a missing chunk).
+clock (the stream decides how long to wait for a missing chunk). Everything it holds or
+does is bounded by its window, never by a number a device sent: a chunk numbered past
+the window is refused, and giving up on gaps counts them instead of walking them.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from contract.messages import AudioChunk
 class Reassembler:
     """Releases chunk audio in sequence order as soon as it is contiguous."""
 
-    def __init__(self, max_pending_chunks: int = 400) -> None:
+    def __init__(self, window_chunks: int = 64) -> None:
         self._next = 0
         self._pending: dict[int, bytes] = {}
-        self._max_pending = max_pending_chunks  # 400 x 160 ms = 64 s held out of order
+        self._window = window_chunks  # 64 x 160 ms = 10 s held out of order at most
         self.duplicates = 0
-        self.skipped: list[int] = []
+        self.missing = 0
 
     @property
     def next_sequence(self) -> int:
@@ -35,12 +37,9 @@ class Reassembler:
         if chunk.sequence < self._next or chunk.sequence in self._pending:
             self.duplicates += 1  # QoS 1 redelivery
             return []
-        if len(self._pending) >= self._max_pending:
-            raise ContractError("too_many_pending", "too many chunks held behind a gap")
+        if chunk.sequence >= self._next + self._window:
+            raise ContractError("sequence_out_of_window", f"chunk {self._window}+ ahead of the next missing one")
         self._pending[chunk.sequence] = chunk.pcm
-        return self._release()
-
-    def _release(self) -> list[bytes]:
         ready = []
         while self._next in self._pending:
             ready.append(self._pending.pop(self._next))
@@ -48,18 +47,17 @@ class Reassembler:
         return ready
 
     def skip_gaps(self, expected_chunks: int | None = None) -> list[bytes]:
-        """Give up on missing chunks: return everything held, in order, recording the holes.
+        """Give up on missing chunks: return everything held, in order, counting the holes.
 
-        With `expected_chunks` (from the end message), chunks missing at the tail count too.
+        With `expected_chunks` (from the end message, already bounded by the cloud),
+        chunks missing at the tail count too. O(chunks held), never O(gap).
         """
         ready: list[bytes] = []
-        last = max(self._pending, default=self._next - 1)
-        if expected_chunks is not None:
-            last = max(last, expected_chunks - 1)
-        while self._next <= last:
-            if self._next in self._pending:
-                ready.append(self._pending.pop(self._next))
-            else:
-                self.skipped.append(self._next)
-            self._next += 1
+        for sequence in sorted(self._pending):
+            self.missing += sequence - self._next
+            ready.append(self._pending.pop(sequence))
+            self._next = sequence + 1
+        if expected_chunks is not None and expected_chunks > self._next:
+            self.missing += expected_chunks - self._next
+            self._next = expected_chunks
         return ready

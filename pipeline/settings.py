@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contract.config import LayeredSettings
@@ -12,15 +14,42 @@ from contract.mqtt import MqttSettings
 
 
 class IngestSettings(BaseModel):
-    """Stream handling limits."""
+    """The cloud's own limits on what a device may make it hold: every device number is checked against these."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stream_timeout_seconds: float = Field(10.0, gt=0, le=300, description="silence on a stream before it is closed")
+    stream_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="no message from a connected device for this long closes its stream"
+    )
     gap_wait_seconds: float = Field(1.0, ge=0, le=30, description="wait for a missing chunk after the end message")
+    max_utterance_seconds: float = Field(
+        20.0, gt=0, le=120, description="audio kept per utterance; the stream ends there as max_length"
+    )
+    end_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="beyond max_utterance_seconds of connected time a stream is closed whatever it sends",
+    )
+    sequence_window_chunks: int = Field(64, ge=1, le=4096, description="chunks accepted ahead of the next missing one")
     queue_messages: int = Field(20_000, ge=100, description="bounded hand-off from the MQTT thread (~50 min of audio)")
-    max_streams: int = Field(256, ge=1, description="utterances in progress at once")
+    max_streams: int = Field(256, ge=1, description="utterances in progress at once, all devices")
+    max_streams_per_household: int = Field(16, ge=1, description="utterances in progress at once, one household")
+    max_streams_per_device: int = Field(2, ge=1, description="utterances in progress at once, one device")
+    max_orphan_chunks: int = Field(2_000, ge=0, description="chunks held, all devices, while their start is missing")
     max_payload_bytes: int = Field(64 * 1024, ge=1024, description="anything larger is rejected unread")
+    reconcile_interval_seconds: float = Field(60.0, gt=0, description="how often interrupted saves are finished")
+
+    @model_validator(mode="after")
+    def _quotas_nest(self) -> IngestSettings:
+        if not self.max_streams_per_device <= self.max_streams_per_household <= self.max_streams:
+            raise ValueError("stream quotas must nest: per device <= per household <= max_streams")
+        return self
+
+
+def default_client_id() -> str:
+    """A client id of this worker's own: two workers with one id would keep disconnecting each other."""
+    return f"earmark-pipeline-{socket.gethostname()[:24]}-{os.getpid()}"
 
 
 class PipelineSettings(LayeredSettings):
@@ -33,7 +62,7 @@ class PipelineSettings(LayeredSettings):
     data_dir: Path = Path("earmark-data")
     vosk_model: Path | None = Field(None, description="a Vosk model directory; None switches recognition off")
     grammar: tuple[str, ...] = Field((), description="restrict recognition to these phrases (Vosk grammar mode)")
-    client_id: str = "earmark-pipeline"
+    client_id: str = Field(default_factory=default_client_id)
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
     recognition_threads: int = Field(2, ge=1, le=64)

@@ -1,14 +1,18 @@
-"""The clip store: one row per utterance, its audio as a file, never one without the other.
+"""The clip store: one row per utterance, its audio (if kept) as a file, never one without the other.
 
 Every row carries the household's review-consent tag as the device sent it
-(`review_allowed`, `consent_version`, both NOT NULL). A clip without a valid tag is
-rejected before anything touches the disk.
+(`review_allowed`, `consent_version`, both NOT NULL), the cloud's own receipt time
+(`received_at`: retention and eligibility never trust the device's clock) and, when
+the cloud narrowed review itself (`review_blocked`), why. A clip without a valid tag
+is rejected before anything touches the disk. `audio_path` is NULL when no audio was
+kept (muted, "don't keep my recordings", a wake with no speech).
 
-Atomicity: the audio is written to `*.part` and fsynced; inside one SQLite transaction
-the row is inserted and the file renamed to its final name; then the transaction commits.
-A crash before the commit leaves at most a file with no row, which `recover()` (run on
-open) deletes; a crash after it leaves both. So after recovery there is never a row
-whose audio is missing, nor audio with no row.
+Atomicity and idempotence: the audio is written to `clips/.incoming/*.part` (0600) and
+fsynced; the row is inserted *only if the utterance is not stored yet* and committed;
+then the file is renamed to its final name. A redelivered utterance therefore never
+touches what is stored. A crash leaves at most a `.part` file: with a committed row
+`reconcile()` finishes the rename, without one it deletes it. Only `.incoming/` is ever
+scanned, so reconciling costs nothing at a million clips and runs while serving.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import sqlite3
 import time
 import wave
@@ -32,40 +37,100 @@ from pipeline.errors import ClipRejected
 
 _LOGGER = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    device_id     TEXT PRIMARY KEY,
-    household_id  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS clips (
-    utterance_id        TEXT PRIMARY KEY,
-    device_id           TEXT NOT NULL,
-    household_id        TEXT NOT NULL,
-    capture_started_at  TEXT NOT NULL,
-    stored_at           TEXT NOT NULL,
-    duration_seconds    REAL NOT NULL,
-    transcript          TEXT NOT NULL,
-    end_reason          TEXT NOT NULL,
-    status              TEXT NOT NULL CHECK (status IN ('complete', 'incomplete', 'timed_out', 'abandoned')),
-    missing_chunks      INTEGER NOT NULL DEFAULT 0,
-    wake_word           TEXT NOT NULL,
-    firmware_version    TEXT NOT NULL,
-    review_allowed      INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
-    consent_version     INTEGER NOT NULL CHECK (consent_version >= 0),
-    audio_path          TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS clips_household ON clips (household_id, capture_started_at);
-"""
-
-
-def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create the clip store's tables if they are missing."""
-    db.executescript(_SCHEMA)
+SCHEMA_VERSION = 2
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS devices (
+        device_id     TEXT PRIMARY KEY,
+        household_id  TEXT NOT NULL
+    )""",
+    # What the clip store must honour for a household; the consent side writes it.
+    """CREATE TABLE IF NOT EXISTS storage_policy (
+        household_id  TEXT PRIMARY KEY,
+        keep_audio    INTEGER NOT NULL CHECK (keep_audio IN (0, 1))
+    )""",
+    """CREATE TABLE IF NOT EXISTS clips (
+        utterance_id        TEXT PRIMARY KEY,
+        device_id           TEXT NOT NULL,
+        household_id        TEXT NOT NULL,
+        capture_started_at  TEXT NOT NULL,
+        received_at         TEXT NOT NULL,
+        stored_at           TEXT NOT NULL,
+        duration_seconds    REAL NOT NULL,
+        transcript          TEXT NOT NULL,
+        end_reason          TEXT NOT NULL,
+        status              TEXT NOT NULL CHECK (status IN ('complete', 'incomplete', 'timed_out', 'abandoned')),
+        missing_chunks      INTEGER NOT NULL DEFAULT 0,
+        wake_word           TEXT NOT NULL,
+        firmware_version    TEXT NOT NULL,
+        review_allowed      INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
+        consent_version     INTEGER NOT NULL CHECK (consent_version >= 0),
+        review_blocked      TEXT,
+        audio_path          TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS clips_household ON clips (household_id, capture_started_at)",
+    "CREATE INDEX IF NOT EXISTS clips_received ON clips (received_at)",
+]
+# Version 1 (before the cloud stamped receipt times) had no received_at / review_blocked
+# and a NOT NULL audio_path: rebuild the table, taking stored_at as the receipt time.
+_MIGRATE_FROM_1 = [
+    "ALTER TABLE clips RENAME TO clips_v1",
+    _SCHEMA[2],
+    """INSERT INTO clips SELECT utterance_id, device_id, household_id, capture_started_at, stored_at, stored_at,
+        duration_seconds, transcript, end_reason, status, missing_chunks, wake_word, firmware_version,
+        review_allowed, consent_version, NULL, NULLIF(audio_path, '') FROM clips_v1""",
+    "DROP TABLE clips_v1",
+    "DROP INDEX IF EXISTS clips_household",
+]
 
 
 def database_path(data_dir: Path) -> Path:
     """Where the clip store keeps its database."""
     return data_dir / "earmark.sqlite3"
+
+
+def utc_text(moment: datetime) -> str:
+    """The store's timestamp text: UTC, fixed precision, so text order is time order."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def connect(data_dir: Path) -> sqlite3.Connection:
+    """Open the shared database (WAL, secure delete, 0600 from the start) with its schema."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = database_path(data_dir)
+    if not path.exists():
+        # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+        # Only when missing: closing any descriptor of an open database drops this process's
+        # POSIX locks on it, and another connection could then delete the live WAL.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=10000")
+    # Deleted transcripts and consent rows are overwritten, not left in free pages.
+    db.execute("PRAGMA secure_delete=ON")
+    ensure_schema(db)
+    return db
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    """Create or upgrade the clip store's tables (one transaction; safe with several openers)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clips'").fetchone()
+            if old is not None and version < 2:
+                for statement in _MIGRATE_FROM_1:
+                    db.execute(statement)
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True)
@@ -75,7 +140,8 @@ class Clip:
     utterance_id: UUID
     device_id: str
     household_id: str
-    capture_started_at: datetime
+    capture_started_at: datetime  # the device's claim, shown to the household
+    received_at: datetime  # the cloud's clock when the start arrived: retention and eligibility
     stored_at: datetime
     duration_seconds: float
     transcript: str
@@ -86,22 +152,36 @@ class Clip:
     firmware_version: str
     review_allowed: bool
     consent_version: int
-    audio_path: Path | None = None  # set by the store
+    review_blocked: str | None = None  # why the cloud itself ruled review out, if it did
+    audio_path: Path | None = None  # set by the store; None when no audio was kept
+
+
+@dataclass(frozen=True)
+class DeviceAdmission:
+    """What the store knows about a start, read in one query at each start."""
+
+    household_id: str | None  # None: the device is not enrolled
+    keep_audio: bool
+    stored_tag: tuple[str, bool, int] | None  # (household, review_allowed, version) if already stored
 
 
 class ClipStore(Protocol):
     """What the pipeline needs from a clip store (SQLite now; PostgreSQL can follow)."""
 
-    def device_household(self, device_id: str) -> str | None:
-        """The household a device is enrolled in, or None."""
+    def admission(self, device_id: str, utterance_id: UUID) -> DeviceAdmission:
+        """Enrolment, storage policy and any stored copy of this utterance."""
         ...
 
-    def enroll(self, device_id: str, household_id: str) -> None:
-        """Register a device as belonging to a household."""
+    def save(self, clip: Clip, audio: bytes | None) -> bool:
+        """Store a clip (and its audio, if kept) atomically; False if it was stored already."""
         ...
 
-    def save(self, clip: Clip, audio: bytes) -> None:
-        """Store a clip and its audio atomically."""
+    def block_review(self, utterance_id: UUID, reason: str) -> None:
+        """Rule a stored clip out of review (the cloud may only narrow)."""
+        ...
+
+    def reconcile(self) -> int:
+        """Finish or remove interrupted saves; return how many files were handled."""
         ...
 
     def get(self, utterance_id: UUID) -> Clip | None:
@@ -119,67 +199,76 @@ class SQLiteClipStore:
     def __init__(self, data_dir: Path, *, crash_hook: object = None) -> None:
         self._data_dir = data_dir
         self._clips_dir = data_dir / "clips"
-        self._clips_dir.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the pipeline gives the store one dedicated thread.
-        self._db = sqlite3.connect(database_path(data_dir), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")  # the review service writes here too
-        ensure_schema(self._db)
+        self._incoming = self._clips_dir / ".incoming"
+        for directory in (data_dir, self._clips_dir, self._incoming):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._db = connect(data_dir)  # check_same_thread=False: the pipeline gives the store one thread
         self._crash_hook = crash_hook  # a test seam: called at named points inside save()
-        self.recover()
+        self.reconcile()
 
     def _crash_point(self, name: str) -> None:
         if callable(self._crash_hook):
             self._crash_hook(name)
 
-    def enroll(self, device_id: str, household_id: str) -> None:
-        """Register a device as belonging to a household."""
+    def enroll(self, device_id: str, household_id: str) -> str | None:
+        """Register a device as belonging to a household; return its previous household."""
         try:
             check_id("device id", device_id)
             check_id("household id", household_id)
         except ContractError as err:
             raise ClipRejected(str(err)) from err
+        previous = self.device_household(device_id)
         self._db.execute(
             "INSERT INTO devices (device_id, household_id) VALUES (?, ?) "
             "ON CONFLICT (device_id) DO UPDATE SET household_id = excluded.household_id",
             (device_id, household_id),
         )
+        return previous
 
     def device_household(self, device_id: str) -> str | None:
         """The household a device is enrolled in, or None."""
         row = self._db.execute("SELECT household_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def _audio_path(self, clip: Clip) -> Path:
-        return self._clips_dir / clip.household_id / f"{clip.utterance_id}.wav"
+    def admission(self, device_id: str, utterance_id: UUID) -> DeviceAdmission:
+        """Enrolment, storage policy and any stored copy of this utterance (two indexed lookups)."""
+        row = self._db.execute(
+            "SELECT d.household_id, COALESCE(p.keep_audio, 1) FROM devices d "
+            "LEFT JOIN storage_policy p ON p.household_id = d.household_id WHERE d.device_id = ?",
+            (device_id,),
+        ).fetchone()
+        stored = self._db.execute(
+            "SELECT household_id, review_allowed, consent_version FROM clips WHERE utterance_id = ?",
+            (str(utterance_id),),
+        ).fetchone()
+        return DeviceAdmission(
+            household_id=None if row is None else str(row[0]),
+            keep_audio=True if row is None else bool(row[1]),
+            stored_tag=None if stored is None else (str(stored[0]), bool(stored[1]), int(stored[2])),
+        )
 
-    def save(self, clip: Clip, audio: bytes) -> None:
-        """Store a clip and its audio atomically; reject one without a valid consent tag."""
+    def save(self, clip: Clip, audio: bytes | None) -> bool:
+        """Store a clip atomically; False (touching nothing stored) if the utterance is stored already."""
         _validate(clip)
-        final = self._audio_path(clip)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.with_suffix(".wav.part")
-        with wave.open(str(partial), "wb") as out:
-            out.setnchannels(CHANNELS)
-            out.setsampwidth(SAMPLE_WIDTH_BYTES)
-            out.setframerate(SAMPLE_RATE_HZ)
-            out.writeframes(audio)
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        self._crash_point("audio_written")
+        final = self._clips_dir / clip.household_id / f"{clip.utterance_id}.wav"
+        partial = None
+        if audio is not None:
+            partial = self._incoming / f"{clip.utterance_id}.{secrets.token_hex(4)}.part"
+            _write_wav(partial, audio)
+            self._crash_point("audio_written")
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserted = self._db.execute(
+                "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (utterance_id) DO NOTHING",
                 (
                     str(clip.utterance_id),
                     clip.device_id,
                     clip.household_id,
-                    # UTC with fixed precision, so retention and range queries can compare the text.
-                    clip.capture_started_at.astimezone(UTC).isoformat(timespec="microseconds"),
-                    clip.stored_at.astimezone(UTC).isoformat(timespec="microseconds"),
-                    round(bytes_to_seconds(len(audio)), 3),
+                    utc_text(clip.capture_started_at),
+                    utc_text(clip.received_at),
+                    utc_text(clip.stored_at),
+                    round(bytes_to_seconds(len(audio or b"")), 3),
                     clip.transcript,
                     clip.end_reason,
                     clip.status,
@@ -188,23 +277,42 @@ class SQLiteClipStore:
                     clip.firmware_version,
                     int(clip.review_allowed),
                     clip.consent_version,
-                    str(final.relative_to(self._data_dir)),
+                    clip.review_blocked,
+                    None if partial is None else str(final.relative_to(self._data_dir)),
                 ),
-            )
-            partial.replace(final)
-            _fsync_dir(final.parent)
-            self._crash_point("renamed")
+            ).rowcount
+            self._crash_point("row_inserted")
             self._db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            for path in (partial, final):
-                path.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # only ever our own .part: stored audio is never touched
             raise
+        if not inserted:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            return False
+        if partial is not None:
+            self._crash_point("committed")
+            _move_into_place(partial, final)
+        return True
+
+    def block_review(self, utterance_id: UUID, reason: str) -> None:
+        """Rule a stored clip out of review; a reason already recorded stays."""
+        self._db.execute(
+            "UPDATE clips SET review_blocked = COALESCE(review_blocked, ?) WHERE utterance_id = ?",
+            (reason, str(utterance_id)),
+        )
 
     def get(self, utterance_id: UUID) -> Clip | None:
         """A stored clip, or None."""
-        row = self._db.execute("SELECT * FROM clips WHERE utterance_id = ?", (str(utterance_id),)).fetchone()
+        row = self._db.execute(
+            "SELECT utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
+            "duration_seconds, transcript, end_reason, status, missing_chunks, wake_word, firmware_version, "
+            "review_allowed, consent_version, review_blocked, audio_path FROM clips WHERE utterance_id = ?",
+            (str(utterance_id),),
+        ).fetchone()
         if row is None:
             return None
         return Clip(
@@ -212,41 +320,72 @@ class SQLiteClipStore:
             device_id=row[1],
             household_id=row[2],
             capture_started_at=datetime.fromisoformat(row[3]),
-            stored_at=datetime.fromisoformat(row[4]),
-            duration_seconds=row[5],
-            transcript=row[6],
-            end_reason=row[7],
-            status=row[8],
-            missing_chunks=row[9],
-            wake_word=row[10],
-            firmware_version=row[11],
-            review_allowed=bool(row[12]),
-            consent_version=row[13],
-            audio_path=self._data_dir / row[14],
+            received_at=datetime.fromisoformat(row[4]),
+            stored_at=datetime.fromisoformat(row[5]),
+            duration_seconds=row[6],
+            transcript=row[7],
+            end_reason=row[8],
+            status=row[9],
+            missing_chunks=row[10],
+            wake_word=row[11],
+            firmware_version=row[12],
+            review_allowed=bool(row[13]),
+            consent_version=row[14],
+            review_blocked=row[15],
+            audio_path=None if row[16] is None else self._data_dir / row[16],
         )
 
     def count(self) -> int:
         """How many clips are stored."""
         return int(self._db.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
 
-    def recover(self, grace_seconds: float = 60.0) -> None:
-        """Delete audio files that no committed row points at (left by a crash).
+    def reconcile(self, grace_seconds: float = 60.0) -> int:
+        """Finish or remove interrupted saves: the `.part` files in `.incoming/`.
 
-        Files younger than `grace_seconds` are spared: another process sharing the data
-        directory may be between its rename and its commit.
+        Files younger than `grace_seconds` are spared: a save (here or in another process
+        sharing the data directory) may be between its write and its commit.
         """
-        known = {row[0] for row in self._db.execute("SELECT audio_path FROM clips")}
+        handled = 0
         cutoff = time.time() - grace_seconds
-        for path in self._clips_dir.rglob("*"):
-            if not path.is_file() or path.stat().st_mtime > cutoff:
-                continue
-            if str(path.relative_to(self._data_dir)) not in known:
-                _LOGGER.warning("removing orphaned audio file %s", path.name)
-                path.unlink()
+        for part in self._incoming.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime > cutoff:
+                    continue
+                utterance_id = part.name.split(".", 1)[0]
+                row = self._db.execute(
+                    "SELECT audio_path FROM clips WHERE utterance_id = ?", (utterance_id,)
+                ).fetchone()
+                final = self._data_dir / row[0] if row is not None and row[0] is not None else None
+                if final is not None and not final.exists():
+                    _LOGGER.warning("finishing an interrupted save of %s", utterance_id)
+                    _move_into_place(part, final)
+                else:
+                    _LOGGER.warning("removing an interrupted save of %s (never committed)", utterance_id)
+                    part.unlink()
+                handled += 1
+        return handled
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def _write_wav(path: Path, audio: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from the first byte
+    with os.fdopen(fd, "wb") as handle:
+        with wave.open(handle, "wb") as out:
+            out.setnchannels(CHANNELS)
+            out.setsampwidth(SAMPLE_WIDTH_BYTES)
+            out.setframerate(SAMPLE_RATE_HZ)
+            out.writeframes(audio)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _move_into_place(partial: Path, final: Path) -> None:
+    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial.replace(final)
+    _fsync_dir(final.parent)
 
 
 def _validate(clip: Clip) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -15,7 +17,7 @@ from pydantic_settings import SettingsConfigDict
 from contract.config import LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
-from review_opt_out import audit, auth
+from review_opt_out import audit, auth, signing
 from review_opt_out.registry import Registry
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         host, _, port = args.broker.rpartition(":")
         overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
     settings = load_settings(ReviewSettings, args.config, **overrides)
+    registry.signer  # noqa: B018 - fail now, with the fix in the message, if there is no signing key
     publisher = ConsentPublisher(registry, settings.mqtt, settings.client_id)
     publisher.start()
     stop = threading.Event()
@@ -74,6 +77,8 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     )
     worker.start()
     app = create_app(registry, on_consent_change=publisher.notify, secure_cookies=args.secure_cookies)
+    where = {"type": "review_serving", "url": f"http://{args.host}:{args.port}/", "broker": settings.mqtt.address}
+    print(json.dumps(where), flush=True)  # noqa: T201 - an operator needs to know where it serves
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
@@ -96,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--sample-fraction", type=float, default=0.002, help="share of eligible clips reviewed")
     serve.add_argument("--sample-interval", type=float, default=60.0, help="seconds between sampling rounds")
     serve.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)")
+    sub.add_parser("setup", help="create the consent signing key (once per cloud); prints the public key devices need")
     household = sub.add_parser("add-household", help="create a household (review consent off)")
     household.add_argument("household_id")
     household.add_argument("name")
@@ -115,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit_cmd.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
+    os.umask(0o077)  # the database, keys and audio are private from the first byte
     try:
+        if args.command == "setup":
+            public, created = signing.create_key(args.data_dir)
+            print(f"{'created' if created else 'kept the existing'} consent signing key; give devices {public}")  # noqa: T201
+            return 0
         registry = Registry(args.data_dir)
         if args.command == "serve":
             return _serve(args, registry)

@@ -5,14 +5,14 @@ purge of the household's clips from the review pool, the revocation of open revi
 assignments and the audit entry commit in ONE transaction: there is no moment at which
 a household has opted out but its clips are still reviewable.
 
-Eligible for review means all of: the clip's capture tag allowed review; the household's
-current consent allows it; the clip was captured under the *current* consent version
-(so opting back in never brings old clips back, and a device's unknown consent, version
-0, never matches); the clip exists (not deleted) and is within the retention window.
+Eligibility for review is one rule, in `review_opt_out.eligibility`: the registry
+decides, a device's tag can only narrow. Every consent state the service publishes is
+signed (`review_opt_out.signing`), so devices believe no one else.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import secrets
@@ -25,10 +25,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from contract.messages import ConsentState, encode_json
-from pipeline.store import database_path, ensure_schema
+from contract.messages import ConsentState
+from pipeline.store import connect, utc_text
 from review_opt_out import audit
+from review_opt_out.eligibility import ELIGIBLE, JOINS, VERDICT
 from review_opt_out.errors import NotFound, ReviewError
+from review_opt_out.signing import ConsentSigner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ CREATE TABLE IF NOT EXISTS review_pool (
 );
 CREATE INDEX IF NOT EXISTS review_pool_household ON review_pool (household_id);
 CREATE TABLE IF NOT EXISTS review_considered (
-    clip_id  TEXT PRIMARY KEY
+    clip_id  TEXT PRIMARY KEY,
+    verdict  TEXT NOT NULL DEFAULT 'unknown'
 );
 CREATE TABLE IF NOT EXISTS assignments (
     pseudonym      TEXT PRIMARY KEY,
@@ -97,13 +100,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     csrf_token    TEXT NOT NULL,
     expires_at    TEXT NOT NULL
 );
-"""
-
-_ELIGIBLE = """
-    c.review_allowed = 1
-    AND h.review_allowed = 1
-    AND c.consent_version = h.consent_version
-    AND (h.retention_days IS NULL OR c.capture_started_at >= cutoff(h.retention_days))
 """
 
 
@@ -149,19 +145,29 @@ def _now() -> datetime:
 class Registry:
     """All consent and review state; every method is one transaction."""
 
-    def __init__(self, data_dir: Path, *, default_review_allowed: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, *, default_review_allowed: bool = False, signer: ConsentSigner | None = None
+    ) -> None:
         self._data_dir = data_dir
         self._lock = threading.RLock()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(database_path(data_dir), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = connect(data_dir)
         self._db.execute("PRAGMA foreign_keys=ON")
-        ensure_schema(self._db)
         self._db.executescript(SCHEMA + audit.SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(review_considered)")}
+        if "verdict" not in columns:  # a database from before verdicts were recorded
+            self._db.execute("ALTER TABLE review_considered ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unknown'")
+        # Loaded when the first consent state is signed: read-only commands need no key.
+        self._signer = signer
         # A new household starts with NO review consent unless the operator says otherwise.
         self._default_review_allowed = default_review_allowed
         self._db.create_function("cutoff", 1, _cutoff, deterministic=False)
+
+    @property
+    def signer(self) -> ConsentSigner:
+        """The consent signing key (ReviewError if `earmark-review setup` never made one)."""
+        if self._signer is None:
+            self._signer = ConsentSigner.load(self._data_dir)
+        return self._signer
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -200,13 +206,12 @@ class Registry:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM households WHERE household_id = ?", (household_id,)).fetchone():
                 raise ReviewError(f"household {household_id} already exists")
+            now = utc_text(_now())
             db.execute(
-                "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?)",
-                (household_id, name, int(allowed), _now().isoformat()),
+                "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?)", (household_id, name, int(allowed), now)
             )
             db.execute(
-                "INSERT INTO consent_history VALUES (?, 1, ?, ?, 'signup', ?)",
-                (household_id, int(allowed), actor, _now().isoformat()),
+                "INSERT INTO consent_history VALUES (?, 1, ?, ?, 'signup', ?)", (household_id, int(allowed), actor, now)
             )
             self._queue_consent(db, household_id, allowed, 1)
             audit.append(db, actor, "household.create", household_id, review_allowed=allowed)
@@ -237,9 +242,10 @@ class Registry:
                 "UPDATE households SET review_allowed = ?, consent_version = ? WHERE household_id = ?",
                 (int(allowed), version, household_id),
             )
+            # The cloud's clock: a clip tagged with this version counts only if it arrived after now.
             db.execute(
                 "INSERT INTO consent_history VALUES (?, ?, ?, ?, ?, ?)",
-                (household_id, version, int(allowed), actor, channel.value, _now().isoformat()),
+                (household_id, version, int(allowed), actor, channel.value, utc_text(_now())),
             )
             purged = revoked = 0
             if not allowed:
@@ -247,6 +253,11 @@ class Registry:
                     "UPDATE assignments SET status = 'revoked' WHERE household_id = ? AND status = 'open'",
                     (household_id,),
                 ).rowcount
+                # What reviewers wrote about this household's speech goes with the consent.
+                db.execute(
+                    "UPDATE assignments SET corrected = NULL WHERE household_id = ? AND corrected IS NOT NULL",
+                    (household_id,),
+                )
                 purged = db.execute("DELETE FROM review_pool WHERE household_id = ?", (household_id,)).rowcount
             self._queue_consent(db, household_id, allowed, version)
             audit.append(
@@ -270,7 +281,7 @@ class Registry:
         db.execute(
             "INSERT INTO consent_outbox VALUES (?, ?, ?, 0) ON CONFLICT (household_id) DO UPDATE SET "
             "version = excluded.version, payload = excluded.payload, published = 0",
-            (household_id, version, encode_json(state)),
+            (household_id, version, self.signer.sign(state)),
         )
 
     def history(self, household_id: str) -> list[ConsentChange]:
@@ -289,6 +300,17 @@ class Registry:
         """Consent messages the broker has not acknowledged yet."""
         with self.reading() as db:
             return list(db.execute("SELECT household_id, version, payload FROM consent_outbox WHERE published = 0"))
+
+    def consent_page(self, after_household: str, limit: int = 500) -> list[tuple[str, int, bytes]]:
+        """Every household's current signed consent, in pages (republished whenever the broker may have lost it)."""
+        with self.reading() as db:
+            return list(
+                db.execute(
+                    "SELECT household_id, version, payload FROM consent_outbox WHERE household_id > ? "
+                    "ORDER BY household_id LIMIT ?",
+                    (after_household, limit),
+                )
+            )
 
     def mark_published(self, household_id: str, version: int) -> None:
         """The broker has this version; a newer one queued meanwhile stays pending."""
@@ -310,9 +332,15 @@ class Registry:
             audit.append(db, actor, "retention.set", household_id, choice=choice)
 
     def set_keep_recordings(self, household_id: str, keep: bool, actor: str) -> None:
-        """The "don't keep recordings" mode: clips are deleted as soon as the retention job sees them."""
+        """The "don't keep recordings" mode: no new audio is written; clips kept before go at the next retention run."""
         with self.transaction() as db:
             db.execute("UPDATE households SET keep_recordings = ? WHERE household_id = ?", (int(keep), household_id))
+            # The clip store reads this at every start, so the next request is already not kept.
+            db.execute(
+                "INSERT INTO storage_policy VALUES (?, ?) ON CONFLICT (household_id) DO UPDATE SET "
+                "keep_audio = excluded.keep_audio",
+                (household_id, int(keep)),
+            )
             audit.append(db, actor, "keep_recordings.set", household_id, keep=keep)
 
     # -- the review pool ----------------------------------------------------------------
@@ -324,17 +352,16 @@ class Registry:
         with self.transaction() as db:
             rows = db.execute(
                 f"""
-                SELECT c.utterance_id, c.household_id,
-                       ({_ELIGIBLE}) AS eligible
-                FROM clips c JOIN households h ON h.household_id = c.household_id
+                SELECT c.utterance_id, c.household_id, {VERDICT} AS verdict
+                FROM {JOINS}
                 WHERE c.utterance_id NOT IN (SELECT clip_id FROM review_considered)
                 LIMIT ?
                 """,  # noqa: S608 - only constant SQL is interpolated
                 (limit,),
             ).fetchall()
-            for clip_id, household_id, eligible in rows:
-                db.execute("INSERT INTO review_considered VALUES (?)", (clip_id,))
-                if eligible and rng.random() < fraction:
+            for clip_id, household_id, verdict in rows:
+                db.execute("INSERT INTO review_considered VALUES (?, ?)", (clip_id, verdict))
+                if verdict == "eligible" and rng.random() < fraction:
                     db.execute(
                         "INSERT INTO review_pool VALUES (?, ?, ?, ?)",
                         (clip_id, secrets.token_urlsafe(16), household_id, _now().isoformat()),
@@ -344,6 +371,19 @@ class Registry:
                 audit.append(db, "sampler", "pool.admit", "-", admitted=admitted, considered=len(rows))
         return admitted
 
+    def verdicts(self) -> collections.Counter[str]:
+        """Clips the sampler considered, by verdict: why the ineligible ones were not reviewable."""
+        with self.reading() as db:
+            return collections.Counter(
+                dict(db.execute("SELECT verdict, COUNT(*) FROM review_considered GROUP BY verdict"))
+            )
+
+    def verdict(self, clip_id: str) -> str | None:
+        """Whether one clip is reviewable right now, and if not, why (None: no such clip)."""
+        with self.reading() as db:
+            row = db.execute(f"SELECT {VERDICT} FROM {JOINS} WHERE c.utterance_id = ?", (clip_id,)).fetchone()  # noqa: S608
+        return None if row is None else str(row[0])
+
     def pool_households(self) -> dict[str, int]:
         """Pool size per household (for tests and the benchmark)."""
         with self.reading() as db:
@@ -352,8 +392,8 @@ class Registry:
     def _eligible_clip(self, db: sqlite3.Connection, clip_id: str) -> tuple[str, str] | None:
         row = db.execute(
             f"""
-            SELECT c.audio_path, c.household_id FROM clips c JOIN households h ON h.household_id = c.household_id
-            WHERE c.utterance_id = ? AND {_ELIGIBLE}
+            SELECT c.audio_path, c.household_id FROM {JOINS}
+            WHERE c.utterance_id = ? AND {ELIGIBLE}
             """,  # noqa: S608 - only constant SQL is interpolated
             (clip_id,),
         ).fetchone()
@@ -431,8 +471,8 @@ class Registry:
         """The household's clips, newest first (transcripts included: it is their own data)."""
         with self.reading() as db:
             rows = db.execute(
-                "SELECT utterance_id, device_id, capture_started_at, duration_seconds, transcript, review_allowed "
-                "FROM clips WHERE household_id = ? ORDER BY capture_started_at DESC",
+                "SELECT utterance_id, device_id, capture_started_at, duration_seconds, transcript, review_allowed, "
+                "audio_path IS NOT NULL FROM clips WHERE household_id = ? ORDER BY capture_started_at DESC",
                 (household_id,),
             ).fetchall()
         return [
@@ -443,6 +483,7 @@ class Registry:
                 "duration_seconds": r[3],
                 "transcript": r[4],
                 "review_allowed_at_capture": bool(r[5]),
+                "has_audio": bool(r[6]),
             }
             for r in rows
         ]
@@ -453,7 +494,7 @@ class Registry:
             row = db.execute(
                 "SELECT audio_path FROM clips WHERE utterance_id = ? AND household_id = ?", (clip_id, household_id)
             ).fetchone()
-        if row is None:
+        if row is None or row[0] is None:
             raise NotFound("no such recording")
         return self._data_dir / str(row[0])
 
@@ -470,10 +511,10 @@ class Registry:
             params.append(clip_id)
         if since is not None:
             where.append("capture_started_at >= ?")
-            params.append(_utc(since))
+            params.append(utc_text(since))
         if until is not None:
             where.append("capture_started_at < ?")
-            params.append(_utc(until))
+            params.append(utc_text(until))
         condition = " AND ".join(where)
         with self.transaction() as db:
             rows = db.execute(f"SELECT utterance_id, audio_path FROM clips WHERE {condition}", params).fetchall()  # noqa: S608
@@ -486,7 +527,7 @@ class Registry:
                 db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
                 db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
             audit.append(db, actor, "recordings.delete", household_id, count=len(ids), clip_id=clip_id)
-        return [self._data_dir / r[1] for r in rows]
+        return [self._data_dir / r[1] for r in rows if r[1] is not None]
 
     def expired(self) -> list[tuple[str, str]]:
         """(household, clip) pairs past their household's retention, or kept against its wishes."""
@@ -496,19 +537,13 @@ class Registry:
                     "SELECT c.household_id, c.utterance_id FROM clips c JOIN households h "
                     "ON h.household_id = c.household_id "
                     "WHERE h.keep_recordings = 0 OR (h.retention_days IS NOT NULL "
-                    "AND c.capture_started_at < cutoff(h.retention_days))"
+                    "AND c.received_at < cutoff(h.retention_days))"
                 )
             )
-
-
-def _utc(moment: datetime) -> str:
-    """The store's timestamp text (UTC ISO 8601); a naive time is taken as UTC."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _cutoff(retention_days: int | None) -> str:
     """ISO timestamp before which a clip is past retention (far past when kept forever)."""
     if retention_days is None:
         return "0000"
-    return _utc(_now() - timedelta(days=retention_days))
+    return utc_text(_now() - timedelta(days=retention_days))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.store import Clip, SQLiteClipStore
 from review_opt_out.registry import Registry
+from review_opt_out.signing import create_key
 
 
 def make_clip(**changes: object) -> Clip:
@@ -19,6 +20,7 @@ def make_clip(**changes: object) -> Clip:
         device_id="kitchen-1",
         household_id="h-42",
         capture_started_at=now,
+        received_at=now,
         stored_at=now,
         duration_seconds=0.0,
         transcript="turn on the lights",
@@ -42,6 +44,7 @@ def capture(
         device_id=f"dev-{household_id}",
         household_id=household_id,
         capture_started_at=captured,
+        received_at=captured,
         stored_at=captured,
         review_allowed=review_allowed,
         consent_version=consent_version,
@@ -51,5 +54,7 @@ def capture(
 
 
 def open_both(data_dir: Path) -> tuple[SQLiteClipStore, Registry]:
+    """The clip store and the registry on one data directory, as `earmark-review setup` leaves it."""
+    create_key(data_dir)
     store = SQLiteClipStore(data_dir)
     return store, Registry(data_dir)

@@ -35,7 +35,9 @@ def retained_consent(broker: Broker, household: str, want_version: int, timeout:
     got: list[dict[str, Any]] = []
 
     def keep(_client: Any, _userdata: Any, message: Any) -> None:
-        got.append(json.loads(message.payload))
+        envelope = json.loads(message.payload)  # a SignedConsent: the state travels as the signed text
+        assert envelope["type"] == "signed_consent", "an unsigned consent message reached the broker"
+        got.append(json.loads(envelope["state"]))
 
     while time.monotonic() < deadline:
         got.clear()

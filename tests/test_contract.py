@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from contract import topics
 from contract.errors import ContractError
-from contract.messages import AudioChunk, AudioFormat, UtteranceStart, decode_json, encode_json
+from contract.messages import AudioChunk, AudioFormat, UtteranceEnd, UtteranceStart, decode_json, encode_json
 from pipeline.reassembly import Reassembler
 
 
@@ -69,10 +69,33 @@ def test_a_start_without_its_consent_tag_cannot_be_built(missing: str) -> None:
     assert caught.value.code == "schema_violation" and missing in caught.value.message
 
 
-def test_a_tag_of_the_wrong_type_is_rejected() -> None:
-    fields = {**start_fields(), "review_allowed": "maybe"}
-    with pytest.raises(ContractError):
-        decode_json(UtteranceStart, encode_fields(fields))
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("review_allowed", "maybe"),
+        ("review_allowed", "true"),
+        ("review_allowed", "yes"),
+        ("review_allowed", 1),
+        ("review_allowed", 1.0),
+        ("review_allowed", None),
+        ("consent_version", "2"),
+        ("consent_version", 2.0),
+        ("consent_version", True),
+        ("consent_version", -1),
+        ("consent_version", 2**31),
+    ],
+)
+def test_a_tag_is_json_true_false_and_an_integer_nothing_coerced(field: str, value: object) -> None:
+    with pytest.raises(ContractError) as caught:
+        decode_json(UtteranceStart, encode_fields({**start_fields(), field: value}))
+    assert caught.value.code == "schema_violation" and field in caught.value.message
+
+
+def test_an_end_cannot_claim_more_chunks_than_the_wire_allows() -> None:
+    end = {"type": "utterance_end", "utterance_id": str(uuid.uuid4()), "reason": "silence", "chunk_count": 2**32}
+    with pytest.raises(ContractError) as caught:
+        decode_json(UtteranceEnd, encode_fields(end))
+    assert caught.value.code == "schema_violation" and "chunk_count" in caught.value.message
 
 
 def test_errors_never_echo_the_payload() -> None:
@@ -128,7 +151,18 @@ def test_reassembly_handles_duplicates_reordering_and_gaps() -> None:
     assert reassembler.duplicates == 2 and reassembler.waiting
     out += reassembler.skip_gaps(expected_chunks=7)
     assert out[3:] == [chunk(4).pcm, chunk(5).pcm]
-    assert reassembler.skipped == [3, 6]
+    assert reassembler.missing == 2  # 3 and 6
+
+
+def test_a_chunk_beyond_the_window_is_refused_and_gaps_are_counted_not_walked() -> None:
+    reassembler = Reassembler(window_chunks=8)
+    reassembler.add(chunk(0))
+    with pytest.raises(ContractError) as caught:
+        reassembler.add(chunk(2**31))
+    assert caught.value.code == "sequence_out_of_window" and not reassembler.waiting
+    reassembler.add(chunk(7))
+    assert reassembler.skip_gaps(expected_chunks=2**16) == [chunk(7).pcm]
+    assert reassembler.missing == 2**16 - 2 and reassembler.next_sequence == 2**16
 
 
 @given(st.permutations(list(range(30))), st.lists(st.integers(0, 29), max_size=10))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +10,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
+from contract.messages import ConsentState
+from review_opt_out.signing import ConsentSigner, create_key
 from tests.broker import Broker, free_port
 from tests.conftest import run_cli
 from tests.test_cli import alsa_home
 
 
-def write_config(path: Path, port: int) -> Path:
+def write_config(path: Path, port: int, consent_key: Path | None = None) -> Path:
+    key_line = f'consent_public_key = "{consent_key}"\n' if consent_key is not None else ""
     path.write_text(
-        f'device = "fakemic"\n[identity]\ndevice_id = "kitchen-1"\nhousehold_id = "h-42"\n[mqtt]\nport = {port}\n'
+        f'device = "fakemic"\n{key_line}[identity]\ndevice_id = "kitchen-1"\nhousehold_id = "h-42"\n'
+        f"[mqtt]\nport = {port}\n"
     )
     return path
 
@@ -29,18 +33,21 @@ def test_doctor_passes_when_everything_is_there(tmp_path: Path) -> None:
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()
-        state = {"type": "consent_state", "household_id": "h-42", "review_allowed": False, "consent_version": 1,
-                 "changed_at": "2026-11-27T00:00:00+00:00"}  # fmt: skip
-        publisher.publish(topics.consent("h-42"), json.dumps(state), qos=1, retain=True).wait_for_publish(5)
+        public_key, _ = create_key(tmp_path / "cloud")
+        state = ConsentState(household_id="h-42", review_allowed=False, consent_version=1, changed_at=datetime.now(UTC))
+        signed = ConsentSigner.load(tmp_path / "cloud").sign(state)
+        publisher.publish(topics.consent("h-42"), signed, qos=1, retain=True).wait_for_publish(5)
         publisher.loop_stop()
         publisher.disconnect()
         env = alsa_home(tmp_path, np.zeros(16000, dtype=np.int16))
-        done = run_cli("doctor", "--config", str(write_config(tmp_path / "d.toml", broker.port)), env=env)
+        config = write_config(tmp_path / "d.toml", broker.port, public_key)
+        done = run_cli("doctor", "--config", str(config), env=env)
     finally:
         broker.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    for name in ("microphone", "wake word models", "broker reachable", "TLS", "credentials", "consent message"):
+    for name in ("microphone", "wake word models", "consent key", "broker reachable", "TLS", "credentials",
+                 "consent message"):  # fmt: skip
         assert any(line.startswith(f"ok   {name}:") for line in lines), done.stdout
 
 
@@ -51,4 +58,25 @@ def test_doctor_names_each_failure_and_its_fix(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "FAIL microphone: mic 'usb-headset': no input device matches" in done.stdout
     assert "FAIL broker reachable:" in done.stdout
-    assert done.stdout.count("fix:") == 2
+    assert "FAIL consent key: no consent_public_key" in done.stdout
+    assert done.stdout.count("fix:") == 3
+
+
+def test_doctor_flags_a_consent_message_the_device_would_not_believe(tmp_path: Path) -> None:
+    broker = Broker(tmp_path)
+    broker.start()
+    try:
+        public_key, _ = create_key(tmp_path / "cloud")
+        spoofer = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        spoofer.connect("127.0.0.1", broker.port)
+        spoofer.loop_start()
+        state = ConsentState(household_id="h-42", review_allowed=True, consent_version=9, changed_at=datetime.now(UTC))
+        spoofer.publish(topics.consent("h-42"), state.model_dump_json(), qos=1, retain=True).wait_for_publish(5)
+        spoofer.loop_stop()
+        spoofer.disconnect()
+        env = alsa_home(tmp_path, np.zeros(16000, dtype=np.int16))
+        done = run_cli("doctor", "--config", str(write_config(tmp_path / "d.toml", broker.port, public_key)), env=env)
+    finally:
+        broker.stop()
+    assert done.returncode == 1
+    assert "FAIL consent message: the retained consent message is not one the device believes (unsigned)" in done.stdout

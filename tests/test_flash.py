@@ -12,6 +12,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contract.config import load_settings
 from firmware.doctor import DoctorSettings
@@ -30,6 +32,11 @@ MIB = 1 << 20
 BOOT_START = 8192  # sectors, as Raspberry Pi OS images lay it out (4 MiB)
 BOOT_SECTORS = 65536  # 32 MiB
 
+# The consent service's public key, as `earmark-review setup` writes it.
+CONSENT_PUBLIC_KEY = (
+    Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+)
+
 CONFIG = FlashConfig(
     hostname="kitchen-speaker",
     ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnlyForTests dev@laptop",
@@ -38,6 +45,7 @@ CONFIG = FlashConfig(
     broker_url="mqtts://broker.example.org:8883",
     device_password="s3cret-device-password",  # type: ignore[arg-type]
     ca_certificate="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    consent_public_key=CONSENT_PUBLIC_KEY,
     wifi={"ssid": "Home Wi-Fi", "password": "wifi pass", "country": "DE"},  # type: ignore[arg-type]
     audio="respeaker-2mic-v2",
 )
@@ -102,6 +110,9 @@ def test_configures_a_copy_of_the_image_without_mounting(tmp_path: Path) -> None
     assert "s3cret-device-password" not in read_file(out, "earmark/device.toml")
     assert read_file(out, "earmark/credentials.env") == "EARMARK_MQTT__PASSWORD=s3cret-device-password\n"
     assert read_file(out, "earmark/install.sh").startswith("#!/usr/bin/env bash")
+    # The speaker believes consent messages signed by this key only.
+    assert read_file(out, "earmark/consent.pub") == CONSENT_PUBLIC_KEY
+    assert device["consent_public_key"] == "/etc/earmark/consent.pub"
     assert read_file(out, f"earmark/{wheel.name}").encode("latin-1")[:4] == b"PK\x05\x06"
     assert "Earmark" in read_file(out, "config.txt")  # what was there is still there
     # The file is exactly what the speaker service and the doctor load.
@@ -175,6 +186,7 @@ def test_the_command_line(tmp_path: Path) -> None:
         f'ssh_public_key = "{CONFIG.ssh_public_key}"\n'
         'device_id = "kitchen-1"\nhousehold_id = "h-42"\nbroker_url = "mqtt://192.0.2.10:1883"\n'
         'device_password = "pw"\n'
+        f'consent_public_key = """{CONSENT_PUBLIC_KEY}"""\n'
     )
     ok = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), "--wheel",
                          str(wheel)], cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip

@@ -19,6 +19,7 @@ from firmware.wake import WakeWordDetector
 from pipeline.settings import IngestSettings, PipelineSettings
 from review_opt_out.publisher import ConsentPublisher
 from review_opt_out.registry import Channel, Registry
+from review_opt_out.signing import create_key
 from tests.broker import Broker
 from tests.conftest import Pcm, feed, wait_until
 from tests.pipeline_harness import RunningPipeline
@@ -36,11 +37,12 @@ def test_consent_flows_from_the_app_to_the_device_and_the_pool(
         PipelineSettings(data_dir=data, mqtt=MqttSettings(port=broker.port), ingest=IngestSettings()), model=None
     )
     pipeline.store.enroll("kitchen-1", "parks")
+    public_key, _ = create_key(data)
     registry = Registry(data)
     registry.create_household("parks", "The Parks")
     publisher = ConsentPublisher(registry, MqttSettings(port=broker.port))
     publisher.start()
-    consent = ConsentCache(tmp_path / "device" / "consent.json", "parks")
+    consent = ConsentCache.open(tmp_path / "device", "parks", public_key)
     uplink = Uplink(
         DeviceIdentity(device_id="kitchen-1", household_id="parks"),
         MqttSettings(port=broker.port),

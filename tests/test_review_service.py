@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import stat
 import subprocess
 import sys
 import time
@@ -25,6 +27,13 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
     data = tmp_path / "data"
     password = tmp_path / "pw"
     password.write_text("correct horse\n")
+    refused = review("add-household", "h1", "The Parks", data_dir=data)
+    assert refused.returncode == 2 and "earmark-review setup" in refused.stderr  # no key: nothing unsigned
+    setup = review("setup", data_dir=data)
+    assert setup.returncode == 0 and "created" in setup.stdout
+    key_file = data / "keys" / "consent-signing.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "kept the existing" in review("setup", data_dir=data).stdout  # idempotent: never a new key
     assert review("add-household", "h1", "The Parks", data_dir=data).returncode == 0
     added = review("add-member", "h1", "ana@example.org", "Ana", "--password-file", str(password), data_dir=data)
     assert added.returncode == 0, added.stderr
@@ -37,10 +46,13 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(data), "serve",
          "--broker", f"127.0.0.1:{broker.port}", "--port", str(port), "--sample-interval", "0.5"],
-        cwd=REPO,
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        # A new household's consent (off, version 1) reaches the broker for its devices.
+        assert server.stdout is not None
+        serving = json.loads(server.stdout.readline())  # an operator is told where it serves
+        assert serving["url"] == f"http://127.0.0.1:{port}/" and serving["broker"] == f"mqtt://127.0.0.1:{broker.port}"
+        # A new household's consent (off, version 1) reaches the broker for its devices, signed.
         message = retained_consent(broker, "h1", 1, timeout=20)
         assert (message["review_allowed"], message["consent_version"]) == (False, 1)
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as client:
@@ -58,7 +70,7 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
             assert login.status_code == 200
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        server.communicate(timeout=20)
         broker.stop()
     verified = subprocess.run(
         [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(data), "verify"],

@@ -1,12 +1,18 @@
 """A stateful property test of the privacy promise.
 
 Hypothesis interleaves captures (with device tags that may be current, stale, unknown or
-even forged), opt-ins, opt-outs, sampling, reviewer fetches, deletions and retention
-runs against the real clip store and registry. Whatever the order:
+forged: any tag, any version, another household's, conflicting duplicates), opt-ins,
+opt-outs, sampling, reviewer fetches, deletions and retention runs against the real clip
+store and registry; and a broker that forgets its retained consent messages between a
+publisher that republishes and devices (real `ConsentCache`s with the real public key)
+that tag what they send with what they last believed. Whatever the order:
 
-* no reviewer ever receives audio of a clip whose household was opted out when it was
-  captured, or is opted out when the reviewer asks;
-* right after an opt-out, the household has nothing in the review pool.
+* no reviewer ever receives audio of a clip whose household was opted out when the
+  cloud received it, or is opted out when the reviewer asks, or whose tag the cloud
+  ruled out;
+* right after an opt-out, the household has nothing in the review pool;
+* a device never believes a newer consent than the registry's, and after the publisher
+  reconnects it learns the current one again, whatever the broker forgot.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from contract.consent_signature import load_public_key
+from firmware.uplink import ConsentCache
 from review_opt_out.auth import hash_password
 from review_opt_out.cli import apply_retention
 from review_opt_out.errors import NotFound
 from review_opt_out.registry import Channel
+from review_opt_out.signing import public_key_path
 from tests.review_helpers import capture, open_both
 
 HOUSEHOLDS = ("h0", "h1", "h2")
@@ -34,8 +43,9 @@ _HASH = hash_password("pw")  # argon2 is slow by design; hash once
 @dataclass
 class CapturedClip:
     household: str
-    opted_in_at_capture: bool
+    opted_in_at_capture: bool  # the registry's state when the cloud received it
     version_at_capture: int
+    blocked: bool = False  # the cloud saw a conflicting duplicate start
 
 
 class ReviewPrivacy(RuleBasedStateMachine):
@@ -49,6 +59,9 @@ class ReviewPrivacy(RuleBasedStateMachine):
         self.clips: dict[uuid.UUID, CapturedClip] = {}
         self.reviewers: list[str] = []
         self.fetched = 0
+        self.broker: dict[str, bytes] = {}  # retained consent messages the broker still holds
+        key = load_public_key(public_key_path(self.dir))
+        self.devices = {h: ConsentCache(self.dir / f"device-{h}.json", h, key) for h in HOUSEHOLDS}
 
     @initialize()
     def setup(self) -> None:
@@ -80,6 +93,77 @@ class ReviewPrivacy(RuleBasedStateMachine):
             device_tag = (True, version)  # a buggy or hostile device claims consent
         clip = capture(self.store, household, device_tag[0], device_tag[1], age_days=120 if old else 0)
         self.clips[clip] = CapturedClip(household, allowed, version)
+
+    @rule(
+        household=st.sampled_from(HOUSEHOLDS),
+        claimed_from=st.sampled_from(HOUSEHOLDS),
+        allowed=st.booleans(),
+        offset=st.integers(-2, 3),
+        conflicting_duplicate=st.booleans(),
+    )
+    def forging_device(
+        self, household: str, claimed_from: str, allowed: bool, offset: int, conflicting_duplicate: bool
+    ) -> None:
+        """Any tag: another household's version, one from the future or the past, a duplicate that disagrees."""
+        version = max(self.consent[claimed_from][1] + offset, 0)
+        clip = capture(self.store, household, allowed, version)
+        now_allowed, now_version = self.consent[household]
+        self.clips[clip] = CapturedClip(household, now_allowed, now_version, blocked=conflicting_duplicate)
+        if conflicting_duplicate:
+            self.store.block_review(clip, "conflicting_start")  # what the pipeline does on a second, different start
+
+    @rule(household=st.sampled_from(HOUSEHOLDS), ahead=st.integers(1, 2))
+    def forgery_ahead_of_an_opt_in(self, household: str, ahead: int) -> None:
+        """The attack seen on the old cloud, in one step: claim a version that does not exist
+        yet, then the household opts in (making it real) before the sampler looks."""
+        allowed, version = self.consent[household]
+        clip = capture(self.store, household, True, version + ahead)
+        self.clips[clip] = CapturedClip(household, allowed, version)
+        for _ in range(ahead):
+            self.change_consent(household, True, Channel.APP)
+        self.registry.sample(1.0)
+
+    @rule(household=st.sampled_from(HOUSEHOLDS))
+    def device_speaks(self, household: str) -> None:
+        """A device tags its clip with the consent it last believed (perhaps stale, perhaps unknown)."""
+        allowed, version = self.devices[household].current()
+        clip = capture(self.store, household, allowed, version)
+        now_allowed, now_version = self.consent[household]
+        self.clips[clip] = CapturedClip(household, now_allowed, now_version)
+
+    @rule()
+    def publisher_publishes_pending(self) -> None:
+        for household, version, payload in self.registry.unpublished_consent():
+            self.broker[household] = payload
+            self.registry.mark_published(household, version)
+
+    @rule()
+    def broker_forgets_retained_messages(self) -> None:
+        self.broker.clear()  # restarted without persistence
+
+    @rule()
+    def publisher_reconnects(self) -> None:
+        after = ""  # the publisher republishes every household's current state at each connect
+        while page := self.registry.consent_page(after):
+            self.broker.update({h: payload for h, _v, payload in page})
+            after = page[-1][0]
+
+    @rule(household=st.sampled_from(HOUSEHOLDS), reconnected=st.booleans())
+    def device_receives(self, household: str, reconnected: bool) -> None:
+        if reconnected:
+            self.publisher_reconnects()
+        if household in self.broker:
+            self.devices[household].update(self.broker[household])
+        if reconnected:
+            assert self.devices[household].current() == self.consent[household], "a device missed the current consent"
+
+    @invariant()
+    def no_device_believes_a_consent_the_registry_never_gave(self) -> None:
+        for household, device in self.devices.items():
+            allowed, version = device.current()
+            assert version <= self.consent[household][1]
+            if version:
+                assert self.registry.history(household)[-version].review_allowed == allowed
 
     @rule(household=st.sampled_from(HOUSEHOLDS), allowed=st.booleans(), channel=st.sampled_from(list(Channel)))
     def change_consent(self, household: str, allowed: bool, channel: Channel) -> None:
@@ -121,6 +205,7 @@ class ReviewPrivacy(RuleBasedStateMachine):
         self.fetched += 1
         captured = self.clips[uuid.UUID(clip_id)]
         allowed_now, version_now = self.consent[captured.household]
+        assert not captured.blocked, "audio of a clip the cloud ruled out reached a reviewer"
         assert captured.opted_in_at_capture, "audio of a clip captured while opted out reached a reviewer"
         assert allowed_now, "audio of a clip whose household is opted out reached a reviewer"
         assert captured.version_at_capture == version_now, "audio captured under an older consent reached a reviewer"

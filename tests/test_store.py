@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
+import uuid
 import wave
 from pathlib import Path
 
@@ -51,19 +54,21 @@ def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path) -> None
     db = sqlite3.connect(tmp_path / "earmark.sqlite3")
     with pytest.raises(sqlite3.IntegrityError):
         db.execute(
-            "INSERT INTO clips (utterance_id, device_id, household_id, capture_started_at, stored_at, "
+            "INSERT INTO clips (utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
             "duration_seconds, transcript, end_reason, status, wake_word, firmware_version, consent_version, "
-            "audio_path) VALUES ('u', 'd', 'h', 't', 't', 1, '', 'silence', 'complete', 'alexa', '0', 1, 'p')"
+            "audio_path) VALUES ('u', 'd', 'h', 't', 't', 't', 1, '', 'silence', 'complete', 'alexa', '0', 1, 'p')"
         )
 
 
-@pytest.mark.parametrize("point", ["audio_written", "renamed"])
-def test_a_crash_never_leaves_audio_without_a_row(tmp_path: Path, point: str) -> None:
-    # A child process dies (os._exit, no cleanup) at a point inside save(); reopening the
-    # store must leave neither a row without audio nor audio without a row.
+@pytest.mark.parametrize("point", ["audio_written", "row_inserted", "committed"])
+def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(tmp_path: Path, point: str) -> None:
+    # A child process dies (os._exit, no cleanup) at a point inside save(); reconciling
+    # (here while the store is open, as the pipeline does every minute) must leave
+    # neither a row without audio nor audio without a row.
+    clip = make_clip()
     script = textwrap.dedent(
         f"""
-        import os, sys
+        import os, sys, uuid
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
         from pipeline.store import SQLiteClipStore
@@ -72,19 +77,91 @@ def test_a_crash_never_leaves_audio_without_a_row(tmp_path: Path, point: str) ->
             if name == {point!r}:
                 os._exit(17)
         store = SQLiteClipStore(Path({str(tmp_path)!r}), crash_hook=crash)
-        store.save(make_clip(), bytes(3200))
+        store.save(make_clip(utterance_id=uuid.UUID({str(clip.utterance_id)!r})), bytes(3200))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, check=False)
     assert done.returncode == 17
     store = SQLiteClipStore(tmp_path)
-    store.recover(grace_seconds=0)  # on open it spares files younger than a minute
-    assert store.count() == 0
-    assert [p for p in (tmp_path / "clips").rglob("*") if p.is_file()] == []
-    clip = make_clip()
-    store.save(clip, bytes(3200))
+    assert store.reconcile(grace_seconds=0) == 1  # on open it spares files younger than a minute
+    files = [p for p in (tmp_path / "clips").rglob("*") if p.is_file()]
     saved = store.get(clip.utterance_id)
-    assert saved is not None and saved.audio_path is not None and saved.audio_path.exists()
+    if point == "committed":
+        assert saved is not None and saved.audio_path is not None and files == [saved.audio_path]
+        assert saved.audio_path.stat().st_size == 44 + 3200
+    else:
+        assert store.count() == 0 and files == []
+    again = make_clip()
+    assert store.save(again, bytes(3200))
+    stored = store.get(again.utterance_id)
+    assert stored is not None and stored.audio_path is not None and stored.audio_path.exists()
+
+
+def test_a_redelivered_utterance_never_touches_what_is_stored(tmp_path: Path) -> None:
+    store = SQLiteClipStore(tmp_path)
+    clip = make_clip(transcript="first")
+    assert store.save(clip, b"\x01\x00" * 1600)
+    stored = store.get(clip.utterance_id)
+    assert stored is not None and stored.audio_path is not None
+    original = stored.audio_path.read_bytes()
+    store.close()
+    store = SQLiteClipStore(tmp_path)  # after a restart: the "already stored" check is the database
+    assert store.save(clip, bytes(6400)) is False
+    assert store.save(make_clip(utterance_id=clip.utterance_id, transcript="second"), None) is False
+    again = store.get(clip.utterance_id)
+    assert again is not None and again.transcript == "first" and stored.audio_path.read_bytes() == original
+    assert store.count() == 1 and list((tmp_path / "clips" / ".incoming").iterdir()) == []
+
+
+def test_a_clip_without_audio_keeps_its_record_and_tag(tmp_path: Path) -> None:
+    store = SQLiteClipStore(tmp_path)
+    clip = make_clip(review_allowed=True, consent_version=4, transcript="")
+    assert store.save(clip, None)
+    got = store.get(clip.utterance_id)
+    assert got is not None and got.audio_path is None and got.duration_seconds == 0.0
+    assert (got.review_allowed, got.consent_version) == (True, 4)
+    assert [p for p in (tmp_path / "clips").rglob("*") if p.is_file()] == []
+
+
+def test_data_at_rest_is_private_from_the_start(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # a typical login umask: files would be world-readable
+    try:
+        store = SQLiteClipStore(tmp_path / "cloud")
+        clip = make_clip()
+        store.save(clip, bytes(3200))
+        saved = store.get(clip.utterance_id)
+    finally:
+        os.umask(old)
+    assert saved is not None and saved.audio_path is not None
+    cloud = tmp_path / "cloud"
+    for path in [cloud, cloud / "clips", saved.audio_path.parent, cloud / "clips" / ".incoming"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in [saved.audio_path, *cloud.glob("earmark.sqlite3*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert len(list(cloud.glob("earmark.sqlite3*"))) >= 2  # the database and its WAL
+    assert store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def test_a_store_from_before_receipt_times_is_upgraded(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "earmark.sqlite3")
+    db.executescript(
+        """
+        CREATE TABLE clips (utterance_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, household_id TEXT NOT NULL,
+            capture_started_at TEXT NOT NULL, stored_at TEXT NOT NULL, duration_seconds REAL NOT NULL,
+            transcript TEXT NOT NULL, end_reason TEXT NOT NULL, status TEXT NOT NULL,
+            missing_chunks INTEGER NOT NULL DEFAULT 0, wake_word TEXT NOT NULL, firmware_version TEXT NOT NULL,
+            review_allowed INTEGER NOT NULL, consent_version INTEGER NOT NULL, audio_path TEXT NOT NULL);
+        INSERT INTO clips VALUES ('6f1c6b1e-0a5b-4a59-9a3e-2f0b7c1d0e11', 'kitchen-1', 'h-42',
+            '9999-01-01T00:00:00.000000+00:00', '2026-01-01T00:00:00.000000+00:00', 1.0, 'hi', 'silence',
+            'complete', 0, 'alexa', '0.1.0', 1, 2, 'clips/h-42/x.wav');
+        """
+    )
+    db.close()
+    store = SQLiteClipStore(tmp_path)
+    got = store.get(uuid.UUID("6f1c6b1e-0a5b-4a59-9a3e-2f0b7c1d0e11"))
+    # The device's far-future capture time stays what it claimed; retention now counts from receipt.
+    assert got is not None and got.received_at.year == 2026 and got.capture_started_at.year == 9999
+    assert (got.review_allowed, got.consent_version, got.review_blocked) == (True, 2, None)
 
 
 def test_enrollment(tmp_path: Path) -> None:

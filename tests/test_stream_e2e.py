@@ -20,26 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contract import topics
 from contract.messages import (
-    AudioChunk,
-    AudioFormat,
     ConsentState,
     EndReason,
-    UtteranceEnd,
-    UtteranceStart,
-    encode_json,
 )
 from contract.mqtt import MqttSettings
 from pipeline.recognizer import load_model
 from pipeline.settings import IngestSettings, PipelineSettings
+from review_opt_out.registry import Channel, Registry
+from review_opt_out.signing import ConsentSigner, create_key
 from scripts.speech import espeak, silence, write_wav
 from tests.broker import Broker
 from tests.conftest import FIXTURES, REPO, load_pcm
+from tests.injector import Injector, client
 from tests.pipeline_harness import RunningPipeline
 
 GRAMMAR = ("불 켜", "불 꺼", "음악 틀어", "지금 몇 시야")
@@ -61,6 +59,14 @@ def command_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     write_wav(path, audio)
     return path
+
+
+@pytest.fixture(scope="module")
+def consent_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConsentSigner, Path]:
+    """The consent service's key pair, as `earmark-review setup` makes it."""
+    keys = tmp_path_factory.mktemp("consent-keys")
+    public, _ = create_key(keys)
+    return ConsentSigner.load(keys), public
 
 
 @pytest.fixture
@@ -90,8 +96,15 @@ def pipeline(tmp_path: Path, broker: Broker, vosk_model: Any) -> Iterator[Runnin
 
 
 def run_device(
-    wav: Path, broker: Broker, state_dir: Path, *extra: str, device: str = "kitchen-1", household: str = "h-42"
+    wav: Path,
+    broker: Broker,
+    state_dir: Path,
+    *extra: str,
+    device: str = "kitchen-1",
+    household: str = "h-42",
+    consent_key: Path | None = None,
 ) -> subprocess.Popen[str]:
+    key_args = ["--consent-key", str(consent_key)] if consent_key is not None else []
     return subprocess.Popen(
         [
             sys.executable,
@@ -111,6 +124,7 @@ def run_device(
             str(state_dir),
             "--result-timeout",
             "40",
+            *key_args,
             *extra,
         ],
         cwd=REPO,
@@ -127,29 +141,28 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> list[dict[str
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def client(broker: Broker, name: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    return c
-
-
-def publish_consent(broker: Broker, household: str, allowed: bool, version: int) -> None:
+def publish_consent(broker: Broker, household: str, allowed: bool, version: int, signer: ConsentSigner) -> None:
     c = client(broker, f"consent-{uuid.uuid4()}")
     state = ConsentState(
         household_id=household, review_allowed=allowed, consent_version=version, changed_at=datetime.now(UTC)
     )
-    c.publish(topics.consent(household), encode_json(state), qos=1, retain=True).wait_for_publish(5)
+    c.publish(topics.consent(household), signer.sign(state), qos=1, retain=True).wait_for_publish(5)
     c.loop_stop()
     c.disconnect()
 
 
 def test_device_streams_and_gets_partials_final_and_a_tagged_clip(
-    tmp_path: Path, broker: Broker, pipeline: RunningPipeline, command_wav: Path
+    tmp_path: Path,
+    broker: Broker,
+    pipeline: RunningPipeline,
+    command_wav: Path,
+    consent_keys: tuple[ConsentSigner, Path],
 ) -> None:
-    publish_consent(broker, "h-42", allowed=True, version=3)
+    signer, public_key = consent_keys
+    publish_consent(broker, "h-42", allowed=True, version=3, signer=signer)
     # Real-time pacing: partials must arrive while the audio is still streaming.
-    lines = finish(run_device(command_wav, broker, tmp_path / "state", "--realtime"))
+    device = run_device(command_wav, broker, tmp_path / "state", "--realtime", consent_key=public_key)
+    lines = finish(device)
     [ready] = [e for e in lines if e["type"] == "utterance_ready"]
     transcripts = [e for e in lines if e["type"] == "transcript"]
     partials = [t for t in transcripts if not t["final"]]
@@ -172,7 +185,7 @@ def test_device_streams_and_gets_partials_final_and_a_tagged_clip(
     assert clip.transcript == final["text"]
     assert clip.duration_seconds == pytest.approx(ready["duration_seconds"], abs=0.01)
     # The device remembers the consent it saw.
-    cached = json.loads((tmp_path / "state" / "consent.json").read_text())
+    cached = json.loads(json.loads((tmp_path / "state" / "consent.json").read_text())["state"])
     assert (cached["review_allowed"], cached["consent_version"]) == (True, 3)
 
 
@@ -204,57 +217,6 @@ def test_broker_killed_and_restarted_mid_utterance(
     assert clip is not None and clip.status in {"complete", "incomplete"}
     # Whatever the broker lost when it died is recorded as missing, never silently.
     assert clip.duration_seconds + 0.16 * clip.missing_chunks >= ready["duration_seconds"] - 0.01
-
-
-class Injector:
-    """Publishes hand-made streams, as a buggy or hostile device would."""
-
-    def __init__(self, broker: Broker, device: str = "kitchen-1", household: str = "h-42") -> None:
-        self.client = client(broker, f"injector-{uuid.uuid4()}")
-        self.device = device
-        self.household = household
-
-    def send(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def start(self, utterance_id: uuid.UUID, **changes: Any) -> None:
-        start = UtteranceStart(
-            device_id=self.device,
-            household_id=self.household,
-            utterance_id=utterance_id,
-            capture_started_at=datetime.now(UTC),
-            audio_format=AudioFormat(),
-            wake_word="alexa",
-            wake_score=0.9,
-            firmware_version="test",
-            review_allowed=True,
-            consent_version=5,
-        )
-        fields = {**json.loads(encode_json(start)), **changes}
-        fields = {k: v for k, v in fields.items() if v is not ...}
-        self.send(topics.utterance(self.device, utterance_id, topics.UtterancePart.START), json.dumps(fields).encode())
-
-    def chunk(self, utterance_id: uuid.UUID, sequence: int, pcm: bytes) -> None:
-        topic = topics.utterance(self.device, utterance_id, topics.UtterancePart.AUDIO)
-        self.send(topic, AudioChunk(sequence=sequence, pcm=pcm).encode())
-
-    def end(self, utterance_id: uuid.UUID, chunk_count: int, reason: EndReason = EndReason.SILENCE) -> None:
-        end = UtteranceEnd(utterance_id=utterance_id, reason=reason, chunk_count=chunk_count)
-        self.send(topics.utterance(self.device, utterance_id, topics.UtterancePart.END), encode_json(end))
-
-    def stream(self, chunks: list[bytes], end: EndReason | None = EndReason.SILENCE) -> uuid.UUID:
-        """A whole utterance in order: start, every chunk, and (unless None) its end."""
-        utterance_id = uuid.uuid4()
-        self.start(utterance_id)
-        for sequence, pcm in enumerate(chunks):
-            self.chunk(utterance_id, sequence, pcm)
-        if end is not None:
-            self.end(utterance_id, len(chunks), end)
-        return utterance_id
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def pcm_chunks(wav: Path, count: int | None = None) -> list[bytes]:
@@ -318,7 +280,11 @@ def test_out_of_contract_messages_are_rejected_and_the_pipeline_keeps_serving(
     injector.end(untagged, 5)
     bad_json = uuid.uuid4()
     injector.send(topics.utterance("kitchen-1", bad_json, topics.UtterancePart.START), b'{"device_id": "kitchen-1",')
-    injector.send(topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.AUDIO), bytes(10 * 1024 * 1024))
+    # 10 MB: the broker refuses it (message_size_limit, and the pipeline's maximum packet
+    # size), so it is never read whole into the pipeline's memory.
+    # (Its own client: the broker answers "packet too large" and paho then resends it forever.)
+    oversized = Injector(broker)
+    oversized.client.publish(topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.AUDIO), bytes(10 << 20))
     stranger = Injector(broker, device="stranger-9", household="h-42")
     stranger.start(uuid.uuid4())
     other_household = Injector(broker, device="kitchen-1", household="h-7")
@@ -327,7 +293,6 @@ def test_out_of_contract_messages_are_rejected_and_the_pipeline_keeps_serving(
     expected = {
         "schema_violation": 1,
         "malformed_json": 1,
-        "payload_too_large": 1,
         "unknown_device": 1,
         "identity_mismatch": 1,
     }
@@ -341,5 +306,97 @@ def test_out_of_contract_messages_are_rejected_and_the_pipeline_keeps_serving(
     assert pipeline.wait_until(lambda: pipeline.store.get(good) is not None)
     clip = pipeline.store.get(good)
     assert clip is not None and clip.status == "complete"
-    for i in (injector, stranger, other_household):
+    for i in (injector, stranger, other_household, oversized):
         i.close()
+
+
+# -- a hostile device, fuzzed ---------------------------------------------------------
+
+_TAG_VALUES = st.one_of(st.booleans(), st.sampled_from(["true", "yes", 1, 1.0, None]))
+_VERSIONS = st.one_of(st.integers(-1, 4), st.sampled_from([2**31, "2", 2.0, True]))
+_CAPTURED = st.sampled_from(["2026-11-27T10:00:00+00:00", "9999-12-31T23:59:59+00:00", "1970-01-01T00:00:00Z", "soon"])
+
+
+@st.composite
+def hostile_message(draw: st.DrawFn, utterances: list[uuid.UUID]) -> tuple[str, bytes, bool]:
+    """One message of any kind, for any of a few utterances, with any field values."""
+    utterance_id = draw(st.sampled_from(utterances))
+    device = draw(st.sampled_from(["kitchen-1", "kitchen-1", "hall-2", "stranger-9"]))
+    kind = draw(st.sampled_from(["start", "audio", "audio", "audio", "end"]))
+    part = topics.UtterancePart(kind)
+    if kind == "start":
+        fields = {
+            "device_id": device,
+            "household_id": draw(st.sampled_from(["h-42", "h-7", "h-other"])),
+            "utterance_id": str(utterance_id),
+            "capture_started_at": draw(_CAPTURED),
+            "audio_format": {"encoding": "s16le", "sample_rate_hz": 16000, "channels": 1},
+            "wake_word": "alexa",
+            "wake_score": draw(st.sampled_from([0.9, 1.5, "high"])),
+            "firmware_version": "fuzz",
+            "review_allowed": draw(_TAG_VALUES),
+            "consent_version": draw(_VERSIONS),
+        }
+        payload = json.dumps(fields).encode()
+    elif kind == "audio":
+        sequence = draw(st.one_of(st.integers(0, 12), st.integers(0, 2**32 - 1)))
+        size = draw(st.sampled_from([0, 1, 320, 5120, 6400, 6402]))
+        payload = bytes([draw(st.sampled_from([1, 1, 2])), 0, 0, 0]) + sequence.to_bytes(4, "big") + bytes(size)
+    else:
+        end = {
+            "type": "utterance_end",
+            "utterance_id": str(utterance_id),
+            "reason": draw(st.sampled_from(["silence", "muted", "no_speech", "abandoned", "bogus"])),
+            "chunk_count": draw(st.one_of(st.integers(0, 14), st.integers(0, 2**33))),
+        }
+        payload = json.dumps(end).encode()
+    return topics.utterance(device, utterance_id, part), payload, draw(st.booleans())
+
+
+def test_a_fuzzing_device_cannot_take_ingest_down_or_widen_review(
+    tmp_path: Path, broker: Broker, pipeline: RunningPipeline, command_wav: Path
+) -> None:
+    create_key(tmp_path / "cloud")
+    registry = Registry(tmp_path / "cloud")
+    for household in ("h-42", "h-7"):
+        registry.create_household(household, household)
+    registry.set_consent("h-42", True, "ana", Channel.APP)  # v2 allows review: a lie would pay here
+    sender = client(broker, "fuzzer")
+    with open("/proc/self/status") as status:
+        rss_before = int(next(line for line in status if line.startswith("VmRSS:")).split()[1])
+    sent: list[uuid.UUID] = []
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def hostile_session(data: st.DataObject) -> None:
+        utterances = [uuid.uuid4() for _ in range(3)]
+        sent.extend(utterances)
+        for topic, payload, retain in data.draw(st.lists(hostile_message(utterances), min_size=1, max_size=25)):
+            sender.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    try:
+        hostile_session()
+        # Every stream ends on the cloud's own clock, whatever was claimed.
+        assert pipeline.wait_until(lambda: pipeline.service.open_streams == 0, timeout_seconds=60)
+        enrolled = {"kitchen-1": "h-42", "hall-2": "h-7"}
+        for utterance_id in sent:
+            clip = pipeline.store.get(utterance_id)
+            if clip is None:
+                continue
+            assert enrolled[clip.device_id] == clip.household_id  # only as enrolled
+            assert type(clip.review_allowed) is bool and 0 <= clip.consent_version < 2**31
+            if registry.verdict(str(utterance_id)) == "eligible":
+                assert (clip.household_id, clip.review_allowed, clip.consent_version) == ("h-42", True, 2)
+                assert clip.review_blocked is None and clip.audio_path is not None
+        # Still serving, with recognition: a real request afterwards gets its transcript.
+        good = Injector(broker).stream(pcm_chunks(command_wav))
+        assert pipeline.wait_until(lambda: pipeline.store.get(good) is not None)
+        clip = pipeline.store.get(good)
+        assert clip is not None and clip.status == "complete" and clip.transcript
+        with open("/proc/self/status") as status:
+            rss_after = int(next(line for line in status if line.startswith("VmRSS:")).split()[1])
+        assert (rss_after - rss_before) / 1024 < 150
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        registry.close()

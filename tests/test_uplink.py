@@ -36,7 +36,7 @@ def speak_while_offline(
         DeviceIdentity(device_id="kitchen-1", household_id="h-42"),
         MqttSettings(port=broker.port, reconnect_max_seconds=2),
         UplinkSettings(**settings),
-        ConsentCache(tmp_path / "consent.json", "h-42"),
+        ConsentCache(tmp_path / "consent.json", "h-42", None),
     )
     uplink.start()
     frontend, events = make_frontend(detector)

@@ -1,0 +1,298 @@
+"""Ingest that no device can take down, and that never loses or deletes a stored clip.
+
+Real mosquitto, the real pipeline (recognition off unless a test needs it), a device
+that sends whatever it likes.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract import topics
+from contract.audio import seconds_to_bytes
+from contract.messages import CHUNK_SECONDS, EndReason, UtteranceEnd, encode_json
+from contract.mqtt import MqttSettings, build_client, connect_in_background
+from firmware.frontend import FrontEnd
+from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
+from firmware.wake import WakeWordDetector
+from pipeline.settings import IngestSettings, PipelineSettings
+from tests.broker import Broker, free_port
+from tests.conftest import REPO, Pcm, feed, wait_until
+from tests.injector import Injector, client
+from tests.pipeline_harness import RunningPipeline
+
+CHUNK = bytes(seconds_to_bytes(CHUNK_SECONDS))  # 160 ms of silence, the contract's chunk
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def start_pipeline(tmp_path: Path, broker: Broker, **ingest: Any) -> RunningPipeline:
+    settings = PipelineSettings(
+        data_dir=tmp_path / "cloud",
+        mqtt=MqttSettings(port=broker.port),
+        ingest=IngestSettings(**{"stream_timeout_seconds": 3.0, "gap_wait_seconds": 0.3, **ingest}),
+    )
+    running = RunningPipeline(settings, model=None)
+    running.store.enroll("kitchen-1", "h-42")
+    running.store.enroll("hall-2", "h-7")
+    return running
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, broker: Broker) -> Iterator[RunningPipeline]:
+    running = start_pipeline(tmp_path, broker)
+    yield running
+    running.stop()
+
+
+def rss_mib() -> float:
+    """Resident memory of this process (the pipeline runs in it), now."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def stored(pipeline: RunningPipeline, utterance_id: uuid.UUID) -> Any:
+    assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
+    return pipeline.store.get(utterance_id)
+
+
+def test_numbers_a_device_claims_cost_nothing(broker: Broker, pipeline: RunningPipeline) -> None:
+    device = Injector(broker)
+    stats = pipeline.service.stats
+    before = rss_mib()
+    utterance_id = uuid.uuid4()
+    device.start(utterance_id)
+    device.chunk(utterance_id, 0, CHUNK)
+    device.chunk(utterance_id, 2**31, CHUNK)  # far past the cloud's bound for one utterance
+    device.chunk(utterance_id, 1 + 64, CHUNK)  # inside the bound, past the sequence window
+    device.send(  # the wire allows 2^16 chunks; the cloud allows what max_utterance_seconds needs
+        topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.END),
+        encode_json(UtteranceEnd(utterance_id=utterance_id, reason=EndReason.SILENCE, chunk_count=2**16)),
+    )
+    expected = ("sequence_out_of_bounds", "sequence_out_of_window", "chunk_count_out_of_bounds")
+    assert pipeline.wait_until(lambda: all(stats.rejected[code] == 1 for code in expected)), stats.rejected
+    device.chunk(utterance_id, 1, CHUNK)
+    device.end(utterance_id, 2)
+    clip = stored(pipeline, utterance_id)
+    assert (clip.status, clip.missing_chunks, clip.duration_seconds) == ("complete", 0, 0.32)
+    assert rss_mib() - before < 50
+    device.close()
+
+
+def test_retained_utterance_messages_are_never_served(tmp_path: Path, broker: Broker) -> None:
+    device = Injector(broker)
+    poisoned = uuid.uuid4()
+    # Retained before any pipeline runs: a fresh pipeline must not replay them at start.
+    device.send(topics.utterance("kitchen-1", poisoned, topics.UtterancePart.AUDIO), CHUNK, retain=True)
+    pipeline = start_pipeline(tmp_path, broker)
+    try:
+        start_topic = topics.utterance("kitchen-1", poisoned, topics.UtterancePart.START)
+        good = device.stream([CHUNK])
+        assert stored(pipeline, good).status == "complete"
+        assert pipeline.service.stats.orphan_chunks_dropped == 0  # the retained chunk never arrived
+        live = uuid.uuid4()
+        device.start(live)  # a live retained publish is flagged as such and ignored
+        device.send(start_topic, b"{}", retain=True)
+        assert pipeline.wait_until(lambda: pipeline.service.stats.retained_ignored >= 1)
+        assert pipeline.store.get(poisoned) is None
+    finally:
+        pipeline.stop()
+        device.close()
+
+
+def test_a_redelivered_utterance_after_a_restart_changes_nothing(
+    tmp_path: Path, broker: Broker, pipeline: RunningPipeline
+) -> None:
+    device = Injector(broker)
+    utterance_id = uuid.uuid4()
+    device.start(utterance_id)
+    device.chunk(utterance_id, 0, b"\x01\x00" * 2560)
+    device.end(utterance_id, 1)
+    clip = stored(pipeline, utterance_id)
+    original = clip.audio_path.read_bytes()
+    pipeline.stop()
+    restarted = start_pipeline(tmp_path, broker)
+    try:
+        # What a device's QoS 1 outbox does after a reconnect: the whole utterance again.
+        device.start(utterance_id)
+        device.chunk(utterance_id, 0, CHUNK)
+        device.end(utterance_id, 1)
+        assert restarted.wait_until(lambda: restarted.service.stats.duplicates >= 1)
+        again = restarted.store.get(utterance_id)
+        assert again is not None and again.audio_path is not None and again.audio_path.read_bytes() == original
+        assert restarted.store.count() == 1
+    finally:
+        restarted.stop()
+        device.close()
+
+
+def test_one_device_at_its_quota_cannot_starve_another_household(broker: Broker, pipeline: RunningPipeline) -> None:
+    flooder = Injector(broker)
+    flood = [uuid.uuid4() for _ in range(2000)]
+    for utterance_id in flood:  # valid starts, never ended
+        flooder.start(utterance_id)
+    stats = pipeline.service.stats
+    assert pipeline.wait_until(lambda: stats.rejected["device_quota"] >= len(flood) - 2)
+    assert pipeline.service.open_streams <= 2
+    neighbour = Injector(broker, device="hall-2", household="h-7")
+    request = neighbour.stream([CHUNK, CHUNK])
+    assert stored(pipeline, request).status == "complete"
+    for i in (flooder, neighbour):
+        i.close()
+
+
+def test_a_stream_ends_at_the_clouds_length_limit(tmp_path: Path, broker: Broker) -> None:
+    pipeline = start_pipeline(tmp_path, broker, max_utterance_seconds=2.0)
+    device = Injector(broker)
+    try:
+        too_long = device.stream([CHUNK] * 40)  # 6.4 s, sent as fast as the broker takes it
+        clip = stored(pipeline, too_long)
+        assert (clip.end_reason, clip.status, clip.duration_seconds) == ("max_length", "complete", 2.0)
+    finally:
+        pipeline.stop()
+        device.close()
+
+
+def test_a_device_cannot_hold_a_stream_open_forever(tmp_path: Path, broker: Broker) -> None:
+    pipeline = start_pipeline(tmp_path, broker, max_utterance_seconds=1.0, end_grace_seconds=1.0)
+    device = Injector(broker)
+    try:
+        utterance_id = uuid.uuid4()
+        device.start(utterance_id)
+        device.chunk(utterance_id, 0, CHUNK)
+        # A duplicate every 0.3 s keeps the idle timer fresh; the absolute deadline does not move.
+        for _ in range(40):
+            if pipeline.store.get(utterance_id) is not None:
+                break
+            device.chunk(utterance_id, 0, CHUNK)
+            time.sleep(0.3)
+        clip = pipeline.store.get(utterance_id)
+        assert clip is not None and clip.status == "timed_out"
+    finally:
+        pipeline.stop()
+        device.close()
+
+
+def closed_port() -> int:
+    port = free_port()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    return port
+
+
+def test_an_unreachable_broker_is_said_once_and_sigterm_still_stops_the_pipeline(tmp_path: Path) -> None:
+    port = closed_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--data-dir", str(tmp_path / "cloud"), "run",
+         "--broker", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    line = process.stderr.readline()  # blocks until the first warning: no sleep needed
+    assert f"cannot reach the broker at mqtt://127.0.0.1:{port}" in line and "refused" in line.lower()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    assert "pipeline_ready" not in out and err.count("cannot reach the broker") == 0  # said once, not per retry
+
+
+def test_a_device_says_when_it_cannot_reach_the_broker(tmp_path: Path) -> None:
+    port = closed_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "listen", "--input", "sample", "--stream",
+         "--broker", f"127.0.0.1:{port}", "--device-id", "kitchen-1", "--household-id", "h-42",
+         "--state-dir", str(tmp_path), "--result-timeout", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.stderr.count(f"cannot reach the broker at mqtt://127.0.0.1:{port}") == 1, done.stderr
+
+
+def test_every_earmark_client_turns_nagle_off(broker: Broker) -> None:
+    settings = MqttSettings(port=broker.port)
+    peer = build_client(settings, "nodelay-check")
+    connected: list[bool] = []
+    peer.on_connect = lambda *_args: connected.append(True)
+    connect_in_background(peer, settings, "the test")
+    try:
+        assert wait_until(lambda: bool(connected), 10)
+        sock = peer.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        peer.loop_stop()
+        peer.disconnect()
+
+
+def test_the_device_sends_the_chunk_size_the_contract_says(
+    tmp_path: Path,
+    broker: Broker,
+    alexa_detector: WakeWordDetector,
+    make_frontend: Any,
+    sample_pcm: Pcm,
+) -> None:
+    sizes: list[tuple[int, int]] = []
+    watcher = client(broker, "watcher")
+    watcher.on_message = lambda _c, _u, m: sizes.append((m.payload[1], len(m.payload) - 8))
+    watcher.subscribe(topics.ROOT + "/devices/kitchen-1/utterances/+/audio", qos=1)
+    uplink = Uplink(
+        DeviceIdentity(device_id="kitchen-1", household_id="h-42"),
+        MqttSettings(port=broker.port),
+        UplinkSettings(),
+        ConsentCache(tmp_path / "consent.json", "h-42", None),
+    )
+    uplink.start()
+    frontend: FrontEnd
+    frontend, _events = make_frontend(alexa_detector)
+    frontend.subscribe(uplink.handle)
+    try:
+        assert wait_until(uplink.connected.is_set, 10)
+        feed(frontend, sample_pcm)
+        frontend.end_of_input()
+        assert uplink.wait_drained(20)
+        assert wait_until(lambda: len(sizes) >= 10)
+    finally:
+        uplink.stop(drain_seconds=2)
+        watcher.loop_stop()
+        watcher.disconnect()
+    full = len(CHUNK)
+    preroll = [size for flags, size in sizes if flags & 1]
+    speech = [size for flags, size in sizes if not flags & 1]
+    # Whole 160 ms chunks; only the tail of the pre-roll and of the request may be shorter.
+    assert all(size == full for size in preroll[:-1]) and all(size == full for size in speech[:-1])
+    assert speech and 0 < speech[-1] <= full and len(sizes) > 5
+
+
+def test_peak_rss_stays_bounded_under_a_chunk_flood(broker: Broker, pipeline: RunningPipeline) -> None:
+    before = rss_mib()
+    device = Injector(broker)
+    pcm = bytes(6400)  # the largest legal chunk
+    floods = [uuid.uuid4() for _ in range(4)]
+    for utterance_id in floods:  # 2 admitted (device quota), 2 refused; all chunks sent anyway
+        device.start(utterance_id)
+    for sequence in range(600):  # 15 MB in total
+        for utterance_id in floods:
+            device.client.publish(
+                topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.AUDIO),
+                bytes([1, 0, 0, 0]) + sequence.to_bytes(4, "big") + pcm,
+                qos=1,
+            )
+    good = Injector(broker, device="hall-2", household="h-7").stream([CHUNK])
+    assert stored(pipeline, good).status == "complete"
+    assert rss_mib() - before < 100
+    device.close()
