@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from contract.errors import ContractError
@@ -112,3 +113,30 @@ class StreamQuotas:
             self._households[household_id] -= 1
             if self._households[household_id] <= 0:
                 del self._households[household_id]
+
+
+class DeviceRateLimit:
+    """A token bucket per device, checked on paho's thread before a message costs the loop anything.
+
+    A real speaker sends ~7 messages a second, and after a reconnect at most its outbox
+    (60 s of audio) at once; a device far beyond that is flooding, and what it sends
+    beyond the bucket is dropped and counted, so the loop's time goes to everyone else.
+    """
+
+    def __init__(self, settings: IngestSettings, clock: Callable[[], float]) -> None:
+        self._rate = settings.max_device_messages_per_second
+        self._burst = float(settings.device_message_burst)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # device -> (tokens, at)
+
+    def allow(self, device_id: str) -> bool:
+        """Whether this device may send one more message now."""
+        now = self._clock()
+        tokens, at = self._buckets.get(device_id, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        allowed = tokens >= 1.0
+        self._buckets[device_id] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > 10_000:  # ids are free to invent on an open broker: forget the idle ones
+            idle = now - self._burst / self._rate
+            self._buckets = {d: b for d, b in self._buckets.items() if b[1] > idle}
+        return allowed

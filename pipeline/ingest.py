@@ -43,6 +43,7 @@ from contract.messages import (
 from contract.mqtt import build_client, connect_in_background
 from pipeline.device_claims import (
     ConsentTag,
+    DeviceRateLimit,
     StreamLimits,
     StreamQuotas,
     check_enrolment,
@@ -70,6 +71,7 @@ class IngestStats:
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     duplicates: int = 0
     retained_ignored: int = 0
+    rate_limited: int = 0
     orphan_chunks_dropped: int = 0
     queue_full: int = 0
     stored: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -161,6 +163,7 @@ class IngestService:
         self._clock = OnlineClock(clock)
         self._limits = StreamLimits(settings.ingest)
         self._quotas = StreamQuotas(settings.ingest)
+        self._rate_limit = DeviceRateLimit(settings.ingest, time.monotonic)
         self.stats = IngestStats()
         self._streams: dict[UUID, _Stream] = {}
         self._finished: collections.OrderedDict[UUID, ConsentTag] = collections.OrderedDict()
@@ -210,6 +213,12 @@ class IngestService:
         if message.retain:
             self.stats.retained_ignored += 1
             return
+        levels = message.topic.split("/", 4)  # earmark/v1/devices/{device}/...
+        if len(levels) > 3 and not self._rate_limit.allow(levels[3]):
+            self.stats.rate_limited += 1
+            if self.stats.rate_limited % 10_000 == 1:
+                _LOGGER.warning("a device is flooding; %d messages dropped so far", self.stats.rate_limited)
+            return
         with self._batch_lock:
             if len(self._batch) >= self._settings.ingest.queue_messages:
                 self.stats.queue_full += 1
@@ -243,6 +252,8 @@ class IngestService:
         finally:
             for chore in chores:
                 chore.cancel()
+            # _drain_batch starts nothing new once stopping: finish what is open (its
+            # finals still go out), then let go of the broker.
             for stream in list(self._streams.values()):
                 stream.wake.set()
             tasks = [s.task for s in self._streams.values() if s.task is not None]
@@ -274,6 +285,8 @@ class IngestService:
     # -- routing (on the loop, synchronous, O(1) per message) ---------------------------
 
     def _drain_batch(self) -> None:
+        if self._stopping.is_set():
+            return  # finishing what is open; nothing new is started
         with self._batch_lock:
             items = [self._batch.popleft() for _ in range(min(len(self._batch), _BATCH_PER_TURN))]
             more = bool(self._batch)
@@ -285,8 +298,11 @@ class IngestService:
 
     def _reject(self, code: str, topic: str, detail: str = "") -> None:
         self.stats.rejected[code] += 1
-        # The topic's levels are ids, not content; the payload is never logged.
-        _LOGGER.warning("rejected message on %s: %s %s", topic[:200], code, detail)
+        count = self.stats.rejected[code]
+        # A flood must not become a flood of log lines: the first ten of each kind, then
+        # every power of two. The topic's levels are ids, not content; payloads never.
+        if count <= 10 or count & (count - 1) == 0:
+            _LOGGER.warning("rejected message on %s: %s %s (%d so far)", topic[:200], code, detail, count)
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         self.stats.messages += 1
@@ -419,11 +435,15 @@ class IngestService:
         while True:
             await asyncio.sleep(1.0)
             cutoff = self._clock.now() - self._settings.ingest.stream_timeout_seconds
-            for utterance_id in [u for u, o in self._orphans.items() if o.first_seen < cutoff]:
+            expired = [u for u, o in self._orphans.items() if o.first_seen < cutoff]
+            chunks = 0
+            for utterance_id in expired:
                 dropped = self._orphans.pop(utterance_id)
-                self._orphan_chunks -= len(dropped.chunks)
-                self.stats.orphan_chunks_dropped += len(dropped.chunks)
-                _LOGGER.warning("dropped %d chunks of %s: no valid start message", len(dropped.chunks), utterance_id)
+                chunks += len(dropped.chunks)
+            if expired:
+                self._orphan_chunks -= chunks
+                self.stats.orphan_chunks_dropped += chunks
+                _LOGGER.warning("dropped %d chunks of %d streams: no valid start message", chunks, len(expired))
 
     async def _reconcile_saves(self) -> None:
         """Finish or remove interrupted saves while serving, not only at start."""
@@ -439,10 +459,8 @@ class IngestService:
 
     async def _serve(self, stream: _Stream) -> None:
         utterance_id = stream.start.utterance_id
-        admitted = False
         try:
-            admitted = await self._admit(stream)
-            if admitted:
+            if await self._admit(stream):
                 status = await self._receive(stream)
                 await self._finish(stream, status)
         except ContractError as err:
@@ -451,7 +469,8 @@ class IngestService:
             _LOGGER.exception("utterance %s failed", utterance_id)
             self.stats.rejected["internal_error"] += 1
         finally:
-            self._quotas.release(stream.start.device_id, stream.household_id if admitted else None)
+            # household_id is set only once the household quota was charged.
+            self._quotas.release(stream.start.device_id, stream.household_id)
             self._streams.pop(utterance_id, None)
             self._finished[utterance_id] = stream.tag
             while len(self._finished) > _FINISHED_REMEMBERED:
@@ -570,14 +589,15 @@ class IngestService:
             consent_version=start.consent_version,
             review_blocked=stream.review_blocked,
         )
+        # The answer first: the user waits for it, while the save's fsyncs need not hold it up.
+        self._publish(stream, final)
+        self.stats.finals_published += 1
         audio = bytes(stream.audio) if keep_audio else None
         saved = await asyncio.get_running_loop().run_in_executor(self._io, self._store.save, clip, audio)
         if saved:
             self.stats.stored[status] += 1
         else:
             self.stats.duplicates += 1
-        self._publish(stream, final)
-        self.stats.finals_published += 1
         _LOGGER.info(
             "stored utterance %s: %s (%s), %d missing chunks, audio kept=%s",
             start.utterance_id,

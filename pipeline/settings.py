@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -37,6 +38,12 @@ class IngestSettings(BaseModel):
     max_streams_per_household: int = Field(16, ge=1, description="utterances in progress at once, one household")
     max_streams_per_device: int = Field(2, ge=1, description="utterances in progress at once, one device")
     max_orphan_chunks: int = Field(2_000, ge=0, description="chunks held, all devices, while their start is missing")
+    max_device_messages_per_second: float = Field(
+        100.0, gt=0, description="sustained messages one device may send (a speaker sends ~7)"
+    )
+    device_message_burst: int = Field(
+        2_000, ge=100, description="messages one device may send at once (an outbox resent after a reconnect)"
+    )
     max_payload_bytes: int = Field(64 * 1024, ge=1024, description="anything larger is rejected unread")
     reconcile_interval_seconds: float = Field(60.0, gt=0, description="how often interrupted saves are finished")
 
@@ -49,7 +56,7 @@ class IngestSettings(BaseModel):
 
 def default_client_id() -> str:
     """A client id of this worker's own: two workers with one id would keep disconnecting each other."""
-    return f"earmark-pipeline-{socket.gethostname()[:24]}-{os.getpid()}"
+    return f"earmark-pipeline-{socket.gethostname()[:24]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class PipelineSettings(LayeredSettings):

@@ -93,6 +93,9 @@ CREATE TABLE IF NOT EXISTS consent_outbox (
     payload       BLOB NOT NULL,
     published     INTEGER NOT NULL DEFAULT 0
 );
+-- The publisher asks for unpublished rows on every change and every second: without this
+-- it reads every household's signed payload each time.
+CREATE INDEX IF NOT EXISTS consent_outbox_unpublished ON consent_outbox (household_id) WHERE published = 0;
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash    TEXT PRIMARY KEY,
     kind          TEXT NOT NULL CHECK (kind IN ('member', 'reviewer')),

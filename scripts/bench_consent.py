@@ -7,8 +7,9 @@ purge never touches audio files), `--pool` of them in the review pool and one op
 reviewer assignment per household, then opts random households out one at a time
 through the real registry and the real consent publisher against a loopback mosquitto,
 and reports p50/p99 for (a) the consent transaction (history + pool purge + assignment
-revocation + audit + outbox) and (b) opt-out -> retained consent message received by a
-subscriber on the broker.
+revocation + correction removal + audit + signed outbox row) and (b) opt-out -> signed
+retained consent message received (and verified) by a subscriber on the broker; then
+(c) the sampler's throughput: clips checked against the eligibility rule per second.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,40 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from contract.consent_signature import load_public_key, verify_consent
+from contract.messages import ConsentState
 from contract.mqtt import MqttSettings
-from pipeline.store import SQLiteClipStore
+from pipeline.store import SQLiteClipStore, utc_text
 from review_opt_out.publisher import ConsentPublisher
 from review_opt_out.registry import Channel, Registry
+from review_opt_out.signing import create_key, public_key_path
 
 HOUSEHOLDS = 10_000
+INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def populate(registry: Registry, clips: int, pool: int) -> list[str]:
     """Households opted in at version 2, their clips, the pool, one open assignment each."""
-    now = datetime.now(UTC).isoformat()
+    changed = utc_text(datetime.now(UTC) - timedelta(days=1))
+    now = utc_text(datetime.now(UTC))
     households = [f"h{i:05d}" for i in range(HOUSEHOLDS)]
     per_household_pool = pool // HOUSEHOLDS
     with registry.transaction() as db:
         db.executemany("INSERT INTO households VALUES (?, ?, 1, 2, NULL, 1, ?)", [(h, h, now) for h in households])
-        db.executemany("INSERT INTO consent_outbox VALUES (?, 2, x'7b7d', 1)", [(h,) for h in households])
+        db.executemany(
+            "INSERT INTO consent_history VALUES (?, ?, ?, 'bench', 'app', ?)",
+            [(h, v, int(v == 2), changed) for h in households for v in (1, 2)],
+        )
+        signed = [
+            (
+                h,
+                registry.signer.sign(
+                    ConsentState(household_id=h, review_allowed=True, consent_version=2, changed_at=datetime.now(UTC))
+                ),
+            )
+            for h in households
+        ]
+        db.executemany("INSERT INTO consent_outbox VALUES (?, 2, ?, 1)", signed)
         db.execute("INSERT INTO reviewers VALUES ('r1', 'rita', 'reviewer', 'x')")
         batch: list[tuple[Any, ...]] = []
         pooled: list[tuple[Any, ...]] = []
@@ -51,8 +70,8 @@ def populate(registry: Registry, clips: int, pool: int) -> list[str]:
         for i in range(clips):
             household = households[i % HOUSEHOLDS]
             clip_id = str(uuid.UUID(int=i))
-            batch.append((clip_id, f"d-{household}", household, now, now, 2.0, "", "silence", "complete", 0,
-                          "alexa", "bench", 1, 2, f"clips/{household}/{clip_id}.wav"))  # fmt: skip
+            batch.append((clip_id, f"d-{household}", household, now, now, now, 2.0, "", "silence", "complete", 0,
+                          "alexa", "bench", 1, 2, None, f"clips/{household}/{clip_id}.wav"))  # fmt: skip
             nth = i // HOUSEHOLDS
             if nth < per_household_pool:
                 pseudonym = f"p{i}"
@@ -60,9 +79,9 @@ def populate(registry: Registry, clips: int, pool: int) -> list[str]:
                 if nth == 0:
                     assigned.append((pseudonym, clip_id, household, "r1", "open", now, None))
             if len(batch) >= 50_000:
-                db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                db.executemany(INSERT_CLIP, batch)
                 batch.clear()
-        db.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+        db.executemany(INSERT_CLIP, batch)
         db.executemany("INSERT INTO review_pool VALUES (?, ?, ?, ?)", pooled)
         db.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?)", assigned)
     return households
@@ -81,6 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         SQLiteClipStore(workdir).close()
+        create_key(workdir)
         registry = Registry(workdir)
         started = time.monotonic()
         households = populate(registry, args.clips, args.pool)
@@ -97,8 +117,11 @@ def main() -> None:
         arrived: dict[tuple[str, int], float] = {}
         got = threading.Condition()
 
+        public_key = load_public_key(public_key_path(workdir))
+
         def on_message(_c: Any, _u: Any, message: Any) -> None:
-            body = json.loads(message.payload)
+            household = message.topic.split("/")[-2]
+            body = verify_consent(message.payload, public_key, household).model_dump()
             with got:
                 arrived[(body["household_id"], body["consent_version"])] = time.perf_counter()
                 got.notify_all()
@@ -111,6 +134,10 @@ def main() -> None:
         publisher = ConsentPublisher(registry, MqttSettings(port=broker.port))
         publisher.start()
         publisher.connected.wait(10)
+        deadline = time.monotonic() + 120  # at connect it republishes every household's state
+        while publisher.republished < HOUSEHOLDS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(f"republished {publisher.republished} households at connect", flush=True)
 
         commit_s: list[float] = []
         published_s: list[float] = []
@@ -136,12 +163,20 @@ def main() -> None:
                 "p99_ms": float(np.percentile(values, 99) * 1000),
             }
 
+        checked = 0
+        t0 = time.perf_counter()
+        for _ in range(10):  # 100,000 clips checked against the rule, 10,000 per round
+            registry.sample(0.0, limit=10_000)
+            checked += 10_000
+        sampler_seconds = time.perf_counter() - t0
         figures = {
             **counts,
             "opt_outs": args.opt_outs,
             "pool_rows_per_household_purged": purged,
             "consent_transaction": pct(commit_s),
             "opt_out_to_retained_message": pct(published_s),
+            "sampler_clips_checked_per_second": round(checked / sampler_seconds),
+            "verdicts_of_checked_clips": dict(registry.verdicts()),
         }
         print(json.dumps(figures, indent=1))
         args.out.parent.mkdir(parents=True, exist_ok=True)

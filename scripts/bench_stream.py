@@ -5,10 +5,15 @@
 1. latency: a device process paced in real time speaks N requests; end of speech (the
    device's speech_ended event) -> final transcript at the device, p50/p99.
 2. streams: the pipeline pinned to one core with one recognition thread; N simulated
-   devices stream the same request in real time at once; the largest N whose final
-   transcripts all arrive within 1 s of the stream's end.
+   devices stream the same request in real time at once, in the 160 ms chunks devices
+   send; the largest N whose final transcripts all arrive within 200 ms of the stream's
+   end (a backlog of more than 200 ms is not real time).
 3. ingest: recognition off; chunks published as fast as one client can; messages per
-   second until every clip is stored.
+   second until every clip is stored, and the pipeline's CPU per message next to a bare
+   paho subscriber's on the same broker in the same run.
+4. flood: one device floods 10,000 starts and 100 MB of chunks while another household
+   speaks paced requests; that request's end -> final latency during the flood versus
+   idle, and the pipeline's peak RSS and CPU.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,8 +80,9 @@ def _pipeline(
     data_dir: Path, port: int, *, model: bool, one_core: bool = False, grammar: bool = True
 ) -> Iterator[subprocess.Popen[str]]:
     cli = [sys.executable, "-m", "pipeline.cli", "--data-dir", str(data_dir)]
-    for device in [f"bench-{i}" for i in range(64)]:
-        subprocess.run([*cli, "enroll", device, "h-bench"], check=True, cwd=REPO)
+    enroll = ";".join(f"s.enroll('bench-{i}', 'h-bench')" for i in range(64)) + ";s.enroll('flooder', 'h-flood')"
+    store = f"from pipeline.store import SQLiteClipStore as S; s = S(__import__('pathlib').Path({str(data_dir)!r}))"
+    subprocess.run([sys.executable, "-c", f"{store};{enroll}"], check=True, cwd=REPO)
     run = [*cli, "run", "--broker", f"127.0.0.1:{port}"]
     if model:
         run += ["--vosk-model", str(_ko_model())]
@@ -146,6 +154,8 @@ class _Publisher:
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
+        sock: Any = self.client.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as every Earmark client
         self.client.loop_start()
         for i in range(64):
             self.client.subscribe(topics.results(f"bench-{i}"), qos=1)
@@ -155,9 +165,9 @@ class _Publisher:
         if result.final:
             self.finals[result.utterance_id] = time.monotonic()
 
-    def start(self, device: str, utterance_id: uuid.UUID) -> None:
+    def start(self, device: str, utterance_id: uuid.UUID, household: str = "h-bench") -> None:
         start = UtteranceStart(
-            device_id=device, household_id="h-bench", utterance_id=utterance_id, capture_started_at=datetime.now(UTC),
+            device_id=device, household_id=household, utterance_id=utterance_id, capture_started_at=datetime.now(UTC),
             audio_format=AudioFormat(), wake_word="alexa", wake_score=1.0, firmware_version="bench",
             review_allowed=False, consent_version=0,
         )  # fmt: skip
@@ -215,7 +225,7 @@ def bench_streams(workdir: Path, max_streams: int, grammar: bool) -> dict[str, A
             results["rounds"].append(
                 {"streams": n, "p50_lag_ms": statistics.median(lags) * 1000, "max_lag_ms": worst * 1000}
             )
-            if worst > 1.0:
+            if worst > 0.2:  # more than 200 ms behind is not real time
                 break
             sustained = n
             n = n + 1 if n < 4 else n + 2 if n < 16 else n + 8
@@ -224,30 +234,148 @@ def bench_streams(workdir: Path, max_streams: int, grammar: bool) -> dict[str, A
     return results
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+_BARE_SUBSCRIBER = """
+import resource, sys, threading, paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+expected, got, done = int(sys.argv[2]), [0], threading.Event()
+def on_message(c, u, m):
+    got[0] += 1
+    if got[0] >= expected: done.set()
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.subscribe("earmark/v1/devices/+/utterances/+/+", qos=1)
+c.loop_start()
+print("ready", flush=True)
+done.wait(300)
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(u.ru_utime + u.ru_stime, flush=True)
+"""
+
+
 def bench_ingest(workdir: Path, streams: int, chunks_per_stream: int) -> dict[str, Any]:
-    """Messages per second through ingest and the clip store, recognition off."""
+    """Messages per second through ingest and the clip store (recognition off), and CPU per message
+    next to a bare paho subscriber receiving the same messages from the same broker."""
     pcm = bytes(CHUNK_BYTES)
     data_dir = workdir / "cloud"
-    with _broker(workdir) as port, _pipeline(data_dir, port, model=False):
+    messages = streams * (chunks_per_stream + 2)
+    with _broker(workdir) as port, _pipeline(data_dir, port, model=False) as pipeline:
+        bare = subprocess.Popen(
+            [sys.executable, "-c", _BARE_SUBSCRIBER, str(port), str(messages)], stdout=subprocess.PIPE, text=True
+        )
+        assert bare.stdout is not None  # noqa: S101
+        bare.stdout.readline()
+        time.sleep(0.5)  # its subscription is in place
         publisher = _Publisher(port, "bench-ingest")
         ids = [(f"bench-{i % 64}", uuid.uuid4()) for i in range(streams)]
+        cpu_before = _cpu_seconds(pipeline.pid)
         begin = time.monotonic()
-        infos = []
         for device, utterance_id in ids:
             publisher.start(device, utterance_id)
             for sequence in range(chunks_per_stream):
-                infos.append(publisher.chunk(device, utterance_id, sequence, pcm))
-            infos.append(publisher.end(device, utterance_id, chunks_per_stream))
+                publisher.chunk(device, utterance_id, sequence, pcm)
+            publisher.end(device, utterance_id, chunks_per_stream)
         db = sqlite3.connect(data_dir / "earmark.sqlite3")
         while db.execute("SELECT COUNT(*) FROM clips").fetchone()[0] < streams:
             time.sleep(0.01)
             if time.monotonic() - begin > 300:
                 raise RuntimeError("ingest benchmark did not finish")
         elapsed = time.monotonic() - begin
+        pipeline_cpu = _cpu_seconds(pipeline.pid) - cpu_before
         db.close()
         publisher.close()
-    messages = streams * (chunks_per_stream + 2)
-    return {"messages": messages, "seconds": elapsed, "messages_per_second": messages / elapsed}
+        bare_cpu = float(bare.communicate(timeout=300)[0].split()[-1])
+    return {
+        "messages": messages,
+        "seconds": elapsed,
+        "messages_per_second": messages / elapsed,
+        "pipeline_cpu_us_per_message": pipeline_cpu / messages * 1e6,
+        "bare_paho_subscriber_cpu_us_per_message": bare_cpu / messages * 1e6,
+        "pipeline_to_bare_cpu_ratio": pipeline_cpu / bare_cpu,
+    }
+
+
+def _paced_requests(publisher: _Publisher, device: str, count: int, chunks: list[bytes]) -> list[float]:
+    """Requests streamed in real time, one after another; end -> final lag of each, in seconds."""
+    lags = []
+    for _ in range(count):
+        utterance_id = uuid.uuid4()
+        publisher.start(device, utterance_id)
+        begin = time.monotonic()
+        for sequence, pcm in enumerate(chunks):
+            time.sleep(max(0.0, begin + sequence * 0.16 - time.monotonic()))
+            publisher.chunk(device, utterance_id, sequence, pcm)
+        ended = time.monotonic()
+        publisher.end(device, utterance_id, len(chunks))
+        while utterance_id not in publisher.finals and time.monotonic() - ended < 15:
+            time.sleep(0.002)
+        lags.append(publisher.finals.get(utterance_id, float("inf")) - ended)
+    return lags
+
+
+def bench_flood(workdir: Path, requests: int, claimed_household: str = "h-flood") -> dict[str, Any]:
+    """Another household's request latency while one device floods starts and chunks, again and again
+    until the requests are done (starts claim `claimed_household`: its own, or one it is not in)."""
+    chunks = _request_chunks()[:12]  # ~2 s requests keep the run short
+    with _broker(workdir) as port, _pipeline(workdir / "cloud", port, model=True) as pipeline:
+        neighbour = _Publisher(port, "bench-neighbour")
+        idle = _paced_requests(neighbour, "bench-1", requests, chunks)
+        flooder = _Publisher(port, "bench-flooder")
+        stop = threading.Event()
+
+        flooded = {"rounds": 0, "starts": 0, "chunk_bytes": 0}
+
+        def flood() -> None:
+            big = bytes(6400)  # the largest chunk the contract allows
+            while not stop.is_set():
+                starts = [uuid.uuid4() for _ in range(10_000)]
+                for utterance_id in starts:
+                    flooder.start("flooder", utterance_id, household=claimed_household)
+                flooded["starts"] += len(starts)
+                sent = 0
+                sequence = 0
+                while sent < 100 * 1024 * 1024 and not stop.is_set():
+                    infos = [flooder.chunk("flooder", u, sequence % 400, big) for u in starts[:8]]
+                    infos[-1].wait_for_publish(10)  # keep a window in flight, as fast as the broker takes it
+                    sent += len(big) * len(infos)
+                    sequence += 1
+                flooded["chunk_bytes"] += sent
+                flooded["rounds"] += 1
+
+        cpu_before = _cpu_seconds(pipeline.pid)
+        began = time.monotonic()
+        flooding = threading.Thread(target=flood, name="flood")
+        flooding.start()
+        during = _paced_requests(neighbour, "bench-1", requests, chunks)
+        flood_still_running = flooding.is_alive()
+        stop.set()
+        flooding.join()
+        elapsed = time.monotonic() - began
+        cpu = _cpu_seconds(pipeline.pid) - cpu_before
+        peak = _peak_rss_mib(pipeline.pid)
+        flooder.close()
+        neighbour.close()
+    return {
+        "flood": "rounds of 10,000 starts + 100 MB of 6.4 KB chunks from one device, as fast as the broker takes them",
+        "starts_claim": claimed_household,
+        "flooded": flooded,
+        "idle": _percentiles(idle),
+        "during_flood": _percentiles(during),
+        "flood_outlasted_the_requests": flood_still_running,
+        "pipeline_peak_rss_mib": peak,
+        "pipeline_cpu_seconds_per_second": cpu / elapsed,
+    }
 
 
 def main() -> None:
@@ -264,6 +392,8 @@ def main() -> None:
         "streams_grammar": lambda tmp: bench_streams(tmp, args.max_streams, grammar=True),
         "streams_open_vocabulary": lambda tmp: bench_streams(tmp, args.max_streams, grammar=False),
         "ingest": lambda tmp: bench_ingest(tmp, streams=100, chunks_per_stream=200),
+        "flood_own_household": lambda tmp: bench_flood(tmp, requests=args.utterances),
+        "flood_claiming_another_household": lambda tmp: bench_flood(tmp, args.utterances, claimed_household="h-bench"),
     }
     for name, run in runs.items():
         if args.only and not name.startswith(args.only):

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from firmware.audio.wav import read_wav
 from firmware.events import FrontEndEvent
 from firmware.frontend import FrontEnd, FrontEndSettings
 from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec
+from tests.broker import Broker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -43,6 +44,15 @@ def load_pcm(path: Path) -> Pcm:
     """A WAV file as 16 kHz mono int16."""
     _info, pcm = read_wav(path)
     return np.frombuffer(pcm, dtype="<i2").copy()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port, for one test."""
+    broker = Broker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture(scope="session")

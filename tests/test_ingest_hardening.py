@@ -25,6 +25,7 @@ from contract.mqtt import MqttSettings, build_client, connect_in_background
 from firmware.frontend import FrontEnd
 from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
 from firmware.wake import WakeWordDetector
+from pipeline.device_claims import DeviceRateLimit
 from pipeline.settings import IngestSettings, PipelineSettings
 from tests.broker import Broker, free_port
 from tests.conftest import REPO, Pcm, feed, wait_until
@@ -32,14 +33,6 @@ from tests.injector import Injector, client
 from tests.pipeline_harness import RunningPipeline
 
 CHUNK = bytes(seconds_to_bytes(CHUNK_SECONDS))  # 160 ms of silence, the contract's chunk
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def start_pipeline(tmp_path: Path, broker: Broker, **ingest: Any) -> RunningPipeline:
@@ -296,3 +289,24 @@ def test_peak_rss_stays_bounded_under_a_chunk_flood(broker: Broker, pipeline: Ru
     assert stored(pipeline, good).status == "complete"
     assert rss_mib() - before < 100
     device.close()
+
+
+def test_every_pipeline_worker_has_a_client_id_of_its_own() -> None:
+    ids = {PipelineSettings().client_id for _ in range(3)}
+    assert len(ids) == 3 and all(i.startswith("earmark-pipeline-") for i in ids)
+
+
+def test_a_flooding_device_is_held_to_its_message_rate_and_others_are_not() -> None:
+    now = [0.0]
+    limit = DeviceRateLimit(
+        IngestSettings(max_device_messages_per_second=100, device_message_burst=200), lambda: now[0]
+    )
+    assert sum(limit.allow("flooder") for _ in range(1000)) == 200  # the burst, then nothing
+    assert limit.allow("kitchen-1")  # another device is untouched
+    now[0] = 1.0
+    assert sum(limit.allow("flooder") for _ in range(1000)) == 100  # one second's worth
+    allowed = []
+    for message in range(7 * 60):  # a real speaker: ~7 messages a second for a minute, never refused
+        now[0] = 2.0 + message / 7
+        allowed.append(limit.allow("hall-2"))
+    assert all(allowed)

@@ -69,14 +69,6 @@ def consent_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConsentSigne
     return ConsentSigner.load(keys), public
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
-
-
 def pipeline_settings(tmp_path: Path, broker: Broker, **ingest: Any) -> PipelineSettings:
     return PipelineSettings(
         data_dir=tmp_path / "cloud",
@@ -173,6 +165,8 @@ def test_device_streams_and_gets_partials_final_and_a_tagged_clip(
     assert final["text"] and all(w["word"] in " ".join(GRAMMAR) for w in final["words"])
     assert all(0 <= w["start_seconds"] <= w["end_seconds"] for w in final["words"]) and final["words"]
 
+    # The final is published before the save's fsyncs; the clip follows.
+    assert pipeline.wait_until(lambda: pipeline.store.get(uuid.UUID(ready["utterance_id"])) is not None)
     clip = pipeline.store.get(uuid.UUID(ready["utterance_id"]))
     assert clip is not None
     assert (clip.review_allowed, clip.consent_version) == (True, 3)
@@ -194,6 +188,7 @@ def test_unknown_consent_is_sent_as_no_review(
 ) -> None:
     lines = finish(run_device(command_wav, broker, tmp_path / "fresh-state"))
     [ready] = [e for e in lines if e["type"] == "utterance_ready"]
+    assert pipeline.wait_until(lambda: pipeline.store.get(uuid.UUID(ready["utterance_id"])) is not None)
     clip = pipeline.store.get(uuid.UUID(ready["utterance_id"]))
     assert clip is not None and (clip.review_allowed, clip.consent_version) == (False, 0)
 
