@@ -121,6 +121,20 @@ class SignedConsent(_Message):
     signature: str = Field(min_length=1, max_length=128)  # base64url, no padding
 
 
+class PipelineStatus(_Message):
+    """A pipeline worker is subscribed to utterances: devices hold their outbox until one is.
+
+    Published retained right after the worker's subscription; its last will (and a clean
+    stop) clears it with an empty retained message. A broker that lost its subscriptions
+    (restarted without persistence) drops what devices publish; this tells them when
+    someone is listening again.
+    """
+
+    type: Literal["pipeline_status"] = "pipeline_status"
+    worker_id: str = Field(min_length=1, max_length=64)
+    online: bool
+
+
 class DeviceStatus(_Message):
     """Retained device presence; the last will says offline."""
 

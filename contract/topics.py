@@ -5,7 +5,8 @@
     earmark/v1/devices/{device_id}/utterances/{utterance_id}/audio   binary AudioChunk
     earmark/v1/devices/{device_id}/utterances/{utterance_id}/end     JSON UtteranceEnd
     earmark/v1/devices/{device_id}/results                       JSON RecognitionResult (cloud -> device)
-    earmark/v1/households/{household_id}/consent                 retained JSON ConsentState (cloud -> devices)
+    earmark/v1/households/{household_id}/consent                 retained JSON SignedConsent (cloud -> devices)
+    earmark/v1/pipelines/{worker_id}/status                      retained JSON PipelineStatus while a worker listens
 
 A device writes only under its own `devices/{device_id}/` (except `results`) and reads
 its own results and its household's consent; the broker ACL enforces that.
@@ -71,6 +72,16 @@ def utterance_filter(device_id: str = "+") -> str:
 def results(device_id: str) -> str:
     """Recognition results for a device."""
     return f"{ROOT}/devices/{check_id('device id', device_id)}/results"
+
+
+def pipeline_status(worker_id: str) -> str:
+    """Retained while a pipeline worker is subscribed; cleared (empty, also its last will) when it goes."""
+    return f"{ROOT}/pipelines/{check_id('worker id', worker_id)}/status"
+
+
+def pipeline_status_filter() -> str:
+    """Every pipeline worker's presence."""
+    return f"{ROOT}/pipelines/+/status"
 
 
 def consent(household_id: str) -> str:

@@ -7,7 +7,10 @@
   `review_allowed=false` (fail closed). The tag only ever narrows review: the cloud
   checks it against its own registry.
 * Messages wait in a bounded outbox and leave it only when the broker acknowledged them
-  (QoS 1), so a broker outage delays an utterance instead of cutting it. If the outbox
+  (QoS 1), so a broker outage delays an utterance instead of cutting it. They are sent
+  only while a pipeline worker announces (retained `PipelineStatus`) that it listens: a
+  broker restarted without persistence acknowledges, then drops, whatever is published
+  before the pipeline has subscribed again. If the outbox
   fills, the utterance in progress is abandoned explicitly: its unsent audio is dropped
   and an end message with reason `abandoned` tells the cloud how much it got.
 * paho's network thread only hands incoming messages to a worker thread.
@@ -43,6 +46,7 @@ from contract.messages import (
     ConsentState,
     DeviceStatus,
     EndReason,
+    PipelineStatus,
     RecognitionResult,
     UtteranceEnd,
     UtteranceStart,
@@ -198,6 +202,8 @@ class Uplink:
         self._cond = threading.Condition()
         self._reset_inflight = threading.Event()
         self.connected = threading.Event()
+        self.pipeline_listening = threading.Event()
+        self._pipelines: set[str] = set()  # workers whose presence is retained on the broker
         self._running = threading.Event()
         self._streams: dict[UUID, _Stream] = {}
         self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
@@ -257,8 +263,17 @@ class Uplink:
         if reason_code.is_failure:
             _LOGGER.warning("broker refused the connection: %s", reason_code)
             return
+        with self._cond:
+            # What the broker now holds is what counts: a restarted one may have forgotten the
+            # workers (their retained presence comes again right after this subscription).
+            self._pipelines.clear()
+            self.pipeline_listening.clear()
         client.subscribe(
-            [(topics.consent(self._identity.household_id), 1), (topics.results(self._identity.device_id), 1)]
+            [
+                (topics.consent(self._identity.household_id), 1),
+                (topics.results(self._identity.device_id), 1),
+                (topics.pipeline_status_filter(), 1),
+            ]
         )
         online = DeviceStatus(device_id=self._identity.device_id, online=True, firmware_version=__version__)
         client.publish(topics.status(self._identity.device_id), encode_json(online), qos=1, retain=True)
@@ -291,6 +306,8 @@ class Uplink:
             try:
                 if topic == topics.consent(self._identity.household_id):
                     self._consent.update(payload)
+                elif topic.startswith(f"{topics.ROOT}/pipelines/"):
+                    self._pipeline_presence(topic, payload)
                 elif topic == topics.results(self._identity.device_id):
                     result = decode_json(RecognitionResult, payload)
                     self.stats.results += 1
@@ -305,6 +322,20 @@ class Uplink:
             except Exception:
                 _LOGGER.exception("failed to handle a message on %s", topic)
 
+    def _pipeline_presence(self, topic: str, payload: bytes) -> None:
+        worker = topic.split("/")[-2]
+        online = bool(payload) and decode_json(PipelineStatus, payload).online
+        with self._cond:
+            if online:
+                self._pipelines.add(worker)
+            else:
+                self._pipelines.discard(worker)
+            if self._pipelines:
+                self.pipeline_listening.set()
+            else:
+                self.pipeline_listening.clear()
+            self._cond.notify_all()
+
     def _send_loop(self) -> None:
         while self._running.is_set():
             if self._reset_inflight.is_set():
@@ -313,6 +344,9 @@ class Uplink:
                     self._inflight.clear()
             if not self.connected.is_set():
                 self.connected.wait(0.2)
+                continue
+            if not self.pipeline_listening.is_set():
+                self.pipeline_listening.wait(0.2)
                 continue
             with self._cond:
                 while self._inflight and self._inflight[0].is_published():

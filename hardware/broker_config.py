@@ -75,6 +75,7 @@ def acl_text(devices: list[DeviceEntry]) -> str:
         f"topic read {root}/devices/+/utterances/#",
         f"topic write {root}/devices/+/results",
         f"topic read {root}/devices/+/status",
+        f"topic readwrite {root}/pipelines/+/status",
         "",
         f"user {CONSENT_USER}",
         f"topic readwrite {root}/households/+/consent",
@@ -89,6 +90,7 @@ def acl_text(devices: list[DeviceEntry]) -> str:
             f"topic readwrite {root}/devices/{device.device_id}/status",
             f"topic read {root}/devices/{device.device_id}/results",
             f"topic read {root}/households/{device.household_id}/consent",
+            f"topic read {root}/pipelines/+/status",
             "",
         ]
     return "\n".join(lines)

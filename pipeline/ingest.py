@@ -34,6 +34,7 @@ from contract.errors import ContractError
 from contract.messages import (
     AudioChunk,
     EndReason,
+    PipelineStatus,
     RecognitionResult,
     UtteranceEnd,
     UtteranceStart,
@@ -194,6 +195,11 @@ class IngestService:
         # (a fresh pipeline would replay them at every start), nor live ones (flagged).
         options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         client.subscribe(topics.utterance_filter(), options=options)
+        # Only now is anyone listening (a restarted broker forgot the subscription): tell
+        # devices, which hold their outbox until a worker says so. Sent after SUBSCRIBE on
+        # the same connection, so the broker has the subscription when devices hear it.
+        online = PipelineStatus(worker_id=self._settings.client_id, online=True)
+        client.publish(topics.pipeline_status(self._settings.client_id), encode_json(online), qos=1, retain=True)
         self._call_on_loop(self._set_connected, True)
         _LOGGER.info("pipeline connected to the broker at %s", self._settings.mqtt.address)
 
@@ -241,6 +247,8 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        # If this worker dies, its presence is cleared (an empty retained message).
+        client.will_set(topics.pipeline_status(self._settings.client_id), b"", qos=1, retain=True)
         self._client = client
         connect_in_background(client, self._settings.mqtt, "the pipeline")
         chores = [
@@ -258,6 +266,9 @@ class IngestService:
                 stream.wake.set()
             tasks = [s.task for s in self._streams.values() if s.task is not None]
             await asyncio.gather(*tasks, return_exceptions=True)
+            gone = client.publish(topics.pipeline_status(self._settings.client_id), b"", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                await asyncio.get_running_loop().run_in_executor(None, gone.wait_for_publish, 2.0)
             client.loop_stop()
             client.disconnect()
             self._cpu.shutdown(wait=True)

@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contract.config import LayeredSettings
 from contract.mqtt import MqttSettings
+from contract.topics import SafeId
 
 
 class IngestSettings(BaseModel):
@@ -69,7 +70,7 @@ class PipelineSettings(LayeredSettings):
     data_dir: Path = Path("earmark-data")
     vosk_model: Path | None = Field(None, description="a Vosk model directory; None switches recognition off")
     grammar: tuple[str, ...] = Field((), description="restrict recognition to these phrases (Vosk grammar mode)")
-    client_id: str = Field(default_factory=default_client_id)
+    client_id: SafeId = Field(default_factory=default_client_id)  # also names its presence topic
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
     recognition_threads: int = Field(2, ge=1, le=64)

@@ -12,6 +12,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ import pytest
 from pydantic import SecretStr
 
 from contract import topics
+from contract.consent_signature import load_public_key
 from contract.errors import ContractError
 from contract.limits import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES
+from contract.messages import ConsentState
 from contract.mqtt import MqttSettings, build_client
+from firmware.uplink import ConsentCache
 from hardware.broker_config import (
     CONSENT_USER,
     PIPELINE_USER,
@@ -35,6 +39,7 @@ from hardware.broker_config import (
     write_password_file,
     write_private,
 )
+from review_opt_out.signing import create_key
 from tests.broker import Broker, free_port, listening_addresses, server_tcp_nodelay
 from tests.conftest import REPO, wait_until
 
@@ -340,3 +345,25 @@ def test_the_test_broker_has_the_same_limits_and_opt_in_persistence(tmp_path: Pa
         again.close()
     finally:
         broker.stop()
+
+
+def test_a_spoofed_consent_on_the_provisioned_broker_is_not_believed(
+    tmp_path: Path, secured: tuple[int, Path, dict[str, Identity]]
+) -> None:
+    port, ca, identities = secured
+    device = Peer(port, ca, identities["kitchen-1"])
+    device.subscribe(topics.consent("h-42"))
+    # A device cannot write consent, nor pretend a pipeline listens.
+    assert device.publish(topics.consent("h-42"), b"{}") == NOT_AUTHORIZED
+    assert device.publish(topics.pipeline_status("earmark-pipeline"), b"{}") == NOT_AUTHORIZED
+    # Whoever holds the consent service's *broker* password still cannot sign.
+    leaked = Peer(port, ca, identities[CONSENT_USER])
+    forged = ConsentState(household_id="h-42", review_allowed=True, consent_version=10**9, changed_at=datetime.now(UTC))
+    assert leaked.publish(topics.consent("h-42"), forged.model_dump_json().encode()) in (0, 16)
+    assert wait_until(lambda: any(b"1000000000" in p for _t, p in device.received), 5)
+    public_key, _ = create_key(tmp_path / "cloud")
+    cache = ConsentCache(tmp_path / "consent.json", "h-42", load_public_key(public_key))
+    assert not any(cache.update(p) for _t, p in device.received)
+    assert cache.current() == (False, 0) and cache.ignored["unsigned"] >= 1
+    for peer in (device, leaked):
+        peer.close()

@@ -235,6 +235,7 @@ def test_every_earmark_client_turns_nagle_off(broker: Broker) -> None:
 def test_the_device_sends_the_chunk_size_the_contract_says(
     tmp_path: Path,
     broker: Broker,
+    pipeline: RunningPipeline,
     alexa_detector: WakeWordDetector,
     make_frontend: Any,
     sample_pcm: Pcm,
@@ -310,3 +311,42 @@ def test_a_flooding_device_is_held_to_its_message_rate_and_others_are_not() -> N
         now[0] = 2.0 + message / 7
         allowed.append(limit.allow("hall-2"))
     assert all(allowed)
+
+
+def test_a_device_holds_its_outbox_until_a_pipeline_listens(
+    tmp_path: Path, broker: Broker, alexa_detector: WakeWordDetector, make_frontend: Any, sample_pcm: Pcm
+) -> None:
+    # A broker restarted without persistence acknowledges, then drops, what is published
+    # before the pipeline has subscribed again: the device must not send into that void.
+    published: list[str] = []
+    watcher = client(broker, "watcher")
+    watcher.on_message = lambda _c, _u, m: published.append(m.topic)
+    watcher.subscribe(topics.utterance_filter("kitchen-1"), qos=1)
+    uplink = Uplink(
+        DeviceIdentity(device_id="kitchen-1", household_id="h-42"),
+        MqttSettings(port=broker.port),
+        UplinkSettings(),
+        ConsentCache(tmp_path / "consent.json", "h-42", None),
+    )
+    uplink.start()
+    frontend, events = make_frontend(alexa_detector)
+    frontend.subscribe(uplink.handle)
+    try:
+        assert wait_until(uplink.connected.is_set, 10)
+        feed(frontend, sample_pcm)
+        frontend.end_of_input()
+        assert not uplink.wait_drained(1.0) and published == []  # held: nobody listens yet
+        pipeline = start_pipeline(tmp_path, broker)
+        try:
+            assert uplink.wait_drained(20)
+            [ready] = [e for e in events if type(e).__name__ == "UtteranceReady"]
+            clip = stored(pipeline, ready.utterance_id)
+            assert (clip.status, clip.missing_chunks) == ("complete", 0)
+        finally:
+            pipeline.stop()
+        # A worker that stops clears its presence: the device holds again.
+        assert wait_until(lambda: not uplink.pipeline_listening.is_set(), 10)
+    finally:
+        uplink.stop(drain_seconds=1)
+        watcher.loop_stop()
+        watcher.disconnect()
