@@ -232,6 +232,22 @@ def test_every_earmark_client_turns_nagle_off(broker: Broker) -> None:
         peer.disconnect()
 
 
+def streaming_device(
+    tmp_path: Path, broker: Broker, detector: WakeWordDetector, make_frontend: Any
+) -> tuple[Uplink, FrontEnd, list[Any]]:
+    """kitchen-1's front end wired to a started uplink (no consent key: every clip says 'no review')."""
+    uplink = Uplink(
+        DeviceIdentity(device_id="kitchen-1", household_id="h-42"),
+        MqttSettings(port=broker.port),
+        UplinkSettings(),
+        ConsentCache(tmp_path / "consent.json", "h-42", None),
+    )
+    uplink.start()
+    frontend, events = make_frontend(detector)
+    frontend.subscribe(uplink.handle)
+    return uplink, frontend, events
+
+
 def test_the_device_sends_the_chunk_size_the_contract_says(
     tmp_path: Path,
     broker: Broker,
@@ -244,16 +260,7 @@ def test_the_device_sends_the_chunk_size_the_contract_says(
     watcher = client(broker, "watcher")
     watcher.on_message = lambda _c, _u, m: sizes.append((m.payload[1], len(m.payload) - 8))
     watcher.subscribe(topics.ROOT + "/devices/kitchen-1/utterances/+/audio", qos=1)
-    uplink = Uplink(
-        DeviceIdentity(device_id="kitchen-1", household_id="h-42"),
-        MqttSettings(port=broker.port),
-        UplinkSettings(),
-        ConsentCache(tmp_path / "consent.json", "h-42", None),
-    )
-    uplink.start()
-    frontend: FrontEnd
-    frontend, _events = make_frontend(alexa_detector)
-    frontend.subscribe(uplink.handle)
+    uplink, frontend, _events = streaming_device(tmp_path, broker, alexa_detector, make_frontend)
     try:
         assert wait_until(uplink.connected.is_set, 10)
         feed(frontend, sample_pcm)
@@ -322,15 +329,7 @@ def test_a_device_holds_its_outbox_until_a_pipeline_listens(
     watcher = client(broker, "watcher")
     watcher.on_message = lambda _c, _u, m: published.append(m.topic)
     watcher.subscribe(topics.utterance_filter("kitchen-1"), qos=1)
-    uplink = Uplink(
-        DeviceIdentity(device_id="kitchen-1", household_id="h-42"),
-        MqttSettings(port=broker.port),
-        UplinkSettings(),
-        ConsentCache(tmp_path / "consent.json", "h-42", None),
-    )
-    uplink.start()
-    frontend, events = make_frontend(alexa_detector)
-    frontend.subscribe(uplink.handle)
+    uplink, frontend, events = streaming_device(tmp_path, broker, alexa_detector, make_frontend)
     try:
         assert wait_until(uplink.connected.is_set, 10)
         feed(frontend, sample_pcm)
