@@ -59,6 +59,7 @@ from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, WakeDete
 from firmware.state_file import write_atomically
 
 _LOGGER = logging.getLogger(__name__)
+_PIPELINES_PREFIX = f"{topics.ROOT}/pipelines/"
 
 
 class DeviceIdentity(BaseModel):
@@ -290,6 +291,14 @@ class Uplink:
             _LOGGER.warning("lost the broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        if message.topic.startswith(_PIPELINES_PREFIX):
+            # Handled right here, in order with the reset in _on_connect, and never lost to
+            # a full inbox: the send loop's gate depends on it. It costs a small JSON parse.
+            try:
+                self._pipeline_presence(message.topic, bytes(message.payload))
+            except ContractError as err:
+                _LOGGER.warning("ignored a pipeline presence message: %s", err.code)
+            return
         try:
             self._inbox.put_nowait((message.topic, bytes(message.payload)))
         except queue.Full:
@@ -306,8 +315,6 @@ class Uplink:
             try:
                 if topic == topics.consent(self._identity.household_id):
                     self._consent.update(payload)
-                elif topic.startswith(f"{topics.ROOT}/pipelines/"):
-                    self._pipeline_presence(topic, payload)
                 elif topic == topics.results(self._identity.device_id):
                     result = decode_json(RecognitionResult, payload)
                     self.stats.results += 1

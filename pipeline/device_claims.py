@@ -115,6 +115,9 @@ class StreamQuotas:
                 del self._households[household_id]
 
 
+_MAX_BUCKETS = 100_000  # devices remembered by the rate limit (~10 MB)
+
+
 class DeviceRateLimit:
     """A token bucket per device, checked on paho's thread before a message costs the loop anything.
 
@@ -127,16 +130,17 @@ class DeviceRateLimit:
         self._rate = settings.max_device_messages_per_second
         self._burst = float(settings.device_message_burst)
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # device -> (tokens, at)
+        # device -> (tokens, at), least recently heard first
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
 
     def allow(self, device_id: str) -> bool:
-        """Whether this device may send one more message now."""
+        """Whether this device may send one more message now (O(1))."""
         now = self._clock()
-        tokens, at = self._buckets.get(device_id, (self._burst, now))
+        tokens, at = self._buckets.pop(device_id, (self._burst, now))
         tokens = min(self._burst, tokens + (now - at) * self._rate)
         allowed = tokens >= 1.0
         self._buckets[device_id] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > 10_000:  # ids are free to invent on an open broker: forget the idle ones
-            idle = now - self._burst / self._rate
-            self._buckets = {d: b for d, b in self._buckets.items() if b[1] > idle}
+        if len(self._buckets) > _MAX_BUCKETS:
+            # Ids are free to invent on an open broker: forget the one heard least recently.
+            self._buckets.popitem(last=False)
         return allowed

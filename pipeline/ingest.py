@@ -60,6 +60,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _FINISHED_REMEMBERED = 10_000  # recent utterances answered from memory; older ones from the store
 _BATCH_PER_TURN = 500  # messages handled per loop turn before other tasks get a go
+_PRESENCE_RENEW_SECONDS = 20.0  # the retained presence expires after three missed renewals
 # Audio that is not kept: a press of mute, or a wake in which nobody spoke.
 _NO_AUDIO_REASONS = {EndReason.MUTED, EndReason.NO_SPEECH}
 
@@ -178,6 +179,7 @@ class IngestService:
         self._batch_lock = threading.Lock()
         self._batch_scheduled = False
         self._ready: asyncio.Event | None = None
+        self._subscribed = False  # set on paho's thread once the broker confirmed the subscription
         self._stopping = asyncio.Event()
         # Vosk work runs here; the store gets one thread of its own (SQLite connection).
         self._cpu = ThreadPoolExecutor(settings.recognition_threads, thread_name_prefix="recognize")
@@ -194,14 +196,38 @@ class IngestService:
         # Retained utterance messages are never served: not the ones stored on the broker
         # (a fresh pipeline would replay them at every start), nor live ones (flagged).
         options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        self._subscribed = False
         client.subscribe(topics.utterance_filter(), options=options)
-        # Only now is anyone listening (a restarted broker forgot the subscription): tell
-        # devices, which hold their outbox until a worker says so. Sent after SUBSCRIBE on
-        # the same connection, so the broker has the subscription when devices hear it.
-        online = PipelineStatus(worker_id=self._settings.client_id, online=True)
-        client.publish(topics.pipeline_status(self._settings.client_id), encode_json(online), qos=1, retain=True)
         self._call_on_loop(self._set_connected, True)
         _LOGGER.info("pipeline connected to the broker at %s", self._settings.mqtt.address)
+
+    def _on_subscribe(self, _client: Any, _userdata: Any, _mid: Any, reason_codes: Any, _props: Any) -> None:
+        if any(code.is_failure for code in reason_codes):
+            _LOGGER.error("the broker refused the pipeline's subscription: %s", reason_codes)
+            return
+        # Only now is anyone listening (a restarted broker forgot the subscription): tell
+        # devices, which hold their outbox until a worker says so.
+        self._subscribed = True
+        self._announce_presence()
+
+    def _announce_presence(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        # It expires unless renewed: a worker that died with its broker (no last will sent)
+        # must not be believed for ever from a persisted retained message.
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = int(3 * _PRESENCE_RENEW_SECONDS)
+        online = encode_json(PipelineStatus(worker_id=self._settings.client_id, online=True))
+        self._client.publish(
+            topics.pipeline_status(self._settings.client_id), online, qos=1, retain=True, properties=properties
+        )
+
+    async def _renew_presence(self) -> None:
+        while True:
+            await asyncio.sleep(_PRESENCE_RENEW_SECONDS)
+            if self._subscribed and self._clock.online:
+                self._announce_presence()
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if not self._stopping.is_set():
@@ -218,6 +244,9 @@ class IngestService:
         # Never raises, never blocks: the network thread must keep reading.
         if message.retain:
             self.stats.retained_ignored += 1
+            return
+        if len(message.payload) > self._settings.ingest.max_payload_bytes:
+            self.stats.rejected["payload_too_large"] += 1  # never held in the batch
             return
         levels = message.topic.split("/", 4)  # earmark/v1/devices/{device}/...
         if len(levels) > 3 and not self._rate_limit.allow(levels[3]):
@@ -247,6 +276,7 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         # If this worker dies, its presence is cleared (an empty retained message).
         client.will_set(topics.pipeline_status(self._settings.client_id), b"", qos=1, retain=True)
         self._client = client
@@ -254,21 +284,24 @@ class IngestService:
         chores = [
             asyncio.create_task(self._sweep_orphans(), name="orphan-sweeper"),
             asyncio.create_task(self._reconcile_saves(), name="save-reconciler"),
+            asyncio.create_task(self._renew_presence(), name="presence"),
         ]
         try:
             await self._stopping.wait()
         finally:
             for chore in chores:
                 chore.cancel()
-            # _drain_batch starts nothing new once stopping: finish what is open (its
-            # finals still go out), then let go of the broker.
+            # Say first that nobody listens here any more, so devices hold what they would
+            # send; _drain_batch starts nothing new once stopping; finish what is open (its
+            # finals still go out); then let go of the broker.
+            self._subscribed = False
+            gone = client.publish(topics.pipeline_status(self._settings.client_id), b"", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                await asyncio.get_running_loop().run_in_executor(None, gone.wait_for_publish, 2.0)
             for stream in list(self._streams.values()):
                 stream.wake.set()
             tasks = [s.task for s in self._streams.values() if s.task is not None]
             await asyncio.gather(*tasks, return_exceptions=True)
-            gone = client.publish(topics.pipeline_status(self._settings.client_id), b"", qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):
-                await asyncio.get_running_loop().run_in_executor(None, gone.wait_for_publish, 2.0)
             client.loop_stop()
             client.disconnect()
             self._cpu.shutdown(wait=True)
@@ -348,6 +381,9 @@ class IngestService:
                 same_tag_or_conflict(open_stream.tag, again)
             except ContractError:
                 open_stream.review_blocked = "conflicting_start"
+                # Its clip may be built or being saved already: the store's one thread runs
+                # this after that save, and it only ever narrows.
+                self._block_review(utterance_id)
                 raise
             self.stats.duplicates += 1
             return
@@ -357,25 +393,33 @@ class IngestService:
         self._quotas.admit_device(start.device_id)
         stream = _Stream(start, self._limits, self._clock.now(), self._epoch)
         self._streams[utterance_id] = stream
-        orphans = self._orphans.pop(utterance_id, None)
-        if orphans is not None and orphans.device_id == start.device_id:
-            self._orphan_chunks -= len(orphans.chunks)
-            for chunk in orphans.chunks:
-                self._add_chunk(stream, chunk)
-            if orphans.end is not None:
-                self._set_end(stream, orphans.end)
-        elif orphans is not None:
-            self._orphan_chunks -= len(orphans.chunks)
+        # The task owns the stream (and releases its quota) from here on, whatever follows.
         stream.task = asyncio.create_task(self._serve(stream), name=f"utterance-{utterance_id}")
+        orphans = self._orphans.pop(utterance_id, None)
+        if orphans is None:
+            return
+        self._orphan_chunks -= len(orphans.chunks)
+        if orphans.device_id != start.device_id:
+            return
+        for chunk in orphans.chunks:
+            try:
+                self._add_chunk(stream, chunk)
+            except ContractError as err:
+                self._reject(err.code, topics.utterance(start.device_id, utterance_id, topics.UtterancePart.AUDIO))
+        if orphans.end is not None:
+            self._set_end(stream, orphans.end)
+
+    def _block_review(self, utterance_id: UUID) -> None:
+        future = asyncio.get_running_loop().run_in_executor(
+            self._io, self._store.block_review, utterance_id, "conflicting_start"
+        )
+        future.add_done_callback(_log_failure)
 
     def _on_finished_start(self, stored: ConsentTag, again: ConsentTag, utterance_id: UUID) -> None:
         try:
             same_tag_or_conflict(stored, again)
         except ContractError:
-            # Stored already: the cloud may still narrow it, never widen it.
-            asyncio.get_running_loop().run_in_executor(
-                self._io, self._store.block_review, utterance_id, "conflicting_start"
-            )
+            self._block_review(utterance_id)  # stored already: the cloud may still narrow it, never widen it
             raise
         self.stats.duplicates += 1
 
@@ -390,6 +434,8 @@ class IngestService:
         elif parsed.utterance_id in self._finished:
             self.stats.duplicates += 1
         else:
+            if chunk.sequence >= self._limits.window_chunks:
+                raise ContractError("sequence_out_of_window", "chunk far ahead of a stream that has not started")
             orphans = self._orphan_entry(parsed)
             orphans.chunks.append(chunk)
             self._orphan_chunks += 1
@@ -500,6 +546,8 @@ class IngestService:
                 await loop.run_in_executor(self._io, self._store.block_review, start.utterance_id, "conflicting_start")
                 raise
             self.stats.duplicates += 1  # redelivered after a restart: what is stored stays as it is
+            if stream.review_blocked is not None:
+                self._block_review(start.utterance_id)
             return False
         self._quotas.admit_household(start.household_id)
         stream.household_id = start.household_id
@@ -608,7 +656,9 @@ class IngestService:
         if saved:
             self.stats.stored[status] += 1
         else:
-            self.stats.duplicates += 1
+            self.stats.duplicates += 1  # another worker stored it first
+            if stream.review_blocked is not None:
+                self._block_review(start.utterance_id)
         _LOGGER.info(
             "stored utterance %s: %s (%s), %d missing chunks, audio kept=%s",
             start.utterance_id,
@@ -621,3 +671,8 @@ class IngestService:
     def _publish(self, stream: _Stream, result: RecognitionResult) -> None:
         if self._client is not None:
             self._client.publish(topics.results(stream.start.device_id), encode_json(result), qos=1)
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        _LOGGER.error("could not narrow review of a stored clip", exc_info=future.exception())

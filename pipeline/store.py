@@ -255,6 +255,7 @@ class SQLiteClipStore:
         if audio is not None:
             partial = self._incoming / f"{clip.utterance_id}.{secrets.token_hex(4)}.part"
             _write_wav(partial, audio)
+            _fsync_dir(self._incoming)  # the .part's name is durable before a row can point at it
             self._crash_point("audio_written")
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -296,6 +297,13 @@ class SQLiteClipStore:
         if partial is not None:
             self._crash_point("committed")
             _move_into_place(partial, final)
+            # A household may have deleted it between our commit and the rename (the
+            # deletion found no file to remove then): its audio must not outlive its row.
+            if (
+                self._db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (str(clip.utterance_id),)).fetchone()
+                is None
+            ):
+                final.unlink(missing_ok=True)
         return True
 
     def block_review(self, utterance_id: UUID, reason: str) -> None:

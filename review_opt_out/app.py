@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -190,24 +189,19 @@ def create_app(
             raise HTTPException(404, "no such recording") from err
         return FileResponse(path, media_type="audio/wav")
 
-    def unlink(paths: list[Path]) -> int:
-        for path in paths:
-            path.unlink(missing_ok=True)
-        return len(paths)
-
     @app.delete("/api/recordings/{clip_id}")
     def delete_one(clip_id: str, session: Member) -> dict[str, int]:
-        paths = registry.delete(session.household_id or "", session.principal_id, clip_id=clip_id)
-        if not paths:
+        deleted = registry.delete(session.household_id or "", session.principal_id, clip_id=clip_id)
+        if not deleted:
             raise HTTPException(404, "no such recording")
-        return {"deleted": unlink(paths)}
+        return {"deleted": deleted}
 
     @app.post("/api/recordings/delete")
     def delete_many(body: DeleteBody, session: Member) -> dict[str, int]:
         if body.since is None and body.until is None and not body.all:
             raise HTTPException(422, "give since/until, or all=true")
-        paths = registry.delete(session.household_id or "", session.principal_id, since=body.since, until=body.until)
-        return {"deleted": unlink(paths)}
+        deleted = registry.delete(session.household_id or "", session.principal_id, since=body.since, until=body.until)
+        return {"deleted": deleted}
 
     # -- reviewers ----------------------------------------------------------------------
 

@@ -31,12 +31,9 @@ def _password(path: Path | None) -> str:
 
 def apply_retention(registry: Registry) -> int:
     """Delete what a household's auto-delete or "don't keep" setting says must go."""
-    deleted = 0
-    for household_id, clip_id in registry.expired():
-        for path in registry.delete(household_id, "retention", clip_id=clip_id):
-            path.unlink(missing_ok=True)
-            deleted += 1
-    return deleted
+    return sum(
+        registry.delete(household_id, "retention", clip_id=clip_id) for household_id, clip_id in registry.expired()
+    )
 
 
 def _background(registry: Registry, fraction: float, interval_seconds: float, stop: threading.Event) -> None:

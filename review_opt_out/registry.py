@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS consent_outbox (
 -- The publisher asks for unpublished rows on every change and every second: without this
 -- it reads every household's signed payload each time.
 CREATE INDEX IF NOT EXISTS consent_outbox_unpublished ON consent_outbox (household_id) WHERE published = 0;
+-- Audio files whose rows are deleted, until the files are gone too: a crash between the
+-- commit and the unlink leaves a row here, finished at the next open.
+CREATE TABLE IF NOT EXISTS audio_deletions (
+    path  TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash    TEXT PRIMARY KEY,
     kind          TEXT NOT NULL CHECK (kind IN ('member', 'reviewer')),
@@ -161,6 +166,13 @@ class Registry:
             self._db.execute("ALTER TABLE review_considered ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unknown'")
         # Loaded when the first consent state is signed: read-only commands need no key.
         self._signer = signer
+        with self.transaction() as db:
+            # Households that chose "don't keep" before the clip store read storage_policy.
+            db.execute(
+                "INSERT INTO storage_policy SELECT household_id, keep_recordings FROM households WHERE true "
+                "ON CONFLICT (household_id) DO NOTHING"
+            )
+        self._finish_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
         # A new household starts with NO review consent unless the operator says otherwise.
         self._default_review_allowed = default_review_allowed
         self._db.create_function("cutoff", 1, _cutoff, deterministic=False)
@@ -502,22 +514,25 @@ class Registry:
         return self._data_dir / str(row[0])
 
     def delete(self, household_id: str, actor: str, *, clip_id: str | None = None,
-               since: datetime | None = None, until: datetime | None = None) -> list[Path]:  # fmt: skip
-        """Delete one clip, a date range, or all of a household's clips: rows, pool, assignments.
+               since: datetime | None = None, until: datetime | None = None) -> int:  # fmt: skip
+        """Delete one clip, a date range, or all of a household's clips: rows, pool, assignments, audio.
 
-        Returns the audio files to unlink; the caller removes them after the commit (a
-        crash in between leaves files without rows, which the clip store removes on open).
+        Returns how many clips went. The audio files are recorded in the same transaction
+        and unlinked after it commits; a crash in between is finished at the next open.
+        A date range matches the device's capture time *or* the cloud's receipt time: a
+        device's wrong clock never keeps a recording out of "delete today".
         """
         where, params = ["household_id = ?"], [household_id]
         if clip_id is not None:
             where.append("utterance_id = ?")
             params.append(clip_id)
-        if since is not None:
-            where.append("capture_started_at >= ?")
-            params.append(utc_text(since))
-        if until is not None:
-            where.append("capture_started_at < ?")
-            params.append(utc_text(until))
+        if since is not None or until is not None:
+            ranges = []
+            for column in ("capture_started_at", "received_at"):
+                bounds = [f"{column} >= ?"] * (since is not None) + [f"{column} < ?"] * (until is not None)
+                ranges.append("(" + " AND ".join(bounds) + ")")
+                params += [utc_text(t) for t in (since, until) if t is not None]
+            where.append("(" + " OR ".join(ranges) + ")")
         condition = " AND ".join(where)
         with self.transaction() as db:
             rows = db.execute(f"SELECT utterance_id, audio_path FROM clips WHERE {condition}", params).fetchall()  # noqa: S608
@@ -529,8 +544,17 @@ class Registry:
                 db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
                 db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
                 db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
+            paths = [r[1] for r in rows if r[1] is not None]
+            db.executemany("INSERT OR IGNORE INTO audio_deletions VALUES (?)", [(path,) for path in paths])
             audit.append(db, actor, "recordings.delete", household_id, count=len(ids), clip_id=clip_id)
-        return [self._data_dir / r[1] for r in rows if r[1] is not None]
+        self._finish_deletions(paths)
+        return len(ids)
+
+    def _finish_deletions(self, paths: list[str]) -> None:
+        for path in paths:
+            (self._data_dir / path).unlink(missing_ok=True)
+        with self.transaction() as db:
+            db.executemany("DELETE FROM audio_deletions WHERE path = ?", [(path,) for path in paths])
 
     def expired(self) -> list[tuple[str, str]]:
         """(household, clip) pairs past their household's retention, or kept against its wishes."""

@@ -349,3 +349,19 @@ def test_a_device_holds_its_outbox_until_a_pipeline_listens(
         uplink.stop(drain_seconds=1)
         watcher.loop_stop()
         watcher.disconnect()
+
+
+def test_chunks_before_a_start_never_cost_a_device_its_quota(broker: Broker, pipeline: RunningPipeline) -> None:
+    device = Injector(broker)
+    for _ in range(2):  # what once leaked a stream slot for good
+        utterance_id = uuid.uuid4()
+        device.chunk(utterance_id, 100, CHUNK)  # far ahead, before its start
+        device.chunk(utterance_id, 0, CHUNK)
+        device.start(utterance_id)
+        device.end(utterance_id, 1)
+        assert stored(pipeline, utterance_id).status == "complete"
+    assert pipeline.wait_until(lambda: pipeline.service.open_streams == 0)
+    later = device.stream([CHUNK])  # the device still has its whole quota
+    assert stored(pipeline, later).status == "complete"
+    assert pipeline.service.stats.rejected["device_quota"] == 0
+    device.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -99,9 +101,9 @@ def test_deleting_removes_audio_row_pool_and_assignment(tmp_path: Path) -> None:
     reviewer = registry.add_reviewer("rita", hash_password("pw"))
     assert registry.next_assignment(reviewer) is not None
     audio = registry.recording_audio_path("h1", str(clip))
-    for path in registry.delete("h1", "m", clip_id=str(clip)):
-        path.unlink()
+    assert registry.delete("h1", "m", clip_id=str(clip)) == 1
     assert not audio.exists() and store.get(clip) is None
+    assert registry.db.execute("SELECT COUNT(*) FROM audio_deletions").fetchone()[0] == 0
     assert registry.pool_households() == {}
     assert registry.db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0] == 0
     assert registry.recordings("h1") == []
@@ -157,3 +159,37 @@ def test_registry_survives_reopen(tmp_path: Path) -> None:
     again = Registry(tmp_path)
     assert again.household("h1").review_allowed is True
     assert audit.verify(again.db).ok
+
+
+def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    # A device whose clock was never set claims 1970; the cloud received it today.
+    unset_clock = capture(store, "h1", False, 0, age_days=20_000)
+    assert (
+        registry.db.execute(
+            "UPDATE clips SET received_at = ? WHERE utterance_id = ?",
+            (datetime.now(UTC).isoformat(timespec="microseconds"), str(unset_clock)),
+        ).rowcount
+        == 1
+    )
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert registry.delete("h1", "ana", since=today) == 1  # "delete everything I said today"
+    # A crash between a deletion's commit and its unlink: finished at the next open.
+    leftover = capture(store, "h1", False, 0)
+    audio = registry.recording_audio_path("h1", str(leftover))
+    registry.db.execute("DELETE FROM clips WHERE utterance_id = ?", (str(leftover),))
+    registry.db.execute("INSERT INTO audio_deletions VALUES (?)", (str(audio.relative_to(tmp_path)),))
+    registry.close()
+    Registry(tmp_path).close()
+    assert not audio.exists()
+
+
+def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    store.enroll("kitchen-1", "h1")
+    registry.db.execute("UPDATE households SET keep_recordings = 0")  # as an older release left it
+    registry.close()
+    Registry(tmp_path).close()
+    assert store.admission("kitchen-1", uuid.uuid4()).keep_audio is False

@@ -218,8 +218,7 @@ class ReviewPrivacy(RuleBasedStateMachine):
         if not own:
             return
         clip_id = None if everything else str(data.draw(st.sampled_from(own)))
-        for path in self.registry.delete(household, "member", clip_id=clip_id):
-            path.unlink()
+        self.registry.delete(household, "member", clip_id=clip_id)
         for clip in own if everything else [uuid.UUID(str(clip_id))]:
             self.clips.pop(clip, None)
 
