@@ -251,13 +251,13 @@ class IngestService:
         levels = message.topic.split("/", 4)  # earmark/v1/devices/{device}/...
         if len(levels) > 3 and not self._rate_limit.allow(levels[3]):
             self.stats.rate_limited += 1
-            if self.stats.rate_limited % 10_000 == 1:
+            if _worth_a_log_line(self.stats.rate_limited):
                 _LOGGER.warning("a device is flooding; %d messages dropped so far", self.stats.rate_limited)
             return
         with self._batch_lock:
             if len(self._batch) >= self._settings.ingest.queue_messages:
                 self.stats.queue_full += 1
-                if self.stats.queue_full % 1000 == 1:
+                if _worth_a_log_line(self.stats.queue_full):
                     _LOGGER.warning("ingest queue full; messages dropped (%d so far)", self.stats.queue_full)
                 return
             self._batch.append((message.topic, message.payload))
@@ -343,16 +343,13 @@ class IngestService:
     def _reject(self, code: str, topic: str, detail: str = "") -> None:
         self.stats.rejected[code] += 1
         count = self.stats.rejected[code]
-        # A flood must not become a flood of log lines: the first ten of each kind, then
-        # every power of two. The topic's levels are ids, not content; payloads never.
-        if count <= 10 or count & (count - 1) == 0:
+        # The topic's levels are ids, not content; payloads are never logged.
+        if _worth_a_log_line(count):
             _LOGGER.warning("rejected message on %s: %s %s (%d so far)", topic[:200], code, detail, count)
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         self.stats.messages += 1
         try:
-            if len(payload) > self._settings.ingest.max_payload_bytes:
-                raise ContractError("payload_too_large", f"{len(payload)} bytes")
             parsed = topics.parse_utterance_topic(topic)
             if parsed.part is topics.UtterancePart.START:
                 self._on_start(parsed, decode_json(UtteranceStart, payload))
@@ -423,13 +420,20 @@ class IngestService:
             raise
         self.stats.duplicates += 1
 
-    def _on_chunk(self, parsed: topics.UtteranceTopic, chunk: AudioChunk) -> None:
-        self._limits.check_sequence(chunk.sequence)
+    def _open_stream(self, parsed: topics.UtteranceTopic) -> _Stream | None:
+        """The open stream a chunk or end belongs to (its device now heard), or None."""
         stream = self._streams.get(parsed.utterance_id)
         if stream is not None:
             if stream.start.device_id != parsed.device_id:
-                raise ContractError("identity_mismatch", "chunk from another device than the stream's")
-            self._heard(stream)
+                raise ContractError("identity_mismatch", "message from another device than the stream's")
+            stream.heard_at = self._clock.now()
+            stream.heard_epoch = self._epoch
+        return stream
+
+    def _on_chunk(self, parsed: topics.UtteranceTopic, chunk: AudioChunk) -> None:
+        self._limits.check_sequence(chunk.sequence)
+        stream = self._open_stream(parsed)
+        if stream is not None:
             self._add_chunk(stream, chunk)
         elif parsed.utterance_id in self._finished:
             self.stats.duplicates += 1
@@ -441,11 +445,8 @@ class IngestService:
             self._orphan_chunks += 1
 
     def _on_end(self, parsed: topics.UtteranceTopic, end: UtteranceEnd) -> None:
-        stream = self._streams.get(end.utterance_id)
+        stream = self._open_stream(parsed)  # the end's own id was checked against its topic
         if stream is not None:
-            if stream.start.device_id != parsed.device_id:
-                raise ContractError("identity_mismatch", "end from another device than the stream's")
-            self._heard(stream)
             self._set_end(stream, end)
         elif end.utterance_id in self._finished:
             self.stats.duplicates += 1
@@ -464,10 +465,6 @@ class IngestService:
         if self._orphan_chunks >= self._settings.ingest.max_orphan_chunks:
             raise ContractError("orphan_overrun", "too many chunks without a start message")
         return orphans
-
-    def _heard(self, stream: _Stream) -> None:
-        stream.heard_at = self._clock.now()
-        stream.heard_epoch = self._epoch
 
     def _add_chunk(self, stream: _Stream, chunk: AudioChunk) -> None:
         if stream.capped:
@@ -676,3 +673,8 @@ class IngestService:
 def _log_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         _LOGGER.error("could not narrow review of a stored clip", exc_info=future.exception())
+
+
+def _worth_a_log_line(count: int) -> bool:
+    """A flood must not become a flood of log lines: the first ten of a kind, then every power of two."""
+    return count <= 10 or count & (count - 1) == 0

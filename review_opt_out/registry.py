@@ -551,6 +551,8 @@ class Registry:
         return len(ids)
 
     def _finish_deletions(self, paths: list[str]) -> None:
+        if not paths:
+            return  # the usual case at open and for records without audio: no write transaction
         for path in paths:
             (self._data_dir / path).unlink(missing_ok=True)
         with self.transaction() as db:
