@@ -178,11 +178,14 @@ def check_size_limits(new_sender: Callable[[], Peer], receiver: Peer, topic: str
     sender.close()
     # Over message_size_limit mosquitto 2.0.11 answers with a PUBACK carrying 0x95
     # "Packet too large", a code MQTT 5 does not allow in a PUBACK, so paho drops the
-    # connection as a protocol error (130). Over max_packet_size it sends DISCONNECT 0x95.
-    for size, hang_up in ((MAX_MESSAGE_BYTES + 1, 130), (MAX_PACKET_BYTES, PACKET_TOO_LARGE)):
+    # connection as a protocol error (130). Over max_packet_size it sends DISCONNECT 0x95
+    # and closes the socket while the client may still be writing the rest of the
+    # packet: on a busy machine the client then sees the reset (128) before it reads
+    # that DISCONNECT. Either way it was hung up on, and nothing was delivered.
+    for size, hang_ups in ((MAX_MESSAGE_BYTES + 1, {130}), (MAX_PACKET_BYTES, {PACKET_TOO_LARGE, 128})):
         sender = new_sender()
         assert sender.publish(topic, b"b" * size) is None
-        assert sender.disconnects[:1] == [hang_up]
+        assert len(sender.disconnects) >= 1 and sender.disconnects[0] in hang_ups
         sender.close()  # before paho reconnects and sends the same message again
     sender = new_sender()
     assert sender.publish(topic, b"after") == 0

@@ -136,19 +136,25 @@ def test_a_redelivered_utterance_after_a_restart_changes_nothing(
         device.close()
 
 
-def test_one_device_at_its_quota_cannot_starve_another_household(broker: Broker, pipeline: RunningPipeline) -> None:
+def test_one_device_at_its_quota_cannot_starve_another_household(tmp_path: Path, broker: Broker) -> None:
+    # The two admitted streams must stay open for the whole flood, however slowly a busy
+    # machine publishes it: with the default 3 s of silence they would end and free slots.
+    pipeline = start_pipeline(tmp_path, broker, stream_timeout_seconds=120.0, end_grace_seconds=300.0)
     flooder = Injector(broker)
-    flood = [uuid.uuid4() for _ in range(2000)]
-    for utterance_id in flood:  # valid starts, never ended
-        flooder.start(utterance_id)
-    stats = pipeline.service.stats
-    assert pipeline.wait_until(lambda: stats.rejected["device_quota"] >= len(flood) - 2)
-    assert pipeline.service.open_streams <= 2
     neighbour = Injector(broker, device="hall-2", household="h-7")
-    request = neighbour.stream([CHUNK, CHUNK])
-    assert stored(pipeline, request).status == "complete"
-    for i in (flooder, neighbour):
-        i.close()
+    try:
+        flood = [uuid.uuid4() for _ in range(2000)]
+        for utterance_id in flood:  # valid starts, never ended
+            flooder.start(utterance_id)
+        stats = pipeline.service.stats
+        assert pipeline.wait_until(lambda: stats.rejected["device_quota"] >= len(flood) - 2)
+        assert pipeline.service.open_streams <= 2
+        request = neighbour.stream([CHUNK, CHUNK])
+        assert stored(pipeline, request).status == "complete"
+    finally:
+        pipeline.stop()
+        for i in (flooder, neighbour):
+            i.close()
 
 
 def test_a_stream_ends_at_the_clouds_length_limit(tmp_path: Path, broker: Broker) -> None:
