@@ -24,7 +24,14 @@ from firmware.audio.source import SAMPLE_WAV
 from firmware.audio.wav import read_wav
 from firmware.events import FrontEndEvent
 from firmware.frontend import FrontEnd, FrontEndSettings
-from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec, load_model, resolve_models
+from firmware.wake import (
+    BUNDLED_WAKE_WORDS,
+    WakeSettings,
+    WakeWordDetector,
+    WakeWordSpec,
+    load_reference_model,
+    resolve_models,
+)
 
 
 def program_audio(minutes: float, seed: int = 1) -> bytes:
@@ -66,7 +73,7 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def _bench_words(count: int, audio: bytes, frames: list[bytes], repeats: int) -> dict[str, dict[str, float]]:
     settings = WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS[:count]))
-    model = load_model(resolve_models(settings))
+    model = load_reference_model(resolve_models(settings))
     frontend = FrontEnd(FrontEndSettings(), WakeWordDetector(settings))
     utterances: list[FrontEndEvent] = []
 

@@ -1,7 +1,8 @@
-"""Wake-word detection with openWakeWord, on model files (never downloaded at run time)."""
+"""Wake-word detection with openWakeWord's models, on files (never downloaded at run time)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contract.audio import FRAME_SAMPLES, FRAME_SECONDS
 from firmware.errors import ConfigError, ModelLoadError
+from firmware.wake_runner import WakeRunner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,12 +74,15 @@ class WakeDetection:
 
 
 def bundled_model_dir() -> Path:
-    """Where pyopen-wakeword keeps the official openWakeWord models."""
-    try:
-        import pyopen_wakeword
-    except ImportError as err:
-        raise ModelLoadError("pyopen-wakeword is not installed (pip install 'earmark[device]')") from err
-    return Path(pyopen_wakeword.__file__).parent / "models"
+    """Where pyopen-wakeword keeps the official openWakeWord models.
+
+    Found without importing the package: its own engine loads a native library at
+    import, and the speaker only wants the model files.
+    """
+    spec = importlib.util.find_spec("pyopen_wakeword")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("pyopen-wakeword is not installed (pip install 'earmark[device]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,16 @@ def resolve_models(settings: WakeSettings) -> ResolvedModels:
     return ResolvedModels(framework, tuple(paths), melspec, embedding)
 
 
-def load_model(resolved: ResolvedModels) -> Any:
-    """Build an openwakeword.Model from files (the real loading path, no downloads)."""
+def load_model(resolved: ResolvedModels) -> WakeRunner:
+    """The speaker's wake-word runner over the model files (the real loading path, no downloads)."""
+    return WakeRunner(resolved.melspec_path, resolved.embedding_path, resolved.wake_paths)
+
+
+def load_reference_model(resolved: ResolvedModels) -> Any:
+    """openWakeWord's own `Model` over the same files: the reference the runner is measured against.
+
+    Not a device dependency: the benchmarks and the wake-quality report install it.
+    """
     if resolved.framework == "tflite":
         from firmware.litert_shim import ensure_tflite_runtime
 
@@ -132,7 +145,7 @@ def load_model(resolved: ResolvedModels) -> Any:
     try:
         import openwakeword
     except ImportError as err:
-        raise ModelLoadError("openwakeword is not installed (pip install 'earmark[device]')") from err
+        raise ModelLoadError("openwakeword is not installed (it is the reference, in the dev extra)") from err
     try:
         return openwakeword.Model(
             wakeword_models=[str(p) for p in resolved.wake_paths],

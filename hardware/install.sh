@@ -9,19 +9,17 @@ audio="${EARMARK_AUDIO:-usb}"
 venv=/opt/earmark/.venv
 
 apt-get update -qq
+# Debian's PyAudio, not pip's: pip would compile it, which needs gcc and headers and
+# takes minutes on a Pi Zero. The venv sees it through --system-site-packages.
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  python3-venv python3-dev gcc portaudio19-dev alsa-utils >/dev/null
+  python3-venv python3-pyaudio alsa-utils >/dev/null
 
 id earmark >/dev/null 2>&1 || useradd --system --home-dir /var/lib/earmark --shell /usr/sbin/nologin earmark
 usermod -aG audio,gpio earmark
 
 install -d -m 0755 /opt/earmark
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+[ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-if "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
-  # Trixie (Python 3.13): no tflite-runtime wheel; LiteRT stands in (firmware/litert_shim.py).
-  "$venv/bin/pip" install -q --no-deps openwakeword==0.6.0
-fi
 wheels=("$boot"/earmark-*.whl)
 [ -f "${wheels[0]}" ] || { echo "install.sh: no earmark wheel in $boot (earmark-flash puts one there)" >&2; exit 2; }
 "$venv/bin/pip" install -q "earmark[device] @ file://${wheels[0]}"
@@ -53,6 +51,12 @@ install -m 0644 "$(dirname "$0")/alsa/asound-$audio.conf" /etc/asound.conf 2>/de
 unit=/etc/systemd/system/earmark-speaker.service
 "$venv/bin/python" -c "import hardware, pathlib; print((pathlib.Path(hardware.__file__).parent / 'systemd' / 'earmark-speaker.service').read_text())" \
   | sed "s|/opt/earmark/.venv/bin/earmark-speaker|$venv/bin/earmark-speaker|" > "$unit"
-systemctl daemon-reload
-systemctl enable --now earmark-speaker.service
-echo "install.sh: earmark-speaker is running; check it with: $venv/bin/earmark-device doctor --config /etc/earmark/device.toml"
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable --now earmark-speaker.service
+  echo "install.sh: earmark-speaker is running; check it with: $venv/bin/earmark-device doctor --config /etc/earmark/device.toml"
+else
+  # Not booted with systemd (an image being built, a chroot): enabled, it starts at boot.
+  systemctl enable earmark-speaker.service
+  echo "install.sh: earmark-speaker is enabled and starts at the next boot"
+fi

@@ -47,9 +47,9 @@ fi
 if [ ! -x .venv/bin/python ]; then "$python" -m venv .venv; fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
-if .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
-  # openwakeword 0.6 pins tflite-runtime, which has no wheel past 3.11; LiteRT replaces
-  # it (firmware/litert_shim.py), so install openwakeword without its dependencies.
+if [ "$profile" = dev ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+  # openWakeWord is the dev extra's reference. 0.6 pins tflite-runtime, which has no wheel
+  # past 3.11; LiteRT replaces it (firmware/litert_shim.py), so install it without deps.
   "${pip[@]}" install --no-deps openwakeword==0.6.0
 fi
 "${pip[@]}" install -e ".[$extras]"
