@@ -135,7 +135,12 @@ def read_wav(path: Path) -> tuple[WavInfo, bytes]:
                 raise _fail(path, "WAV contains no audio")
             samples = _decode(blob[body_start : body_start + usable], tag, channels, bits)
             info = WavInfo(rate, channels, bits, tag, samples.shape[0])
-            return info, to_wire_pcm(samples, rate)
+            try:
+                return info, to_wire_pcm(samples, rate)
+            except ModuleNotFoundError as err:  # scipy is not part of a speaker's install
+                raise _fail(
+                    path, f"{rate} Hz audio needs resampling to 16 kHz: install scipy, or `sox IN -r 16000 OUT.wav`"
+                ) from err
         offset = body_start + size + (size & 1)  # RIFF chunks are word-aligned
     if fmt is None:
         raise _fail(path, "truncated or corrupt WAV: no fmt chunk")
