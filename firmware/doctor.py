@@ -7,9 +7,9 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import ConfigDict
 
 from contract import topics
 from contract.errors import EarmarkError
@@ -21,7 +21,8 @@ class DoctorSettings(DeviceSettings):
     """Device settings read leniently: the speaker's file also holds hardware tables
     (`[gpio]`) that only the service knows; the doctor checks what it can and ignores them."""
 
-    model_config = SettingsConfigDict(env_prefix="EARMARK_", env_nested_delimiter="__", extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    env_prefix: ClassVar[str] = "EARMARK_"
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ Sources, strongest first: command-line flags, `EARMARK_*` environment variables
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import ConfigDict, Field
 
 from contract import config
 from contract.mqtt import MqttSettings
@@ -22,7 +21,8 @@ from firmware.wake import WakeSettings
 class DeviceSettings(config.LayeredSettings):
     """Everything the device needs to hear and cut out a request."""
 
-    model_config = SettingsConfigDict(env_prefix="EARMARK_", env_nested_delimiter="__", extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    env_prefix: ClassVar[str] = "EARMARK_"
 
     input: str = Field("mic", description="mic, sample, a WAV path, or - for raw PCM on stdin")
     device: str | None = Field(None, description="microphone index or name substring")

@@ -13,10 +13,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import ConfigDict, Field
 
 from contract import config
 from contract.errors import EarmarkError
@@ -32,7 +31,8 @@ _LOGGER = logging.getLogger(__name__)
 class SpeakerSettings(DeviceSettings):
     """Device settings plus the hardware around it."""
 
-    model_config = SettingsConfigDict(env_prefix="EARMARK_", env_nested_delimiter="__", extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    env_prefix: ClassVar[str] = "EARMARK_"
 
     gpio: GpioSettings = Field(default_factory=GpioSettings)
 

@@ -6,9 +6,9 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from contract.config import LayeredSettings
 from contract.mqtt import MqttSettings
@@ -63,9 +63,8 @@ def default_client_id() -> str:
 class PipelineSettings(LayeredSettings):
     """Everything the cloud pipeline needs."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="EARMARK_PIPELINE_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    env_prefix: ClassVar[str] = "EARMARK_PIPELINE_"
 
     data_dir: Path = Path("earmark-data")
     vosk_model: Path | None = Field(None, description="a Vosk model directory; None switches recognition off")

@@ -11,8 +11,9 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import ConfigDict
 
 from contract.config import LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
@@ -48,7 +49,8 @@ def _background(registry: Registry, fraction: float, interval_seconds: float, st
 class ReviewSettings(LayeredSettings):
     """The consent service's broker identity (`earmark-consent` in the broker ACL)."""
 
-    model_config = SettingsConfigDict(env_prefix="EARMARK_REVIEW_", env_nested_delimiter="__", extra="forbid")
+    model_config = ConfigDict(extra="forbid")
+    env_prefix: ClassVar[str] = "EARMARK_REVIEW_"
 
     mqtt: MqttSettings = MqttSettings()
     client_id: str = "earmark-consent"

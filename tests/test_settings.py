@@ -74,3 +74,28 @@ def test_preroll_keeps_the_newest_audio() -> None:
         preroll.push(bytes([value]) * 2560)
     assert preroll.take() == bytes([3]) * 2560 + bytes([4]) * 2560
     assert preroll.take() == b""
+
+
+def test_environment_json_for_structured_fields_and_other_programs_variables_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EARMARK_WAKE__WORDS", '[{"model": "hey_jarvis", "threshold": 0.7}]')
+    monkeypatch.setenv("earmark_mqtt__port", "1884")  # names are case-insensitive
+    monkeypatch.setenv("EARMARK_IDENTITY", '{"device_id": "kitchen-1", "household_id": "h-1"}')
+    monkeypatch.setenv("EARMARK_PIPELINE_DATA_DIR", "/srv/earmark")  # the pipeline's, not ours
+    monkeypatch.setenv("EARMARK_MQTT__NO_SUCH_FIELD", "x")  # names no field
+    settings = load_settings(None)
+    assert settings.wake.words == (WakeWordSpec(model="hey_jarvis", threshold=0.7),)
+    assert settings.mqtt.port == 1884
+    assert settings.identity is not None and settings.identity.household_id == "h-1"
+
+
+def test_bad_environment_json_and_bad_toml_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EARMARK_WAKE__WORDS", "[not json")
+    with pytest.raises(ConfigError, match="EARMARK_WAKE__WORDS: expected JSON"):
+        load_settings(None)
+    monkeypatch.delenv("EARMARK_WAKE__WORDS")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("input = \n")
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
+        load_settings(bad)
