@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract import topics
@@ -89,7 +89,7 @@ class ConsentCache:
     verified again when read back.
     """
 
-    def __init__(self, path: Path, household_id: str, public_key: Ed25519PublicKey | None) -> None:
+    def __init__(self, path: Path, household_id: str, public_key: VerifyKey | None) -> None:
         self._path = path
         self._household_id = household_id
         self._public_key = public_key

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_private_key,
 )
+from nacl.signing import VerifyKey
 
 from contract.consent_signature import b64, key_id
 from contract.messages import ConsentState, SignedConsent, encode_json
@@ -64,7 +65,7 @@ class ConsentSigner:
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
-        self.key_id = key_id(private_key.public_key())
+        self.key_id = key_id(VerifyKey(private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)))
 
     @classmethod
     def load(cls, data_dir: Path) -> ConsentSigner:

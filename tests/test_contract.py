@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -174,3 +175,32 @@ def test_any_order_with_duplicates_gives_the_original(order: list[int], dups: li
     for s in sequence:
         out += reassembler.add(chunk(s))
     assert out == [chunk(i).pcm for i in range(30)] and not reassembler.waiting
+
+
+def test_consent_public_keys_parse_from_the_pem_the_cloud_writes_and_nothing_else(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from contract.consent_signature import key_id, load_public_key, parse_public_key, public_key_pem
+
+    ed = Ed25519PrivateKey.generate().public_key()
+    pem = ed.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    parsed = parse_public_key(pem, "cloud.pub")
+    assert bytes(parsed) == ed.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert public_key_pem(bytes(parsed)) == pem  # the same bytes both ways
+    assert len(key_id(parsed)) == 16
+    ec_pem = (
+        generate_private_key(SECP256R1()).public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    for bad, message in (
+        (ec_pem.decode(), "not an Ed25519 public key"),
+        ("hello", "not a PEM public key"),
+        ("-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----\n", "not a PEM public key"),
+    ):
+        with pytest.raises(ContractError, match=message):
+            parse_public_key(bad, "x.pub")
+    binary = tmp_path / "key.der"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ContractError, match="not a readable PEM public key"):
+        load_public_key(binary)
