@@ -1,0 +1,228 @@
+"""`earmark-speaker-bench`: what the speaker service costs to start and to hold in memory.
+
+Reported, never asserted. It starts the real `earmark-speaker` (one wake word, VAD,
+uplink, status LEDs through gpiozero's mock pins, a consent key) on the bundled
+request, the way systemd does: a NOTIFY_SOCKET it listens on for READY=1. Per run it
+reports seconds from exec to READY, peak RSS (the kernel's high-water mark, from
+wait4) and CPU. A run with `-X importtime` and one process that imports the same
+top-level packages one by one give import time and resident memory by component.
+Runs on a Pi, in the arm64 stand-in, and here: it needs only the `device` extra
+(a mosquitto on PATH, when there is one, gives the uplink a broker to talk to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_READY_TIMEOUT_SECONDS = 600.0  # emulated arm64 is ~50x slower than this machine
+# Our own packages are grouped as "earmark" in the breakdown.
+_OWN = {"contract", "firmware", "hardware"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _broker(workdir: Path) -> Iterator[int | None]:
+    """A loopback mosquitto for the uplink, when one is installed; else None."""
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if binary is None:
+        yield None
+        return
+    port = _free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _write_config(workdir: Path, port: int | None) -> Path:
+    from nacl.signing import SigningKey
+
+    from contract.consent_signature import public_key_pem
+
+    key = workdir / "consent.pub"
+    key.write_text(public_key_pem(bytes(SigningKey.generate().verify_key)))
+    config = workdir / "speaker.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            input = "sample"
+            state_dir = "{workdir / "state"}"
+            consent_public_key = "{key}"
+            [identity]
+            device_id = "bench-speaker"
+            household_id = "bench-home"
+            [mqtt]
+            port = {port or _free_port()}
+            [gpio]
+            enabled = true
+            """
+        )
+    )
+    return config
+
+
+def _run_once(
+    python: str, config: Path, workdir: Path, extra_env: dict[str, str], source: Path | None
+) -> dict[str, Any]:
+    """One start to READY and on to the end of the input; times, peak RSS, CPU, stderr."""
+    notify = workdir / "notify.sock"
+    notify.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify))
+        listener.settimeout(_READY_TIMEOUT_SECONDS)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify), "GPIOZERO_PIN_FACTORY": "mock", **extra_env}
+        if source is not None:
+            env["PYTHONPATH"] = str(source)
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [python, "-m", "hardware.speaker", "--config", str(config)],
+            env=env,
+            cwd=source,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        ready_seconds = None
+        while ready_seconds is None:
+            try:
+                message = listener.recv(4096).decode()
+            except TimeoutError:
+                break
+            if "READY=1" in message.split("\n"):
+                ready_seconds = time.perf_counter() - started
+        stderr = process.stderr.read().decode() if process.stderr is not None else ""
+        _pid, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "ready_seconds": ready_seconds,
+        "exit_code": process.returncode,
+        "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "stderr": stderr,
+    }
+
+
+def _import_breakdown(stderr: str) -> tuple[list[str], dict[str, float]]:
+    """Top-level packages in the order their imports completed, and the seconds spent in each.
+
+    Seconds are the `self` times of a package's modules, so they add up to the total
+    and a package is not charged for what it imports from others.
+    """
+    order: list[str] = []
+    seconds: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        self_us, _cumulative, raw_name = line[len("import time:") :].split("|")
+        top = raw_name.strip().split(".")[0]
+        group = "earmark" if top in _OWN else top
+        if top not in order:
+            order.append(top)
+        seconds[group] = seconds.get(group, 0.0) + int(self_us) / 1e6
+    return order, seconds
+
+
+def _rss_by_component(python: str, order: Sequence[str], source: Path | None) -> dict[str, float]:
+    """Resident MiB added by importing each top-level package, in the speaker's order."""
+    script = textwrap.dedent(
+        """
+        import importlib, json, sys
+        def rss():
+            with open("/proc/self/status") as status:
+                return next(int(l.split()[1]) for l in status if l.startswith("VmRSS:")) / 1024
+        added, before = {"python itself": rss()}, rss()
+        for name in json.loads(sys.argv[1]):
+            try:
+                importlib.import_module(name)
+            except Exception:
+                continue
+            now = rss()
+            group = "earmark" if name in ("contract", "firmware", "hardware") else name
+            added[group] = added.get(group, 0.0) + now - before
+            before = now
+        print(json.dumps(added))
+        """
+    )
+    done = subprocess.run(
+        [python, "-c", script, json.dumps(list(order))], capture_output=True, text=True, check=True, cwd=source
+    )
+    added: dict[str, float] = json.loads(done.stdout)
+    return added
+
+
+def bench(python: str, runs: int, source: Path | None = None) -> dict[str, Any]:
+    """Start the speaker `runs` times, then once more for the import breakdown."""
+    with tempfile.TemporaryDirectory(prefix="earmark-speaker-bench-") as tmp:
+        workdir = Path(tmp)
+        with _broker(workdir) as port:
+            config = _write_config(workdir, port)
+            results = [_run_once(python, config, workdir, {}, source) for _ in range(runs)]
+            failed = [r for r in results if r["exit_code"] != 0 or r["ready_seconds"] is None]
+            if failed:
+                raise RuntimeError(f"earmark-speaker failed: {failed[0]['stderr'][-2000:]}")
+            traced = _run_once(python, config, workdir, {"PYTHONPROFILEIMPORTTIME": "1"}, source)
+        order, import_seconds = _import_breakdown(traced["stderr"])
+        later = results[1:] or results
+        return {
+            "python": python,
+            "broker": port is not None,
+            "runs": runs,
+            "first_ready_seconds": results[0]["ready_seconds"],
+            "ready_seconds_median": statistics.median(r["ready_seconds"] for r in later),
+            "peak_rss_mib_max": max(r["peak_rss_mib"] for r in results),
+            "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in later),
+            "import_seconds_total": sum(import_seconds.values()),
+            "import_seconds": dict(sorted(import_seconds.items(), key=lambda kv: -kv[1])),
+            "rss_mib_by_component": _rss_by_component(python, order, source),
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `earmark-speaker-bench`."""
+    parser = argparse.ArgumentParser(prog="earmark-speaker-bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--python", default=sys.executable, help="the interpreter whose install is measured")
+    parser.add_argument("--source", type=Path, help="run the speaker from this checkout (e.g. an older release)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    result = bench(args.python, args.runs, args.source)
+    print(f"READY: first {result['first_ready_seconds']:.3f} s, median {result['ready_seconds_median']:.3f} s")
+    print(f"peak RSS {result['peak_rss_mib_max']:.1f} MiB; CPU per run {result['cpu_seconds_median']:.2f} s")
+    slow = ", ".join(f"{k} {v:.3f}" for k, v in result["import_seconds"].items() if v >= 0.005)
+    print(f"imports {result['import_seconds_total']:.3f} s: {slow}")
+    print("RSS MiB added:", ", ".join(f"{k} {v:.1f}" for k, v in result["rss_mib_by_component"].items() if v >= 0.5))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
