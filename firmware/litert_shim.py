@@ -1,6 +1,7 @@
-"""Give openWakeWord a TFLite interpreter on every Python the device supports.
+"""Give openWakeWord (the reference the device's runner is measured against) a TFLite interpreter.
 
-openwakeword 0.6 does `import tflite_runtime.interpreter`. tflite-runtime has wheels
+The speaker itself never imports openWakeWord: firmware/wake_runner.py picks
+tflite-runtime or LiteRT directly. openwakeword 0.6 does `import tflite_runtime.interpreter`. tflite-runtime has wheels
 for Python <= 3.11 only; Raspberry Pi OS Trixie ships 3.13, where LiteRT
 (`ai-edge-litert`) offers the same `Interpreter` API. When tflite_runtime is missing we
 register LiteRT's interpreter module under that name before openWakeWord imports it.

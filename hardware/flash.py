@@ -273,16 +273,25 @@ def write_to_device(image: Path, device: Path, progress: Callable[[int, int], No
     return digest.hexdigest()
 
 
-def _build_wheel(where: Path) -> Path:
+def build_wheel(where: Path) -> Path:
     """A wheel of this checkout, for first-boot install (the Pi installs its deps from PyPI)."""
     source = Path(__file__).resolve().parent.parent
     if not (source / "pyproject.toml").is_file():
         raise ConfigError("not running from a source checkout: pass --wheel earmark-*.whl")
     out = Path(tempfile.mkdtemp(dir=where, prefix=".earmark-wheel-"))
+    # Built from a copy: setuptools' in-tree build/ keeps modules deleted since the last
+    # build, and they would ship to the speaker.
+    tree = out / "src"
+    shutil.copytree(
+        source,
+        tree,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", "reports", "tests"),
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(tree)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
+    shutil.rmtree(tree, ignore_errors=True)
     wheels = list(out.glob("earmark-*.whl"))
     if done.returncode != 0 or not wheels:
         raise FlashError(f"could not build the earmark wheel: {done.stderr.strip()[-300:]}")
@@ -326,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = args.output or args.image.with_name(f"{stem}.earmark.img")
         if args.device:
             check_target(args.device, Path("/proc/self/mounts").read_text(), _root_source())
-        wheel = args.wheel or _build_wheel(output.parent)
+        wheel = args.wheel or build_wheel(output.parent)
         configure_image(args.image, output, flash_file.device, wheel)
         print(f"configured {output}", file=sys.stderr)  # noqa: T201
         if args.device:
