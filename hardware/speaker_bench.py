@@ -63,7 +63,7 @@ def _broker(workdir: Path) -> Iterator[int | None]:
         process.wait(timeout=10)
 
 
-def _write_config(workdir: Path, port: int | None) -> Path:
+def _write_config(workdir: Path, port: int | None, audio_input: str = "sample") -> Path:
     from nacl.signing import SigningKey
 
     from contract.consent_signature import public_key_pem
@@ -74,7 +74,7 @@ def _write_config(workdir: Path, port: int | None) -> Path:
     config.write_text(
         textwrap.dedent(
             f"""\
-            input = "sample"
+            input = "{audio_input}"
             state_dir = "{workdir / "state"}"
             consent_public_key = "{key}"
             [identity]
@@ -94,12 +94,12 @@ def _run_once(
     python: str, config: Path, workdir: Path, extra_env: dict[str, str], source: Path | None
 ) -> dict[str, Any]:
     """One start to READY and on to the end of the input; times, peak RSS, CPU, stderr."""
-    notify = workdir / "notify.sock"
-    notify.unlink(missing_ok=True)
+    # An abstract socket (systemd's "@" form): no path, so it also works under proot,
+    # which does not translate the address of a datagram sendto().
+    notify = f"earmark-speaker-bench-{os.getpid()}-{time.monotonic_ns()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(str(notify))
-        listener.settimeout(_READY_TIMEOUT_SECONDS)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify), "GPIOZERO_PIN_FACTORY": "mock", **extra_env}
+        listener.bind("\0" + notify)
+        env = {**os.environ, "NOTIFY_SOCKET": "@" + notify, "GPIOZERO_PIN_FACTORY": "mock", **extra_env}
         if source is not None:
             env["PYTHONPATH"] = str(source)
         started = time.perf_counter()
@@ -111,15 +111,26 @@ def _run_once(
             stderr=subprocess.PIPE,
         )
         ready_seconds = None
-        while ready_seconds is None:
+        exited: tuple[int, Any] | None = None  # (wait status, rusage) once it is gone
+        listener.settimeout(0.2)
+        deadline = started + _READY_TIMEOUT_SECONDS
+        while ready_seconds is None and time.perf_counter() < deadline:
             try:
                 message = listener.recv(4096).decode()
             except TimeoutError:
-                break
+                if exited is not None:
+                    break  # it ended and nothing more is queued: it never became ready
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid != 0:
+                    exited = (status, usage)
+                continue
             if "READY=1" in message.split("\n"):
                 ready_seconds = time.perf_counter() - started
         stderr = process.stderr.read().decode() if process.stderr is not None else ""
-        _pid, status, usage = os.wait4(process.pid, 0)
+        if exited is None:
+            _pid, status, usage = os.wait4(process.pid, 0)
+            exited = (status, usage)
+        status, usage = exited
         process.returncode = os.waitstatus_to_exitcode(status)
     return {
         "ready_seconds": ready_seconds,
@@ -131,7 +142,7 @@ def _run_once(
 
 
 def _import_breakdown(stderr: str) -> tuple[list[str], dict[str, float]]:
-    """Top-level packages in the order their imports completed, and the seconds spent in each.
+    """Modules in the order their imports completed, and the seconds spent in each package.
 
     Seconds are the `self` times of a package's modules, so they add up to the total
     and a package is not charged for what it imports from others.
@@ -142,48 +153,59 @@ def _import_breakdown(stderr: str) -> tuple[list[str], dict[str, float]]:
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         self_us, _cumulative, raw_name = line[len("import time:") :].split("|")
-        top = raw_name.strip().split(".")[0]
+        name = raw_name.strip()
+        top = name.split(".")[0]
         group = "earmark" if top in _OWN else top
-        if top not in order:
-            order.append(top)
+        order.append(name)
         seconds[group] = seconds.get(group, 0.0) + int(self_us) / 1e6
     return order, seconds
 
 
 def _rss_by_component(python: str, order: Sequence[str], source: Path | None) -> dict[str, float]:
-    """Resident MiB added by importing each top-level package, in the speaker's order."""
+    """Resident MiB added by each package, importing the speaker's modules in its order.
+
+    Loading the models and running are not imports: what the total adds beyond these is
+    the interpreters, their tensors and the audio path.
+    """
     script = textwrap.dedent(
         """
-        import importlib, json, sys
+        import importlib, json, resource, sys
         def rss():
-            with open("/proc/self/status") as status:
-                return next(int(l.split()[1]) for l in status if l.startswith("VmRSS:")) / 1024
+            try:
+                with open("/proc/self/status") as status:
+                    return next(int(l.split()[1]) for l in status if l.startswith("VmRSS:")) / 1024
+            except OSError:  # no /proc under proot: the high-water mark (imports only grow;
+                # it starts at the forking parent's size, so "python itself" reads high)
+                return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         added, before = {"python itself": rss()}, rss()
         for name in json.loads(sys.argv[1]):
             try:
                 importlib.import_module(name)
-            except Exception:
+            except BaseException:  # -X importtime also lists imports that failed (platform probes)
                 continue
             now = rss()
-            group = "earmark" if name in ("contract", "firmware", "hardware") else name
+            top = name.split(".")[0]
+            group = "earmark" if top in ("contract", "firmware", "hardware") else top
             added[group] = added.get(group, 0.0) + now - before
             before = now
         print(json.dumps(added))
         """
     )
     done = subprocess.run(
-        [python, "-c", script, json.dumps(list(order))], capture_output=True, text=True, check=True, cwd=source
+        [python, "-c", script, json.dumps(list(order))], capture_output=True, text=True, check=False, cwd=source
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring RSS by component failed: {done.stderr[-1500:]}")
     added: dict[str, float] = json.loads(done.stdout)
     return added
 
 
-def bench(python: str, runs: int, source: Path | None = None) -> dict[str, Any]:
+def bench(python: str, runs: int, source: Path | None = None, audio_input: str = "sample") -> dict[str, Any]:
     """Start the speaker `runs` times, then once more for the import breakdown."""
     with tempfile.TemporaryDirectory(prefix="earmark-speaker-bench-") as tmp:
         workdir = Path(tmp)
         with _broker(workdir) as port:
-            config = _write_config(workdir, port)
+            config = _write_config(workdir, port, audio_input)
             results = [_run_once(python, config, workdir, {}, source) for _ in range(runs)]
             failed = [r for r in results if r["exit_code"] != 0 or r["ready_seconds"] is None]
             if failed:
@@ -211,9 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--python", default=sys.executable, help="the interpreter whose install is measured")
     parser.add_argument("--source", type=Path, help="run the speaker from this checkout (e.g. an older release)")
+    parser.add_argument("--input", default="sample", help="what the speaker hears: sample (4.5 s) or a WAV path")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    result = bench(args.python, args.runs, args.source)
+    result = bench(args.python, args.runs, args.source, args.input)
     print(f"READY: first {result['first_ready_seconds']:.3f} s, median {result['ready_seconds_median']:.3f} s")
     print(f"peak RSS {result['peak_rss_mib_max']:.1f} MiB; CPU per run {result['cpu_seconds_median']:.2f} s")
     slow = ", ".join(f"{k} {v:.3f}" for k, v in result["import_seconds"].items() if v >= 0.005)
