@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nacl.signing import SigningKey
 
 from contract.audio import FRAME_SAMPLES
+from contract.consent_signature import public_key_pem
 from firmware.errors import ModelLoadError
 from firmware.wake import (
     BUNDLED_WAKE_WORDS,
@@ -23,6 +25,7 @@ from firmware.wake import (
     resolve_models,
 )
 from firmware.wake_runner import WakeRunner
+from tests.broker import free_port
 from tests.conftest import FIXTURES, REPO, Pcm, load_pcm
 
 ALL_WORDS = WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS))
@@ -67,19 +70,26 @@ def test_a_model_file_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> No
 
 def test_the_speaker_never_imports_what_it_does_not_use(tmp_path: Path) -> None:
     # A child process: this one has imported openWakeWord for the reference above.
+    key = tmp_path / "consent.pub"
+    key.write_text(public_key_pem(bytes(SigningKey.generate().verify_key)))
     script = textwrap.dedent(
         f"""
         import json, sys
         from hardware.speaker import SpeakerSettings, run
         from firmware.watchdog import Notifier
-        from hardware.gpio import GpioSettings
         from gpiozero.pins.mock import MockFactory
-        settings = SpeakerSettings(input="sample", state_dir={str(tmp_path)!r}, gpio=GpioSettings(enabled=True))
+        settings = SpeakerSettings.model_validate({{
+            "input": "sample", "state_dir": {str(tmp_path)!r}, "consent_public_key": {str(key)!r},
+            "identity": {{"device_id": "kitchen-1", "household_id": "h-1"}},
+            "mqtt": {{"port": {free_port()}}}, "gpio": {{"enabled": True}},
+        }})
         assert run(settings, Notifier({{}}), pin_factory=MockFactory()) == 0
         print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True)
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
-    assert {"numpy", "webrtcvad", "gpiozero"} <= loaded  # it did run the front end and the lights
-    assert not loaded & {"openwakeword", "onnxruntime", "sklearn", "scipy", "pyopen_wakeword", "tqdm", "requests"}
+    # It did run the front end, the uplink, the consent check and the lights.
+    assert {"numpy", "webrtcvad", "paho", "nacl", "gpiozero", "tflite_runtime"} <= loaded
+    unused = {"openwakeword", "onnxruntime", "sklearn", "scipy", "pyopen_wakeword", "cryptography", "pydantic_settings"}
+    assert not loaded & unused
