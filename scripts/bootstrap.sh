@@ -29,7 +29,9 @@ if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); f
 # browser download cannot work offline).
 # mtools + dosfstools build and edit the FAT images of the flashing tests; systemd gives
 # systemd-analyze for the unit test; openssl makes the broker's test certificates.
-if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl); fi
+# debootstrap + qemu-user-static + proot build and run the arm64 Raspberry Pi OS stand-in
+# (scripts/pi_stand_in.py) without privileges or binfmt_misc.
+if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi

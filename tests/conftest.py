@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,45 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 
 Pcm = npt.NDArray[np.int16]
+
+
+@dataclass
+class PiStandInRun:
+    """One release's stand-in run, started in the background at collection."""
+
+    process: subprocess.Popen[bytes]
+    report: Path
+    log: Path
+
+
+_PI_RUNS: dict[str, PiStandInRun] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the arm64 stand-in runs now, if their tests will run.
+
+    Under emulation a release takes minutes (tens of minutes while its base root is
+    first built); started here, that overlaps the rest of the suite instead of adding
+    to it, as the suite must pass beside two busy cores anyway. The tests wait for them.
+    """
+    if os.geteuid() != 0 or not any(item.get_closest_marker("pi") for item in session.items):
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="earmark-pi-runs-"))
+    for release in ("bookworm", "trixie"):
+        report, log = workdir / f"{release}.json", workdir / f"{release}.log"
+        command = [sys.executable, "-m", "scripts.pi_stand_in", release, "--report", str(report)]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=out)
+        _PI_RUNS[release] = PiStandInRun(process, report, log)
+
+
+def pi_stand_in_run(release: str, timeout_seconds: float) -> PiStandInRun:
+    """The finished background run for a release (pytest.fail if it was never started)."""
+    run = _PI_RUNS.get(release)
+    if run is None:
+        pytest.fail(f"no stand-in run for {release}: run the pi tests as root in one session")
+    run.process.wait(timeout=timeout_seconds)
+    return run
 
 
 def wait_until(predicate: Callable[[], bool], timeout_seconds: float = 30.0) -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import lzma
-import shutil
-import struct
 import subprocess
 import sys
 import tomllib
@@ -26,11 +24,10 @@ from hardware.flash import (
     write_to_device,
 )
 from hardware.speaker import SpeakerSettings
+from scripts.pi_image import BOOT_START_SECTORS, MIB, blank_pi_image, tool
 from tests.conftest import REPO
 
-MIB = 1 << 20
-BOOT_START = 8192  # sectors, as Raspberry Pi OS images lay it out (4 MiB)
-BOOT_SECTORS = 65536  # 32 MiB
+BOOT_START = BOOT_START_SECTORS
 
 # The consent service's public key, as `earmark-review setup` writes it.
 CONSENT_PUBLIC_KEY = (
@@ -51,33 +48,16 @@ CONFIG = FlashConfig(
 )
 
 
-def need(tool: str) -> str:
-    found = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
-    if found is None:
-        pytest.fail(f"{tool} is missing: .ci/run installs mtools and dosfstools")
-    return found
+def need(name: str) -> str:
+    try:
+        return tool(name)
+    except FileNotFoundError as err:
+        pytest.fail(f"{err} (.ci/run installs them)")
 
 
 def build_image(path: Path) -> Path:
     """A 64 MiB disk image: MBR, a FAT boot partition at 4 MiB, a Linux partition after it."""
-    fat = path.with_suffix(".fat")
-    subprocess.run([need("mkfs.vfat"), "-C", "-n", "bootfs", str(fat), str(BOOT_SECTORS // 2)], check=True,
-                   capture_output=True)  # fmt: skip
-    subprocess.run([need("mcopy"), "-i", str(fat), str(REPO / "README.md"), "::config.txt"], check=True)
-    image = bytearray(64 * MIB)
-    entries = [
-        (0x0C, BOOT_START, BOOT_SECTORS),
-        (0x83, BOOT_START + BOOT_SECTORS, 64 * 2048 - BOOT_START - BOOT_SECTORS),
-    ]
-    for index, (kind, start, count) in enumerate(entries):
-        image[446 + 16 * index : 446 + 16 * (index + 1)] = struct.pack(
-            "<B3sB3sII", 0, b"\0\0\0", kind, b"\0\0\0", start, count
-        )
-    image[510:512] = b"\x55\xaa"
-    image[BOOT_START * 512 : BOOT_START * 512 + fat.stat().st_size] = fat.read_bytes()
-    path.write_bytes(bytes(image))
-    fat.unlink()
-    return path
+    return blank_pi_image(path, REPO / "README.md")
 
 
 def read_file(image: Path, name: str) -> str:
