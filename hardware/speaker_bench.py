@@ -103,13 +103,17 @@ def _run_once(
         if source is not None:
             env["PYTHONPATH"] = str(source)
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [python, "-m", "hardware.speaker", "--config", str(config)],
-            env=env,
-            cwd=source,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # stderr to a file, not a pipe: nobody reads a pipe while waiting for READY, and
+        # a chatty speaker would block on a full one.
+        log = workdir / "speaker.stderr"
+        with open(log, "wb") as stderr_file:
+            process = subprocess.Popen(
+                [python, "-m", "hardware.speaker", "--config", str(config)],
+                env=env,
+                cwd=source,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr_file,
+            )
         ready_seconds = None
         exited: tuple[int, Any] | None = None  # (wait status, rusage) once it is gone
         listener.settimeout(0.2)
@@ -126,10 +130,10 @@ def _run_once(
                 continue
             if "READY=1" in message.split("\n"):
                 ready_seconds = time.perf_counter() - started
-        stderr = process.stderr.read().decode() if process.stderr is not None else ""
         if exited is None:
             _pid, status, usage = os.wait4(process.pid, 0)
             exited = (status, usage)
+        stderr = log.read_text(errors="replace")
         status, usage = exited
         process.returncode = os.waitstatus_to_exitcode(status)
     return {
