@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,24 +51,42 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     first built); started here, that overlaps the rest of the suite instead of adding
     to it, as the suite must pass beside two busy cores anyway. The tests wait for them.
     """
-    if os.geteuid() != 0 or not any(item.get_closest_marker("pi") for item in session.items):
+    releases = sorted(
+        {item.callspec.params["release"] for item in session.items if item.get_closest_marker("pi")}  # type: ignore[attr-defined]
+    )
+    if os.geteuid() != 0 or not releases:
         return
     workdir = Path(tempfile.mkdtemp(prefix="earmark-pi-runs-"))
-    for release in ("bookworm", "trixie"):
+    for release in releases:
         report, log = workdir / f"{release}.json", workdir / f"{release}.log"
         command = [sys.executable, "-m", "scripts.pi_stand_in", release, "--report", str(report)]
         with open(log, "wb") as out:
-            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=out)
+            # Its own session: ending it ends proot and qemu under it too.
+            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
         _PI_RUNS[release] = PiStandInRun(process, report, log)
 
 
-def pi_stand_in_run(release: str, timeout_seconds: float) -> PiStandInRun:
-    """The finished background run for a release (pytest.fail if it was never started)."""
-    run = _PI_RUNS.get(release)
-    if run is None:
-        pytest.fail(f"no stand-in run for {release}: run the pi tests as root in one session")
-    run.process.wait(timeout=timeout_seconds)
-    return run
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Never leave an emulated run behind the session (a failed or interrupted one)."""
+    for run in _PI_RUNS.values():
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGTERM)
+            run.process.wait(timeout=60)
+
+
+@pytest.fixture
+def pi_stand_in_run() -> Callable[[str, float], PiStandInRun]:
+    """Wait for a release's background run (a fixture: it must see this module's state,
+    not that of a second import of it under another name)."""
+
+    def finished(release: str, timeout_seconds: float) -> PiStandInRun:
+        run = _PI_RUNS.get(release)
+        if run is None:
+            pytest.fail(f"no stand-in run for {release}: run the pi tests as root")
+        run.process.wait(timeout=timeout_seconds)
+        return run
+
+    return finished
 
 
 def wait_until(predicate: Callable[[], bool], timeout_seconds: float = 30.0) -> bool:

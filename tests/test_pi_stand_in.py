@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import pi_stand_in_run
+from tests.conftest import PiStandInRun
 
 pytestmark = [pytest.mark.pi, pytest.mark.skipif(os.geteuid() != 0, reason="the stand-in runs as root (CI does)")]
 
 
 @pytest.mark.parametrize("release", ["bookworm", "trixie"])
-def test_install_and_listen_on_the_arm64_stand_in(release: str) -> None:
-    run = pi_stand_in_run(release, timeout_seconds=3600)
+def test_install_and_listen_on_the_arm64_stand_in(
+    release: str, pi_stand_in_run: Callable[[str, float], PiStandInRun]
+) -> None:
+    run = pi_stand_in_run(release, 3600)
     log = run.log.read_text()[-4000:]
     assert run.report.exists(), log
     report = json.loads(run.report.read_text())
