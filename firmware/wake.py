@@ -215,3 +215,8 @@ class WakeWordDetector:
         self._since_wake_seconds = 0.0
         self._runs = dict.fromkeys(self._specs, 0)
         return best
+
+
+def reference_detector(settings: WakeSettings) -> WakeWordDetector:
+    """A detector over openWakeWord's own `Model` (the reference), for comparisons."""
+    return WakeWordDetector(settings, load_reference_model(resolve_models(settings)))

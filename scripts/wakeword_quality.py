@@ -26,14 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ
-from firmware.wake import (
-    BUNDLED_WAKE_WORDS,
-    WakeSettings,
-    WakeWordDetector,
-    WakeWordSpec,
-    load_reference_model,
-    resolve_models,
-)
+from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec, reference_detector
 from scripts.speech import (
     REQUESTS,
     WAKE_PHRASES,
@@ -364,7 +357,7 @@ def main() -> None:
     else:
         settings = WakeSettings(words=tuple(WakeWordSpec(model=w, patience_frames=1) for w in BUNDLED_WAKE_WORDS))
         detector = WakeWordDetector(settings)
-        reference = WakeWordDetector(settings, load_reference_model(resolve_models(settings)))
+        reference = reference_detector(settings)
         clips, difference = collect(detector, np.random.default_rng(2026), reference)
         np.savez_compressed(
             scores_path,

@@ -21,7 +21,7 @@ from firmware.wake import (
     WakeWordDetector,
     WakeWordSpec,
     load_model,
-    load_reference_model,
+    reference_detector,
     resolve_models,
 )
 from firmware.wake_runner import WakeRunner
@@ -47,7 +47,7 @@ def test_scores_equal_openwakewords_on_speech_noise_and_silence(sample_pcm: Pcm)
     # Abrupt starts, loud noise, a reset between clips: where buffering bugs would show.
     audio = np.concatenate([sample_pcm, noise, np.zeros(8000, np.int16), *positives])
     lean = WakeWordDetector(ALL_WORDS)
-    reference = WakeWordDetector(ALL_WORDS, load_reference_model(resolve_models(ALL_WORDS)))
+    reference = reference_detector(ALL_WORDS)
     ours, theirs = trace(lean, audio), trace(reference, audio)
     assert ours.shape == theirs.shape and ours.shape[0] > 300
     assert theirs.max() > 0.9  # the comparison covers real detections, not only near-zero scores
