@@ -31,7 +31,6 @@ import fcntl
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import stat
 import subprocess
@@ -182,9 +181,9 @@ class StandIn:
     def verify_install(self) -> None:
         root = self.root
         passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
-        groups = {
-            line.split(":")[0]: line.split(":")[3].split(",") for line in (root / "etc/group").read_text().splitlines()
-        }
+        group_lines = [line.split(":") for line in (root / "etc/group").read_text().splitlines()]
+        groups = {fields[0]: fields[3].split(",") for fields in group_lines}
+        gids = {fields[0]: int(fields[2]) for fields in group_lines}
         self.check("user earmark, no login shell", "earmark" in passwd and passwd["earmark"][6] == "/usr/sbin/nologin")
         self.check("earmark in groups audio and gpio", all("earmark" in groups.get(g, []) for g in ("audio", "gpio")))
         venv = root / "opt/earmark/.venv"
@@ -192,7 +191,7 @@ class StandIn:
         versions = self.run("/opt/earmark/.venv/bin/python", "-c", _VERSIONS_SCRIPT)
         self.details["installed"] = json.loads(versions)
         self.check("no openWakeWord, onnxruntime, scikit-learn or scipy", not self.details["installed"]["unwanted"])
-        earmark_gid = _gid(root, "earmark")
+        earmark_gid = gids.get("earmark", -1)
         for path, mode, group in (
             ("etc/earmark", 0o750, earmark_gid),
             ("etc/earmark/device.toml", 0o640, earmark_gid),
@@ -261,14 +260,6 @@ class StandIn:
         self.details["speaker_bench"] = json.loads((self.root / "root/speaker-bench.json").read_text())
 
 
-def _gid(root: Path, group: str) -> int:
-    for line in (root / "etc/group").read_text().splitlines():
-        name, _x, gid, _members = line.split(":")
-        if name == group:
-            return int(gid)
-    return -1
-
-
 _VERSIONS_SCRIPT = """
 import importlib.util, json, platform, sys
 unwanted = [m for m in ("openwakeword", "onnxruntime", "sklearn", "scipy") if importlib.util.find_spec(m)]
@@ -288,22 +279,20 @@ def _asoundrc(raw: Path) -> str:
 
 def _write_raw_sample(path: Path, seconds: float | None = None, wav: bool = False) -> None:
     """The bundled request as raw 16 kHz PCM (or WAV), optionally cut to `seconds`."""
-    import wave
+    import numpy as np
 
+    from contract.audio import SAMPLE_RATE_HZ
     from firmware.audio.source import SAMPLE_WAV
     from firmware.audio.wav import read_wav
+    from scripts.speech import write_wav
 
     _info, pcm = read_wav(SAMPLE_WAV)
     if seconds is not None:
-        pcm = pcm[: int(seconds * 16000) * 2]
-    if not wav:
+        pcm = pcm[: int(seconds * SAMPLE_RATE_HZ) * 2]
+    if wav:
+        write_wav(path, np.frombuffer(pcm, dtype="<i2"))
+    else:
         path.write_bytes(pcm)
-        return
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm)
 
 
 def _comparable(event: dict[str, Any]) -> dict[str, Any]:
@@ -385,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="also write the JSON report here")
     parser.add_argument("--base-only", action="store_true", help="only build (or find cached) the base root")
     args = parser.parse_args(argv)
-    if pwd.getpwuid(os.geteuid()).pw_uid != 0:
+    if os.geteuid() != 0:
         print("pi-stand-in: run as root (debootstrap and the stand-in's file owners need it)", file=sys.stderr)
         return 2
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
