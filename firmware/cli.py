@@ -68,7 +68,48 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--result-timeout", type=float, default=30.0, help="seconds to wait for final transcripts at the end of input"
     )
+    sat = sub.add_parser("satellite", help="serve Home Assistant as a Wyoming satellite (nothing goes to the cloud)")
+    sat.add_argument("--config", type=Path, help="TOML settings file")
+    sat.add_argument("--input", help="mic (default), sample or a WAV file (paced like a microphone, then silence)")
+    sat.add_argument("--device", help="microphone index or name substring (with --input mic)")
+    sat.add_argument("--wake-word", action="append", type=_wake_word_arg, metavar="NAME[:THRESHOLD]")
+    sat.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    sat.add_argument("--port", type=int, help="TCP port (default 10700; 0: any free port)")
+    sat.add_argument("--name", help="the name Home Assistant shows (default: the host name)")
+    sat.add_argument("--area", help="suggested Home Assistant area")
+    sat.add_argument("--sound-device", help="output device index or name substring")
+    sat.add_argument("--no-zeroconf", action="store_true", help="do not advertise _wyoming._tcp")
+    sat.add_argument("--no-sounds", action="store_true", help="no wake, done, error or timer sounds")
     return parser
+
+
+def _satellite(args: argparse.Namespace) -> int:
+    import signal
+
+    from firmware.satellite.runner import serve
+
+    overrides: dict[str, Any] = {"mode": "home_assistant"}
+    for key in ("input", "device"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.wake_word:
+        overrides["wake"] = {"words": args.wake_word}
+    satellite: dict[str, Any] = {
+        key: getattr(args, key) for key in ("host", "port", "name", "area", "sound_device") if getattr(args, key)
+    }
+    if args.port is not None:
+        satellite["port"] = args.port
+    if args.no_zeroconf:
+        satellite["zeroconf"] = False
+    if args.no_sounds:
+        satellite["sounds"] = False
+    if satellite:
+        overrides["satellite"] = satellite
+    settings = load_settings(args.config, **overrides)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return serve(settings, sys.stdout, stop)
 
 
 def _save(save_dir: Path, event: UtteranceReady) -> Path:
@@ -206,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not check.ok:
                     print(f"     fix: {check.fix}")
             return 0 if all(c.ok for c in checks) else 1
+        if args.command == "satellite":
+            return _satellite(args)
         overrides: dict[str, Any] = {}
         if args.input is not None:
             overrides["input"] = args.input

@@ -5,7 +5,15 @@ from __future__ import annotations
 from contract.config import ConfigError
 from contract.errors import EarmarkError
 
-__all__ = ["AudioInputError", "ConfigError", "FirmwareError", "IllegalTransition", "ModelLoadError"]
+__all__ = [
+    "AudioInputError",
+    "AudioOutputError",
+    "ConfigError",
+    "FirmwareError",
+    "IllegalTransition",
+    "ModelLoadError",
+    "SatelliteError",
+]
 
 
 class FirmwareError(EarmarkError):
@@ -23,6 +31,18 @@ class AudioInputError(FirmwareError):
         super().__init__(f"{source}: {problem}")
         self.source = source
         self.problem = problem
+
+
+class AudioOutputError(FirmwareError):
+    """The speaker output (sounds, spoken replies) cannot be used."""
+
+    code = "audio_output"
+
+
+class SatelliteError(FirmwareError):
+    """The Home Assistant satellite server cannot start (e.g. its port is taken)."""
+
+    code = "satellite"
 
 
 class ModelLoadError(FirmwareError):

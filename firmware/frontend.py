@@ -97,9 +97,10 @@ class FrontEnd:
         while self._machine.state is DeviceState.LISTENING:
             self.process(silence)
 
-    def cancel(self) -> None:
-        """Abandon the request in progress (e.g. the user said 'never mind' on a button)."""
-        if self._utterance is not None:
+    def cancel(self, utterance_id: UUID | None = None) -> None:
+        """Abandon the request in progress (e.g. the user said 'never mind' on a button);
+        with `utterance_id`, only if that is the one in progress."""
+        if self._utterance is not None and utterance_id in (None, self._utterance.id):
             end = self._utterance.segmenter.cancel(EndReason.CANCELLED)
             if end is not None:
                 self._finish(self._utterance, end)

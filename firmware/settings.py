@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field
 from contract import config
 from contract.mqtt import MqttSettings
 from firmware.frontend import FrontEndSettings
+from firmware.satellite.settings import DeviceMode, SatelliteSettings
 from firmware.uplink import DeviceIdentity, UplinkSettings
 from firmware.wake import WakeSettings
 
@@ -24,11 +25,15 @@ class DeviceSettings(config.LayeredSettings):
     model_config = ConfigDict(extra="forbid", frozen=True)
     env_prefix: ClassVar[str] = "EARMARK_"
 
+    mode: DeviceMode = Field(
+        DeviceMode.CLOUD, description="cloud: the Earmark cloud; home_assistant: a Wyoming satellite of Home Assistant"
+    )
     input: str = Field("mic", description="mic, sample, a WAV path, or - for raw PCM on stdin")
     device: str | None = Field(None, description="microphone index or name substring")
     save_dir: Path | None = Field(None, description="write each utterance here as WAV; off by default")
     wake: WakeSettings = WakeSettings()
     frontend: FrontEndSettings = FrontEndSettings()
+    satellite: SatelliteSettings = SatelliteSettings()
     identity: DeviceIdentity | None = Field(None, description="needed to stream to the cloud")
     mqtt: MqttSettings = MqttSettings()
     uplink: UplinkSettings = UplinkSettings()

@@ -21,6 +21,7 @@ from contract import config
 from contract.errors import EarmarkError
 from firmware.events import FrontEndEvent, StateChanged
 from firmware.mute import MuteState, gated
+from firmware.satellite.settings import DeviceMode
 from firmware.settings import DeviceSettings
 from firmware.watchdog import Notifier
 from hardware.gpio import GpioSettings
@@ -48,8 +49,15 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
     mute = MuteState(state_dir / "mute.json")
     source = open_source(settings.input, settings.device)
     frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
-    uplink = None
-    if settings.identity is not None:
+    detector = WakeWordDetector(settings.wake)
+    frontend = FrontEnd(settings.frontend, detector)
+    uplink = link = None
+    if settings.mode is DeviceMode.HOME_ASSISTANT:
+        # Home Assistant's satellite: nothing is sent to the Earmark cloud, whatever else is configured.
+        from firmware.satellite.runner import start_link
+
+        link = start_link(settings.satellite, frontend, detector.wake_words)
+    elif settings.identity is not None:
         consent = ConsentCache.open(state_dir, settings.identity.household_id, settings.consent_public_key)
         uplink = Uplink(settings.identity, settings.mqtt, settings.uplink, consent)
         frontend.subscribe(uplink.handle)
@@ -62,9 +70,14 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
         if settings.gpio.mute_button is not None:
             button = MuteButton(settings.gpio.mute_button, mute, pin_factory)
 
+    def offline() -> bool:
+        if link is not None:
+            return not link.ready.is_set()
+        return uplink is not None and not uplink.connected.is_set()
+
     def show(_event: FrontEndEvent | None = None) -> None:
         if lights is not None and (_event is None or isinstance(_event, StateChanged)):
-            lights.show(frontend.state, offline=uplink is not None and not uplink.connected.is_set())
+            lights.show(frontend.state, offline=offline())
 
     if mute.muted:
         frontend.mute()  # a muted speaker stays muted across restarts
@@ -87,19 +100,37 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
 
     signal.signal(signal.SIGTERM, stop)
     notifier.ready()
-    notifier.status("muted" if mute.muted else "listening for the wake word")
+    notifier.status(
+        "muted" if mute.muted else f"listening for the wake word ({settings.mode.value.replace('_', ' ')} mode)"
+    )
     try:
-        for frame in gated(source.frames(), mute, source):
-            if stopping:
-                break
-            if frame:
-                frontend.process(frame)
-            notifier.ping()
-        frontend.end_of_input()
+        if link is not None:
+            from firmware.satellite.runner import feed
+
+            feed(
+                gated(source.frames(), mute, source),
+                frontend,
+                link,
+                keep_going=lambda: not stopping,
+                on_frame=notifier.ping,
+                # A file stands in for a microphone (tests, demos): paced, then a quiet room,
+                # because Home Assistant may still be answering when it ends.
+                realtime=settings.input not in ("mic", "-"),
+            )
+        else:
+            for frame in gated(source.frames(), mute, source):
+                if stopping:
+                    break
+                if frame:
+                    frontend.process(frame)
+                notifier.ping()
+            frontend.end_of_input()
     finally:
         notifier.stopping()
         if uplink is not None:
             uplink.stop()
+        if link is not None:
+            link.stop()
         for part in (button, lights):
             if part is not None:
                 part.close()

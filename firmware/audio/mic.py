@@ -38,6 +38,9 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+_HARDWARE = {"input": "microphone", "output": "speaker"}
+
+
 @dataclass(frozen=True)
 class InputDevice:
     """One capture device as PortAudio sees it."""
@@ -48,7 +51,8 @@ class InputDevice:
     default_sample_rate_hz: float
 
 
-def _open_pyaudio() -> pyaudio.PyAudio:
+def open_pyaudio() -> pyaudio.PyAudio:
+    """PyAudio, initialised without PortAudio's start-up noise on stderr."""
     try:
         import pyaudio
     except ImportError as err:
@@ -57,25 +61,30 @@ def _open_pyaudio() -> pyaudio.PyAudio:
         return pyaudio.PyAudio()
 
 
-def _inputs(pa: pyaudio.PyAudio) -> list[InputDevice]:
+def devices_of(pa: pyaudio.PyAudio, channels_key: str) -> list[InputDevice]:
+    """Devices with channels of one direction (`maxInputChannels` or `maxOutputChannels`)."""
     devices = []
     for index in range(pa.get_device_count()):
         info = pa.get_device_info_by_index(index)
-        if int(info["maxInputChannels"]) > 0:
+        if int(info[channels_key]) > 0:
             devices.append(
                 InputDevice(
                     index=index,
                     name=str(info["name"]),
-                    max_input_channels=int(info["maxInputChannels"]),
+                    max_input_channels=int(info[channels_key]),
                     default_sample_rate_hz=float(info["defaultSampleRate"]),
                 )
             )
     return devices
 
 
+def _inputs(pa: pyaudio.PyAudio) -> list[InputDevice]:
+    return devices_of(pa, "maxInputChannels")
+
+
 def list_input_devices() -> list[InputDevice]:
     """All capture devices PortAudio can open."""
-    pa = _open_pyaudio()
+    pa = open_pyaudio()
     try:
         return _inputs(pa)
     finally:
@@ -83,18 +92,20 @@ def list_input_devices() -> list[InputDevice]:
             pa.terminate()
 
 
-def choose_device(devices: list[InputDevice], selector: str | None) -> InputDevice:
+def choose_device(devices: list[InputDevice], selector: str | None, kind: str = "input") -> InputDevice:
     """Pick a device by index, exact name, or a unique case-insensitive name substring."""
     label = f"mic {selector!r}" if selector else "mic"
+    if kind != "input":
+        label = f"speaker {selector!r}" if selector else "speaker"
     if not devices:
-        raise AudioInputError(label, "no audio input devices found (is a microphone connected?)")
+        raise AudioInputError(label, f"no audio {kind} devices found (is a {_HARDWARE[kind]} connected?)")
     if selector is None or selector == "":
         return devices[0]
     if selector.isdigit():
         for device in devices:
             if device.index == int(selector):
                 return device
-        raise AudioInputError(label, f"no input device with index {selector}; see `earmark-device devices`")
+        raise AudioInputError(label, f"no {kind} device with index {selector}; see `earmark-device devices`")
     exact = [d for d in devices if d.name == selector]
     if exact:
         return exact[0]
@@ -103,15 +114,15 @@ def choose_device(devices: list[InputDevice], selector: str | None) -> InputDevi
         return matches[0]
     names = ", ".join(repr(d.name) for d in (matches or devices))
     if matches:
-        raise AudioInputError(label, f"matches several input devices ({names}); be more specific")
-    raise AudioInputError(label, f"no input device matches; available: {names}")
+        raise AudioInputError(label, f"matches several {kind} devices ({names}); be more specific")
+    raise AudioInputError(label, f"no {kind} device matches; available: {names}")
 
 
 class MicrophoneSource:
     """80 ms frames from a PortAudio input device at 16 kHz mono S16_LE."""
 
     def __init__(self, selector: str | None = None) -> None:
-        self._pa = _open_pyaudio()
+        self._pa = open_pyaudio()
         try:
             self.device = choose_device(_inputs(self._pa), selector)
             self.name = f"mic {self.device.name!r}"

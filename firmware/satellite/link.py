@@ -1,0 +1,356 @@
+"""The satellite: Home Assistant connects here and runs its Assist pipeline on our requests.
+
+Earmark keeps its own front end: the wake word and the end of speech are decided on the
+speaker, so Home Assistant receives a request that is already cut (pre-roll, then the
+words, then `voice-stopped` and `audio-stop` the moment Earmark's segmenter ends it)
+instead of waiting on its own VAD. Nothing is sent before the wake word, nothing while
+muted, and nothing ever goes to the Earmark cloud in this mode.
+
+Threads: the front end calls `handle` on the audio thread; everything that touches the
+connection runs on this link's own asyncio loop, reached with `call_soon_threadsafe`.
+The audio thread learns of a request Home Assistant cannot take through
+`cancelled_utterance`, and cancels it itself (the front end is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from uuid import UUID
+
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event, Eventable, async_write_event
+from wyoming.info import Describe
+from wyoming.ping import Ping, Pong
+from wyoming.pipeline import PipelineStage, RunPipeline
+from wyoming.satellite import PauseSatellite, RunSatellite
+from wyoming.snd import Played
+from wyoming.timer import TimerCancelled, TimerFinished, TimerStarted, TimerUpdated
+from wyoming.tts import Synthesize
+from wyoming.vad import VoiceStarted, VoiceStopped
+from wyoming.wake import Detection
+
+from contract.audio import CHANNELS, FRAME_BYTES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from firmware.audio.output import Begin, Player
+from firmware.errors import SatelliteError
+from firmware.events import FrontEndEvent, SpeechEnded, SpeechStarted, StateChanged, UtteranceAudio, WakeDetected
+from firmware.satellite.discovery import Advertiser
+from firmware.satellite.info import describe
+from firmware.satellite.settings import SatelliteSettings
+from firmware.satellite.wire import MAX_HEADER_BYTES, PeerError, read_event
+from firmware.segmenter import EndReason
+from firmware.sounds import Sound, render
+from firmware.state import DeviceState
+
+_LOGGER = logging.getLogger(__name__)
+
+_OUTBOX_EVENTS = 512  # ~40 s of 80 ms chunks: a peer further behind than that is gone
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class _Peer:
+    """One connection from Home Assistant (or anything speaking Wyoming)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.address = str(writer.get_extra_info("peername"))
+        self._outbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=_OUTBOX_EVENTS)
+        self._sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    def send(self, event: Event) -> None:
+        try:
+            self._outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            _LOGGER.warning("Home Assistant at %s stopped reading: dropping the connection", self.address)
+            self.close()
+
+    async def _send_all(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while True:
+                await async_write_event(await self._outbox.get(), self.writer)
+
+    def close(self) -> None:
+        self._sender.cancel()
+        self.writer.close()
+
+
+class SatelliteLink:
+    """The Wyoming server; subscribe `handle` to the front end."""
+
+    def __init__(self, settings: SatelliteSettings, wake_words: Sequence[str], player: Player | None) -> None:
+        self._settings = settings
+        self._wake_words = list(wake_words)
+        self._player = player if player is not None and player.available else None
+        if player is not None and self._player is None:
+            player.close()
+        self._sounds = {sound: render(sound) for sound in Sound} if settings.sounds else {}
+        self.name = settings.name or socket.gethostname()
+        self.port = settings.port
+        self.ready = threading.Event()  # Home Assistant connected and running us (not paused)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="wyoming", daemon=True)
+        self._server: asyncio.Server | None = None
+        self._advertiser = Advertiser() if settings.zeroconf else None
+        self._peer: _Peer | None = None  # the connection that sent run-satellite last
+        self._paused = False
+        self._muted = False
+        self._streaming: UUID | None = None
+        self._cancel: UUID | None = None
+        self._cancel_lock = threading.Lock()
+        self._timers: dict[str, int] = {}
+
+    # -- lifecycle (any thread) ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen (and advertise); raises SatelliteError if the port cannot be had."""
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        try:
+            future.result(timeout=30)
+        except OSError as err:
+            self.stop()
+            raise SatelliteError(f"cannot listen on {self._settings.host}:{self._settings.port}: {err}") from err
+
+    def stop(self) -> None:
+        """Close every connection and withdraw the advertisement."""
+        if self._loop.is_running():
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        if not self._loop.is_running() and not self._loop.is_closed():
+            self._loop.close()
+        if self._player is not None:
+            self._player.close()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, self._settings.host, self._settings.port, limit=MAX_HEADER_BYTES
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        _LOGGER.info("Wyoming satellite %r listening on %s:%d", self.name, self._settings.host, self.port)
+        if self._advertiser is not None:
+            try:
+                await self._advertiser.start(self.name, self._settings.host, self.port)
+            except OSError as err:
+                # Home Assistant can still be pointed at host and port by hand.
+                _LOGGER.warning("zeroconf advertisement failed (%s); add the speaker by its address", err)
+
+    async def _stop(self) -> None:
+        if self._advertiser is not None:
+            await self._advertiser.stop()
+        if self._server is not None:
+            self._server.close()
+        if self._peer is not None:
+            self._peer.close()
+
+    # -- the audio thread ---------------------------------------------------------------
+
+    def handle(self, event: FrontEndEvent) -> None:
+        """Front-end subscriber (audio thread): hand the event to the loop."""
+        self._loop.call_soon_threadsafe(self._from_device, event)
+
+    def cancelled_utterance(self) -> UUID | None:
+        """An utterance Home Assistant cannot take, for the audio thread to cancel (once)."""
+        with self._cancel_lock:
+            cancel, self._cancel = self._cancel, None
+        return cancel
+
+    # -- the loop: what the speaker heard -------------------------------------------------
+
+    def _from_device(self, event: FrontEndEvent) -> None:
+        if isinstance(event, WakeDetected):
+            self._wake(event)
+        elif isinstance(event, UtteranceAudio) and event.utterance_id == self._streaming:
+            for start in range(0, len(event.audio), FRAME_BYTES):
+                self._send(
+                    AudioChunk(
+                        rate=SAMPLE_RATE_HZ,
+                        width=SAMPLE_WIDTH_BYTES,
+                        channels=CHANNELS,
+                        audio=event.audio[start : start + FRAME_BYTES],
+                        timestamp=_ms(event.audio_time_seconds),
+                    )
+                )
+        elif isinstance(event, SpeechStarted) and event.utterance_id == self._streaming:
+            self._send(VoiceStarted(timestamp=_ms(event.audio_time_seconds)))
+        elif isinstance(event, SpeechEnded) and event.utterance_id == self._streaming:
+            self._streaming = None
+            if event.reason is not EndReason.MUTED:
+                self._send(VoiceStopped(timestamp=_ms(event.audio_time_seconds)))
+            # Ends Home Assistant's audio stream now: it does not wait on a VAD of its own.
+            self._send(AudioStop(timestamp=_ms(event.audio_time_seconds)))
+            if event.reason not in (EndReason.MUTED, EndReason.CANCELLED):
+                self._play(Sound.DONE)
+        elif isinstance(event, StateChanged) and DeviceState.MUTED in (event.old, event.new):
+            self._muted = event.new is DeviceState.MUTED
+            _LOGGER.info("microphone %s: telling Home Assistant", "muted" if self._muted else "unmuted")
+            self._send(self._info())
+
+    def _wake(self, event: WakeDetected) -> None:
+        if self._peer is None or self._paused:
+            self._cancel_request(event.utterance_id)
+            if self._peer is None:
+                _LOGGER.warning("wake word heard, but no Home Assistant is connected")
+                self._play(Sound.ERROR)
+            else:
+                _LOGGER.info("wake word heard while Home Assistant has the satellite paused")
+            return
+        if self._player is not None:
+            self._player.stop()  # a new request cuts a reply or a ringing timer short
+        self._streaming = event.utterance_id
+        timestamp = _ms(event.audio_time_seconds)
+        self._send(Detection(name=event.wake_word, timestamp=timestamp))
+        self._send(
+            RunPipeline(
+                start_stage=PipelineStage.ASR,
+                end_stage=PipelineStage.TTS if self._player is not None else PipelineStage.HANDLE,
+                wake_word_name=event.wake_word,
+            )
+        )
+        self._send(AudioStart(rate=SAMPLE_RATE_HZ, width=SAMPLE_WIDTH_BYTES, channels=CHANNELS, timestamp=timestamp))
+        self._play(Sound.WAKE)
+
+    def _cancel_request(self, utterance_id: UUID) -> None:
+        with self._cancel_lock:
+            self._cancel = utterance_id
+
+    def _send(self, message: Eventable | Event) -> None:
+        if self._peer is not None:
+            self._peer.send(message if isinstance(message, Event) else message.event())
+
+    def _play(self, sound: Sound, times: int = 1) -> None:
+        if self._player is not None and sound in self._sounds:
+            for _ in range(times):
+                self._player.play(self._sounds[sound])
+
+    def _info(self) -> Event:
+        return describe(
+            self.name, self._settings.area, self._wake_words, can_play=self._player is not None, muted=self._muted
+        ).event()
+
+    # -- the loop: what Home Assistant says -----------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _Peer(writer)
+        _LOGGER.info("connection from %s", peer.address)
+        try:
+            while (event := await read_event(reader)) is not None:
+                try:
+                    self._from_peer(peer, event)
+                except (KeyError, TypeError, ValueError) as err:
+                    _LOGGER.warning("ignored a malformed %r event from %s: %s", event.type, peer.address, err)
+        except PeerError as err:
+            _LOGGER.warning("closing the connection from %s: %s", peer.address, err)
+        except ConnectionError:
+            pass
+        finally:
+            peer.close()
+            if self._peer is peer:
+                self._lost(peer)
+
+    def _from_peer(self, peer: _Peer, event: Event) -> None:
+        if Ping.is_type(event.type):
+            peer.send(Pong(text=Ping.from_event(event).text).event())
+        elif Describe.is_type(event.type):
+            peer.send(self._info())
+        elif RunSatellite.is_type(event.type):
+            self._adopt(peer)
+        elif peer is not self._peer:
+            _LOGGER.debug("ignored %s from %s, which has not run the satellite", event.type, peer.address)
+        elif PauseSatellite.is_type(event.type):
+            self._pause()
+        elif AudioStart.is_type(event.type):
+            start = AudioStart.from_event(event)
+            if self._player is not None:
+                self._player.begin(Begin(start.rate, start.width, start.channels))
+        elif AudioChunk.is_type(event.type):
+            if self._player is not None:
+                self._player.write(AudioChunk.from_event(event).audio)
+        elif AudioStop.is_type(event.type):
+            self._reply_sent(peer)
+        else:
+            self._notice(event)
+
+    def _notice(self, event: Event) -> None:
+        """Events that only inform the speaker. Transcripts and reply texts are what a
+        household said and hears: their content is never logged."""
+        if Transcript.is_type(event.type) or Synthesize.is_type(event.type):
+            _LOGGER.debug("%s (%d characters)", event.type, len(str(event.data.get("text", ""))))
+        elif Error.is_type(event.type):
+            error = Error.from_event(event)
+            _LOGGER.warning("Home Assistant could not serve the request (%s)", error.code or "no code")
+            self._play(Sound.ERROR)
+        elif TimerStarted.is_type(event.type):
+            timer = TimerStarted.from_event(event)
+            self._timers[timer.id] = timer.total_seconds
+            _LOGGER.info("timer started: %d s (%d running)", timer.total_seconds, len(self._timers))
+        elif TimerUpdated.is_type(event.type):
+            updated = TimerUpdated.from_event(event)
+            self._timers[updated.id] = updated.total_seconds
+            _LOGGER.info("timer %s: %d s", "running" if updated.is_active else "paused", updated.total_seconds)
+        elif TimerCancelled.is_type(event.type):
+            self._timers.pop(TimerCancelled.from_event(event).id, None)
+            _LOGGER.info("timer cancelled (%d running)", len(self._timers))
+        elif TimerFinished.is_type(event.type):
+            self._timers.pop(TimerFinished.from_event(event).id, None)
+            _LOGGER.info("timer finished (%d running)", len(self._timers))
+            self._play(Sound.TIMER, self._settings.timer_rings)
+        else:
+            _LOGGER.debug("event %s from Home Assistant", event.type)
+
+    def _adopt(self, peer: _Peer) -> None:
+        if self._peer is not None and self._peer is not peer:
+            # One Home Assistant drives a satellite; the newest connection is the live one.
+            _LOGGER.info("Home Assistant reconnected from %s: closing %s", peer.address, self._peer.address)
+            old, self._peer = self._peer, None
+            old.close()
+            self._abandon_request()
+        self._peer = peer
+        self._paused = False
+        self.ready.set()
+        _LOGGER.info("Home Assistant at %s runs the satellite", peer.address)
+
+    def _pause(self) -> None:
+        _LOGGER.info("Home Assistant paused the satellite")
+        self._paused = True
+        self.ready.clear()
+        self._abandon_request()
+
+    def _lost(self, peer: _Peer) -> None:
+        _LOGGER.warning("Home Assistant at %s disconnected", peer.address)
+        self._peer = None
+        self.ready.clear()
+        if self._player is not None:
+            self._player.stop()  # the rest of a reply from a peer that is gone
+        if self._abandon_request():
+            self._play(Sound.ERROR)
+
+    def _abandon_request(self) -> bool:
+        """Stop streaming the request in progress, if any; the audio thread cancels it."""
+        if self._streaming is None:
+            return False
+        self._cancel_request(self._streaming)
+        self._streaming = None
+        return True
+
+    def _reply_sent(self, peer: _Peer) -> None:
+        """The spoken reply is all here: say `played` once its last sample has been heard."""
+
+        def played() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while the reply played
+                self._loop.call_soon_threadsafe(lambda: peer.send(Played().event()))
+
+        if self._player is not None:
+            self._player.end(on_played=played)
+        else:
+            peer.send(Played().event())

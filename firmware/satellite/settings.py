@@ -1,0 +1,35 @@
+"""Settings of satellite mode (Home Assistant over Wyoming)."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DeviceMode(enum.StrEnum):
+    """Where a request goes after the wake word; chosen per device, switched by a setting."""
+
+    CLOUD = "cloud"  # the Earmark cloud over MQTT: consent-tagged clips, Vosk
+    HOME_ASSISTANT = "home_assistant"  # the household's Home Assistant over Wyoming; nothing to the cloud
+
+
+class SatelliteSettings(BaseModel):
+    """The Wyoming server Home Assistant connects to, and what the speaker plays."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(
+        "0.0.0.0",  # noqa: S104 - Home Assistant runs on another machine of the LAN
+        description="address to listen on; Wyoming has no authentication, so keep it on the home network",
+    )
+    port: int = Field(10700, ge=0, le=65535, description="Wyoming's usual satellite port (0: any free port)")
+    name: str | None = Field(
+        None, min_length=1, max_length=63, description="the name Home Assistant shows; default: the host name"
+    )
+    area: str | None = Field(None, max_length=63, description="suggested Home Assistant area, e.g. Kitchen")
+    zeroconf: bool = Field(True, description="advertise _wyoming._tcp so Home Assistant discovers the speaker")
+    sound_device: str | None = Field(None, description="output device index or name substring; default output")
+    sounds: bool = Field(True, description="play the wake, done, error and timer sounds")
+    volume: float = Field(0.8, ge=0, le=1, description="loudness of sounds and replies")
+    timer_rings: int = Field(3, ge=1, le=20, description="how many times a finished timer rings")

@@ -1,0 +1,193 @@
+"""Both ends of a Home Assistant satellite connection, for the tests.
+
+The speaker is the real service (`tests/satellite_driver.py` runs `earmark-speaker`'s loop
+with gpiozero's mock pins) in its own process, with a file-backed ALSA speaker; Home
+Assistant's end is the real `wyoming` library's client and event classes, as Home
+Assistant's `wyoming` integration uses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event, Eventable
+from wyoming.ping import Ping, Pong
+
+from tests.broker import free_port
+from tests.conftest import REPO, Pcm
+
+ASOUNDRC = """\
+pcm.nullsink {{ type null }}
+pcm.fileout {{ type file  slave.pcm "nullsink"  file "{out}"  format "raw"  truncate false }}
+pcm.filespeaker {{ type plug  slave {{ pcm "fileout" format S16_LE rate 16000 channels 1 }}
+                  hint {{ show on description "file-backed test speaker" }} }}
+"""
+# alsa-lib's file plugin, told not to truncate, writes each stream it is opened for to its
+# own file: out.raw, out.raw.0001, ... One file per sound or reply the speaker played.
+
+BUTTON = 17
+
+
+class SpeakerProcess:
+    """`earmark-speaker` in Home Assistant mode, fed a WAV file paced like a microphone."""
+
+    def __init__(self, tmp_path: Path, wav: Path, *, extra_toml: str = "", timer_rings: int = 3) -> None:
+        self.port = free_port()
+        home = tmp_path / "home"
+        home.mkdir()
+        self.out_dir = tmp_path / "played"
+        self.out_dir.mkdir()
+        (home / ".asoundrc").write_text(ASOUNDRC.format(out=self.out_dir / "out.raw"))
+        config = tmp_path / "device.toml"
+        config.write_text(
+            f'mode = "home_assistant"\ninput = "{wav}"\nstate_dir = "{tmp_path / "state"}"\n'
+            f"{extra_toml}\n"
+            f'[satellite]\nport = {self.port}\nzeroconf = false\nname = "Kitchen speaker"\narea = "Kitchen"\n'
+            f'sound_device = "filespeaker"\nvolume = 0.8\ntimer_rings = {timer_rings}\n'
+            f"[gpio]\nenabled = true\nmute_button = {BUTTON}\n"
+        )
+        self.log: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.satellite_driver", str(config)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)},
+        )
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip())
+
+    def logged(self, text: str) -> bool:
+        """True once a log line containing `text` has been written."""
+        return any(text in line for line in self.log)
+
+    def press_mute(self) -> None:
+        """Press the mute button, as a finger would."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("press\n")
+        self.process.stdin.flush()
+
+    def played(self) -> list[Pcm]:
+        """Every stream the speaker played, in order, as 16 kHz int16."""
+        files = sorted(self.out_dir.iterdir(), key=lambda p: (p.name != "out.raw", p.name))
+        return [np.fromfile(path, dtype="<i2") for path in files]
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd stops it; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self._reader.join(timeout=5)
+            for pipe in (self.process.stdin, self.process.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+
+class HomeAssistantSide:
+    """Home Assistant's end: connects, answers pings, and reads what the satellite sends."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.client: AsyncTcpClient | None = None
+        self.events: list[Event] = []
+
+    async def connect(self, timeout_seconds: float = 90.0) -> None:
+        """Connect once the speaker listens (it loads its models first)."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            client = AsyncTcpClient("127.0.0.1", self.port)
+            try:
+                await client.connect()
+                self.client = client
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def send(self, *messages: Eventable) -> None:
+        """Write events to the satellite."""
+        assert self.client is not None
+        for message in messages:
+            await self.client.write_event(message.event())
+
+    async def next(self, timeout_seconds: float = 60.0) -> Event | None:
+        """The next event (pings answered on the way), or None when the satellite hung up."""
+        assert self.client is not None
+        while True:
+            event = await asyncio.wait_for(self.client.read_event(), timeout_seconds)
+            if event is not None and Ping.is_type(event.type):
+                await self.send(Pong(text=Ping.from_event(event).text))
+                continue
+            if event is not None:
+                self.events.append(event)
+            return event
+
+    async def until(self, event_type: str, timeout_seconds: float = 60.0) -> list[Event]:
+        """Events up to and including the first of `event_type`."""
+        seen: list[Event] = []
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            event = await self.next(max(0.1, deadline - time.monotonic()))
+            assert event is not None, f"the satellite hung up before {event_type}"
+            seen.append(event)
+            if event.type == event_type:
+                return seen
+
+    async def quiet_for(self, seconds: float) -> list[Event]:
+        """Everything that arrives within `seconds` (for checking that nothing does)."""
+        seen: list[Event] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = await self.next(left)
+            except TimeoutError:
+                break
+            if event is None:
+                break
+            seen.append(event)
+        return seen
+
+    async def close(self) -> None:
+        """Hang up, as Home Assistant does when it restarts."""
+        if self.client is not None:
+            await self.client.disconnect()
+            self.client = None
+
+
+def types(events: list[Event]) -> list[str]:
+    """Event types with the audio chunks folded: ["detection", "audio-chunk*", ...]."""
+    out: list[str] = []
+    for event in events:
+        name = "audio-chunk*" if event.type == "audio-chunk" else event.type
+        if not out or out[-1] != name or name != "audio-chunk*":
+            out.append(name)
+    return out
+
+
+def audio_of(events: list[Event]) -> bytes:
+    """The microphone audio the satellite streamed, in order."""
+    return b"".join(e.payload or b"" for e in events if e.type == "audio-chunk")
+
+
+def data(events: list[Event], event_type: str) -> dict[str, Any]:
+    """The data of the first event of a type."""
+    return next(e.data for e in events if e.type == event_type)
