@@ -41,7 +41,8 @@ class LayeredSettings(BaseModel):
 S = TypeVar("S", bound=LayeredSettings)
 
 
-def _one_line(err: ValidationError) -> str:
+def one_line(err: ValidationError) -> str:
+    """Every field error, named by its path, on one line (values left out: they may be secrets)."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors())
 
 
@@ -117,4 +118,4 @@ def load_settings(cls: type[S], config_file: Path | None = None, **overrides: An
     try:
         return cls.model_validate(layers)
     except ValidationError as err:
-        raise ConfigError(f"invalid settings: {_one_line(err)}") from err
+        raise ConfigError(f"invalid settings: {one_line(err)}") from err

@@ -14,6 +14,7 @@ from pydantic import ConfigDict
 from contract import topics
 from contract.errors import EarmarkError
 from contract.mqtt import build_client
+from firmware.satellite.settings import DeviceMode
 from firmware.settings import DeviceSettings
 
 
@@ -180,9 +181,67 @@ def _signed_consent(settings: DeviceSettings, household_id: str, payload: bytes)
     return Check("consent message", True, f"signed, version {state.consent_version}")
 
 
+def _mode(settings: DeviceSettings) -> Check:
+    if settings.mode is DeviceMode.HOME_ASSISTANT:
+        sat = settings.satellite
+        return Check(
+            "mode",
+            True,
+            f"home_assistant: after the wake word, audio goes to the Home Assistant that connects on port {sat.port}"
+            " (Wyoming); nothing is sent to the Earmark cloud",
+        )
+    broker = f"{settings.mqtt.host}:{settings.mqtt.port}"
+    return Check("mode", True, f"cloud: after the wake word, audio streams to the Earmark cloud at {broker}")
+
+
+def _speaker(settings: DeviceSettings) -> Check:
+    from firmware.audio.output import Player
+
+    try:
+        player = Player(settings.satellite.sound_device)
+    except EarmarkError as err:
+        return Check("speaker", False, str(err), "set satellite.sound_device to an output from `aplay -L`")
+    try:
+        if player.available:
+            return Check("speaker", True, f"sounds and replies play on {player.device_name}")
+        return Check(
+            "speaker",
+            False,
+            "no output device: Home Assistant will not be asked for spoken replies",
+            "connect a speaker (ReSpeaker HAT: its headphone jack or JST speaker port) and check `aplay -l`",
+        )
+    finally:
+        player.close()
+
+
+def _satellite_port(settings: DeviceSettings) -> Check:
+    sat = settings.satellite
+    probe_host = "127.0.0.1" if sat.host in ("", "0.0.0.0") else sat.host  # noqa: S104 - comparing, not binding
+    try:
+        with socket.create_connection((probe_host, sat.port), timeout=2) as conn:
+            conn.sendall(b'{"type": "describe"}\n')
+            answer = conn.makefile("rb").readline(16384)
+        if b'"info"' in answer:
+            return Check("satellite port", True, f"{sat.host}:{sat.port}: the speaker service answers describe")
+    except OSError:
+        pass
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((sat.host, sat.port))
+        return Check("satellite port", True, f"{sat.host}:{sat.port} is free; the speaker service will listen there")
+    except OSError as err:
+        return Check(
+            "satellite port", False, f"{sat.host}:{sat.port}: {err}", "stop what uses the port or set satellite.port"
+        )
+
+
 def run_checks(settings: DeviceSettings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    checks = [_microphone(settings), _models(settings), _consent_key(settings), _tcp(settings)]
+    checks = [_mode(settings), _microphone(settings), _models(settings)]
+    if settings.mode is DeviceMode.HOME_ASSISTANT:
+        return [*checks, _speaker(settings), _satellite_port(settings)]
+    checks += [_consent_key(settings), _tcp(settings)]
     if checks[-1].ok:
         checks.append(_tls(settings))
         if checks[-1].ok:

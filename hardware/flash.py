@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from contract import topics
-from contract.config import ConfigError
+from contract.config import ConfigError, one_line
 from contract.errors import EarmarkError, report
+from firmware.satellite.settings import DeviceMode
 
 _FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
 SECTOR = 512
@@ -53,24 +54,39 @@ class WifiSettings(BaseModel):
 
 
 class FlashConfig(BaseModel):
-    """Everything a new speaker needs to come up and enroll."""
+    """Everything a new speaker needs to come up: enroll with the Earmark cloud, or serve
+    the household's Home Assistant (then the cloud fields may be left out)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     hostname: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     ssh_public_key: str = Field(pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$")
-    device_id: topics.SafeId
-    household_id: topics.SafeId
-    broker_url: str = Field(pattern=r"^mqtts?://[^/:]+(:\d+)?$")
-    device_password: SecretStr
+    mode: DeviceMode = Field(DeviceMode.CLOUD, description="cloud, or home_assistant (a Wyoming satellite)")
+    area: str | None = Field(None, max_length=63, description="home_assistant mode: the area Home Assistant suggests")
+    device_id: topics.SafeId | None = None
+    household_id: topics.SafeId | None = None
+    broker_url: str | None = Field(None, pattern=r"^mqtts?://[^/:]+(:\d+)?$")
+    device_password: SecretStr | None = None
     ca_certificate: str | None = Field(None, description="PEM of the broker's CA, for mqtts")
-    consent_public_key: str = Field(
+    consent_public_key: str | None = Field(
+        None,
         pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
         description="PEM the consent service signs with (`earmark-review setup` prints where it is)",
     )
     wifi: WifiSettings | None = None
     username: str = Field("earmark-admin", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     audio: Literal["usb", "respeaker-2mic-v1", "respeaker-2mic-v2"] = "usb"
+
+    @model_validator(mode="after")
+    def _cloud_needs_its_fields(self) -> FlashConfig:
+        if self.mode is DeviceMode.CLOUD:
+            missing = [f for f in _CLOUD_FIELDS if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"mode 'cloud' needs {', '.join(missing)} (or set mode = \"home_assistant\")")
+        return self
+
+
+_CLOUD_FIELDS = ("device_id", "household_id", "broker_url", "device_password", "consent_public_key")
 
 
 class _FlashFile(BaseModel):
@@ -85,10 +101,49 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _device_toml(config: FlashConfig) -> str:
+    """The speaker's settings. Whatever cloud fields were given are written in either mode,
+    so switching mode later is one line of this file and a restart, never a reflash."""
+    lines = [
+        f'mode = "{config.mode.value}"',
+        'input = "mic"',
+        'device = "earmark"  # the ALSA capture device install.sh defines',
+        'state_dir = "/var/lib/earmark"',
+    ]
+    if config.consent_public_key:
+        lines.append('consent_public_key = "/etc/earmark/consent.pub"')
+    if config.device_id and config.household_id:
+        lines += [
+            "[identity]",
+            f"device_id = {_toml_str(config.device_id)}",
+            f"household_id = {_toml_str(config.household_id)}",
+        ]
+    if config.broker_url:
+        host, _, port = config.broker_url.split("://", 1)[1].partition(":")
+        tls = config.broker_url.startswith("mqtts://")
+        lines += [
+            "[mqtt]",
+            f"host = {_toml_str(host)}",
+            f"port = {int(port) if port else (8883 if tls else 1883)}",
+            *([f"username = {_toml_str(config.device_id)}"] if config.device_id else []),
+            f"tls = {'true' if tls else 'false'}",
+            *(['ca_file = "/etc/earmark/ca.pem"'] if config.ca_certificate else []),
+        ]
+    lines += [
+        "[frontend]",
+        "preroll_seconds = 1.5",
+        "[satellite]",
+        f"name = {_toml_str(config.hostname)}",
+        *([f"area = {_toml_str(config.area)}"] if config.area else []),
+        "[gpio]",
+        "enabled = true",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def render(config: FlashConfig) -> dict[str, str]:
     """The files to put on the boot partition, by path."""
-    host, _, port = config.broker_url.split("://", 1)[1].partition(":")
-    tls = config.broker_url.startswith("mqtts://")
     files = {
         "user-data": "\n".join(
             [
@@ -109,35 +164,16 @@ def render(config: FlashConfig) -> dict[str, str]:
                 "",
             ]
         ),
-        "earmark/device.toml": "\n".join(
-            [
-                'input = "mic"',
-                'device = "earmark"  # the ALSA capture device install.sh defines',
-                'state_dir = "/var/lib/earmark"',
-                'consent_public_key = "/etc/earmark/consent.pub"',
-                "[identity]",
-                f"device_id = {_toml_str(config.device_id)}",
-                f"household_id = {_toml_str(config.household_id)}",
-                "[mqtt]",
-                f"host = {_toml_str(host)}",
-                f"port = {int(port) if port else (8883 if tls else 1883)}",
-                f"username = {_toml_str(config.device_id)}",
-                f"tls = {'true' if tls else 'false'}",
-                *(['ca_file = "/etc/earmark/ca.pem"'] if config.ca_certificate else []),
-                "[frontend]",
-                "preroll_seconds = 1.5",
-                "[gpio]",
-                "enabled = true",
-                "",
-            ]
-        ),
-        # Kept apart: install.sh moves it to a root-only file and shreds it from the FAT partition.
-        "earmark/credentials.env": f"EARMARK_MQTT__PASSWORD={config.device_password.get_secret_value()}\n",
+        "earmark/device.toml": _device_toml(config),
         "earmark/install.sh": (Path(__file__).parent / "install.sh").read_text(),
     }
+    if config.device_password is not None:
+        # Kept apart: install.sh moves it to a root-only file and shreds it from the FAT partition.
+        files["earmark/credentials.env"] = f"EARMARK_MQTT__PASSWORD={config.device_password.get_secret_value()}\n"
     if config.ca_certificate:
         files["earmark/ca.pem"] = config.ca_certificate
-    files["earmark/consent.pub"] = config.consent_public_key
+    if config.consent_public_key:
+        files["earmark/consent.pub"] = config.consent_public_key
     if config.wifi is not None:
         files["network-config"] = "\n".join(
             [
@@ -329,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             flash_file = _FlashFile.model_validate(tomllib.loads(args.config.read_text()))
+        except ValidationError as err:
+            raise ConfigError(f"{args.config}: {one_line(err)}") from err
         except (tomllib.TOMLDecodeError, ValueError) as err:
             raise ConfigError(f"{args.config}: {str(err).splitlines()[0]}") from err
         stem = args.image.name.removesuffix(".xz").removesuffix(".img")

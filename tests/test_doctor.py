@@ -80,3 +80,25 @@ def test_doctor_flags_a_consent_message_the_device_would_not_believe(tmp_path: P
         broker.stop()
     assert done.returncode == 1
     assert "FAIL consent message: the retained consent message is not one the device believes (unsigned)" in done.stdout
+
+
+def test_doctor_shows_home_assistant_mode_and_checks_what_that_mode_needs(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "d.toml"
+    config.write_text(
+        f'mode = "home_assistant"\ndevice = "fakemic"\n[satellite]\nport = {port}\n'
+        '[identity]\ndevice_id = "kitchen-1"\nhousehold_id = "h-42"\n'  # configured, and not used in this mode
+    )
+    env = alsa_home(tmp_path, np.zeros(16000, dtype=np.int16))
+    done = run_cli("doctor", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ok   mode: home_assistant:") and "nothing is sent to the Earmark cloud" in lines[0]
+    assert f"ok   satellite port: 0.0.0.0:{port} is free" in done.stdout
+    assert "ok   speaker: sounds and replies play on nullsink" in done.stdout  # this HOME's only output
+    assert not any(name in done.stdout for name in ("broker reachable", "credentials", "consent key"))
+
+    config.write_text(config.read_text().replace("[satellite]\n", '[satellite]\nsound_device = "usb-speaker"\n'))
+    done = run_cli("doctor", "--config", str(config), env=env)
+    assert done.returncode == 1
+    assert "FAIL speaker: speaker 'usb-speaker': no output device matches" in done.stdout

@@ -15,12 +15,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contract.config import load_settings
 from firmware.doctor import DoctorSettings
+from firmware.satellite.settings import DeviceMode
 from hardware.flash import (
     FlashConfig,
     FlashError,
     boot_partition_offset,
     check_target,
     configure_image,
+    render,
     write_to_device,
 )
 from hardware.speaker import SpeakerSettings
@@ -176,3 +178,39 @@ def test_the_command_line(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config)],
                          cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "earmark-flash: error:" in bad.stderr
+
+
+def test_home_assistant_mode_is_chosen_at_flash_time_and_switched_by_one_line(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "raspios.img")
+    wheel = tmp_path / "earmark-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    config = tmp_path / "living-room.toml"
+    config.write_text(
+        '[device]\nhostname = "living-room"\nmode = "home_assistant"\narea = "Living Room"\n'
+        f'ssh_public_key = "{CONFIG.ssh_public_key}"\n'
+    )
+    done = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), "--wheel",
+                           str(wheel)], cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "raspios.earmark.img"
+    settings_file = tmp_path / "device.toml"
+    settings_file.write_text(read_file(out, "earmark/device.toml"))
+    speaker = load_settings(SpeakerSettings, settings_file)
+    assert speaker.mode is DeviceMode.HOME_ASSISTANT and speaker.identity is None
+    satellite = speaker.satellite
+    assert (satellite.name, satellite.area, satellite.port) == ("living-room", "Living Room", 10700)
+    listing = subprocess.run([need("mdir"), "-b", "-i", f"{out}@@{boot_partition_offset(out)}", "::earmark"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "credentials.env" not in listing and "consent.pub" not in listing, "nothing of the cloud's"
+
+    # A cloud speaker switches with one line and a restart; its identity is already there.
+    cloud_file = tmp_path / "cloud.toml"
+    cloud_file.write_text(render(CONFIG)["earmark/device.toml"].replace('mode = "cloud"', 'mode = "home_assistant"'))
+    switched = load_settings(SpeakerSettings, cloud_file)
+    assert switched.mode is DeviceMode.HOME_ASSISTANT and switched.identity is not None
+
+    config.write_text(f'[device]\nhostname = "kitchen"\nssh_public_key = "{CONFIG.ssh_public_key}"\n')
+    bad = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config)],
+                         cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    assert bad.returncode == 2
+    assert "mode 'cloud' needs device_id, household_id, broker_url, device_password, consent_public_key" in bad.stderr
