@@ -31,7 +31,9 @@ if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); f
 # systemd-analyze for the unit test; openssl makes the broker's test certificates.
 # debootstrap + qemu-user-static + proot build and run the arm64 Raspberry Pi OS stand-in
 # (scripts/pi_stand_in.py) without privileges or binfmt_misc.
-if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot); fi
+# ffmpeg: Home Assistant converts every spoken reply for a satellite with it (the one
+# end-to-end test that runs Home Assistant itself).
+if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot ffmpeg); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi
@@ -55,6 +57,20 @@ if [ "$profile" = dev ] && .venv/bin/python -c 'import sys; sys.exit(sys.version
   "${pip[@]}" install --no-deps openwakeword==0.6.0
 fi
 "${pip[@]}" install -e ".[$extras]"
+if [ "$profile" = dev ]; then
+  # Home Assistant itself, for the end-to-end test with its own wyoming integration. Its own
+  # venv: its pins (aiohttp, pydantic 1, wyoming 1.5) are not Earmark's. Reinstalled only
+  # when the frozen list changes.
+  lock=tests/homeassistant/requirements.txt
+  lock_sha="$(sha256sum "$lock" | cut -d' ' -f1)"
+  if [ "$(cat .venv-ha/.lock-sha 2>/dev/null)" != "$lock_sha" ]; then
+    echo "bootstrap: installing Home Assistant for the tests into .venv-ha (about a minute)"
+    rm -rf .venv-ha
+    "$python" -m venv .venv-ha
+    .venv-ha/bin/python -m pip --disable-pip-version-check -q install -r "$lock"
+    echo "$lock_sha" > .venv-ha/.lock-sha
+  fi
+fi
 if [ "$profile" = all ] && [ -z "$(.venv/bin/earmark models list)" ]; then
   # The English recognizer is fetched here, never at run time; offline this only warns.
   .venv/bin/earmark models fetch-default || echo "bootstrap: could not fetch the English Vosk model; earmark up stores clips without transcripts until you do"

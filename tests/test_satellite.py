@@ -28,9 +28,9 @@ from wyoming.tts import Synthesize
 from contract.audio import FRAME_BYTES
 from firmware.sounds import Sound, render
 from pipeline.recognizer import load_model
+from scripts.satellite_rig import HomeAssistantSide, SpeakerProcess, audio_of, data, types
 from scripts.speech import espeak, silence, write_wav
 from tests.conftest import FIXTURES, Pcm, load_pcm, wait_until
-from tests.satellite_harness import HomeAssistantSide, SpeakerProcess, audio_of, data, types
 
 GRAMMAR = ("불 켜", "불 꺼", "음악 틀어", "지금 몇 시야")
 ESPEAK_RATE_HZ = 22050

@@ -23,8 +23,8 @@ from firmware.satellite.discovery import SERVICE_TYPE, instance_name
 from firmware.satellite.link import SatelliteLink
 from firmware.satellite.settings import SatelliteSettings
 from firmware.satellite.wire import MAX_PAYLOAD_BYTES
+from scripts.satellite_rig import HomeAssistantSide
 from tests.conftest import wait_until
-from tests.satellite_harness import HomeAssistantSide
 
 
 @pytest.fixture

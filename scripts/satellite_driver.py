@@ -1,15 +1,15 @@
 """Runs `earmark-speaker`'s service loop with gpiozero's mock pins, for the satellite tests.
 
-The service is the real one (settings from a TOML file, microphone or file input, the
-Wyoming server, ALSA output); only the GPIO pins are gpiozero's own test seam. A line
-`press` on stdin presses the mute button, as a finger would.
+The service is the real one (settings from a TOML file, microphone, file or stdin input,
+the Wyoming server, ALSA output); only the GPIO pins are gpiozero's own test seam.
+SIGUSR1 presses the mute button, as a finger would.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,17 +25,16 @@ def main() -> int:
     settings = config.load_settings(SpeakerSettings, Path(sys.argv[1]))
     factory = MockFactory()
     button = settings.gpio.mute_button
-    assert button is not None
+    if button is None:
+        raise SystemExit("the driver presses the mute button: set gpio.mute_button")
 
-    def presses() -> None:
-        for line in sys.stdin:
-            if line.strip() == "press":
-                pin = factory.pin(button)
-                pin.drive_low()
-                time.sleep(0.05)
-                pin.drive_high()
+    def press(*_args: object) -> None:
+        pin = factory.pin(button)
+        pin.drive_low()
+        time.sleep(0.05)
+        pin.drive_high()
 
-    threading.Thread(target=presses, daemon=True).start()
+    signal.signal(signal.SIGUSR1, press)
     return run(settings, Notifier({}), pin_factory=factory)
 
 

@@ -1,6 +1,6 @@
-"""Both ends of a Home Assistant satellite connection, for the tests.
+"""Both ends of a Home Assistant satellite connection, for the tests and the benchmark.
 
-The speaker is the real service (`tests/satellite_driver.py` runs `earmark-speaker`'s loop
+The speaker is the real service (`scripts/satellite_driver.py` runs `earmark-speaker`'s loop
 with gpiozero's mock pins) in its own process, with a file-backed ALSA speaker; Home
 Assistant's end is the real `wyoming` library's client and event classes, as Home
 Assistant's `wyoming` integration uses them.
@@ -9,7 +9,11 @@ Assistant's `wyoming` integration uses them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +26,18 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, Eventable
 from wyoming.ping import Ping, Pong
 
-from tests.broker import free_port
-from tests.conftest import REPO, Pcm
+from contract.audio import FRAME_BYTES, FRAME_SECONDS
+from scripts.speech import Pcm
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the speaker binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 ASOUNDRC = """\
 pcm.nullsink {{ type null }}
@@ -40,7 +54,8 @@ BUTTON = 17
 class SpeakerProcess:
     """`earmark-speaker` in Home Assistant mode, fed a WAV file paced like a microphone."""
 
-    def __init__(self, tmp_path: Path, wav: Path, *, extra_toml: str = "", timer_rings: int = 3) -> None:
+    def __init__(self, tmp_path: Path, wav: Path | None, *, extra_toml: str = "", timer_rings: int = 3) -> None:
+        """With `wav` None the microphone is stdin: `MicrophoneFeed` plays into it."""
         self.port = free_port()
         home = tmp_path / "home"
         home.mkdir()
@@ -49,7 +64,7 @@ class SpeakerProcess:
         (home / ".asoundrc").write_text(ASOUNDRC.format(out=self.out_dir / "out.raw"))
         config = tmp_path / "device.toml"
         config.write_text(
-            f'mode = "home_assistant"\ninput = "{wav}"\nstate_dir = "{tmp_path / "state"}"\n'
+            f'mode = "home_assistant"\ninput = "{wav or "-"}"\nstate_dir = "{tmp_path / "state"}"\n'
             f"{extra_toml}\n"
             f'[satellite]\nport = {self.port}\nzeroconf = false\nname = "Kitchen speaker"\narea = "Kitchen"\n'
             f'sound_device = "filespeaker"\nvolume = 0.8\ntimer_rings = {timer_rings}\n'
@@ -57,21 +72,19 @@ class SpeakerProcess:
         )
         self.log: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.satellite_driver", str(config)],
+            [sys.executable, "-m", "scripts.satellite_driver", str(config)],
             cwd=REPO,
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if wav is None else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            text=True,
             env={**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)},
         )
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
 
     def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line.rstrip())
+        for line in self.process.stderr or ():
+            self.log.append(line.decode(errors="replace").rstrip())
 
     def logged(self, text: str) -> bool:
         """True once a log line containing `text` has been written."""
@@ -79,9 +92,7 @@ class SpeakerProcess:
 
     def press_mute(self) -> None:
         """Press the mute button, as a finger would."""
-        assert self.process.stdin is not None
-        self.process.stdin.write("press\n")
-        self.process.stdin.flush()
+        self.process.send_signal(signal.SIGUSR1)
 
     def played(self) -> list[Pcm]:
         """Every stream the speaker played, in order, as 16 kHz int16."""
@@ -90,15 +101,65 @@ class SpeakerProcess:
 
     def stop(self) -> int:
         """SIGTERM, as systemd stops it; returns the exit status."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
         if self.process.poll() is None:
             self.process.terminate()
         try:
             return self.process.wait(timeout=30)
         finally:
             self._reader.join(timeout=5)
-            for pipe in (self.process.stdin, self.process.stderr):
-                if pipe is not None:
-                    pipe.close()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+
+
+class MicrophoneFeed:
+    """A room in real time: 80 ms of silence at a time into the speaker's stdin, and what
+    `say` queues in its place. Paced against the clock, so it never runs ahead."""
+
+    def __init__(self, speaker: SpeakerProcess) -> None:
+        if speaker.process.stdin is None:
+            raise ValueError("the speaker reads a WAV file, not stdin")
+        self._pipe = speaker.process.stdin
+        self._queue: queue.Queue[bytes] = queue.Queue()
+        self._stopped = threading.Event()
+        self.said_at: list[float] = []  # monotonic time each `say` began to play
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def say(self, pcm: Pcm) -> None:
+        """Queue speech; it starts at the next frame boundary."""
+        data = pcm.astype("<i2").tobytes()
+        data += bytes(-len(data) % FRAME_BYTES)
+        self._queue.put(data)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        sent = 0
+        pending = b""
+        while not self._stopped.is_set():
+            if not pending:
+                try:
+                    pending = self._queue.get_nowait()
+                    self.said_at.append(time.monotonic())
+                except queue.Empty:
+                    pending = bytes(FRAME_BYTES)
+            frame, pending = pending[:FRAME_BYTES], pending[FRAME_BYTES:]
+            try:
+                self._pipe.write(frame)
+                self._pipe.flush()
+            except (BrokenPipeError, ValueError):
+                return
+            sent += 1
+            ahead = sent * FRAME_SECONDS - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def stop(self) -> None:
+        """Stop talking."""
+        self._stopped.set()
+        self._thread.join(timeout=5)
 
 
 class HomeAssistantSide:
@@ -123,17 +184,20 @@ class HomeAssistantSide:
                     raise
                 await asyncio.sleep(0.1)
 
+    def _connected(self) -> AsyncTcpClient:
+        if self.client is None:
+            raise ConnectionError("not connected to the satellite")
+        return self.client
+
     async def send(self, *messages: Eventable) -> None:
         """Write events to the satellite."""
-        assert self.client is not None
         for message in messages:
-            await self.client.write_event(message.event())
+            await self._connected().write_event(message.event())
 
     async def next(self, timeout_seconds: float = 60.0) -> Event | None:
         """The next event (pings answered on the way), or None when the satellite hung up."""
-        assert self.client is not None
         while True:
-            event = await asyncio.wait_for(self.client.read_event(), timeout_seconds)
+            event = await asyncio.wait_for(self._connected().read_event(), timeout_seconds)
             if event is not None and Ping.is_type(event.type):
                 await self.send(Pong(text=Ping.from_event(event).text))
                 continue
@@ -147,7 +211,8 @@ class HomeAssistantSide:
         deadline = time.monotonic() + timeout_seconds
         while True:
             event = await self.next(max(0.1, deadline - time.monotonic()))
-            assert event is not None, f"the satellite hung up before {event_type}"
+            if event is None:
+                raise ConnectionError(f"the satellite hung up before {event_type}")
             seen.append(event)
             if event.type == event_type:
                 return seen
