@@ -52,9 +52,19 @@ BUTTON = 17
 
 
 class SpeakerProcess:
-    """`earmark-speaker` in Home Assistant mode, fed a WAV file paced like a microphone."""
+    """`earmark-speaker` (Home Assistant mode unless told), fed a WAV file paced like a
+    microphone, or stdin."""
 
-    def __init__(self, tmp_path: Path, wav: Path | None, *, extra_toml: str = "", timer_rings: int = 3) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        wav: Path | None,
+        *,
+        extra_toml: str = "",
+        timer_rings: int = 3,
+        mode: str = "home_assistant",
+        zeroconf: bool = False,
+    ) -> None:
         """With `wav` None the microphone is stdin: `MicrophoneFeed` plays into it."""
         self.port = free_port()
         home = tmp_path / "home"
@@ -64,9 +74,10 @@ class SpeakerProcess:
         (home / ".asoundrc").write_text(ASOUNDRC.format(out=self.out_dir / "out.raw"))
         config = tmp_path / "device.toml"
         config.write_text(
-            f'mode = "home_assistant"\ninput = "{wav or "-"}"\nstate_dir = "{tmp_path / "state"}"\n'
+            f'mode = "{mode}"\ninput = "{wav or "-"}"\nstate_dir = "{tmp_path / "state"}"\n'
             f"{extra_toml}\n"
-            f'[satellite]\nport = {self.port}\nzeroconf = false\nname = "Kitchen speaker"\narea = "Kitchen"\n'
+            f"[satellite]\nport = {self.port}\nzeroconf = {str(zeroconf).lower()}\n"
+            'name = "Kitchen speaker"\narea = "Kitchen"\n'
             f'sound_device = "filespeaker"\nvolume = 0.8\ntimer_rings = {timer_rings}\n'
             f"[gpio]\nenabled = true\nmute_button = {BUTTON}\n"
         )
@@ -124,7 +135,8 @@ class MicrophoneFeed:
         self._pipe = speaker.process.stdin
         self._queue: queue.Queue[bytes] = queue.Queue()
         self._stopped = threading.Event()
-        self.said_at: list[float] = []  # monotonic time each `say` began to play
+        self.said_frames: list[int] = []  # index of the first frame of each `say`
+        self.frame_written_at: list[float] = []  # monotonic time each frame went into the pipe
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -142,7 +154,7 @@ class MicrophoneFeed:
             if not pending:
                 try:
                     pending = self._queue.get_nowait()
-                    self.said_at.append(time.monotonic())
+                    self.said_frames.append(sent)
                 except queue.Empty:
                     pending = bytes(FRAME_BYTES)
             frame, pending = pending[:FRAME_BYTES], pending[FRAME_BYTES:]
@@ -151,10 +163,15 @@ class MicrophoneFeed:
                 self._pipe.flush()
             except (BrokenPipeError, ValueError):
                 return
+            self.frame_written_at.append(time.monotonic())
             sent += 1
             ahead = sent * FRAME_SECONDS - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+
+    def written_at(self, audio_time_seconds: float) -> float:
+        """When the frame that ends at this point of the speaker's audio clock was written."""
+        return self.frame_written_at[max(0, round(audio_time_seconds / FRAME_SECONDS) - 1)]
 
     def stop(self) -> None:
         """Stop talking."""
