@@ -158,39 +158,40 @@ def test_writes_with_progress_and_verifies_by_reading_back(tmp_path: Path) -> No
     assert hashlib.sha256(card.read_bytes()[: image.stat().st_size]).hexdigest() == digest
 
 
-def test_the_command_line(tmp_path: Path) -> None:
+def flash_cli(image: Path, config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`earmark-flash IMAGE --config CONFIG ...` as a user runs it."""
+    command = [sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def flash_with(tmp_path: Path, device_table: str) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """Flash a fresh image with this `[device]` table (plus an SSH key) and a stand-in wheel."""
     image = build_image(tmp_path / "raspios.img")
     wheel = tmp_path / "earmark-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"PK")
-    config = tmp_path / "kitchen.toml"
-    config.write_text(
-        '[device]\nhostname = "kitchen-speaker"\n'
-        f'ssh_public_key = "{CONFIG.ssh_public_key}"\n'
+    config = tmp_path / "device-config.toml"
+    config.write_text(f'[device]\n{device_table}ssh_public_key = "{CONFIG.ssh_public_key}"\n')
+    return image, config, flash_cli(image, config, "--wheel", str(wheel))
+
+
+def test_the_command_line(tmp_path: Path) -> None:
+    image, config, ok = flash_with(
+        tmp_path,
+        'hostname = "kitchen-speaker"\n'
         'device_id = "kitchen-1"\nhousehold_id = "h-42"\nbroker_url = "mqtt://192.0.2.10:1883"\n'
         'device_password = "pw"\n'
-        f'consent_public_key = """{CONSENT_PUBLIC_KEY}"""\n'
+        f'consent_public_key = """{CONSENT_PUBLIC_KEY}"""\n',
     )
-    ok = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), "--wheel",
-                         str(wheel)], cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert "kitchen-speaker" in read_file(tmp_path / "raspios.earmark.img", "user-data")
     config.write_text('[device]\nhostname = "Not A Hostname!"\n')
-    bad = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config)],
-                         cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    bad = flash_cli(image, config)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "earmark-flash: error:" in bad.stderr
 
 
 def test_home_assistant_mode_is_chosen_at_flash_time_and_switched_by_one_line(tmp_path: Path) -> None:
-    image = build_image(tmp_path / "raspios.img")
-    wheel = tmp_path / "earmark-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"PK")
-    config = tmp_path / "living-room.toml"
-    config.write_text(
-        '[device]\nhostname = "living-room"\nmode = "home_assistant"\narea = "Living Room"\n'
-        f'ssh_public_key = "{CONFIG.ssh_public_key}"\n'
-    )
-    done = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), "--wheel",
-                           str(wheel)], cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    table = 'hostname = "living-room"\nmode = "home_assistant"\narea = "Living Room"\n'
+    image, config, done = flash_with(tmp_path, table)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "raspios.earmark.img"
     settings_file = tmp_path / "device.toml"
@@ -210,7 +211,6 @@ def test_home_assistant_mode_is_chosen_at_flash_time_and_switched_by_one_line(tm
     assert switched.mode is DeviceMode.HOME_ASSISTANT and switched.identity is not None
 
     config.write_text(f'[device]\nhostname = "kitchen"\nssh_public_key = "{CONFIG.ssh_public_key}"\n')
-    bad = subprocess.run([sys.executable, "-m", "hardware.flash", str(image), "--config", str(config)],
-                         cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
+    bad = flash_cli(image, config)
     assert bad.returncode == 2
     assert "mode 'cloud' needs device_id, household_id, broker_url, device_password, consent_public_key" in bad.stderr

