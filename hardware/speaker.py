@@ -23,6 +23,7 @@ from firmware.events import FrontEndEvent, StateChanged
 from firmware.mute import MuteState, gated
 from firmware.satellite.settings import DeviceMode
 from firmware.settings import DeviceSettings
+from firmware.state import DeviceState
 from firmware.watchdog import Notifier
 from hardware.gpio import GpioSettings
 
@@ -48,7 +49,6 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
     state_dir = settings.state_dir.expanduser()
     mute = MuteState(state_dir / "mute.json")
     source = open_source(settings.input, settings.device)
-    frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
     detector = WakeWordDetector(settings.wake)
     frontend = FrontEnd(settings.frontend, detector)
     uplink = link = None
@@ -81,17 +81,24 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
 
     if mute.muted:
         frontend.mute()  # a muted speaker stays muted across restarts
-
-    def on_mute(muted: bool) -> None:
-        if muted:
-            frontend.mute()
-        else:
-            frontend.unmute()
-        show()
-
-    mute.subscribe(on_mute)
     frontend.subscribe(show)
     show()
+    shown_offline = offline()
+
+    def between_frames() -> None:
+        """On the audio thread, after each frame. The front end is not thread-safe: the mute
+        button (gpiozero's thread) and the uplink or link only change state that is applied
+        and shown from here."""
+        nonlocal shown_offline
+        if mute.muted and frontend.state is not DeviceState.MUTED:
+            frontend.mute()
+        elif not mute.muted and frontend.state is DeviceState.MUTED:
+            frontend.unmute()
+        if offline() != shown_offline:
+            shown_offline = not shown_offline
+            show()
+        notifier.ping()
+
     stopping = False
 
     def stop(*_args: Any) -> None:
@@ -105,17 +112,15 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
     )
     try:
         if link is not None:
-            from firmware.satellite.runner import feed
+            from firmware.satellite.runner import feed, is_file
 
             feed(
                 gated(source.frames(), mute, source),
                 frontend,
                 link,
                 keep_going=lambda: not stopping,
-                on_frame=notifier.ping,
-                # A file stands in for a microphone (tests, demos): paced, then a quiet room,
-                # because Home Assistant may still be answering when it ends.
-                realtime=settings.input not in ("mic", "-"),
+                on_frame=between_frames,
+                realtime=is_file(settings.input),
             )
         else:
             for frame in gated(source.frames(), mute, source):
@@ -123,7 +128,7 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
                     break
                 if frame:
                     frontend.process(frame)
-                notifier.ping()
+                between_frames()
             frontend.end_of_input()
     finally:
         notifier.stopping()

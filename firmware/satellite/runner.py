@@ -20,6 +20,13 @@ from firmware.settings import DeviceSettings
 _LOGGER = logging.getLogger(__name__)
 
 
+def is_file(input_spec: str) -> bool:
+    """A file stands in for a microphone (tests, demos): it is paced, then a quiet room
+    follows, because Home Assistant may still be answering when it ends. A microphone and
+    stdin come at their own pace."""
+    return input_spec not in ("mic", "-")
+
+
 def start_link(settings: SatelliteSettings, frontend: FrontEnd, wake_words: Sequence[str]) -> SatelliteLink:
     """Open the speaker output, start the Wyoming server and subscribe it to the front end."""
     player = Player(settings.sound_device, settings.volume)
@@ -102,7 +109,7 @@ def serve(settings: DeviceSettings, out: TextIO, stop: threading.Event) -> int:
         try:
             line({"type": "satellite_listening", "name": link.name, "port": link.port})
             feed(
-                source.frames(), frontend, link, keep_going=lambda: not stop.is_set(), realtime=settings.input != "mic"
+                source.frames(), frontend, link, keep_going=lambda: not stop.is_set(), realtime=is_file(settings.input)
             )
         finally:
             link.stop()
