@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from uuid import UUID
 
+from contract import config
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from contract.config import ConfigError
 from contract.errors import EarmarkError, report
 from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
-from firmware.settings import DeviceSettings, load_settings
+from firmware.settings import DeviceSettings, SpeakerFileSettings, load_settings
 
 if TYPE_CHECKING:
     from firmware.uplink import Uplink
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="earmark-device", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("devices", help="list audio input devices")
+    sub.add_parser("devices", help="list audio input devices, then output devices")
     doctor = sub.add_parser("doctor", help="check microphone, models, broker, TLS, credentials and consent")
     doctor.add_argument("--config", type=Path, help="TOML settings file (e.g. /etc/earmark/device.toml)")
     listen = sub.add_parser("listen", help="run the front end and print one JSON line per event")
@@ -105,7 +106,8 @@ def _satellite(args: argparse.Namespace) -> int:
         satellite["sounds"] = False
     if satellite:
         overrides["satellite"] = satellite
-    settings = load_settings(args.config, **overrides)
+    # The speaker's own file also holds tables only the service knows ([gpio]).
+    settings = config.load_settings(SpeakerFileSettings, args.config, **overrides)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -223,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "devices":
-            from firmware.audio.mic import list_input_devices
+            from firmware.audio.mic import list_input_devices, list_output_devices
 
             for device in list_input_devices():
                 print(
@@ -236,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         }
                     )
                 )
+            for device in list_output_devices():  # for satellite.sound_device
+                print(json.dumps({"index": device.index, "name": device.name, "output": True}))
             return 0
         if args.command == "doctor":
             from contract.config import load_settings as load_any

@@ -7,23 +7,15 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-from pydantic import ConfigDict
+from typing import Any
 
 from contract import topics
 from contract.errors import EarmarkError
 from contract.mqtt import build_client
 from firmware.satellite.settings import DeviceMode
-from firmware.settings import DeviceSettings
+from firmware.settings import DeviceSettings, SpeakerFileSettings
 
-
-class DoctorSettings(DeviceSettings):
-    """Device settings read leniently: the speaker's file also holds hardware tables
-    (`[gpio]`) that only the service knows; the doctor checks what it can and ignores them."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    env_prefix: ClassVar[str] = "EARMARK_"
+DoctorSettings = SpeakerFileSettings  # the name the doctor's callers know
 
 
 @dataclass(frozen=True)
@@ -200,7 +192,9 @@ def _speaker(settings: DeviceSettings) -> Check:
     try:
         player = Player(settings.satellite.sound_device)
     except EarmarkError as err:
-        return Check("speaker", False, str(err), "set satellite.sound_device to an output from `aplay -L`")
+        return Check(
+            "speaker", False, str(err), "set satellite.sound_device to an output `earmark-device devices` lists"
+        )
     try:
         if player.available:
             return Check("speaker", True, f"sounds and replies play on {player.device_name}")

@@ -43,6 +43,14 @@ class DeviceSettings(config.LayeredSettings):
     )
 
 
+class SpeakerFileSettings(DeviceSettings):
+    """Device settings read leniently from the speaker's own file, which also holds tables
+    (`[gpio]`) that only the service knows; the doctor and the CLI ignore them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    env_prefix: ClassVar[str] = "EARMARK_"
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> DeviceSettings:
     """Build device settings from flags (`overrides`), environment and an optional TOML file."""
     return config.load_settings(DeviceSettings, config_file, **overrides)

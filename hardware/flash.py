@@ -98,7 +98,11 @@ class _FlashFile(BaseModel):
 
 
 def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string; control characters escaped, so a value can never add a line."""
+    escaped = "".join(
+        "\\" + c if c in '"\\' else f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in value
+    )
+    return f'"{escaped}"'
 
 
 def _device_toml(config: FlashConfig) -> str:

@@ -82,6 +82,16 @@ def _inputs(pa: pyaudio.PyAudio) -> list[InputDevice]:
     return devices_of(pa, "maxInputChannels")
 
 
+def list_output_devices() -> list[InputDevice]:
+    """All playback devices PortAudio can open (channel counts in `max_input_channels`)."""
+    pa = open_pyaudio()
+    try:
+        return devices_of(pa, "maxOutputChannels")
+    finally:
+        with _quiet_stderr():
+            pa.terminate()
+
+
 def list_input_devices() -> list[InputDevice]:
     """All capture devices PortAudio can open."""
     pa = open_pyaudio()

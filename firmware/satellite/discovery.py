@@ -7,6 +7,7 @@ import logging
 import re
 import socket
 
+from zeroconf import Error as ZeroconfError
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
@@ -16,22 +17,31 @@ SERVICE_TYPE = "_wyoming._tcp.local."
 
 
 def _addresses(host: str) -> list[str]:
-    """The IPv4 addresses Home Assistant can reach: the bound one, or every non-loopback one."""
+    """The IPv4 addresses Home Assistant can reach: the bound one, or every one on the LAN
+    (never loopback or link-local: an announcement of those only misleads)."""
     if host not in ("", "0.0.0.0"):  # noqa: S104 - comparing, not binding
         return [host]
     import ifaddr
 
-    found = [
-        ip.ip
-        for adapter in ifaddr.get_adapters()
-        for ip in adapter.ips
-        if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback
-    ]
-    return found or ["127.0.0.1"]
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                address = ipaddress.ip_address(ip.ip)
+                if not (address.is_loopback or address.is_link_local):
+                    found.append(ip.ip)
+    return found
 
 
 def instance_name(name: str) -> str:
-    """A DNS-SD instance label made from the speaker's name."""
+    """A DNS-SD instance label from the speaker's name: UTF-8 is allowed (주방 스피커), dots
+    and control characters are not, and a label is at most 63 bytes."""
+    label = re.sub(r"[.\x00-\x1f\x7f]+", " ", name).strip() or "earmark"
+    encoded = label.encode()[:63]
+    return encoded.decode(errors="ignore").strip() or "earmark"
+
+
+def _host_label(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-")[:63] or "earmark"
 
 
@@ -42,20 +52,31 @@ class Advertiser:
         self._zeroconf: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
 
-    async def start(self, name: str, host: str, port: int) -> None:
-        """Announce the service on the local network."""
+    async def start(self, name: str, host: str, port: int) -> bool:
+        """Announce the service on the local network; False (and nothing held) when there is
+        no LAN address yet or the announcement fails. Another speaker of the same name gets
+        a numbered one, as mDNS does it."""
         addresses = _addresses(host)
+        if not addresses:
+            return False
         label = instance_name(name)
         self._info = AsyncServiceInfo(
             SERVICE_TYPE,
             f"{label}.{SERVICE_TYPE}",
             addresses=[socket.inet_aton(a) for a in addresses],
             port=port,
-            server=f"{label}.local.",
+            server=f"{_host_label(name)}.local.",
         )
         self._zeroconf = AsyncZeroconf(ip_version=IPVersion.V4Only)
-        await self._zeroconf.async_register_service(self._info)
-        _LOGGER.info("advertised %s on %s port %d", f"{label}.{SERVICE_TYPE}", ", ".join(addresses), port)
+        try:
+            await self._zeroconf.async_register_service(self._info, allow_name_change=True)
+        except (OSError, ZeroconfError) as err:
+            _LOGGER.warning("zeroconf announcement failed (%s)", err)
+            await self._zeroconf.async_close()
+            self._zeroconf = None
+            return False
+        _LOGGER.info("advertised %r on %s port %d", self._info.name, ", ".join(addresses), port)
+        return True
 
     async def stop(self) -> None:
         """Withdraw the announcement (Home Assistant then stops offering it)."""

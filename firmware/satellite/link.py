@@ -36,7 +36,7 @@ from wyoming.tts import Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
 from wyoming.wake import Detection
 
-from contract.audio import CHANNELS, FRAME_BYTES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from contract.audio import CHANNELS, FRAME_BYTES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, seconds_to_bytes
 from firmware.audio.output import Begin, Player
 from firmware.errors import SatelliteError
 from firmware.events import FrontEndEvent, SpeechEnded, SpeechStarted, StateChanged, UtteranceAudio, WakeDetected
@@ -51,6 +51,10 @@ from firmware.state import DeviceState
 _LOGGER = logging.getLogger(__name__)
 
 _OUTBOX_EVENTS = 512  # ~40 s of 80 ms chunks: a peer further behind than that is gone
+MAX_PEERS = 4  # Home Assistant holds one; its config flow and a doctor may briefly add others
+MAX_TIMERS = 32
+_MAX_ID_CHARS = 128
+_MAX_PING_TEXT = 256
 
 
 def _ms(seconds: float) -> int:
@@ -100,7 +104,11 @@ class SatelliteLink:
         self._thread = threading.Thread(target=self._loop.run_forever, name="wyoming", daemon=True)
         self._server: asyncio.Server | None = None
         self._advertiser = Advertiser() if settings.zeroconf else None
+        self._announcer: asyncio.Task[None] | None = None
         self._peer: _Peer | None = None  # the connection that sent run-satellite last
+        self._peers: set[_Peer] = set()
+        # Whole 80 ms frames, so every chunk Home Assistant gets is one frame.
+        self._preroll_bytes = -(-seconds_to_bytes(settings.preroll_seconds) // FRAME_BYTES) * FRAME_BYTES
         self._paused = False
         self._muted = False
         self._streaming: UUID | None = None
@@ -139,19 +147,31 @@ class SatelliteLink:
         self.port = self._server.sockets[0].getsockname()[1]
         _LOGGER.info("Wyoming satellite %r listening on %s:%d", self.name, self._settings.host, self.port)
         if self._advertiser is not None:
-            try:
-                await self._advertiser.start(self.name, self._settings.host, self.port)
-            except OSError as err:
-                # Home Assistant can still be pointed at host and port by hand.
-                _LOGGER.warning("zeroconf advertisement failed (%s); add the speaker by its address", err)
+            self._announcer = asyncio.get_running_loop().create_task(self._announce(self._advertiser))
+
+    async def _announce(self, advertiser: Advertiser) -> None:
+        """Announce once there is a LAN address: at boot the network may come up after us.
+        Without an announcement Home Assistant can still be pointed at host and port."""
+        delay = 2.0
+        while not await advertiser.start(self.name, self._settings.host, self.port):
+            if delay == 2.0:
+                _LOGGER.warning("no LAN address to announce yet: retrying (or add the speaker by its address)")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
     async def _stop(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
         if self._advertiser is not None:
             await self._advertiser.stop()
         if self._server is not None:
             self._server.close()
-        if self._peer is not None:
-            self._peer.close()
+        for peer in list(self._peers):
+            peer.close()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
 
     # -- the audio thread ---------------------------------------------------------------
 
@@ -171,13 +191,18 @@ class SatelliteLink:
         if isinstance(event, WakeDetected):
             self._wake(event)
         elif isinstance(event, UtteranceAudio) and event.utterance_id == self._streaming:
-            for start in range(0, len(event.audio), FRAME_BYTES):
+            audio = event.audio
+            if event.sequence == 0:
+                # The pre-roll holds the wake word itself: Home Assistant's speech-to-text
+                # gets only its tail, enough for a command that follows without a pause.
+                audio = audio[max(0, len(audio) - self._preroll_bytes) :]
+            for start in range(0, len(audio), FRAME_BYTES):
                 self._send(
                     AudioChunk(
                         rate=SAMPLE_RATE_HZ,
                         width=SAMPLE_WIDTH_BYTES,
                         channels=CHANNELS,
-                        audio=event.audio[start : start + FRAME_BYTES],
+                        audio=audio[start : start + FRAME_BYTES],
                         timestamp=_ms(event.audio_time_seconds),
                     )
                 )
@@ -242,6 +267,11 @@ class SatelliteLink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _Peer(writer)
+        if len(self._peers) >= MAX_PEERS:
+            _LOGGER.warning("refused a connection from %s: %d already open", peer.address, len(self._peers))
+            peer.close()
+            return
+        self._peers.add(peer)
         _LOGGER.info("connection from %s", peer.address)
         try:
             while (event := await read_event(reader)) is not None:
@@ -255,12 +285,14 @@ class SatelliteLink:
             pass
         finally:
             peer.close()
+            self._peers.discard(peer)
             if self._peer is peer:
                 self._lost(peer)
 
     def _from_peer(self, peer: _Peer, event: Event) -> None:
         if Ping.is_type(event.type):
-            peer.send(Pong(text=Ping.from_event(event).text).event())
+            text = Ping.from_event(event).text
+            peer.send(Pong(text=text[:_MAX_PING_TEXT] if isinstance(text, str) else None).event())
         elif Describe.is_type(event.type):
             peer.send(self._info())
         elif RunSatellite.is_type(event.type):
@@ -292,12 +324,12 @@ class SatelliteLink:
             self._play(Sound.ERROR)
         elif TimerStarted.is_type(event.type):
             timer = TimerStarted.from_event(event)
-            self._timers[timer.id] = timer.total_seconds
-            _LOGGER.info("timer started: %d s (%d running)", timer.total_seconds, len(self._timers))
+            self._track_timer(timer.id, timer.total_seconds)
+            _LOGGER.info("timer started: %s s (%d running)", timer.total_seconds, len(self._timers))
         elif TimerUpdated.is_type(event.type):
             updated = TimerUpdated.from_event(event)
-            self._timers[updated.id] = updated.total_seconds
-            _LOGGER.info("timer %s: %d s", "running" if updated.is_active else "paused", updated.total_seconds)
+            self._track_timer(updated.id, updated.total_seconds)
+            _LOGGER.info("timer %s: %s s", "running" if updated.is_active else "paused", updated.total_seconds)
         elif TimerCancelled.is_type(event.type):
             self._timers.pop(TimerCancelled.from_event(event).id, None)
             _LOGGER.info("timer cancelled (%d running)", len(self._timers))
@@ -308,6 +340,15 @@ class SatelliteLink:
         else:
             _LOGGER.debug("event %s from Home Assistant", event.type)
 
+    def _track_timer(self, timer_id: object, total_seconds: object) -> None:
+        if not isinstance(timer_id, str) or len(timer_id) > _MAX_ID_CHARS:
+            raise ValueError("timer id is not a short string")
+        if type(total_seconds) is not int or total_seconds < 0:
+            raise ValueError("timer seconds is not a non-negative integer")
+        if timer_id not in self._timers and len(self._timers) >= MAX_TIMERS:
+            raise ValueError(f"more than {MAX_TIMERS} timers")
+        self._timers[timer_id] = total_seconds
+
     def _adopt(self, peer: _Peer) -> None:
         if self._peer is not None and self._peer is not peer:
             # One Home Assistant drives a satellite; the newest connection is the live one.
@@ -315,6 +356,8 @@ class SatelliteLink:
             old, self._peer = self._peer, None
             old.close()
             self._abandon_request()
+        if self._peer is not peer:
+            self._timers.clear()  # another Home Assistant (or a restarted one) keeps its own
         self._peer = peer
         self._paused = False
         self.ready.set()
@@ -329,6 +372,7 @@ class SatelliteLink:
     def _lost(self, peer: _Peer) -> None:
         _LOGGER.warning("Home Assistant at %s disconnected", peer.address)
         self._peer = None
+        self._timers.clear()
         self.ready.clear()
         if self._player is not None:
             self._player.stop()  # the rest of a reply from a peer that is gone

@@ -28,6 +28,13 @@ class SatelliteSettings(BaseModel):
         None, min_length=1, max_length=63, description="the name Home Assistant shows; default: the host name"
     )
     area: str | None = Field(None, max_length=63, description="suggested Home Assistant area, e.g. Kitchen")
+    preroll_seconds: float = Field(
+        0.3,
+        ge=0,
+        le=1.5,
+        description="audio from before the wake word fired that Home Assistant receives; the wake word"
+        " itself lies before it, and speech-to-text would otherwise hear it as part of the request",
+    )
     zeroconf: bool = Field(True, description="advertise _wyoming._tcp so Home Assistant discovers the speaker")
     sound_device: str | None = Field(None, description="output device index or name substring; default output")
     sounds: bool = Field(True, description="play the wake, done, error and timer sounds")

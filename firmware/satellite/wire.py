@@ -14,7 +14,8 @@ from wyoming.event import Event
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_DATA_BYTES = 64 * 1024
-MAX_PAYLOAD_BYTES = 1024 * 1024  # a TTS chunk is ~2-4 KiB; one second of 48 kHz stereo is 192 KiB
+MAX_PAYLOAD_BYTES = 64 * 1024  # Home Assistant's TTS chunks are 1024 samples (2-4 KiB)
+BODY_TIMEOUT_SECONDS = 10.0  # a peer that announces a body must send it, not hold memory open
 
 
 class PeerError(Exception):
@@ -42,26 +43,33 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
         return None
     except asyncio.LimitOverrunError as err:
         raise PeerError(f"event header longer than {MAX_HEADER_BYTES} bytes") from err
-    try:
-        header = json.loads(line)
-    except ValueError as err:
-        raise PeerError("event header is not JSON") from err
+    header = _json(line, "event header")
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
         raise PeerError("event header has no type")
-    data = header.get("data") or {}
+    data = header.get("data")
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise PeerError("event data is not an object")
     data_length = _length(header, "data_length", MAX_DATA_BYTES)
     payload_length = _length(header, "payload_length", MAX_PAYLOAD_BYTES)
     try:
-        if data_length:
-            extra = json.loads(await reader.readexactly(data_length))
-            if not isinstance(extra, dict):
-                raise PeerError("event data is not an object")
-            data.update(extra)
-        payload = await reader.readexactly(payload_length) if payload_length else None
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            if data_length:
+                extra = _json(await reader.readexactly(data_length), "event data")
+                if not isinstance(extra, dict):
+                    raise PeerError("event data is not an object")
+                data.update(extra)
+            payload = await reader.readexactly(payload_length) if payload_length else None
     except asyncio.IncompleteReadError as err:
         raise PeerError("connection closed inside an event body") from err
-    except ValueError as err:
-        raise PeerError("event data is not JSON") from err
+    except TimeoutError as err:
+        raise PeerError(f"event body not sent within {BODY_TIMEOUT_SECONDS:.0f} s") from err
     return Event(type=header["type"], data=data, payload=payload)
+
+
+def _json(text: bytes, what: str) -> object:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:  # RecursionError: [[[[...]]]] nested past the stack
+        raise PeerError(f"{what} is not JSON") from err
