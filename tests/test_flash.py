@@ -214,3 +214,9 @@ def test_home_assistant_mode_is_chosen_at_flash_time_and_switched_by_one_line(tm
     bad = flash_cli(image, config)
     assert bad.returncode == 2
     assert "mode 'cloud' needs device_id, household_id, broker_url, device_password, consent_public_key" in bad.stderr
+
+
+def test_a_value_with_a_newline_cannot_add_a_setting() -> None:
+    sneaky = CONFIG.model_copy(update={"mode": DeviceMode.HOME_ASSISTANT, "area": 'Kitchen"\n[gpio]\nenabled = false'})
+    device = tomllib.loads(render(sneaky)["earmark/device.toml"])
+    assert device["satellite"]["area"] == sneaky.area and device["gpio"] == {"enabled": True}

@@ -127,6 +127,22 @@ def test_no_speech_after_wake_cancels(make_frontend: MakeFrontEnd, alexa_detecto
     assert frontend.state is DeviceState.IDLE
 
 
+def test_cancel_by_id_ends_only_that_request(make_frontend: MakeFrontEnd, alexa_detector: WakeWordDetector) -> None:
+    """The satellite asks to cancel a request by id from another thread; one that has
+    already ended (and a newer one in its place) must not be cut by a stale request."""
+    import uuid
+
+    frontend, events = make_frontend(alexa_detector)
+    feed(frontend, load_pcm(FIXTURES / "alexa_only.wav"))
+    [wake] = of_type(events, WakeDetected)
+    frontend.cancel(uuid.uuid4())  # someone else's
+    assert frontend.state is DeviceState.LISTENING and of_type(events, SpeechEnded) == []
+    frontend.cancel(wake.utterance_id)
+    [ended] = of_type(events, SpeechEnded)
+    assert (ended.utterance_id, ended.reason) == (wake.utterance_id, EndReason.CANCELLED)
+    assert frontend.state is DeviceState.IDLE
+
+
 def test_noise_that_sounds_like_speech_is_capped(make_frontend: MakeFrontEnd, alexa_detector: WakeWordDetector) -> None:
     noise = pink_noise(20.0, np.random.default_rng(3), rms=0.2)
     frontend, events = make_frontend(alexa_detector)

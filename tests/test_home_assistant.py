@@ -71,8 +71,8 @@ class Lines:
         return any(r.get("event") == event for r in self.records())
 
 
-def start(command: list[str], log: Path | None = None) -> subprocess.Popen[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(REPO)}
+def start(command: list[str], home: Path, log: Path | None = None) -> subprocess.Popen[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(home)}
     if log is None:
         return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     with log.open("w") as out:  # the child keeps its own descriptor
@@ -103,7 +103,9 @@ def test_home_assistant_runs_a_request_through_the_earmark_speaker(
     http_port, services_port = free_port(), free_port()
     replies = tmp_path / "replies"
     replies.mkdir()
-    services = start([sys.executable, "-m", "tests.homeassistant.speech_services", str(services_port), str(replies)])
+    services = start(
+        [sys.executable, "-m", "tests.homeassistant.speech_services", str(services_port), str(replies)], tmp_path
+    )
     processes.append(services)
     services_out = Lines(services)
     speaker = SpeakerProcess(tmp_path, None)
@@ -114,6 +116,7 @@ def test_home_assistant_runs_a_request_through_the_earmark_speaker(
     (config / "configuration.yaml").write_text(CONFIGURATION.format(http_port=http_port))
     home_assistant = start(
         [str(REPO / ".venv-ha" / "bin" / "hass"), "-c", str(config), "--skip-pip", "--log-no-color"],
+        tmp_path,
         log=tmp_path / "home-assistant.log",
     )
     processes.append(home_assistant)
@@ -126,7 +129,8 @@ def test_home_assistant_runs_a_request_through_the_earmark_speaker(
                 str(http_port),
                 str(services_port),
                 str(speaker.port),
-            ]
+            ],
+            tmp_path,
         )
         out, _ = setup.communicate(timeout=240)
         assert setup.returncode == 0, out + (tmp_path / "home-assistant.log").read_text()[-4000:]
@@ -135,9 +139,17 @@ def test_home_assistant_runs_a_request_through_the_earmark_speaker(
 
         alexa = load_pcm(FIXTURES / "alexa_only.wav")
         room.say(np.concatenate([alexa, silence(0.3), espeak("지금 몇 시야", "ko", 140)]))
-        assert wait_until(lambda: len(speaker.played()) >= 3 and services_out.has("synthesized"), 120), (
+        assert wait_until(lambda: services_out.has("synthesized"), 120), (
             "\n".join(speaker.log) + "\n" + "\n".join(services_out.lines)
         )
+        reply_path = Path(next(r["path"] for r in services_out.records() if r["event"] == "synthesized"))
+        reply = np.frombuffer(reply_path.read_bytes(), dtype="<i2")
+
+        def reply_played() -> bool:
+            played = speaker.played()
+            return len(played) >= 3 and len(played[2]) >= 0.98 * len(reply)
+
+        assert wait_until(reply_played, 60), "\n".join(speaker.log)
     finally:
         room.stop()
         status = speaker.stop()
@@ -146,15 +158,16 @@ def test_home_assistant_runs_a_request_through_the_earmark_speaker(
     records = services_out.records()
     transcribed = next(r for r in records if r["event"] == "transcribed")
     synthesized = next(r for r in records if r["event"] == "synthesized")
-    # Home Assistant's recognizer got the pre-roll and the command, cut by Earmark's endpointer.
-    assert transcribed["audio_bytes"] / 32000 > 1.5 + 1.0
-    assert synthesized["text"], "Home Assistant answered"
+    # Home Assistant's recognizer got the end of the pre-roll and the command, and heard words
+    # in it (which words cannot be judged with espeak-ng Korean).
+    assert transcribed["audio_bytes"] / 32000 > 0.3 + 1.0
+    assert transcribed["text"] and synthesized["text"], "Home Assistant heard and answered"
     wake, done, spoken = speaker.played()[:3]
     volume = 0.8
     for played, sound in ((wake, Sound.WAKE), (done, Sound.DONE)):
         expected = (np.frombuffer(render(sound), dtype="<i2").astype(np.float32) * volume).astype("<i2")
         assert np.abs(played.astype(int) - expected).max() <= 1
-    reply = np.frombuffer(Path(synthesized["path"]).read_bytes(), dtype="<i2")
     # The reply Home Assistant streamed is what the speaker played (ffmpeg re-wraps it in WAV).
     assert abs(len(spoken) - len(reply)) < 0.02 * len(reply)
-    assert speaker.logged("Home Assistant at") and not any("지금" in line for line in speaker.log)
+    assert speaker.logged("Home Assistant at")
+    assert not any(transcribed["text"] in line or synthesized["text"] in line for line in speaker.log)

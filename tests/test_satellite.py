@@ -28,8 +28,8 @@ from wyoming.tts import Synthesize
 from contract.audio import FRAME_BYTES
 from firmware.sounds import Sound, render
 from pipeline.recognizer import load_model
-from scripts.satellite_rig import HomeAssistantSide, SpeakerProcess, audio_of, data, types
-from scripts.speech import espeak, silence, write_wav
+from scripts.satellite_rig import HomeAssistantSide, MicrophoneFeed, SpeakerProcess, audio_of, data, types
+from scripts.speech import espeak, silence
 from tests.conftest import FIXTURES, Pcm, load_pcm, wait_until
 
 GRAMMAR = ("불 켜", "불 꺼", "음악 틀어", "지금 몇 시야")
@@ -43,10 +43,13 @@ def request(command: str = "지금 몇 시야") -> Pcm:
     return np.concatenate([alexa, silence(0.3), espeak(command, "ko", 140), silence(2.0)])
 
 
-def wav_of(tmp_path: Path, *parts: Pcm) -> Path:
-    path = tmp_path / "input.wav"
-    write_wav(path, np.concatenate(parts))
-    return path
+async def ready(speaker: SpeakerProcess, runs: int = 1) -> None:
+    """Until the speaker has been run by Home Assistant `runs` times (its log says so)."""
+
+    def run_count() -> bool:
+        return sum("runs the satellite" in line for line in speaker.log) >= runs
+
+    assert await asyncio.to_thread(wait_until, run_count, 60), "\n".join(speaker.log)
 
 
 def espeak_22k(text: str) -> bytes:
@@ -94,7 +97,8 @@ def test_a_request_from_wake_word_to_the_spoken_reply(
         f'consent_public_key = "{tmp_path / "nokey.pem"}"\n'
         f'[identity]\ndevice_id = "kitchen-1"\nhousehold_id = "h-42"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
     )
-    speaker = SpeakerProcess(tmp_path, wav_of(tmp_path, silence(1.0), request()), extra_toml=cloud)
+    speaker = SpeakerProcess(tmp_path, None, extra_toml=cloud)
+    room = MicrophoneFeed(speaker)
     reply = espeak_22k("지금은 열 시 삼십 분입니다")
 
     async def home_assistant() -> list[Any]:
@@ -103,6 +107,8 @@ def test_a_request_from_wake_word_to_the_spoken_reply(
         await ha.send(Describe())
         info = Info.from_event((await ha.until("info"))[-1])
         await ha.send(RunSatellite())
+        await ready(speaker)
+        room.say(request())
         streamed = await ha.until("audio-stop")
         text = recognize(vosk_model, audio_of(streamed))
         # What Home Assistant's pipeline sends back: the transcript, the reply text, its audio.
@@ -116,6 +122,7 @@ def test_a_request_from_wake_word_to_the_spoken_reply(
         return [info, streamed, text, after]
 
     info, streamed, text, after = asyncio.run(home_assistant())
+    room.stop()
     assert speaker.stop() == 0, "\n".join(speaker.log)
 
     # describe: what Home Assistant shows and uses
@@ -141,9 +148,11 @@ def test_a_request_from_wake_word_to_the_spoken_reply(
     assert (pipeline["start_stage"], pipeline["end_stage"], pipeline["wake_word_name"]) == ("asr", "tts", "alexa")
     chunks = [e for e in streamed if e.type == "audio-chunk"]
     assert all(len(e.payload or b"") == FRAME_BYTES for e in chunks)
-    seconds = len(audio_of(streamed)) / 32000
-    assert seconds >= 1.5 + 1.0, "the 1.5 s pre-roll and the command"
-    stopped_ms, wake_ms = data(streamed, "voice-stopped")["timestamp"], data(streamed, "detection")["timestamp"]
+    wake_ms = data(streamed, "detection")["timestamp"]
+    preroll = [e for e in chunks if e.data["timestamp"] == wake_ms]
+    assert len(preroll) == 4, "the pre-roll's last 0.3 s (whole frames), not the wake word before it"
+    assert len(audio_of(streamed)) / 32000 > 0.3 + 1.0, "and the command after it"
+    stopped_ms = data(streamed, "voice-stopped")["timestamp"]
     assert 0.5 < (stopped_ms - wake_ms) / 1000 < 6.0
     # espeak-ng Korean after an English wake word: accuracy cannot be judged, only that
     # Vosk heard speech made of the command words in what the satellite streamed.
@@ -165,19 +174,22 @@ def test_a_request_from_wake_word_to_the_spoken_reply(
 
 
 def test_pause_and_mute_send_nothing(tmp_path: Path) -> None:
-    speaker = SpeakerProcess(
-        tmp_path, wav_of(tmp_path, silence(3.0), request(), silence(1.0), request("불 켜"), request("불 꺼"))
-    )
+    speaker = SpeakerProcess(tmp_path, None)
+    room = MicrophoneFeed(speaker)
 
     async def home_assistant() -> dict[str, Any]:
         ha = HomeAssistantSide(speaker.port)
         await ha.connect()
         await ha.send(RunSatellite(), PauseSatellite())  # the household muted it in Home Assistant
         assert await asyncio.to_thread(wait_until, lambda: speaker.logged("paused the satellite"), 60)
+        room.say(request())
         assert await asyncio.to_thread(wait_until, lambda: speaker.logged("while Home Assistant has the satellite"), 60)
-        while_paused = list(ha.events)
+        while_paused = await ha.quiet_for(0.5)  # whatever was sent has arrived by now
         await ha.send(RunSatellite())
+        await ready(speaker, runs=2)
+        room.say(request("불 켜"))
         second = await ha.until("audio-stop")
+        room.say(request("불 꺼"))
         third = await ha.until("audio-chunk")
         speaker.press_mute()
         muted = third + await ha.until("info")
@@ -194,6 +206,7 @@ def test_pause_and_mute_send_nothing(tmp_path: Path) -> None:
         }
 
     seen = asyncio.run(home_assistant())
+    room.stop()
     assert speaker.stop() == 0, "\n".join(speaker.log)
     assert seen["while_paused"] == [], "a paused satellite sends nothing, not even the wake word"
     assert types(seen["second"])[0] == "detection" and types(seen["second"])[-1] == "audio-stop"
@@ -212,9 +225,8 @@ def test_pause_and_mute_send_nothing(tmp_path: Path) -> None:
 
 
 def test_timers_and_a_dropped_and_resumed_connection(tmp_path: Path) -> None:
-    speaker = SpeakerProcess(
-        tmp_path, wav_of(tmp_path, silence(2.0), request(), silence(5.0), request("불 켜")), timer_rings=2
-    )
+    speaker = SpeakerProcess(tmp_path, None, timer_rings=2)
+    room = MicrophoneFeed(speaker)
 
     async def home_assistant() -> dict[str, Any]:
         ha = HomeAssistantSide(speaker.port)
@@ -227,17 +239,23 @@ def test_timers_and_a_dropped_and_resumed_connection(tmp_path: Path) -> None:
             TimerCancelled(id="t2"),
             TimerFinished(id="t1"),
         )
+        assert await asyncio.to_thread(wait_until, lambda: speaker.logged("timer finished"), 60)
+        assert await asyncio.to_thread(wait_until, lambda: len(speaker.played()) == 2, 30), "the timer rang twice"
+        room.say(request())
         first = await ha.until("audio-chunk")
         await ha.close()  # Home Assistant restarts mid-request
         assert await asyncio.to_thread(wait_until, lambda: speaker.logged("disconnected"), 30)
         again = HomeAssistantSide(speaker.port)
         await again.connect()
         await again.send(Describe(), RunSatellite())
+        await ready(speaker, runs=2)
+        room.say(request("불 켜"))
         second = await again.until("audio-stop")
         await again.close()
         return {"first": first, "second": second}
 
     seen = asyncio.run(home_assistant())
+    room.stop()
     assert speaker.stop() == 0, "\n".join(speaker.log)
     assert types(seen["first"])[:3] == ["detection", "run-pipeline", "audio-start"]
     assert types(seen["second"])[0] == "info" and types(seen["second"])[-2:] == ["voice-stopped", "audio-stop"]

@@ -18,9 +18,10 @@ from wyoming.satellite import RunSatellite
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
+from firmware.audio.output import Begin
 from firmware.events import WakeDetected
 from firmware.satellite.discovery import SERVICE_TYPE, instance_name
-from firmware.satellite.link import SatelliteLink
+from firmware.satellite.link import MAX_PEERS, SatelliteLink
 from firmware.satellite.settings import SatelliteSettings
 from firmware.satellite.wire import MAX_PAYLOAD_BYTES
 from scripts.satellite_rig import HomeAssistantSide
@@ -44,10 +45,13 @@ def wake(utterance_id: uuid.UUID) -> WakeDetected:
 def raw_exchange(port: int, payload: bytes) -> bytes:
     """Send bytes as a stranger would and return what comes back before the server hangs up."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(payload)
         received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        try:
+            sock.sendall(payload)
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass  # closed with our bytes unread: a hang-up all the same
         return received
 
 
@@ -101,8 +105,10 @@ def test_a_wake_word_with_no_home_assistant_is_cancelled_on_the_device(link: Sat
         json.dumps({"type": "describe", "data_length": -1}).encode() + b"\n",
         b"{" + b" " * 100_000,  # a header that never ends
         json.dumps({"type": "x", "data": [1, 2]}).encode() + b"\n",
+        b"[" * 10_000 + b"]" * 10_000 + b"\n",  # nested past Python's recursion limit
+        json.dumps({"type": "x", "data": []}).encode() + b"\n",
     ],
-    ids=["not-json", "huge-payload", "negative-length", "endless-header", "data-not-object"],
+    ids=["not-json", "huge-payload", "negative-length", "endless-header", "data-not-object", "nested", "empty-list"],
 )
 def test_strangers_on_the_lan_are_hung_up_on_and_the_satellite_keeps_serving(
     link: SatelliteLink, stranger: bytes
@@ -120,10 +126,44 @@ def test_strangers_on_the_lan_are_hung_up_on_and_the_satellite_keeps_serving(
     assert asyncio.run(home_assistant()).satellite is not None
 
 
-def test_a_malformed_event_is_ignored_without_dropping_home_assistant(link: SatelliteLink) -> None:
-    bad = json.dumps({"type": "timer-started", "data": {"total_seconds": 5}}).encode() + b"\n"  # no id
-    describe = json.dumps({"type": "describe"}).encode() + b"\n"
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "timer-started", "data": {"total_seconds": 5}},  # no id
+        {"type": "timer-started", "data": {"id": "x" * 1000, "total_seconds": 5}},
+        {"type": "timer-started", "data": {"id": "t", "total_seconds": "soon"}},
+        {"type": "audio-start", "data": {"rate": 22050, "width": 5, "channels": 1}},
+    ],
+    ids=["no-id", "long-id", "seconds-not-int", "bad-width"],
+)
+def test_a_malformed_event_is_ignored_without_dropping_home_assistant(
+    link: SatelliteLink, bad: dict[str, object]
+) -> None:
+    lines = [{"type": "run-satellite"}, bad, {"type": "describe"}]
     with socket.create_connection(("127.0.0.1", link.port), timeout=10) as sock:
-        sock.sendall(bad + describe)
+        sock.sendall(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
         header = sock.makefile("rb").readline()
     assert json.loads(header)["type"] == "info"
+
+
+def test_connections_past_the_limit_are_refused_and_the_first_ones_kept(link: SatelliteLink) -> None:
+    held = [socket.create_connection(("127.0.0.1", link.port), timeout=10) for _ in range(MAX_PEERS)]
+    try:
+        for sock in held:  # each one is being served
+            sock.sendall(b'{"type": "ping"}\n')
+            assert json.loads(sock.makefile("rb").readline())["type"] == "pong"
+        assert raw_exchange(link.port, b'{"type": "describe"}\n') == b"", "one too many: closed"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_format_the_speaker_cannot_play_is_refused_by_name() -> None:
+    assert Begin(22050, 2, 1).checked() == Begin(22050, 2, 1)
+    for bad, name in (
+        (Begin(22050, 4, 1), "width"),
+        (Begin(1_000_000, 2, 1), "rate"),
+        (Begin(16000, 2, 8), "channels"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            bad.checked()
