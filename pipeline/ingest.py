@@ -209,6 +209,7 @@ class IngestService:
         # devices, which hold their outbox until a worker says so.
         self._subscribed = True
         self._announce_presence()
+        self._call_on_loop(self._set_ready)
 
     def _announce_presence(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -317,12 +318,16 @@ class IngestService:
         """Utterances in progress."""
         return len(self._streams)
 
+    def _set_ready(self) -> None:
+        # Ready means subscribed, not merely connected: a message published between the
+        # two would reach no one (a test sending right after start saw exactly that).
+        if self._ready is not None:
+            self._ready.set()
+
     def _set_connected(self, connected: bool) -> None:
         self._clock.set_online(connected)
         if connected:
             self._epoch += 1
-            if self._ready is not None:
-                self._ready.set()
         for stream in self._streams.values():
             stream.wake.set()  # re-plan every wait on the new clock
 
