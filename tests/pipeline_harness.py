@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.ingest import IngestService
@@ -16,8 +16,12 @@ from tests.conftest import wait_until
 class RunningPipeline:
     """Starts an IngestService on its own event loop; `stop()` waits for it to finish."""
 
-    def __init__(self, settings: PipelineSettings, model: Any | None) -> None:
+    def __init__(self, settings: PipelineSettings, model: Any | None, enrolled: Sequence[tuple[str, str]] = ()) -> None:
+        """`enrolled` (device, household) pairs are enrolled before the pipeline subscribes: a
+        device waiting for a listener sends the moment it appears, and must be known then."""
         self.store = SQLiteClipStore(settings.data_dir)
+        for device_id, household_id in enrolled:
+            self.store.enroll(device_id, household_id)
         self.service = IngestService(settings, self.store, model)
         self._ready = threading.Event()
         self._error: BaseException | None = None

@@ -61,9 +61,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
         mqtt=MqttSettings(port=broker.port),
         ingest=IngestSettings(stream_timeout_seconds=3.0, gap_wait_seconds=0.3),
     )
-    pipeline = RunningPipeline(settings, model=None)
-    pipeline.store.enroll("kitchen-1", "h-42")
-    pipeline.store.enroll("hall-2", "h-7")
+    pipeline = RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42"), ("hall-2", "h-7")])
     registry = Registry(data)
     for household in ("h-42", "h-7"):
         registry.create_household(household, household.upper())  # v1: review off

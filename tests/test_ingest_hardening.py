@@ -41,9 +41,7 @@ def start_pipeline(tmp_path: Path, broker: Broker, **ingest: Any) -> RunningPipe
         mqtt=MqttSettings(port=broker.port),
         ingest=IngestSettings(**{"stream_timeout_seconds": 3.0, "gap_wait_seconds": 0.3, **ingest}),
     )
-    running = RunningPipeline(settings, model=None)
-    running.store.enroll("kitchen-1", "h-42")
-    running.store.enroll("hall-2", "h-7")
+    running = RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42"), ("hall-2", "h-7")])
     return running
 
 

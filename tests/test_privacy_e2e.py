@@ -34,9 +34,10 @@ def test_consent_flows_from_the_app_to_the_device_and_the_pool(
     broker.start()
     data = tmp_path / "cloud"
     pipeline = RunningPipeline(
-        PipelineSettings(data_dir=data, mqtt=MqttSettings(port=broker.port), ingest=IngestSettings()), model=None
+        PipelineSettings(data_dir=data, mqtt=MqttSettings(port=broker.port), ingest=IngestSettings()),
+        model=None,
+        enrolled=[("kitchen-1", "parks")],
     )
-    pipeline.store.enroll("kitchen-1", "parks")
     public_key, _ = create_key(data)
     registry = Registry(data)
     registry.create_household("parks", "The Parks")

@@ -80,9 +80,9 @@ def pipeline_settings(tmp_path: Path, broker: Broker, **ingest: Any) -> Pipeline
 
 @pytest.fixture
 def pipeline(tmp_path: Path, broker: Broker, vosk_model: Any) -> Iterator[RunningPipeline]:
-    running = RunningPipeline(pipeline_settings(tmp_path, broker), vosk_model)
-    running.store.enroll("kitchen-1", "h-42")
-    running.store.enroll("hall-2", "h-7")
+    running = RunningPipeline(
+        pipeline_settings(tmp_path, broker), vosk_model, [("kitchen-1", "h-42"), ("hall-2", "h-7")]
+    )
     yield running
     running.stop()
 

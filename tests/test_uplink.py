@@ -53,8 +53,8 @@ def bring_cloud_up(tmp_path: Path, broker: Broker) -> RunningPipeline:
     settings = PipelineSettings(
         data_dir=tmp_path / "cloud", mqtt=MqttSettings(port=broker.port), ingest=IngestSettings(gap_wait_seconds=0.5)
     )
-    pipeline = RunningPipeline(settings, model=None)  # recognition off: this is about delivery
-    pipeline.store.enroll("kitchen-1", "h-42")
+    # recognition off: this is about delivery
+    pipeline = RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42")])
     return pipeline
 
 
