@@ -96,9 +96,9 @@ def _satellite(args: argparse.Namespace) -> int:
     if args.wake_word:
         overrides["wake"] = {"words": args.wake_word}
     satellite: dict[str, Any] = {
-        key: getattr(args, key) for key in ("host", "port", "name", "area", "sound_device") if getattr(args, key)
+        key: getattr(args, key) for key in ("host", "name", "area", "sound_device") if getattr(args, key)
     }
-    if args.port is not None:
+    if args.port is not None:  # 0 is a port too: any free one
         satellite["port"] = args.port
     if args.no_zeroconf:
         satellite["zeroconf"] = False

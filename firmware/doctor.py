@@ -12,7 +12,7 @@ from typing import Any
 from contract import topics
 from contract.errors import EarmarkError
 from contract.mqtt import build_client
-from firmware.satellite.settings import DeviceMode
+from firmware.satellite.settings import DeviceMode, on_every_interface
 from firmware.settings import DeviceSettings, SpeakerFileSettings
 
 DoctorSettings = SpeakerFileSettings  # the name the doctor's callers know
@@ -210,7 +210,7 @@ def _speaker(settings: DeviceSettings) -> Check:
 
 def _satellite_port(settings: DeviceSettings) -> Check:
     sat = settings.satellite
-    probe_host = "127.0.0.1" if sat.host in ("", "0.0.0.0") else sat.host  # noqa: S104 - comparing, not binding
+    probe_host = "127.0.0.1" if on_every_interface(sat.host) else sat.host
     try:
         with socket.create_connection((probe_host, sat.port), timeout=2) as conn:
             conn.sendall(b'{"type": "describe"}\n')

@@ -11,6 +11,8 @@ from zeroconf import Error as ZeroconfError
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
+from firmware.satellite.settings import on_every_interface
+
 _LOGGER = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_wyoming._tcp.local."
@@ -19,7 +21,7 @@ SERVICE_TYPE = "_wyoming._tcp.local."
 def _addresses(host: str) -> list[str]:
     """The IPv4 addresses Home Assistant can reach: the bound one, or every one on the LAN
     (never loopback or link-local: an announcement of those only misleads)."""
-    if host not in ("", "0.0.0.0"):  # noqa: S104 - comparing, not binding
+    if not on_every_interface(host):
         return [host]
     import ifaddr
 

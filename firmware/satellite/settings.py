@@ -14,6 +14,12 @@ class DeviceMode(enum.StrEnum):
     HOME_ASSISTANT = "home_assistant"  # the household's Home Assistant over Wyoming; nothing to the cloud
 
 
+def on_every_interface(host: str) -> bool:
+    """Whether a listen address means every interface (then probes use loopback and
+    discovery announces each LAN address)."""
+    return host in ("", "0.0.0.0")  # noqa: S104 - comparing, not binding
+
+
 class SatelliteSettings(BaseModel):
     """The Wyoming server Home Assistant connects to, and what the speaker plays."""
 
