@@ -11,8 +11,9 @@ venv=/opt/earmark/.venv
 apt-get update -qq
 # Debian's PyAudio, not pip's: pip would compile it, which needs gcc and headers and
 # takes minutes on a Pi Zero. The venv sees it through --system-site-packages.
+# espeak-ng speaks the replies (the embedded default voice).
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  python3-venv python3-pyaudio alsa-utils >/dev/null
+  python3-venv python3-pyaudio alsa-utils espeak-ng >/dev/null
 
 id earmark >/dev/null 2>&1 || useradd --system --home-dir /var/lib/earmark --shell /usr/sbin/nologin earmark
 usermod -aG audio,gpio earmark
@@ -44,6 +45,9 @@ case "$audio" in
 esac
 if [ -n "$overlay" ]; then
   grep -qx "$overlay" /boot/firmware/config.txt || printf '\n# Earmark microphone\ndtparam=i2s=on\n%s\n' "$overlay" >> /boot/firmware/config.txt
+  # The HAT's three APA102 LEDs are on SPI0 (gpio.lights = "respeaker_2mic").
+  grep -qx "dtparam=spi=on" /boot/firmware/config.txt || printf '# Earmark HAT LEDs\ndtparam=spi=on\n' >> /boot/firmware/config.txt
+  if getent group spi >/dev/null; then usermod -aG spi earmark; fi
 fi
 install -m 0644 "$(dirname "$0")/alsa/asound-$audio.conf" /etc/asound.conf 2>/dev/null \
   || "$venv/bin/python" -c "import hardware, shutil, pathlib; shutil.copy(pathlib.Path(hardware.__file__).parent / 'alsa' / 'asound-$audio.conf', '/etc/asound.conf')"
