@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 import struct
 from datetime import datetime
-from typing import Final, Literal, TypeVar
+from typing import Annotated, Final, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from contract.errors import ContractError
@@ -98,6 +98,50 @@ class RecognitionResult(_Message):
     words: tuple[Word, ...] = ()
 
 
+class UtteranceCancelled(_Message):
+    """The cloud will not serve this utterance: stop streaming it (another speaker answers)."""
+
+    type: Literal["utterance_cancelled"] = "utterance_cancelled"
+    utterance_id: UUID
+    reason: Literal["arbitration"] = "arbitration"
+
+
+class PrivacyAction(enum.StrEnum):
+    """What a voice may ask of the consent service. There is deliberately no "allow
+    review": a voice can only ever narrow review (anyone in the room can talk)."""
+
+    DELETE_LAST = "delete_last"  # this device's last request, and the command itself
+    DELETE_TODAY = "delete_today"  # the household's requests today, in its time zone
+    STOP_REVIEW = "stop_review"  # consent off, channel `voice`
+    REVIEW_STATUS = "review_status"  # say the current setting
+
+
+class PrivacyRequest(_Message):
+    """A spoken privacy command, sent by the device that heard it."""
+
+    type: Literal["privacy_request"] = "privacy_request"
+    request_id: UUID
+    action: PrivacyAction
+    utterance_id: UUID  # the command's own utterance (deleted with what it deletes)
+
+
+class PrivacyReply(_Message):
+    """The consent service's answer to a PrivacyRequest."""
+
+    type: Literal["privacy_reply"] = "privacy_reply"
+    request_id: UUID
+    action: PrivacyAction
+    ok: bool
+    deleted: int = Field(0, ge=0)
+    review_allowed: bool | None = None  # the household's setting after the command
+    code: str | None = Field(None, max_length=64)  # why not, when not ok
+
+
+# What the cloud sends on a device's results topic.
+CloudToDevice = Annotated[RecognitionResult | UtteranceCancelled | PrivacyReply, Field(discriminator="type")]
+_CLOUD_TO_DEVICE: TypeAdapter[RecognitionResult | UtteranceCancelled | PrivacyReply] = TypeAdapter(CloudToDevice)
+
+
 class ConsentState(_Message):
     """A household's review consent, as decided by the consent service."""
 
@@ -155,6 +199,16 @@ def decode_json(model: type[M], payload: bytes) -> M:
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
         code = "malformed_json" if "json_invalid" in kinds else "schema_violation"
         raise ContractError(code, f"{model.__name__}: {', '.join(kinds)} at {', '.join(fields) or '-'}") from None
+
+
+def decode_cloud_message(payload: bytes) -> RecognitionResult | UtteranceCancelled | PrivacyReply:
+    """Parse what the cloud sent on a device's results topic, or raise ContractError."""
+    if len(payload) > MAX_JSON_BYTES:
+        raise ContractError("payload_too_large", f"cloud message: {len(payload)} bytes > {MAX_JSON_BYTES}")
+    try:
+        return _CLOUD_TO_DEVICE.validate_json(payload)
+    except ValidationError as err:
+        raise ContractError("schema_violation", f"cloud message: {err.error_count()} errors") from None
 
 
 def encode_json(message: _Message) -> bytes:

@@ -4,7 +4,9 @@
     earmark/v1/devices/{device_id}/utterances/{utterance_id}/start   JSON UtteranceStart
     earmark/v1/devices/{device_id}/utterances/{utterance_id}/audio   binary AudioChunk
     earmark/v1/devices/{device_id}/utterances/{utterance_id}/end     JSON UtteranceEnd
-    earmark/v1/devices/{device_id}/results                       JSON RecognitionResult (cloud -> device)
+    earmark/v1/devices/{device_id}/results                       JSON cloud -> device: RecognitionResult,
+                                                                 UtteranceCancelled, PrivacyReply
+    earmark/v1/devices/{device_id}/privacy                       JSON PrivacyRequest (a voice command)
     earmark/v1/households/{household_id}/consent                 retained JSON SignedConsent (cloud -> devices)
     earmark/v1/pipelines/{worker_id}/status                      retained JSON PipelineStatus while a worker listens
 
@@ -72,6 +74,24 @@ def utterance_filter(device_id: str = "+") -> str:
 def results(device_id: str) -> str:
     """Recognition results for a device."""
     return f"{ROOT}/devices/{check_id('device id', device_id)}/results"
+
+
+def privacy(device_id: str) -> str:
+    """A device's spoken privacy commands, for the consent service."""
+    return f"{ROOT}/devices/{check_id('device id', device_id)}/privacy"
+
+
+def privacy_filter() -> str:
+    """Every device's privacy commands."""
+    return f"{ROOT}/devices/+/privacy"
+
+
+def device_of(topic: str) -> str:
+    """The device id of a `earmark/v1/devices/{d}/...` topic, or ContractError."""
+    levels = topic.split("/")
+    if len(levels) < 5 or "/".join(levels[:3]) != f"{ROOT}/devices":
+        raise ContractError("bad_topic", "not a device topic")
+    return check_id("device id", levels[3])
 
 
 def pipeline_status(worker_id: str) -> str:

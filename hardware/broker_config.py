@@ -79,6 +79,8 @@ def acl_text(devices: list[DeviceEntry]) -> str:
         "",
         f"user {CONSENT_USER}",
         f"topic readwrite {root}/households/+/consent",
+        f"topic read {root}/devices/+/privacy",
+        f"topic write {root}/devices/+/results",
         "",
     ]
     for device in devices:
@@ -88,6 +90,7 @@ def acl_text(devices: list[DeviceEntry]) -> str:
             f"user {device.device_id}",
             f"topic write {root}/devices/{device.device_id}/utterances/#",
             f"topic readwrite {root}/devices/{device.device_id}/status",
+            f"topic write {root}/devices/{device.device_id}/privacy",
             f"topic read {root}/devices/{device.device_id}/results",
             f"topic read {root}/households/{device.household_id}/consent",
             f"topic read {root}/pipelines/+/status",
