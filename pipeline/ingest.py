@@ -31,17 +31,21 @@ from uuid import UUID
 
 from contract import topics
 from contract.errors import ContractError
+from contract.audio import seconds_to_bytes
 from contract.messages import (
+    FLAG_PREROLL,
     AudioChunk,
     EndReason,
     PipelineStatus,
     RecognitionResult,
+    UtteranceCancelled,
     UtteranceEnd,
     UtteranceStart,
     decode_json,
     encode_json,
 )
 from contract.mqtt import build_client, connect_in_background
+from pipeline.arbitration import Arbiter, Contest, Entrant
 from pipeline.device_claims import (
     ConsentTag,
     DeviceRateLimit,
@@ -79,6 +83,7 @@ class IngestStats:
     stored: collections.Counter[str] = field(default_factory=collections.Counter)
     partials_published: int = 0
     finals_published: int = 0
+    arbitration_cancelled: int = 0
 
 
 class OnlineClock:
@@ -142,8 +147,14 @@ class _Stream:
         self.review_blocked: str | None = None
         self.recognizer: StreamingRecognizer | None = None
         self.fed_bytes = 0
+        self.feeding = False  # recognition starts once the pre-roll is whole (see _feed)
+        self.preroll_sequences: set[int] = set()
+        self.preroll_bytes = 0
+        self.past_preroll = False
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.arbitrated = asyncio.Event()  # set once it is known whether this one answers
+        self.cancelled = False  # another speaker of the household answers: nothing is kept
 
 
 class IngestService:
@@ -166,6 +177,7 @@ class IngestService:
         self._limits = StreamLimits(settings.ingest)
         self._quotas = StreamQuotas(settings.ingest)
         self._rate_limit = DeviceRateLimit(settings.ingest, time.monotonic)
+        self._arbiter = Arbiter(settings.ingest.arbitration_window_seconds, settings.ingest.arbitration_decide_seconds)
         self.stats = IngestStats()
         self._streams: dict[UUID, _Stream] = {}
         self._finished: collections.OrderedDict[UUID, ConsentTag] = collections.OrderedDict()
@@ -475,6 +487,14 @@ class IngestService:
         if stream.capped:
             self.stats.duplicates += 1  # past the cloud's length limit: not kept
             return
+        if not chunk.flags & FLAG_PREROLL:
+            stream.past_preroll = True
+        elif (
+            chunk.sequence not in stream.preroll_sequences
+            and len(stream.preroll_sequences) < self._limits.window_chunks
+        ):
+            stream.preroll_sequences.add(chunk.sequence)
+            stream.preroll_bytes += len(chunk.pcm)
         for pcm in stream.reassembler.add(chunk):
             room = self._limits.max_audio_bytes - len(stream.audio)
             stream.audio += pcm[:room]
@@ -520,8 +540,11 @@ class IngestService:
         utterance_id = stream.start.utterance_id
         try:
             if await self._admit(stream):
+                self._enter_contest(stream)
                 status = await self._receive(stream)
-                await self._finish(stream, status)
+                await stream.arbitrated.wait()  # never longer than the decision time after admission
+                if not stream.cancelled:
+                    await self._finish(stream, status)
         except ContractError as err:
             self._reject(err.code, topics.utterance(stream.start.device_id, utterance_id, topics.UtterancePart.START))
         except Exception:
@@ -560,6 +583,41 @@ class IngestService:
             stream.recognizer = await loop.run_in_executor(self._cpu, StreamingRecognizer, self._model, grammar)
         return True
 
+    # -- one speaker answers (see pipeline.arbitration) -----------------------------------
+
+    def _enter_contest(self, stream: _Stream) -> None:
+        start = stream.start
+        entrant = Entrant(start.utterance_id, start.device_id, start.wake_score, time.monotonic())
+        contest, opened = self._arbiter.enter(start.household_id, entrant)
+        if contest is None:
+            stream.arbitrated.set()  # the same speaker again: nobody to arbitrate with
+        elif opened:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self._arbiter.decide_after_seconds, self._decide, contest)
+            loop.call_later(self._arbiter.window_seconds, self._arbiter.close, contest)
+        elif contest.decided:
+            self._lose(stream)  # the answer is under way on another speaker
+
+    def _decide(self, contest: Contest) -> None:
+        for loser in self._arbiter.decide(contest):
+            stream = self._streams.get(loser.utterance_id)
+            if stream is not None and not stream.arbitrated.is_set():
+                self._lose(stream)
+        for entrant in contest.entrants:
+            stream = self._streams.get(entrant.utterance_id)
+            if stream is not None:
+                stream.arbitrated.set()
+
+    def _lose(self, stream: _Stream) -> None:
+        stream.cancelled = True
+        stream.arbitrated.set()
+        stream.wake.set()
+        self.stats.arbitration_cancelled += 1
+        cancel = UtteranceCancelled(utterance_id=stream.start.utterance_id)
+        if self._client is not None:
+            self._client.publish(topics.results(stream.start.device_id), encode_json(cancel), qos=1)
+        _LOGGER.info("utterance %s: another speaker of the household answers", stream.start.utterance_id)
+
     def _deadline(self, stream: _Stream) -> tuple[float, str]:
         """The next moment (connected seconds) at which the stream must end, and its status then."""
         ingest = self._settings.ingest
@@ -576,6 +634,8 @@ class IngestService:
         """Feed audio as it arrives until the stream is whole, capped, or out of time."""
         while True:
             stream.wake.clear()
+            if stream.cancelled:
+                return "cancelled"
             await self._feed(stream)
             if stream.capped:
                 return "complete"
@@ -597,7 +657,17 @@ class IngestService:
                 await asyncio.wait_for(stream.wake.wait(), timeout)
 
     async def _feed(self, stream: _Stream) -> None:
-        if stream.recognizer is None or stream.fed_bytes >= len(stream.audio):
+        if stream.recognizer is None:
+            return
+        if not stream.feeding:
+            # The wake word lies in the pre-roll, and a recognizer hears it as words of the
+            # request: only the pre-roll's last moments are recognized (all of it is stored).
+            if not stream.past_preroll and stream.end is None:
+                return
+            keep = seconds_to_bytes(self._settings.ingest.recognized_preroll_seconds)
+            stream.fed_bytes = min(max(stream.preroll_bytes - keep, 0), len(stream.audio))
+            stream.feeding = True
+        if stream.fed_bytes >= len(stream.audio):
             return
         pcm = bytes(stream.audio[stream.fed_bytes :])
         stream.fed_bytes += len(pcm)

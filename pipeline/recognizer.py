@@ -36,6 +36,36 @@ def load_model(path: Path) -> Any:
         return _MODELS[resolved]
 
 
+def nearest_phrase(text: str, phrases: list[str]) -> str:
+    """In grammar mode, the allowed phrase closest to what Vosk decoded, by word edit distance.
+
+    Vosk's grammar is a loop over the phrases' words, so it can decode "지금 시야 시야" for
+    "지금 몇 시야", or pick up a word for the wake word left in the pre-roll. A closed set
+    of commands should come out as one of its commands: the nearest one, when it is nearer
+    than half its own length and no other is as near; otherwise the words as decoded.
+    """
+    heard = text.split()
+    if not heard:
+        return text
+    scored = sorted((_edit_distance(heard, phrase.split()), phrase) for phrase in phrases if phrase.strip())
+    if not scored:
+        return text
+    best_distance, best = scored[0]
+    tied = len(scored) > 1 and scored[1][0] == best_distance
+    if tied or best_distance > max(1, len(best.split()) // 2):
+        return text
+    return best
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1]
+
+
 class StreamingRecognizer:
     """Feed PCM as it arrives; ask for partials any time; finish once."""
 
@@ -47,6 +77,7 @@ class StreamingRecognizer:
         else:
             self._rec = vosk.KaldiRecognizer(model, SAMPLE_RATE_HZ)
         self._rec.SetWords(True)
+        self._phrases = list(grammar or [])
         # Vosk ends a "result" at its own pauses; keep them so the final covers everything.
         self._segments: list[dict[str, Any]] = []
         self._last_partial = ""
@@ -82,4 +113,7 @@ class StreamingRecognizer:
             for segment in self._segments
             for w in segment.get("result", [])
         )
-        return RecognitionResult(utterance_id=utterance_id, final=True, text=self._joined_text(), words=words)
+        text = self._joined_text()
+        if self._phrases:
+            text = nearest_phrase(text, self._phrases)  # the words keep what was actually decoded
+        return RecognitionResult(utterance_id=utterance_id, final=True, text=text, words=words)

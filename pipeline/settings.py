@@ -47,6 +47,19 @@ class IngestSettings(BaseModel):
     )
     max_payload_bytes: int = Field(64 * 1024, ge=1024, description="anything larger is rejected unread")
     reconcile_interval_seconds: float = Field(60.0, gt=0, description="how often interrupted saves are finished")
+    recognized_preroll_seconds: float = Field(
+        0.3,
+        ge=0,
+        le=10,
+        description="of the pre-roll (audio from before the wake word fired), only this much is recognized:"
+        " the wake word lies before it",
+    )
+    arbitration_window_seconds: float = Field(
+        1.0, ge=0, le=10, description="requests of one household starting this close are one request: one answers"
+    )
+    arbitration_decide_seconds: float = Field(
+        0.15, ge=0, le=2, description="when the best wake score is chosen, after a household's first start"
+    )
 
     @model_validator(mode="after")
     def _quotas_nest(self) -> IngestSettings:

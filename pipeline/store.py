@@ -37,7 +37,7 @@ from pipeline.errors import ClipRejected
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS devices (
         device_id     TEXT PRIMARY KEY,
@@ -69,6 +69,15 @@ _SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS clips_household ON clips (household_id, capture_started_at)",
     "CREATE INDEX IF NOT EXISTS clips_received ON clips (received_at)",
+    # Utterances their household deleted before they were stored (a spoken "delete what I
+    # just said" can overtake its own clip's save): such a clip is never written. Keyed by
+    # device too, so no one can veto another device's clip by naming its id.
+    """CREATE TABLE IF NOT EXISTS forgotten (
+        utterance_id  TEXT PRIMARY KEY,
+        device_id     TEXT NOT NULL,
+        forgotten_at  TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS clips_device ON clips (device_id, received_at)",
 ]
 # Version 1 (before the cloud stamped receipt times) had no received_at / review_blocked
 # and a NOT NULL audio_path: rebuild the table, taking stored_at as the receipt time.
@@ -248,7 +257,10 @@ class SQLiteClipStore:
         )
 
     def save(self, clip: Clip, audio: bytes | None) -> bool:
-        """Store a clip atomically; False (touching nothing stored) if the utterance is stored already."""
+        """Store a clip atomically; False (touching nothing stored) if the utterance is stored already.
+
+        A clip its household deleted before it arrived here is settled without being written.
+        """
         _validate(clip)
         final = self._clips_dir / clip.household_id / f"{clip.utterance_id}.wav"
         partial = None
@@ -259,6 +271,15 @@ class SQLiteClipStore:
             self._crash_point("audio_written")
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            if self._db.execute(
+                "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ?",
+                (str(clip.utterance_id), clip.device_id),
+            ).fetchone():
+                self._db.execute("ROLLBACK")
+                if partial is not None:
+                    partial.unlink(missing_ok=True)
+                _LOGGER.info("utterance %s was deleted by its household before it was stored", clip.utterance_id)
+                return True
             inserted = self._db.execute(
                 "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (utterance_id) DO NOTHING",
