@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
 
     from review_opt_out.app import create_app
     from review_opt_out.publisher import ConsentPublisher
+    from review_opt_out.voice import VoiceCommands
 
     overrides: dict[str, object] = {}
     if args.broker:
@@ -70,6 +71,10 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     registry.signer  # noqa: B018 - fail now, with the fix in the message, if there is no signing key
     publisher = ConsentPublisher(registry, settings.mqtt, settings.client_id)
     publisher.start()
+    # Its own connection (same broker account): a second client with the publisher's id
+    # would knock the first off the broker.
+    voice = VoiceCommands(registry, settings.mqtt, f"{settings.client_id}-voice", publisher.notify)
+    voice.start()
     stop = threading.Event()
     worker = threading.Thread(
         target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop), daemon=True
@@ -82,6 +87,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         stop.set()
+        voice.stop()
         publisher.stop()
     return 0
 
@@ -104,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     household = sub.add_parser("add-household", help="create a household (review consent off)")
     household.add_argument("household_id")
     household.add_argument("name")
+    household.add_argument("--time-zone", default="UTC", help="IANA name, e.g. Asia/Seoul: its day for 'today'")
     member = sub.add_parser("add-member", help="a member who signs in to the app")
     member.add_argument("household_id")
     member.add_argument("email")
@@ -130,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args, registry)
         if args.command == "add-household":
-            registry.create_household(args.household_id, args.name)
+            registry.create_household(args.household_id, args.name, time_zone=args.time_zone)
         elif args.command == "add-member":
             auth.add_member(registry, args.household_id, args.email, args.name, _password(args.password_file))
         elif args.command == "add-reviewer":

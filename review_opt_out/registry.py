@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract.messages import ConsentState
 from pipeline.store import connect, utc_text
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS households (
     consent_version  INTEGER NOT NULL CHECK (consent_version >= 1),
     retention_days   INTEGER CHECK (retention_days IS NULL OR retention_days > 0),
     keep_recordings  INTEGER NOT NULL DEFAULT 1 CHECK (keep_recordings IN (0, 1)),
-    created_at       TEXT NOT NULL
+    created_at       TEXT NOT NULL,
+    time_zone        TEXT NOT NULL DEFAULT 'UTC'
 );
 CREATE TABLE IF NOT EXISTS members (
     member_id      TEXT PRIMARY KEY,
@@ -133,6 +135,7 @@ class Household:
     consent_version: int
     retention_days: int | None
     keep_recordings: bool
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,9 @@ class Registry:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(review_considered)")}
         if "verdict" not in columns:  # a database from before verdicts were recorded
             self._db.execute("ALTER TABLE review_considered ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unknown'")
+        if "time_zone" not in {row[1] for row in self._db.execute("PRAGMA table_info(households)")}:
+            # A household from before "delete everything I said today" needed its day.
+            self._db.execute("ALTER TABLE households ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC'")
         # Loaded when the first consent state is signed: read-only commands need no key.
         self._signer = signer
         with self.transaction() as db:
@@ -215,15 +221,17 @@ class Registry:
 
     # -- households and consent ---------------------------------------------------------
 
-    def create_household(self, household_id: str, name: str, actor: str = "admin") -> Household:
+    def create_household(self, household_id: str, name: str, actor: str = "admin", time_zone: str = "UTC") -> Household:
         """A new household: consent version 1, review off unless configured otherwise."""
         allowed = self._default_review_allowed
+        zone(time_zone)
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM households WHERE household_id = ?", (household_id,)).fetchone():
                 raise ReviewError(f"household {household_id} already exists")
             now = utc_text(_now())
             db.execute(
-                "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?)", (household_id, name, int(allowed), now)
+                "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?, ?)",
+                (household_id, name, int(allowed), now, time_zone),
             )
             db.execute(
                 "INSERT INTO consent_history VALUES (?, 1, ?, ?, 'signup', ?)", (household_id, int(allowed), actor, now)
@@ -236,13 +244,13 @@ class Registry:
         """A household, or NotFound."""
         with self.reading() as db:
             row = db.execute(
-                "SELECT household_id, name, review_allowed, consent_version, retention_days, keep_recordings "
-                "FROM households WHERE household_id = ?",
+                "SELECT household_id, name, review_allowed, consent_version, retention_days, keep_recordings, "
+                "time_zone FROM households WHERE household_id = ?",
                 (household_id,),
             ).fetchone()
         if row is None:
             raise NotFound("no such household")
-        return Household(row[0], row[1], bool(row[2]), row[3], row[4], bool(row[5]))
+        return Household(row[0], row[1], bool(row[2]), row[3], row[4], bool(row[5]), row[6])
 
     def set_consent(self, household_id: str, allowed: bool, actor: str, channel: Channel) -> Household:
         """Change consent: history, pool purge, assignment revocation, audit, outbox — one transaction."""
@@ -536,19 +544,67 @@ class Registry:
         condition = " AND ".join(where)
         with self.transaction() as db:
             rows = db.execute(f"SELECT utterance_id, audio_path FROM clips WHERE {condition}", params).fetchall()  # noqa: S608
-            ids = [r[0] for r in rows]
-            for chunk_start in range(0, len(ids), 500):
-                batch = ids[chunk_start : chunk_start + 500]
-                marks = ",".join("?" * len(batch))
-                db.execute(f"DELETE FROM assignments WHERE clip_id IN ({marks})", batch)  # noqa: S608
-                db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
-                db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
-                db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
-            paths = [r[1] for r in rows if r[1] is not None]
-            db.executemany("INSERT OR IGNORE INTO audio_deletions VALUES (?)", [(path,) for path in paths])
-            audit.append(db, actor, "recordings.delete", household_id, count=len(ids), clip_id=clip_id)
+            paths = _delete_rows(db, rows)
+            audit.append(db, actor, "recordings.delete", household_id, count=len(rows), clip_id=clip_id)
         self._finish_deletions(paths)
-        return len(ids)
+        return len(rows)
+
+    def device_household(self, device_id: str) -> str | None:
+        """The household a device is enrolled in, as the cloud knows it."""
+        with self.reading() as db:
+            row = db.execute("SELECT household_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def delete_spoken(self, device_id: str, command_id: str, *, today: bool) -> int:
+        """A spoken "delete what I just said" (today=False) or "delete everything I said
+        today" heard by `device_id`, whose own utterance is `command_id`.
+
+        The command goes too, stored yet or not (a tombstone keeps a later save from writing
+        it). "Just said" is the device's last request before the command, as the cloud
+        received them; "today" is the household's day in its own time zone, matched as in
+        `delete`. Returns how many requests went, the command always among them.
+        """
+        actor = f"voice:{device_id}"
+        with self.transaction() as db:
+            found = db.execute("SELECT household_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if found is None:
+                raise NotFound("no such device")
+            household_id = str(found[0])
+            tz_row = db.execute("SELECT time_zone FROM households WHERE household_id = ?", (household_id,)).fetchone()
+            if tz_row is None:
+                raise NotFound("no such household")
+            db.execute(
+                "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT (utterance_id) DO NOTHING",
+                (command_id, device_id, utc_text(_now())),
+            )
+            command = db.execute(
+                "SELECT utterance_id, audio_path, received_at FROM clips "
+                "WHERE utterance_id = ? AND device_id = ? AND household_id = ?",
+                (command_id, device_id, household_id),
+            ).fetchone()
+            if today:
+                midnight = datetime.now(zone(str(tz_row[0]))).replace(hour=0, minute=0, second=0, microsecond=0)
+                since = utc_text(midnight)
+                rows = db.execute(
+                    "SELECT utterance_id, audio_path FROM clips WHERE household_id = ? "
+                    "AND (capture_started_at >= ? OR received_at >= ?)",
+                    (household_id, since, since),
+                ).fetchall()
+            else:
+                before = command[2] if command is not None else utc_text(_now())
+                rows = db.execute(
+                    "SELECT utterance_id, audio_path FROM clips WHERE device_id = ? AND household_id = ? "
+                    "AND utterance_id != ? AND received_at <= ? ORDER BY received_at DESC LIMIT 1",
+                    (device_id, household_id, command_id, before),
+                ).fetchall()
+            rows = list({row[0]: row for row in [*rows, *([command[:2]] if command else [])]}.values())
+            paths = _delete_rows(db, rows)
+            audit.append(
+                db, actor, "recordings.delete", household_id, count=len(rows), channel="voice",
+                scope="today" if today else "last_request",
+            )  # fmt: skip
+        self._finish_deletions(paths)
+        return len(rows) + (command is None)
 
     def _finish_deletions(self, paths: list[str]) -> None:
         if not paths:
@@ -569,6 +625,30 @@ class Registry:
                     "AND c.received_at < cutoff(h.retention_days))"
                 )
             )
+
+
+def zone(name: str) -> ZoneInfo:
+    """A household's time zone by its IANA name, or ReviewError."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ReviewError(f"unknown time zone {name[:64]!r} (use an IANA name such as Europe/Berlin)") from err
+
+
+def _delete_rows(db: sqlite3.Connection, rows: list[Any]) -> list[str]:
+    """Delete these clips (utterance_id, audio_path) everywhere review can see them, in the
+    caller's transaction; returns the audio paths, recorded for unlinking after commit."""
+    ids = [r[0] for r in rows]
+    for chunk_start in range(0, len(ids), 500):
+        batch = ids[chunk_start : chunk_start + 500]
+        marks = ",".join("?" * len(batch))
+        db.execute(f"DELETE FROM assignments WHERE clip_id IN ({marks})", batch)  # noqa: S608
+        db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
+        db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
+        db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
+    paths = [str(r[1]) for r in rows if r[1] is not None]
+    db.executemany("INSERT OR IGNORE INTO audio_deletions VALUES (?)", [(path,) for path in paths])
+    return paths
 
 
 def _cutoff(retention_days: int | None) -> str:
