@@ -11,18 +11,14 @@ import time
 import wave
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 from uuid import UUID
 
 from contract import config
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
-from contract.config import ConfigError
 from contract.errors import EarmarkError, report
 from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, SpeakerFileSettings, load_settings
-
-if TYPE_CHECKING:
-    from firmware.uplink import Uplink
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--household-id", help="this device's household (with --stream)")
     listen.add_argument("--state-dir", type=Path, help="where the last consent seen is kept")
     listen.add_argument("--consent-key", type=Path, help="the consent service's public key (PEM), with --stream")
+    listen.add_argument("--reply-dir", type=Path, help="write each spoken reply here as WAV instead of playing it")
+    listen.add_argument("--language", choices=["en", "ko"], help="the assistant's sentences and replies")
+    listen.add_argument("--no-assistant", action="store_true", help="print transcripts only: no intents, no replies")
     listen.add_argument(
         "--result-timeout", type=float, default=30.0, help="seconds to wait for final transcripts at the end of input"
     )
@@ -149,6 +148,7 @@ def listen(
     realtime: bool = False,
     stream: bool = False,
     result_timeout_seconds: float = 30.0,
+    reply_dir: Path | None = None,
 ) -> int:
     """Run the front end over the configured input until it ends; return the exit status."""
     from firmware.audio.source import open_source
@@ -157,12 +157,13 @@ def listen(
 
     printer = _Printer(out)
     source = open_source(settings.input, settings.device)
-    uplink = None
+    session = None
     try:
         frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
         if stream:
-            uplink = _start_uplink(settings, printer)
-            frontend.subscribe(uplink.handle)
+            from firmware.assistant.wiring import start_cloud_session
+
+            session = start_cloud_session(settings, frontend, printer.line, reply_dir=reply_dir)
         utterances: list[UUID] = []
 
         def on_event(event: FrontEndEvent) -> None:
@@ -179,6 +180,8 @@ def listen(
         started = time.monotonic()
         for frame in source.frames():
             frontend.process(frame)
+            if session is not None:
+                session.between_frames(frontend)
             if realtime:
                 ahead = frontend.audio_time_seconds - (time.monotonic() - started)
                 if ahead > 0:
@@ -186,33 +189,21 @@ def listen(
             if max_seconds is not None and frontend.audio_time_seconds >= max_seconds:
                 break
         frontend.end_of_input()
-        if uplink is not None:
-            missing = uplink.wait_for_finals(utterances, result_timeout_seconds)
+        if session is not None:
+            # An utterance another speaker answers gets no transcript here.
+            cancelled = set(session.uplink.stats.cancelled_ids)
+            missing = session.uplink.wait_for_finals(set(utterances) - cancelled, result_timeout_seconds)
             if missing:
                 printer.line(json.dumps({"type": "results_missing", "utterance_ids": sorted(map(str, missing))}))
                 return 3
+            if session.assistant is not None and not session.assistant.wait_idle(result_timeout_seconds):
+                printer.line(json.dumps({"type": "answers_missing"}))
+                return 3
         return 0
     finally:
-        if uplink is not None:
-            uplink.stop()
+        if session is not None:
+            session.stop()
         source.close()
-
-
-def _start_uplink(settings: DeviceSettings, printer: _Printer) -> Uplink:
-    from firmware.uplink import ConsentCache, Uplink, result_line
-
-    if settings.identity is None:
-        raise ConfigError("streaming needs a device identity: --device-id and --household-id (or identity.* settings)")
-    consent = ConsentCache.open(settings.state_dir, settings.identity.household_id, settings.consent_public_key)
-    uplink = Uplink(
-        settings.identity,
-        settings.mqtt,
-        settings.uplink,
-        consent,
-        on_result=lambda result: printer.line(result_line(result)),
-    )
-    uplink.start()
-    return uplink
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["state_dir"] = args.state_dir
         if args.consent_key is not None:
             overrides["consent_public_key"] = args.consent_key
+        assistant: dict[str, Any] = {}
+        if args.language:
+            assistant["language"] = args.language
+        if args.no_assistant:
+            assistant["enabled"] = False
+        if assistant:
+            overrides["assistant"] = assistant
         settings = load_settings(args.config, **overrides)
         return listen(
             settings,
@@ -280,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             realtime=args.realtime,
             stream=args.stream,
             result_timeout_seconds=args.result_timeout,
+            reply_dir=args.reply_dir,
         )
     except EarmarkError as err:
         return report("earmark-device", err)

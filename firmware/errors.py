@@ -6,6 +6,7 @@ from contract.config import ConfigError
 from contract.errors import EarmarkError
 
 __all__ = [
+    "AssistantError",
     "AudioInputError",
     "AudioOutputError",
     "ConfigError",
@@ -43,6 +44,12 @@ class SatelliteError(FirmwareError):
     """The Home Assistant satellite server cannot start (e.g. its port is taken)."""
 
     code = "satellite"
+
+
+class AssistantError(FirmwareError):
+    """The assistant cannot start: bad sentence files, or no voice to speak with."""
+
+    code = "assistant"
 
 
 class ModelLoadError(FirmwareError):

@@ -63,6 +63,7 @@ class FrontEnd:
         self._machine = StateMachine(on_change=self._state_changed)
         self._utterance: _Utterance | None = None
         self._wake_at_seconds = 0.0
+        self._quiet_until_seconds = 0.0
         self.audio_time_seconds = 0.0
 
     @property
@@ -105,6 +106,12 @@ class FrontEnd:
             if end is not None:
                 self._finish(self._utterance, end)
 
+    def quiet_for(self, seconds: float) -> None:
+        """The speaker plays a sound now: the next `seconds` of microphone audio go into the
+        request as silence, so the device never sends its own voice (audio time, not the
+        wall clock, so a file runs through the same way)."""
+        self._quiet_until_seconds = self.audio_time_seconds + seconds
+
     def mute(self) -> None:
         """Stop listening at once; a request in progress ends with reason `muted`, unsent."""
         if self._machine.state is DeviceState.MUTED:
@@ -146,6 +153,8 @@ class FrontEnd:
         self._emit_audio(utterance, bytes(utterance.audio))
 
     def _continue_utterance(self, utterance: _Utterance, frame: bytes) -> None:
+        if self.audio_time_seconds <= self._quiet_until_seconds + 1e-9:
+            frame = bytes(len(frame))
         utterance.audio += frame
         self._emit_audio(utterance, frame)
         for step_seconds, is_speech in utterance.vad.classify(frame):

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field
 
 from contract import config
 from contract.mqtt import MqttSettings
+from firmware.assistant.settings import AssistantSettings
 from firmware.frontend import FrontEndSettings
 from firmware.satellite.settings import DeviceMode, SatelliteSettings
 from firmware.uplink import DeviceIdentity, UplinkSettings
@@ -37,6 +38,9 @@ class DeviceSettings(config.LayeredSettings):
     identity: DeviceIdentity | None = Field(None, description="needed to stream to the cloud")
     mqtt: MqttSettings = MqttSettings()
     uplink: UplinkSettings = UplinkSettings()
+    assistant: AssistantSettings = Field(
+        default_factory=AssistantSettings, description="cloud mode: intents, timers, replies and sounds on the device"
+    )
     state_dir: Path = Field(Path("~/.local/state/earmark"), description="persisted device state (last consent seen)")
     consent_public_key: Path | None = Field(
         None, description="the consent service's public key (PEM); without it every clip is sent as 'no review'"

@@ -14,6 +14,10 @@
   fills, the utterance in progress is abandoned explicitly: its unsent audio is dropped
   and an end message with reason `abandoned` tells the cloud how much it got.
 * paho's network thread only hands incoming messages to a worker thread.
+* The cloud may cancel a stream (another speaker of the household answers): what is
+  still unsent of it is dropped at once and nothing more of it is sent.
+* Spoken privacy commands go out through the same outbox, in order after the request
+  that carried them.
 """
 
 from __future__ import annotations
@@ -47,9 +51,13 @@ from contract.messages import (
     DeviceStatus,
     EndReason,
     PipelineStatus,
+    PrivacyReply,
+    PrivacyRequest,
     RecognitionResult,
+    UtteranceCancelled,
     UtteranceEnd,
     UtteranceStart,
+    decode_cloud_message,
     decode_json,
     encode_json,
 )
@@ -173,6 +181,8 @@ class UplinkStats:
     published: int = 0
     abandoned: int = 0
     results: int = 0
+    cancelled: int = 0
+    cancelled_ids: set[UUID] = field(default_factory=set)
     inbox_dropped: int = 0
     finals: set[UUID] = field(default_factory=set)
 
@@ -188,6 +198,7 @@ class Uplink:
         consent: ConsentCache,
         *,
         on_result: Callable[[RecognitionResult], None] | None = None,
+        on_cloud: Callable[[UtteranceCancelled | PrivacyReply], None] | None = None,
         client_factory: Callable[[MqttSettings, str], Any] = build_client,
     ) -> None:
         self._identity = identity
@@ -195,6 +206,7 @@ class Uplink:
         self._settings = settings
         self._consent = consent
         self._on_result = on_result
+        self._on_cloud = on_cloud
         self._client = client_factory(mqtt_settings, identity.device_id)
         self._outbox: collections.deque[_Out] = collections.deque()
         self._outbox_audio_bytes = 0
@@ -207,6 +219,7 @@ class Uplink:
         self._pipelines: set[str] = set()  # workers whose presence is retained on the broker
         self._running = threading.Event()
         self._streams: dict[UUID, _Stream] = {}
+        self._cancelled: collections.deque[UUID] = collections.deque(maxlen=64)
         self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
         self.stats = UplinkStats()
         self._threads: list[threading.Thread] = []
@@ -316,7 +329,13 @@ class Uplink:
                 if topic == topics.consent(self._identity.household_id):
                     self._consent.update(payload)
                 elif topic == topics.results(self._identity.device_id):
-                    result = decode_json(RecognitionResult, payload)
+                    result = decode_cloud_message(payload)
+                    if not isinstance(result, RecognitionResult):
+                        if isinstance(result, UtteranceCancelled):
+                            self.drop(result.utterance_id)
+                        if self._on_cloud is not None:
+                            self._on_cloud(result)
+                        continue
                     self.stats.results += 1
                     if result.final:
                         with self._cond:
@@ -403,6 +422,34 @@ class Uplink:
                 self._enqueue(
                     _Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.END), encode_json(end))
                 )
+
+    def drop(self, utterance_id: UUID) -> None:
+        """The cloud cancelled this utterance: send nothing more of it (any thread)."""
+        stream = self._streams.get(utterance_id)
+        if stream is not None:
+            stream.abandoned = True  # the audio thread sends no more audio and no end
+        with self._cond:
+            keep = len(self._inflight)
+            unsent = [o for o in list(self._outbox)[keep:] if o.utterance_id == utterance_id]
+            for item in unsent:
+                self._outbox.remove(item)
+                self._outbox_audio_bytes -= item.audio_bytes
+            self.stats.cancelled += 1
+            self.stats.cancelled_ids.add(utterance_id)
+            self._cond.notify_all()
+        self._cancelled.append(utterance_id)
+        _LOGGER.info("utterance %s cancelled by the cloud (%d messages unsent)", utterance_id, len(unsent))
+
+    def cancelled_utterance(self) -> UUID | None:
+        """An utterance the cloud cancelled since the last call, for the audio thread to end."""
+        try:
+            return self._cancelled.popleft()
+        except IndexError:
+            return None
+
+    def send_privacy(self, request: PrivacyRequest) -> None:
+        """Queue a spoken privacy command for the consent service (behind its own request)."""
+        self._enqueue(_Out(None, topics.privacy(self._identity.device_id), encode_json(request)))
 
     def _topic(self, stream: _Stream, part: topics.UtterancePart) -> str:
         return topics.utterance(self._identity.device_id, stream.utterance_id, part)

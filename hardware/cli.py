@@ -31,8 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         extra = ["--realtime"] if args.realtime else []
-        with_app = args.app if args.app is not None else args.input == "mic"
-        return up.up(args.input, args.data_dir, args.vosk_model, extra, with_app=with_app)
+        if args.reply_dir is not None:
+            extra += ["--reply-dir", str(args.reply_dir)]
+        if args.language is not None:
+            extra += ["--language", args.language]
+        grammar: list[str] = []
+        if args.command_grammar:
+            from firmware.assistant.intents import IntentMatcher
+            from firmware.assistant.settings import Language
+
+            grammar = IntentMatcher(Language(args.language or "en")).phrases()
+        return up.up(args.input, args.data_dir, args.vosk_model, extra, with_app=args.app, grammar=grammar)
     except EarmarkError as err:
         return report("earmark", err)
     except KeyboardInterrupt:

@@ -41,9 +41,9 @@ class SpeakerSettings(DeviceSettings):
 
 def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None = None) -> int:
     """The service loop; returns when the input ends or on SIGTERM."""
+    from firmware.assistant.wiring import start_cloud_session
     from firmware.audio.source import open_source
     from firmware.frontend import FrontEnd
-    from firmware.uplink import ConsentCache, Uplink
     from firmware.wake import WakeWordDetector
 
     state_dir = settings.state_dir.expanduser()
@@ -51,51 +51,55 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
     source = open_source(settings.input, settings.device)
     detector = WakeWordDetector(settings.wake)
     frontend = FrontEnd(settings.frontend, detector)
-    uplink = link = None
+    session = link = None
     if settings.mode is DeviceMode.HOME_ASSISTANT:
         # Home Assistant's satellite: nothing is sent to the Earmark cloud, whatever else is configured.
         from firmware.satellite.runner import start_link
 
         link = start_link(settings.satellite, frontend, detector.wake_words)
     elif settings.identity is not None:
-        consent = ConsentCache.open(state_dir, settings.identity.household_id, settings.consent_public_key)
-        uplink = Uplink(settings.identity, settings.mqtt, settings.uplink, consent)
-        frontend.subscribe(uplink.handle)
-        uplink.start()
+        # What comes back holds what the household said: logged at DEBUG only.
+        session = start_cloud_session(settings, frontend, lambda line: _LOGGER.debug("%s", line))
     lights = button = None
     if settings.gpio.enabled:
-        from hardware.gpio import MuteButton, StatusLights
+        from hardware.gpio import MuteButton, make_lights
 
-        lights = StatusLights(settings.gpio, pin_factory)
+        lights = make_lights(settings.gpio, pin_factory)
         if settings.gpio.mute_button is not None:
             button = MuteButton(settings.gpio.mute_button, mute, pin_factory)
 
     def offline() -> bool:
         if link is not None:
             return not link.ready.is_set()
-        return uplink is not None and not uplink.connected.is_set()
+        return session is not None and not session.uplink.connected.is_set()
+
+    def speaking() -> bool:
+        return session is not None and session.assistant is not None and session.assistant.speaking
 
     def show(_event: FrontEndEvent | None = None) -> None:
         if lights is not None and (_event is None or isinstance(_event, StateChanged)):
-            lights.show(frontend.state, offline=offline())
+            lights.show(frontend.state, offline=offline(), speaking=speaking())
 
     if mute.muted:
         frontend.mute()  # a muted speaker stays muted across restarts
     frontend.subscribe(show)
     show()
     shown_offline = offline()
+    shown_speaking = False
 
     def between_frames() -> None:
         """On the audio thread, after each frame. The front end is not thread-safe: the mute
         button (gpiozero's thread) and the uplink or link only change state that is applied
         and shown from here."""
-        nonlocal shown_offline
+        nonlocal shown_offline, shown_speaking
+        if session is not None:
+            session.between_frames(frontend)
         if mute.muted and frontend.state is not DeviceState.MUTED:
             frontend.mute()
         elif not mute.muted and frontend.state is DeviceState.MUTED:
             frontend.unmute()
-        if offline() != shown_offline:
-            shown_offline = not shown_offline
+        if offline() != shown_offline or speaking() != shown_speaking:
+            shown_offline, shown_speaking = offline(), speaking()
             show()
         notifier.ping()
 
@@ -132,8 +136,8 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
             frontend.end_of_input()
     finally:
         notifier.stopping()
-        if uplink is not None:
-            uplink.stop()
+        if session is not None:
+            session.stop()
         if link is not None:
             link.stop()
         for part in (button, lights):

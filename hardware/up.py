@@ -90,6 +90,19 @@ def _python(module: str, *args: str) -> list[str]:
 APP_EMAIL = "you@earmark.local"
 
 
+def local_time_zone() -> str:
+    """This machine's IANA time zone (the household's day for "delete everything I said today")."""
+    with contextlib.suppress(OSError, ValueError):
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    with contextlib.suppress(OSError):
+        name = Path("/etc/timezone").read_text(encoding="utf-8").strip()
+        if name:
+            return name
+    return "UTC"
+
+
 @contextlib.contextmanager
 def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
     """The consent service and its page, with this machine's household and one member."""
@@ -98,7 +111,11 @@ def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
     if not password_file.exists():
         write_private(password_file, secrets.token_urlsafe(12) + "\n")
     # Both refuse politely when they exist already (a second `earmark up`).
-    subprocess.run(_python(*review, "add-household", HOUSEHOLD_ID, "This home"), capture_output=True, check=False)
+    subprocess.run(
+        _python(*review, "add-household", HOUSEHOLD_ID, "This home", "--time-zone", local_time_zone()),
+        capture_output=True,
+        check=False,
+    )
     subprocess.run(
         _python(*review, "add-member", HOUSEHOLD_ID, APP_EMAIL, "You", "--password-file", str(password_file)),
         capture_output=True,
@@ -135,6 +152,7 @@ def up(
     vosk_model: Path | None,
     extra_device_args: Sequence[str],
     with_app: bool = False,
+    grammar: Sequence[str] = (),
 ) -> int:
     """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C)."""
     data_dir = data_dir.expanduser()
@@ -154,6 +172,8 @@ def up(
             _python("pipeline.cli", *cloud, "enroll", DEVICE_ID, HOUSEHOLD_ID), check=True, stdout=subprocess.DEVNULL
         )
         run_args = [*cloud, "run", "--broker", address]
+        for phrase in grammar:
+            run_args += ["--grammar", phrase]
         if model.is_dir():
             run_args += ["--vosk-model", str(model)]
         else:
@@ -186,6 +206,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--app",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also run the companion app (default: on with --input mic)",
+        default=True,
+        help="run the consent service and its companion app (default on: spoken privacy commands need it)",
+    )
+    parser.add_argument("--reply-dir", type=Path, help="write spoken replies here as WAV instead of playing them")
+    parser.add_argument("--language", choices=["en", "ko"], help="the speaker's sentences and replies (default en)")
+    parser.add_argument(
+        "--command-grammar",
+        action="store_true",
+        help="recognize only the speaker's own sentences (Vosk grammar mode): accurate on a small model,"
+        " but nothing else is heard",
     )

@@ -20,8 +20,8 @@ python="${PYTHON:-python3}"
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-# portaudio19-dev + gcc: PyAudio builds against PortAudio. espeak-ng and sox make the
-# test and benchmark speech. alsa-utils gives arecord for live raw input.
+# portaudio19-dev + gcc: PyAudio builds against PortAudio. espeak-ng speaks the device's
+# replies and makes the test speech, with sox. alsa-utils gives arecord for live raw input.
 apt_packages=(portaudio19-dev gcc alsa-utils espeak-ng sox)
 # mosquitto: the broker `earmark up` and the tests start on a loopback port of their own.
 if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); fi

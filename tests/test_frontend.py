@@ -205,3 +205,18 @@ def test_refractory_time_suppresses_a_second_wake(
     # and the repeat is part of the request, not a new wake.
     feed(frontend, np.concatenate([wake, silence(0.2), wake, silence(3.0)]))
     assert len(of_type(events, WakeDetected)) == 1
+
+
+def test_the_speakers_own_wake_sound_never_enters_the_request(
+    alexa_detector: WakeWordDetector, make_frontend: MakeFrontEnd, sample_pcm: Pcm
+) -> None:
+    frontend, events = make_frontend(alexa_detector)
+    frontend.subscribe(lambda e: frontend.quiet_for(0.4) if isinstance(e, WakeDetected) else None)
+    feed(frontend, sample_pcm)
+    frontend.end_of_input()
+    (ready,) = of_type(events, UtteranceReady)
+    audio = np.frombuffer(ready.audio, dtype="<i2")
+    preroll = len(next(e for e in of_type(events, UtteranceAudio) if e.sequence == 0).audio) // 2
+    assert np.abs(audio[preroll - 1280 : preroll]).max() > 0  # before the wake word fired: the room
+    assert not audio[preroll : preroll + int(0.4 * SAMPLE_RATE_HZ)].any()  # while the sound plays: silence
+    assert np.abs(audio[preroll + int(0.48 * SAMPLE_RATE_HZ) :]).max() > 1000  # then the request itself

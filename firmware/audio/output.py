@@ -36,11 +36,13 @@ _SLICE_SECONDS = 0.1  # writes are this long at most, so a cut takes effect with
 
 @dataclass(frozen=True)
 class Begin:
-    """A stream of 16-bit PCM in this format follows (checked by `checked`)."""
+    """A stream of 16-bit PCM in this format follows (checked by `checked`); `on_started`
+    runs when its first sample goes to the device."""
 
     sample_rate_hz: int
     sample_width_bytes: int
     channels: int
+    on_started: Callable[[], None] | None = None
 
     def checked(self) -> Begin:
         """This format, or ValueError if the device will not play it (values come from peers)."""
@@ -73,6 +75,7 @@ class Player:
         self._queued_bytes = 0
         self._queued_lock = threading.Lock()
         self._cut = threading.Event()
+        self._on_started: Callable[[], None] | None = None
         self._pa: pyaudio.PyAudio | None = None
         self._device_index: int | None = None
         self.device_name = ""
@@ -113,6 +116,15 @@ class Player:
             raise AudioOutputError(str(err)) from err
         self._pa, self._device_index, self.device_name = pa, device.index, device.name
         _LOGGER.info("playing on %s (index %d)", device.name, device.index)
+
+    @property
+    def volume(self) -> float:
+        """Loudness, 0-1, applied to everything played from now on."""
+        return self._volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        self._volume = min(max(value, 0.0), 1.0)
 
     def play(self, pcm: bytes, on_played: Callable[[], None] | None = None) -> None:
         """Queue one whole piece of wire-format PCM (16 kHz mono S16_LE)."""
@@ -196,6 +208,7 @@ class Player:
         if isinstance(item, Begin):
             self._cut.clear()
             self._close_stream(stream)
+            self._on_started = item.on_started
             return self._open_stream(item)
         if isinstance(item, End):
             self._close_stream(stream, abort=self._cut.is_set())
@@ -207,6 +220,9 @@ class Player:
             self._close_stream(stream, abort=True)
             return None
         if stream is not None and isinstance(item, bytes):
+            if self._on_started is not None:
+                started, self._on_started = self._on_started, None
+                started()
             pcm = self._scaled(item)
             for start in range(0, len(pcm), self._slice_bytes):
                 if self._cut.is_set():

@@ -1,0 +1,1 @@
+"""The speaker's own assistant: intents, timers, spoken replies and sounds (cloud mode)."""

@@ -1,0 +1,412 @@
+"""The speaker answers: sounds, intents, timers, spoken replies, privacy by voice.
+
+Runs on the device in cloud mode. The cloud only turns speech into text; what the text
+means is decided here, with hassil, so timers and volume work on the device and keep
+working when the network is gone. Privacy commands are the exception: they go to the
+consent service as a `PrivacyRequest`, which can only narrow what is kept or reviewed;
+"let people review my recordings" is refused here and has no message at all.
+
+One worker thread owns the state (timers, pending answers); the audio thread, the
+uplink's inbox thread and the timers only queue jobs for it, so nothing here blocks the
+microphone. Barge-in: a wake word cuts whatever is playing (a reply, a ringing timer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+import uuid
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from contract.audio import bytes_to_seconds
+from contract.messages import (
+    PrivacyAction,
+    PrivacyReply,
+    PrivacyRequest,
+    RecognitionResult,
+    UtteranceCancelled,
+)
+from firmware.assistant import replies
+from firmware.assistant.intents import Intent, IntentMatcher
+from firmware.assistant.replies import say
+from firmware.assistant.settings import AssistantSettings
+from firmware.assistant.timers import TimerBook
+from firmware.assistant.voice import Voice
+from firmware.audio.output import Begin, Player
+from firmware.events import FrontEndEvent, SpeechEnded, WakeDetected
+from firmware.segmenter import EndReason
+from firmware.sounds import Sound, render
+
+_LOGGER = logging.getLogger(__name__)
+
+_QUEUE_JOBS = 256
+_ECHO_MARGIN_SECONDS = 0.15  # output latency: the cue is still audible this long after its last write
+_ANSWERED_REQUESTS = {EndReason.SILENCE, EndReason.MAX_LENGTH}
+_PRIVACY = {
+    "EarmarkDeleteLast": PrivacyAction.DELETE_LAST,
+    "EarmarkDeleteToday": PrivacyAction.DELETE_TODAY,
+    "EarmarkStopReview": PrivacyAction.STOP_REVIEW,
+    "EarmarkReviewStatus": PrivacyAction.REVIEW_STATUS,
+}
+_VOLUME_STEP = 0.1
+
+Record = dict[str, Any]  # one JSON-safe line for whoever prints what the speaker does
+
+
+@dataclass
+class _Pending:
+    deadline: float
+    utterance_id: UUID
+    intent: Intent | None = None
+
+
+class Assistant:
+    """Subscribe `handle` to the front end, `on_result`/`on_cloud` to the uplink; `start()`."""
+
+    def __init__(
+        self,
+        settings: AssistantSettings,
+        matcher: IntentMatcher,
+        voice: Voice | None,
+        player: Player | None,
+        *,
+        send_privacy: Callable[[PrivacyRequest], None] | None = None,
+        on_record: Callable[[Record], None] = lambda _record: None,
+        reply_dir: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        local_now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+    ) -> None:
+        self._settings = settings
+        self._language = settings.language
+        self._matcher = matcher
+        self._voice = voice
+        self._player = player if player is not None and player.available else None
+        self._send_privacy = send_privacy
+        self._on_record = on_record
+        self._reply_dir = reply_dir
+        self._clock = clock
+        self._local_now = local_now
+        self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=_QUEUE_JOBS)
+        self._timers = TimerBook(settings.max_timers)
+        self._waiting: dict[UUID, _Pending] = {}  # requests over, answer not yet in
+        self._privacy: dict[UUID, _Pending] = {}  # privacy commands sent, reply not yet in
+        self._given_up: set[UUID] = set()
+        self._idle = threading.Condition()
+        self._busy_jobs = 0
+        self._sounds = {sound: render(sound) for sound in Sound} if settings.sounds else {}
+        self._thread = threading.Thread(target=self._run, name="assistant", daemon=True)
+        self._speaking = threading.Event()
+        self.first_audio_at: dict[UUID, float] = {}  # for the benchmark: when a reply's first sample was played
+
+    # -- other threads: queue only ------------------------------------------------------
+
+    def start(self) -> None:
+        """Start answering."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker (what is playing is cut by closing the player)."""
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
+
+    def echo_seconds(self) -> float:
+        """How long after the wake word the speaker's own wake sound is audible: the
+        front end keeps that much of the request silent (it never enters a request)."""
+        if self._player is None or Sound.WAKE not in self._sounds:
+            return 0.0
+        return bytes_to_seconds(len(self._sounds[Sound.WAKE])) + _ECHO_MARGIN_SECONDS
+
+    def handle(self, event: FrontEndEvent) -> None:
+        """Front-end subscriber (audio thread)."""
+        if isinstance(event, WakeDetected):
+            self._put("wake", event.utterance_id)
+        elif isinstance(event, SpeechEnded):
+            self._put("ended", event)
+
+    def on_result(self, result: RecognitionResult) -> None:
+        """Uplink subscriber: final transcripts are answered."""
+        if result.final:
+            self._put("final", result)
+
+    def on_cloud(self, message: UtteranceCancelled | PrivacyReply) -> None:
+        """Uplink subscriber: cancellations and privacy replies."""
+        self._put("cloud", message)
+
+    @property
+    def speaking(self) -> bool:
+        """A spoken reply is playing now (for the lights)."""
+        return self._speaking.is_set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every request and command has its answer (or gave up): real seconds,
+        whatever clock the assistant runs on."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._busy_jobs or self._waiting or self._privacy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.1))
+        if self._player is not None:
+            done = threading.Event()
+            self._player.end(done.set)  # after whatever is queued ahead of it
+            return done.wait(max(deadline - time.monotonic(), 0.0))
+        return True
+
+    def _put(self, kind: str, payload: Any) -> None:
+        with self._idle:
+            self._busy_jobs += 1
+        try:
+            self._jobs.put_nowait((kind, payload))
+        except queue.Full:
+            with self._idle:
+                self._busy_jobs -= 1
+            _LOGGER.warning("assistant is behind: dropped a %s", kind)
+
+    # -- the worker ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self._next_wait())
+            except queue.Empty:
+                job = ("tick", None)
+            if job is None:
+                return
+            try:
+                self._do(*job)
+            except Exception:
+                _LOGGER.exception("assistant failed on a %s", job[0])
+            finally:
+                self._expire()
+                if job[0] != "tick":
+                    with self._idle:
+                        self._busy_jobs -= 1
+                        self._idle.notify_all()
+
+    def _next_wait(self) -> float:
+        moments = [p.deadline for p in (*self._waiting.values(), *self._privacy.values())]
+        soonest = self._timers.soonest()
+        if soonest is not None:
+            moments.append(soonest.due_at)
+        if not moments:
+            return 1.0
+        return min(max(min(moments) - self._clock(), 0.0), 1.0)
+
+    def _do(self, kind: str, payload: Any) -> None:
+        if kind == "wake":
+            self._cut()  # barge-in: the user is talking to the speaker now
+            self._sound(Sound.WAKE)
+        elif kind == "ended":
+            event: SpeechEnded = payload
+            if event.reason in _ANSWERED_REQUESTS and event.utterance_id not in self._given_up:
+                self._sound(Sound.DONE)
+                self._waiting[event.utterance_id] = _Pending(
+                    self._clock() + self._settings.answer_timeout_seconds, event.utterance_id
+                )
+        elif kind == "final":
+            self._answer(payload)
+        elif kind == "cloud":
+            self._from_cloud(payload)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for book in (self._waiting, self._privacy):
+            for key, pending in list(book.items()):
+                if pending.deadline <= now:
+                    del book[key]
+                    self._given_up.add(pending.utterance_id)
+                    _LOGGER.warning("no answer from the cloud in time for utterance %s", pending.utterance_id)
+                    self._sound(Sound.ERROR)
+                    self._reply(pending.utterance_id, pending.intent, say("no_cloud", self._language))
+        for timer in self._timers.due(now):
+            self._on_record({"type": "timer_finished", "timer_id": timer.timer_id, "seconds": timer.seconds})
+            for _ in range(self._settings.timer_rings):
+                self._sound(Sound.TIMER)
+        if len(self._given_up) > 1000:
+            self._given_up.clear()
+        with self._idle:
+            self._idle.notify_all()
+
+    def _answer(self, result: RecognitionResult) -> None:
+        utterance_id = result.utterance_id
+        if utterance_id in self._given_up:
+            return  # the error was said already; a late answer would only confuse
+        self._waiting.pop(utterance_id, None)
+        intent = self._matcher.match(result.text)
+        self._on_record(
+            {
+                "type": "intent",
+                "utterance_id": str(utterance_id),
+                "intent": intent.name if intent else None,
+                "slots": intent.slots if intent else {},
+            }
+        )
+        if not result.text.strip():
+            self._reply(utterance_id, None, say("not_heard", self._language))
+        elif intent is None:
+            self._reply(utterance_id, None, say("unknown", self._language))
+        else:
+            self._act(utterance_id, intent)
+
+    def _act(self, utterance_id: UUID, intent: Intent) -> None:
+        lang = self._language
+        name = intent.name
+        if name in _PRIVACY:
+            self._ask_consent_service(utterance_id, intent, _PRIVACY[name])
+        elif name == "EarmarkAllowReview":
+            # Anyone in the room can talk to a speaker: turning review ON takes the app.
+            self._reply(utterance_id, intent, say("review_voice_refused", lang))
+        elif name == "HassGetCurrentTime":
+            self._reply(utterance_id, intent, replies.clock_time(self._local_now(), lang))
+        elif name == "HassGetCurrentDate":
+            self._reply(utterance_id, intent, replies.date(self._local_now(), lang))
+        elif name == "HassStartTimer":
+            seconds = sum(
+                int(intent.slots.get(unit, 0)) * size
+                for unit, size in (("hours", 3600), ("minutes", 60), ("seconds", 1))
+            )
+            timer = self._timers.start(seconds, self._clock()) if seconds > 0 else None
+            text = (
+                say("timer_set", lang, duration=replies.duration(seconds, lang)) if timer else say("timers_full", lang)
+            )
+            self._reply(utterance_id, intent, text)
+        elif name == "HassTimerStatus":
+            soonest = self._timers.soonest()
+            text = (
+                say("timer_left", lang, duration=replies.duration(soonest.due_at - self._clock(), lang))
+                if soonest
+                else say("no_timer", lang)
+            )
+            self._reply(utterance_id, intent, text)
+        elif name == "HassCancelTimer":
+            cancelled = self._timers.cancel_soonest()
+            self._reply(utterance_id, intent, say("timer_cancelled" if cancelled else "no_timer", lang))
+        elif name in ("HassSetVolume", "EarmarkVolumeUp", "EarmarkVolumeDown"):
+            self._reply(utterance_id, intent, self._volume(intent))
+        elif name == "HassNevermind":
+            self._cut()  # stops a reply or a ringing timer; nothing is said
+            self._on_record({"type": "answer", "utterance_id": str(utterance_id), "intent": name, "reply": ""})
+        else:
+            self._reply(utterance_id, intent, say("unknown", lang))  # a custom intent with no action
+
+    def _volume(self, intent: Intent) -> str:
+        current = self._player.volume if self._player is not None else self._settings.volume
+        if intent.name == "HassSetVolume":
+            scale = 10 if self._language.value == "ko" else 100  # "볼륨 오" is 5 of 10
+            wanted = int(intent.slots.get("volume", 0)) / scale
+        else:
+            wanted = current + (_VOLUME_STEP if intent.name == "EarmarkVolumeUp" else -_VOLUME_STEP)
+        wanted = min(max(wanted, 0.0), 1.0)
+        if self._player is not None:
+            self._player.volume = wanted
+        return say("volume", self._language, percent=round(wanted * 100))
+
+    def _ask_consent_service(self, utterance_id: UUID, intent: Intent, action: PrivacyAction) -> None:
+        if self._send_privacy is None:
+            self._reply(utterance_id, intent, say("no_cloud", self._language))
+            return
+        request = PrivacyRequest(request_id=uuid.uuid4(), action=action, utterance_id=utterance_id)
+        self._privacy[request.request_id] = _Pending(
+            self._clock() + self._settings.answer_timeout_seconds, utterance_id, intent
+        )
+        self._send_privacy(request)
+
+    def _from_cloud(self, message: UtteranceCancelled | PrivacyReply) -> None:
+        if isinstance(message, UtteranceCancelled):
+            self._waiting.pop(message.utterance_id, None)
+            self._given_up.add(message.utterance_id)
+            self._on_record({"type": "cancelled_by_arbitration", "utterance_id": str(message.utterance_id)})
+            return
+        pending = self._privacy.pop(message.request_id, None)
+        if pending is None:
+            return  # not ours, or too late: the error was said
+        lang = self._language
+        if not message.ok:
+            text = say("privacy_failed", lang)
+        elif message.action is PrivacyAction.DELETE_LAST:
+            text = say("deleted_last", lang)
+        elif message.action is PrivacyAction.DELETE_TODAY:
+            text = say("deleted_today", lang, count=message.deleted)
+        elif message.action is PrivacyAction.STOP_REVIEW:
+            text = say("review_stopped", lang)
+        else:
+            text = say("review_on" if message.review_allowed else "review_off", lang)
+        self._reply(pending.utterance_id, pending.intent, text, deleted=message.deleted if message.ok else None)
+
+    # -- output -------------------------------------------------------------------------
+
+    def _cut(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+        self._speaking.clear()
+
+    def _sound(self, sound: Sound) -> None:
+        if self._player is not None and sound in self._sounds:
+            self._player.play(self._sounds[sound])
+
+    def _reply(self, utterance_id: UUID, intent: Intent | None, text: str, **extra: Any) -> None:
+        _LOGGER.debug("reply to %s: %s", utterance_id, text)  # words the household hears: never above DEBUG
+        record: Record = {
+            "type": "answer",
+            "utterance_id": str(utterance_id),
+            "intent": intent.name if intent else None,
+            "reply": text,
+            **{k: v for k, v in extra.items() if v is not None},
+        }
+        if self._voice is not None:
+            saved = self._speak(utterance_id, text)
+            if saved is not None:
+                record["saved_to"] = str(saved)
+        self._on_record(record)
+
+    def _speak(self, utterance_id: UUID, text: str) -> Path | None:
+        assert self._voice is not None  # noqa: S101 - checked by the caller
+        speech = self._voice.speak(text)
+        writer = None
+        path = partial = None
+        if self._reply_dir is not None:
+            self._reply_dir.mkdir(parents=True, exist_ok=True)
+            path = self._reply_dir / f"{utterance_id}.wav"
+            partial = path.with_suffix(".wav.part")
+            writer = wave.open(str(partial), "wb")  # noqa: SIM115 - closed below
+            writer.setnchannels(1)
+            writer.setsampwidth(2)
+            writer.setframerate(speech.sample_rate_hz)
+        play = self._player is not None and self._reply_dir is None
+        try:
+            if play:
+                assert self._player is not None  # noqa: S101
+                self._player.begin(
+                    Begin(speech.sample_rate_hz, 2, 1, on_started=lambda: self._first_audio(utterance_id))
+                )
+            for chunk in speech.chunks:
+                if writer is not None:
+                    writer.writeframes(chunk)
+                if play:
+                    assert self._player is not None  # noqa: S101
+                    self._player.write(chunk)
+        finally:
+            if play:
+                assert self._player is not None  # noqa: S101
+                self._player.end(self._speaking.clear)
+            if writer is not None and partial is not None and path is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    partial.replace(path)  # a reader never sees half a reply
+        return path
+
+    def _first_audio(self, utterance_id: UUID) -> None:
+        self.first_audio_at[utterance_id] = self._clock()
+        self._speaking.set()
+        if len(self.first_audio_at) > 1000:
+            self.first_audio_at.pop(next(iter(self.first_audio_at)))
