@@ -30,8 +30,8 @@ from typing import Any
 from uuid import UUID
 
 from contract import topics
-from contract.errors import ContractError
 from contract.audio import seconds_to_bytes
+from contract.errors import ContractError
 from contract.messages import (
     FLAG_PREROLL,
     AudioChunk,
@@ -134,6 +134,7 @@ class _Stream:
         self.start = start
         self.tag = ConsentTag.of(start)
         self.received_at = datetime.now(UTC)  # the cloud's clock, never the device's
+        self.arrived_at = time.monotonic()  # for arbitration between a household's speakers
         self.reassembler = Reassembler(limits.window_chunks)
         self.audio = bytearray()
         self.capped = False  # reached the cloud's max_utterance_seconds
@@ -148,9 +149,8 @@ class _Stream:
         self.recognizer: StreamingRecognizer | None = None
         self.fed_bytes = 0
         self.feeding = False  # recognition starts once the pre-roll is whole (see _feed)
-        self.preroll_sequences: set[int] = set()
-        self.preroll_bytes = 0
-        self.past_preroll = False
+        self.preroll_chunks: dict[int, int] = {}  # sequence -> PCM bytes, of chunks flagged pre-roll
+        self.first_live_sequence: int | None = None  # the first chunk from after the wake word
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.arbitrated = asyncio.Event()  # set once it is known whether this one answers
@@ -488,13 +488,10 @@ class IngestService:
             self.stats.duplicates += 1  # past the cloud's length limit: not kept
             return
         if not chunk.flags & FLAG_PREROLL:
-            stream.past_preroll = True
-        elif (
-            chunk.sequence not in stream.preroll_sequences
-            and len(stream.preroll_sequences) < self._limits.window_chunks
-        ):
-            stream.preroll_sequences.add(chunk.sequence)
-            stream.preroll_bytes += len(chunk.pcm)
+            if stream.first_live_sequence is None or chunk.sequence < stream.first_live_sequence:
+                stream.first_live_sequence = chunk.sequence
+        elif len(stream.preroll_chunks) < self._limits.window_chunks:
+            stream.preroll_chunks[chunk.sequence] = len(chunk.pcm)
         for pcm in stream.reassembler.add(chunk):
             room = self._limits.max_audio_bytes - len(stream.audio)
             stream.audio += pcm[:room]
@@ -540,7 +537,6 @@ class IngestService:
         utterance_id = stream.start.utterance_id
         try:
             if await self._admit(stream):
-                self._enter_contest(stream)
                 status = await self._receive(stream)
                 await stream.arbitrated.wait()  # never longer than the decision time after admission
                 if not stream.cancelled:
@@ -564,6 +560,9 @@ class IngestService:
         start = stream.start
         known = await loop.run_in_executor(self._io, self._store.admission, start.device_id, start.utterance_id)
         check_enrolment(start.household_id, known.household_id)
+        if known.forgotten:
+            self.stats.duplicates += 1  # deleted by its household already: never served again
+            return False
         if known.stored_tag is not None:
             try:
                 same_tag_or_conflict(ConsentTag(*known.stored_tag), stream.tag)
@@ -577,6 +576,9 @@ class IngestService:
         self._quotas.admit_household(start.household_id)
         stream.household_id = start.household_id
         stream.keep_audio = known.keep_audio
+        # Before the recognizer (tens of ms on a busy machine): speakers of one household
+        # should meet in the contest as close together as they reached the cloud.
+        self._enter_contest(stream)
         if self._model is not None:
             # Creating a recognizer costs up to ~60 ms of CPU: never on the loop.
             grammar = list(self._settings.grammar)
@@ -587,14 +589,16 @@ class IngestService:
 
     def _enter_contest(self, stream: _Stream) -> None:
         start = stream.start
-        entrant = Entrant(start.utterance_id, start.device_id, start.wake_score, time.monotonic())
+        entrant = Entrant(start.utterance_id, start.device_id, start.wake_score, stream.arrived_at)
         contest, opened = self._arbiter.enter(start.household_id, entrant)
         if contest is None:
             stream.arbitrated.set()  # the same speaker again: nobody to arbitrate with
         elif opened:
+            # Timed from when the start reached the cloud, not from its admission.
             loop = asyncio.get_running_loop()
-            loop.call_later(self._arbiter.decide_after_seconds, self._decide, contest)
-            loop.call_later(self._arbiter.window_seconds, self._arbiter.close, contest)
+            since = time.monotonic() - entrant.arrived_at
+            loop.call_later(max(self._arbiter.decide_after_seconds - since, 0.0), self._decide, contest)
+            loop.call_later(max(self._arbiter.window_seconds - since, 0.0), self._arbiter.close, contest)
         elif contest.decided:
             self._lose(stream)  # the answer is under way on another speaker
 
@@ -656,16 +660,19 @@ class IngestService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stream.wake.wait(), timeout)
 
-    async def _feed(self, stream: _Stream) -> None:
+    async def _feed(self, stream: _Stream, *, last: bool = False) -> None:
         if stream.recognizer is None:
             return
         if not stream.feeding:
             # The wake word lies in the pre-roll, and a recognizer hears it as words of the
             # request: only the pre-roll's last moments are recognized (all of it is stored).
-            if not stream.past_preroll and stream.end is None:
+            # Known once every chunk before the first live one is in (or at the very end).
+            live = stream.first_live_sequence
+            if not last and (live is None or stream.reassembler.next_sequence < live):
                 return
+            preroll = sum(size for seq, size in stream.preroll_chunks.items() if live is None or seq < live)
             keep = seconds_to_bytes(self._settings.ingest.recognized_preroll_seconds)
-            stream.fed_bytes = min(max(stream.preroll_bytes - keep, 0), len(stream.audio))
+            stream.fed_bytes = min(max(preroll - keep, 0), len(stream.audio))
             stream.feeding = True
         if stream.fed_bytes >= len(stream.audio):
             return
@@ -681,7 +688,7 @@ class IngestService:
         if not stream.capped:
             for pcm in stream.reassembler.skip_gaps(stream.end.chunk_count if stream.end else None):
                 stream.audio += pcm[: self._limits.max_audio_bytes - len(stream.audio)]
-            await self._feed(stream)
+        await self._feed(stream, last=True)
         missing = stream.reassembler.missing
         self.stats.duplicates += stream.reassembler.duplicates
         end_reason = stream.end.reason if stream.end else EndReason.CANCELLED

@@ -65,6 +65,8 @@ class IngestSettings(BaseModel):
     def _quotas_nest(self) -> IngestSettings:
         if not self.max_streams_per_device <= self.max_streams_per_household <= self.max_streams:
             raise ValueError("stream quotas must nest: per device <= per household <= max_streams")
+        if self.arbitration_decide_seconds > self.arbitration_window_seconds:
+            raise ValueError("arbitration_decide_seconds must not exceed arbitration_window_seconds")
         return self
 
 

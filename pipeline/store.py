@@ -73,9 +73,17 @@ _SCHEMA = [
     # just said" can overtake its own clip's save): such a clip is never written. Keyed by
     # device too, so no one can veto another device's clip by naming its id.
     """CREATE TABLE IF NOT EXISTS forgotten (
-        utterance_id  TEXT PRIMARY KEY,
+        utterance_id  TEXT NOT NULL,
         device_id     TEXT NOT NULL,
-        forgotten_at  TEXT NOT NULL
+        forgotten_at  TEXT NOT NULL,
+        PRIMARY KEY (utterance_id, device_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS forgotten_at ON forgotten (forgotten_at)",
+    # "Delete everything I said today" covers requests still on their way (another
+    # speaker's, a resent outbox): nothing received before this moment is stored any more.
+    """CREATE TABLE IF NOT EXISTS forgotten_before (
+        household_id   TEXT PRIMARY KEY,
+        received_before TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS clips_device ON clips (device_id, received_at)",
 ]
@@ -172,6 +180,7 @@ class DeviceAdmission:
     household_id: str | None  # None: the device is not enrolled
     keep_audio: bool
     stored_tag: tuple[str, bool, int] | None  # (household, review_allowed, version) if already stored
+    forgotten: bool = False  # its household deleted it before it was stored: served as a duplicate
 
 
 class ClipStore(Protocol):
@@ -250,10 +259,14 @@ class SQLiteClipStore:
             "SELECT household_id, review_allowed, consent_version FROM clips WHERE utterance_id = ?",
             (str(utterance_id),),
         ).fetchone()
+        forgotten = self._db.execute(
+            "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ?", (str(utterance_id), device_id)
+        ).fetchone()
         return DeviceAdmission(
             household_id=None if row is None else str(row[0]),
             keep_audio=True if row is None else bool(row[1]),
             stored_tag=None if stored is None else (str(stored[0]), bool(stored[1]), int(stored[2])),
+            forgotten=forgotten is not None,
         )
 
     def save(self, clip: Clip, audio: bytes | None) -> bool:
@@ -272,8 +285,9 @@ class SQLiteClipStore:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             if self._db.execute(
-                "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ?",
-                (str(clip.utterance_id), clip.device_id),
+                "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
+                "SELECT 1 FROM forgotten_before WHERE household_id = ? AND received_before > ?",
+                (str(clip.utterance_id), clip.device_id, clip.household_id, utc_text(clip.received_at)),
             ).fetchone():
                 self._db.execute("ROLLBACK")
                 if partial is not None:

@@ -122,6 +122,9 @@ class Channel(StrEnum):
     ADMIN = "admin"
 
 
+JUST_SAID = timedelta(minutes=10)  # "what I just said" never reaches further back than this
+_TOMBSTONE_LIFETIME = timedelta(days=1)
+
 RETENTION_CHOICES = {"3_months": 90, "18_months": 540, "never": None}
 
 
@@ -560,11 +563,14 @@ class Registry:
         today" heard by `device_id`, whose own utterance is `command_id`.
 
         The command goes too, stored yet or not (a tombstone keeps a later save from writing
-        it). "Just said" is the device's last request before the command, as the cloud
-        received them; "today" is the household's day in its own time zone, matched as in
-        `delete`. Returns how many requests went, the command always among them.
+        it); the same command delivered twice deletes nothing more. "Just said" is this
+        device's last request (one with speech, received in the JUST_SAID_SECONDS before the
+        command, by the cloud's clock); "today" is the household's day in its own time zone,
+        matched as in `delete`, and also covers requests still on their way. Returns how
+        many requests went, the command always among them.
         """
         actor = f"voice:{device_id}"
+        now = _now()
         with self.transaction() as db:
             found = db.execute("SELECT household_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
             if found is None:
@@ -573,10 +579,13 @@ class Registry:
             tz_row = db.execute("SELECT time_zone FROM households WHERE household_id = ?", (household_id,)).fetchone()
             if tz_row is None:
                 raise NotFound("no such household")
-            db.execute(
-                "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT (utterance_id) DO NOTHING",
-                (command_id, device_id, utc_text(_now())),
-            )
+            # A tombstone outlives any stream and outbox; then it goes (a device adds a few a minute).
+            db.execute("DELETE FROM forgotten WHERE forgotten_at < ?", (utc_text(now - _TOMBSTONE_LIFETIME),))
+            fresh = db.execute(
+                "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (command_id, device_id, utc_text(now))
+            ).rowcount
+            if not fresh:
+                return 0  # a redelivered command: done already
             command = db.execute(
                 "SELECT utterance_id, audio_path, received_at FROM clips "
                 "WHERE utterance_id = ? AND device_id = ? AND household_id = ?",
@@ -590,12 +599,18 @@ class Registry:
                     "AND (capture_started_at >= ? OR received_at >= ?)",
                     (household_id, since, since),
                 ).fetchall()
+                db.execute(
+                    "INSERT INTO forgotten_before VALUES (?, ?) ON CONFLICT (household_id) DO UPDATE SET "
+                    "received_before = MAX(received_before, excluded.received_before)",
+                    (household_id, utc_text(now)),
+                )
             else:
-                before = command[2] if command is not None else utc_text(_now())
+                before = command[2] if command is not None else utc_text(now)
                 rows = db.execute(
                     "SELECT utterance_id, audio_path FROM clips WHERE device_id = ? AND household_id = ? "
-                    "AND utterance_id != ? AND received_at <= ? ORDER BY received_at DESC LIMIT 1",
-                    (device_id, household_id, command_id, before),
+                    "AND utterance_id != ? AND received_at <= ? AND received_at >= ? "
+                    "AND end_reason NOT IN ('no_speech', 'muted') ORDER BY received_at DESC LIMIT 1",
+                    (device_id, household_id, command_id, before, utc_text(now - JUST_SAID)),
                 ).fetchall()
             rows = list({row[0]: row for row in [*rows, *([command[:2]] if command else [])]}.values())
             paths = _delete_rows(db, rows)

@@ -224,6 +224,7 @@ def test_voice_may_only_narrow_review(english: Harness) -> None:
     assert english.sent == []  # nothing at all goes to the cloud for it
 
     command = english.say("stop letting people review my recordings")
+    assert wait_until(lambda: bool(english.sent), 30)
     (request,) = english.sent
     assert request.action is PrivacyAction.STOP_REVIEW and request.utterance_id == command
     english.assistant.on_cloud(
@@ -234,6 +235,7 @@ def test_voice_may_only_narrow_review(english: Harness) -> None:
 
 def test_privacy_replies_say_what_happened(english: Harness) -> None:
     command = english.say("delete everything I said today")
+    assert wait_until(lambda: bool(english.sent), 30)
     (request,) = english.sent
     english.assistant.on_cloud(PrivacyReply(request_id=uuid4(), action=request.action, ok=True, deleted=9))
     english.assistant.on_cloud(PrivacyReply(request_id=request.request_id, action=request.action, ok=True, deleted=3))
@@ -243,9 +245,20 @@ def test_privacy_replies_say_what_happened(english: Harness) -> None:
 
 def test_no_answer_in_time_is_an_error_not_silence(english: Harness) -> None:
     command = english.say("what is my review setting")
-    assert english.sent and not english.assistant.wait_idle(0.2)
+    assert wait_until(lambda: bool(english.sent), 30)
+    assert not english.assistant.wait_idle(0.2)
     english.clock.now += 9  # answer_timeout_seconds is 8
     assert english.answer(command)["reply"] == "Sorry, I can't reach Earmark right now. Nothing was changed."
+
+
+def test_a_final_delivered_twice_is_answered_once(english: Harness) -> None:
+    utterance_id = english.say("set a timer for 5 minutes")
+    english.assistant.on_result(
+        RecognitionResult(utterance_id=utterance_id, final=True, text="set a timer for 5 minutes")
+    )
+    later = english.say("how much time is left")
+    assert english.answer(later)["reply"] == "5 minutes left."
+    assert [r["type"] for r in english.records if r.get("utterance_id") == str(utterance_id)] == ["intent", "answer"]
 
 
 def test_a_cancelled_request_gets_no_answer(english: Harness) -> None:

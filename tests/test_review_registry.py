@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,3 +194,55 @@ def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None
     registry.close()
     Registry(tmp_path).close()
     assert store.admission("kitchen-1", uuid.uuid4()).keep_audio is False
+
+
+def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from tests.review_helpers import make_clip
+
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks", time_zone="Asia/Seoul")
+    registry.create_household("h2", "Next door")
+    store.enroll("kitchen-1", "h1")
+    store.enroll("hall-2", "h1")
+    store.enroll("flat-9", "h2")
+    now = datetime.now(UTC)
+
+    def said(device: str, household: str, minutes_ago: float, reason: str = "silence") -> uuid.UUID:
+        at = now - timedelta(minutes=minutes_ago)
+        clip = make_clip(device_id=device, household_id=household, received_at=at, capture_started_at=at)
+        store.save(replace(clip, end_reason=reason), bytes(3200))
+        return clip.utterance_id
+
+    old = said("kitchen-1", "h1", 30)  # too long ago to be "what I just said"
+    request = said("kitchen-1", "h1", 1.0)
+    false_wake = said("kitchen-1", "h1", 0.5, reason="no_speech")  # a false wake is no request
+    other_speaker = said("hall-2", "h1", 0.2)
+    neighbour = said("flat-9", "h2", 0.1)
+    command = uuid.uuid4()  # its own clip not stored yet: the command overtook its save
+    assert registry.delete_spoken("kitchen-1", str(command), today=False) == 2
+    assert store.get(request) is None
+    assert all(store.get(u) is not None for u in (old, other_speaker, neighbour))
+    assert registry.delete_spoken("kitchen-1", str(command), today=False) == 0  # delivered twice: nothing more
+    assert store.get(old) is not None
+    late = make_clip(utterance_id=command, device_id="kitchen-1", household_id="h1")
+    assert store.save(late, bytes(3200)) and store.get(command) is None  # the tombstone holds
+    assert store.admission("kitchen-1", command).forgotten  # and a resent start is a duplicate
+    assert not store.admission("hall-2", command).forgotten  # keyed by device: no veto on others
+
+    today = uuid.uuid4()
+    on_its_way = make_clip(device_id="hall-2", household_id="h1", received_at=now)  # another speaker, mid-save
+    from zoneinfo import ZoneInfo
+
+    midnight = datetime.now(ZoneInfo("Asia/Seoul")).replace(hour=0, minute=0, second=0, microsecond=0)
+    left_today = [u for u in (old, false_wake, other_speaker) if store.get(u).received_at >= midnight]  # type: ignore[union-attr]
+    assert registry.delete_spoken("kitchen-1", str(today), today=True) == len(left_today) + 1  # and the command
+    assert store.save(on_its_way, bytes(3200)) and store.get(on_its_way.utterance_id) is None
+    assert store.get(neighbour) is not None  # another household is never touched
+    assert [r[0] for r in registry.db.execute("SELECT actor FROM audit_log WHERE action = 'recordings.delete'")] == [
+        "voice:kitchen-1",
+        "voice:kitchen-1",
+    ]
+    with pytest.raises(NotFound):
+        registry.delete_spoken("stranger", str(uuid.uuid4()), today=True)

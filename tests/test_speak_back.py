@@ -133,28 +133,13 @@ class Device:
             "EARMARK_ASSISTANT__VOLUME": str(VOLUME),
         }
         source = ["--input", str(wav), "--realtime"] if wav is not None else ["--input", "-"]
+        command = [
+            sys.executable, "-m", "firmware.cli", "-v", "listen", *source, "--stream",
+            "--broker", f"127.0.0.1:{cloud.mqtt.port}", "--device-id", device_id, "--household-id", HOUSEHOLD,
+            "--state-dir", str(home / "state"), "--consent-key", str(cloud.public_key), "--language", "ko",
+        ]  # fmt: skip
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "firmware.cli",
-                "-v",
-                "listen",
-                *source,
-                "--stream",
-                "--broker",
-                f"127.0.0.1:{cloud.mqtt.port}",
-                "--device-id",
-                device_id,
-                "--household-id",
-                HOUSEHOLD,
-                "--state-dir",
-                str(home / "state"),
-                "--consent-key",
-                str(cloud.public_key),
-                "--language",
-                "ko",
-            ],  # fmt: skip
+            command,
             stdin=subprocess.PIPE if wav is None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -204,6 +189,18 @@ class Device:
                     pipe.close()
 
 
+def run_device(tmp_path: Path, cloud: Cloud, name: str, *texts: str) -> Device:
+    """kitchen-1 hears 'Alexa, <text>' for each text, paced like a microphone, to the end."""
+    wav = tmp_path / f"{name}.wav"
+    write_wav(wav, np.concatenate([silence(1.0), *(request(text) for text in texts)]))
+    device = Device(tmp_path, cloud, "kitchen-1", wav)
+    try:
+        assert device.finish() == 0, device.log[-20:]
+    finally:
+        device.kill()
+    return device
+
+
 def scaled(sound: Sound) -> Pcm:
     return (np.frombuffer(render(sound), dtype="<i2").astype(np.float32) * VOLUME).astype("<i2")
 
@@ -220,13 +217,7 @@ def spoken_length_16k(text: str) -> float:
 
 
 def test_a_korean_request_is_answered_aloud(tmp_path: Path, cloud: Cloud) -> None:
-    wav = tmp_path / "time.wav"
-    write_wav(wav, np.concatenate([silence(1.0), request("지금 몇 시야")]))
-    device = Device(tmp_path, cloud, "kitchen-1", wav)
-    try:
-        assert device.finish() == 0, device.log[-20:]
-    finally:
-        device.kill()
+    device = run_device(tmp_path, cloud, "time", "지금 몇 시야")
     (final,) = [line for line in device.of("transcript") if line["final"]]
     assert final["text"] == "지금 몇 시야"
     (intent,) = device.of("intent")
@@ -247,14 +238,8 @@ def test_a_korean_request_is_answered_aloud(tmp_path: Path, cloud: Cloud) -> Non
 
 
 def test_delete_what_i_just_said_and_everything_today(tmp_path: Path, cloud: Cloud) -> None:
-    wav = tmp_path / "privacy.wav"
     said = ["음악 틀어", "음악 틀어", "방금 한 말 지워", "오늘 한 말 다 지워"]
-    write_wav(wav, np.concatenate([silence(1.0), *(request(text) for text in said)]))
-    device = Device(tmp_path, cloud, "kitchen-1", wav)
-    try:
-        assert device.finish() == 0, device.log[-20:]
-    finally:
-        device.kill()
+    device = run_device(tmp_path, cloud, "privacy", *said)
     finals = [line for line in device.lines if line.get("type") == "transcript" and line["final"]]
     assert [f["text"] for f in finals] == said
     answers = {line["intent"]: line for line in device.of("answer")}
@@ -280,23 +265,11 @@ def test_delete_what_i_just_said_and_everything_today(tmp_path: Path, cloud: Clo
 def test_review_can_be_stopped_by_voice_and_never_started(tmp_path: Path, cloud: Cloud) -> None:
     cloud.registry.set_consent(HOUSEHOLD, True, "ana", Channel.APP)
     cloud.publisher.notify()
-    first = tmp_path / "music.wav"
-    write_wav(first, np.concatenate([silence(1.0), request("음악 틀어")]))
-    device = Device(tmp_path, cloud, "kitchen-1", first)
-    try:
-        assert device.finish() == 0, device.log[-20:]
-    finally:
-        device.kill()
+    run_device(tmp_path, cloud, "music", "음악 틀어")
     assert cloud.registry.sample(1.0) == 1  # tagged under the household's consent: reviewable
     assert cloud.registry.pool_households() == {HOUSEHOLD: 1}
 
-    commands = tmp_path / "commands.wav"
-    write_wav(commands, np.concatenate([silence(1.0), request("녹음 검토 하지 마"), request("녹음 검토 해도 돼")]))
-    device = Device(tmp_path, cloud, "kitchen-1", commands)
-    try:
-        assert device.finish() == 0, device.log[-20:]
-    finally:
-        device.kill()
+    device = run_device(tmp_path, cloud, "commands", "녹음 검토 하지 마", "녹음 검토 해도 돼")
     answers = {line["intent"]: line["reply"] for line in device.of("answer")}
     assert answers["EarmarkStopReview"].startswith("알겠어요. 이제 사람이 녹음을 검토하지 않아요.")
     assert answers["EarmarkAllowReview"] == "개인 정보 보호를 위해 검토는 이어마크 앱에서만 켤 수 있어요."

@@ -49,6 +49,31 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
     assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
 
 
+def test_up_answers_a_korean_request_aloud_into_the_reply_dir(tmp_path: Path) -> None:
+    import numpy as np
+
+    from scripts.speech import espeak, silence, write_wav
+    from tests.conftest import FIXTURES, load_pcm
+
+    wav = tmp_path / "what_time.wav"
+    alexa = load_pcm(FIXTURES / "alexa_only.wav")
+    command = espeak("지금 몇 시야", "ko+f3", 150)  # the voice and rate Vosk hears as themselves
+    write_wav(wav, np.concatenate([silence(0.5), alexa, silence(0.3), command, silence(2.0)]))
+    replies = tmp_path / "replies"
+    done = earmark(
+        "up", "--input", str(wav), "--data-dir", str(tmp_path / "data"), "--vosk-model", str(KO_MODEL),
+        "--language", "ko", "--command-grammar", "--reply-dir", str(replies),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    [final] = [line for line in lines if line["type"] == "transcript" and line["final"]]
+    [intent] = [line for line in lines if line["type"] == "intent"]
+    [answer] = [line for line in lines if line["type"] == "answer"]
+    assert final["text"] == "지금 몇 시야" and intent["intent"] == "HassGetCurrentTime"
+    assert answer["reply"].startswith("지금은") and answer["saved_to"] == str(replies / f"{final['utterance_id']}.wav")
+    assert Path(answer["saved_to"]).stat().st_size > 22050  # espeak-ng speech, at least half a second
+
+
 def test_missing_mosquitto_says_how_to_install_it(tmp_path: Path) -> None:
     from contract.config import ConfigError
     from hardware.up import find_mosquitto

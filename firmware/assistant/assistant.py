@@ -13,6 +13,7 @@ microphone. Barge-in: a wake word cuts whatever is playing (a reply, a ringing t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -100,6 +101,9 @@ class Assistant:
         self._waiting: dict[UUID, _Pending] = {}  # requests over, answer not yet in
         self._privacy: dict[UUID, _Pending] = {}  # privacy commands sent, reply not yet in
         self._given_up: set[UUID] = set()
+        self._answered: collections.OrderedDict[UUID, None] = collections.OrderedDict()  # bounded, see _answer
+        self._ringing = False  # a finished timer is ringing: "stop" silences it, cancels no other
+        self._barge_ins = 0  # counts wake words: a reply being spoken stops when this moves
         self._idle = threading.Condition()
         self._busy_jobs = 0
         self._sounds = {sound: render(sound) for sound in Sound} if settings.sounds else {}
@@ -128,6 +132,9 @@ class Assistant:
     def handle(self, event: FrontEndEvent) -> None:
         """Front-end subscriber (audio thread)."""
         if isinstance(event, WakeDetected):
+            # Barge-in now, from here: the worker may be busy synthesizing a reply.
+            self._barge_ins += 1
+            self._cut()
             self._put("wake", event.utterance_id)
         elif isinstance(event, SpeechEnded):
             self._put("ended", event)
@@ -204,11 +211,12 @@ class Assistant:
 
     def _do(self, kind: str, payload: Any) -> None:
         if kind == "wake":
-            self._cut()  # barge-in: the user is talking to the speaker now
+            self._cut()  # whatever the worker queued since the wake word: the user talks now
             self._sound(Sound.WAKE)
         elif kind == "ended":
             event: SpeechEnded = payload
-            if event.reason in _ANSWERED_REQUESTS and event.utterance_id not in self._given_up:
+            done = event.utterance_id in self._given_up or event.utterance_id in self._answered
+            if event.reason in _ANSWERED_REQUESTS and not done:
                 self._sound(Sound.DONE)
                 self._waiting[event.utterance_id] = _Pending(
                     self._clock() + self._settings.answer_timeout_seconds, event.utterance_id
@@ -230,17 +238,26 @@ class Assistant:
                     self._reply(pending.utterance_id, pending.intent, say("no_cloud", self._language))
         for timer in self._timers.due(now):
             self._on_record({"type": "timer_finished", "timer_id": timer.timer_id, "seconds": timer.seconds})
-            for _ in range(self._settings.timer_rings):
-                self._sound(Sound.TIMER)
+            if self._player is not None and Sound.TIMER in self._sounds:
+                self._ringing = True
+                for _ in range(self._settings.timer_rings):
+                    self._player.play(self._sounds[Sound.TIMER])
+                self._player.end(self._rung)
         if len(self._given_up) > 1000:
             self._given_up.clear()
         with self._idle:
             self._idle.notify_all()
 
+    def _rung(self) -> None:
+        self._ringing = False
+
     def _answer(self, result: RecognitionResult) -> None:
         utterance_id = result.utterance_id
-        if utterance_id in self._given_up:
-            return  # the error was said already; a late answer would only confuse
+        if utterance_id in self._given_up or utterance_id in self._answered:
+            return  # the error was said already, or a final delivered twice: one answer only
+        self._answered[utterance_id] = None
+        while len(self._answered) > 1000:
+            self._answered.popitem(last=False)
         self._waiting.pop(utterance_id, None)
         intent = self._matcher.match(result.text)
         self._on_record(
@@ -288,6 +305,9 @@ class Assistant:
                 else say("no_timer", lang)
             )
             self._reply(utterance_id, intent, text)
+        elif name == "HassCancelTimer" and self._ringing:
+            self._cut()  # "stop the timer" while it rings: that one, not the next
+            self._on_record({"type": "answer", "utterance_id": str(utterance_id), "intent": name, "reply": ""})
         elif name == "HassCancelTimer":
             cancelled = self._timers.cancel_soonest()
             self._reply(utterance_id, intent, say("timer_cancelled" if cancelled else "no_timer", lang))
@@ -349,6 +369,7 @@ class Assistant:
         if self._player is not None:
             self._player.stop()
         self._speaking.clear()
+        self._ringing = False
 
     def _sound(self, sound: Sound) -> None:
         if self._player is not None and sound in self._sounds:
@@ -383,6 +404,7 @@ class Assistant:
             writer.setsampwidth(2)
             writer.setframerate(speech.sample_rate_hz)
         play = self._player is not None and self._reply_dir is None
+        barge_ins = self._barge_ins
         try:
             if play:
                 assert self._player is not None  # noqa: S101
@@ -392,6 +414,10 @@ class Assistant:
             for chunk in speech.chunks:
                 if writer is not None:
                     writer.writeframes(chunk)
+                if play and self._barge_ins != barge_ins:
+                    play = False  # cut off by a wake word: synthesize no further for the speaker
+                    if writer is None:
+                        break
                 if play:
                     assert self._player is not None  # noqa: S101
                     self._player.write(chunk)
