@@ -14,7 +14,6 @@ from pipeline.errors import ModelError
 
 _LOGGER = logging.getLogger(__name__)
 
-_BLOCK_BYTES = 3200  # 0.1 s at the wire format
 _MODELS: dict[Path, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -79,28 +78,20 @@ class StreamingRecognizer:
             self._rec = vosk.KaldiRecognizer(model, SAMPLE_RATE_HZ)
         self._rec.SetWords(True)
         self._phrases = list(grammar or [])
-        self._pending = bytearray()  # less than one block, waiting for the rest
         # Vosk ends a "result" at its own pauses; keep them so the final covers everything.
         self._segments: list[dict[str, Any]] = []
         self._last_partial = ""
 
     def accept(self, pcm: bytes) -> str | None:
-        """Feed audio; return the partial transcript if it changed, else None.
-
-        Vosk is given fixed blocks whatever size arrives: where it ends a segment depends
-        on the sizes it is fed, and a transcript must not depend on how busy the machine
-        was when the audio came in.
-        """
+        """Feed audio; return the partial transcript if it changed, else None."""
         if not pcm:
             return None
-        self._pending += pcm
-        whole = len(self._pending) - len(self._pending) % _BLOCK_BYTES
-        for start in range(0, whole, _BLOCK_BYTES):
-            if self._rec.AcceptWaveform(bytes(self._pending[start : start + _BLOCK_BYTES])):
-                self._segments.append(json.loads(self._rec.Result()))
-        del self._pending[:whole]
-        partial = json.loads(self._rec.PartialResult()).get("partial", "")
-        text = " ".join(t for t in (self._joined_text(), partial) if t)
+        if self._rec.AcceptWaveform(pcm):
+            self._segments.append(json.loads(self._rec.Result()))
+            text = self._joined_text()
+        else:
+            partial = json.loads(self._rec.PartialResult()).get("partial", "")
+            text = " ".join(t for t in (self._joined_text(), partial) if t)
         if text != self._last_partial:
             self._last_partial = text
             return text
@@ -111,9 +102,6 @@ class StreamingRecognizer:
 
     def finish(self, utterance_id: Any) -> RecognitionResult:
         """The final transcript with word timings."""
-        if self._pending and self._rec.AcceptWaveform(bytes(self._pending)):
-            self._segments.append(json.loads(self._rec.Result()))
-        self._pending.clear()
         self._segments.append(json.loads(self._rec.FinalResult()))
         words = tuple(
             Word(
