@@ -60,7 +60,14 @@ def rss_mib() -> float:
 
 
 def stored(pipeline: RunningPipeline, utterance_id: uuid.UUID) -> Any:
-    assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
+    """The clip once its save is whole: the row commits first, then the audio is renamed into
+    place (a busy machine showed the row without its file yet)."""
+
+    def saved() -> bool:
+        clip = pipeline.store.get(utterance_id)
+        return clip is not None and (clip.audio_path is None or clip.audio_path.exists())
+
+    assert pipeline.wait_until(saved)
     return pipeline.store.get(utterance_id)
 
 
