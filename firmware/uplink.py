@@ -181,7 +181,6 @@ class UplinkStats:
     published: int = 0
     abandoned: int = 0
     results: int = 0
-    cancelled: int = 0
     cancelled_ids: set[UUID] = field(default_factory=set)
     inbox_dropped: int = 0
     finals: set[UUID] = field(default_factory=set)
@@ -429,12 +428,7 @@ class Uplink:
         if stream is not None:
             stream.abandoned = True  # the audio thread sends no more audio and no end
         with self._cond:
-            keep = len(self._inflight)
-            unsent = [o for o in list(self._outbox)[keep:] if o.utterance_id == utterance_id]
-            for item in unsent:
-                self._outbox.remove(item)
-                self._outbox_audio_bytes -= item.audio_bytes
-            self.stats.cancelled += 1
+            unsent = self._remove_unsent(utterance_id, audio_only=False)
             self.stats.cancelled_ids.add(utterance_id)
             self._cond.notify_all()
         self._cancelled.append(utterance_id)
@@ -505,15 +499,20 @@ class Uplink:
             self._cond.notify_all()
             return True
 
+    def _remove_unsent(self, utterance_id: UUID, *, audio_only: bool) -> list[_Out]:
+        """Take an utterance's messages that are not in flight out of the outbox (under
+        `_cond`); with `audio_only`, its chunks only. Returns what was removed."""
+        unsent = list(self._outbox)[len(self._inflight) :]
+        removed = [o for o in unsent if o.utterance_id == utterance_id and (o.audio_bytes or not audio_only)]
+        for item in removed:
+            self._outbox.remove(item)
+            self._outbox_audio_bytes -= item.audio_bytes
+        return removed
+
     def _abandon(self, stream: _Stream) -> None:
         """Drop the unsent audio of an utterance and say so; never half-deliver silently."""
         with self._cond:
-            keep = len(self._inflight)
-            unsent = list(self._outbox)[keep:]
-            dropped = [o for o in unsent if o.utterance_id == stream.utterance_id and o.audio_bytes]
-            for item in dropped:
-                self._outbox.remove(item)
-                self._outbox_audio_bytes -= item.audio_bytes
+            dropped = self._remove_unsent(stream.utterance_id, audio_only=True)
         delivered = stream.next_sequence - len(dropped)
         stream.abandoned = True
         self.stats.abandoned += 1

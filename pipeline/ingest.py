@@ -599,7 +599,7 @@ class IngestService:
             since = time.monotonic() - entrant.arrived_at
             loop.call_later(max(self._arbiter.decide_after_seconds - since, 0.0), self._decide, contest)
             loop.call_later(max(self._arbiter.window_seconds - since, 0.0), self._arbiter.close, contest)
-        elif contest.decided:
+        elif Arbiter.lost(contest, entrant):
             self._lose(stream)  # the answer is under way on another speaker
 
     def _decide(self, contest: Contest) -> None:
@@ -617,9 +617,7 @@ class IngestService:
         stream.arbitrated.set()
         stream.wake.set()
         self.stats.arbitration_cancelled += 1
-        cancel = UtteranceCancelled(utterance_id=stream.start.utterance_id)
-        if self._client is not None:
-            self._client.publish(topics.results(stream.start.device_id), encode_json(cancel), qos=1)
+        self._publish(stream, UtteranceCancelled(utterance_id=stream.start.utterance_id))
         _LOGGER.info("utterance %s: another speaker of the household answers", stream.start.utterance_id)
 
     def _deadline(self, stream: _Stream) -> tuple[float, str]:
@@ -747,9 +745,10 @@ class IngestService:
             keep_audio,
         )
 
-    def _publish(self, stream: _Stream, result: RecognitionResult) -> None:
+    def _publish(self, stream: _Stream, message: RecognitionResult | UtteranceCancelled) -> None:
+        """To the stream's device, on its results topic."""
         if self._client is not None:
-            self._client.publish(topics.results(stream.start.device_id), encode_json(result), qos=1)
+            self._client.publish(topics.results(stream.start.device_id), encode_json(message), qos=1)
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:
