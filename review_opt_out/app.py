@@ -8,8 +8,9 @@ household; a reviewer only ever sees pseudonymous clip ids.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from review_opt_out import auth
 from review_opt_out.errors import NotFound
 from review_opt_out.registry import Channel, Registry
+from review_opt_out.signin_guard import Refusal, SignInGuard, SignInLimits
+from review_opt_out.web_guard import LOOPBACK_HOSTS, protect
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +74,13 @@ class Transcript(_Body):
     text: str = Field(max_length=5000)
 
 
+STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
+
+
+def _static(name: str) -> str:
+    return resources.files("review_opt_out").joinpath(f"static/{name}").read_text(encoding="utf-8")
+
+
 def _current(request: Request) -> auth.Session:
     registry: Registry = request.app.state.registry
     found = auth.session(registry, request.cookies.get(SESSION_COOKIE))
@@ -99,24 +109,62 @@ Member = Annotated[auth.Session, Depends(_member)]
 Reviewer = Annotated[auth.Session, Depends(_reviewer)]
 
 
+_LOCKED_OUT = {
+    "account_and_client": "Too many wrong passwords for this account from this device.",
+    "client": "Too many wrong passwords from this device.",
+    "account": "Too many wrong passwords for this account, from several places.",
+}
+
+
+def locked_out_message(refusal: Refusal) -> str:
+    """What the person signing in is told: that it is a lock-out, not a wrong password, and until when."""
+    minutes = max(1, -(-refusal.retry_after_seconds // 60))
+    return f"{_LOCKED_OUT[refusal.scope]} Sign-in is paused; try again in {minutes} minute{'s' * (minutes != 1)}."
+
+
 def create_app(
-    registry: Registry, on_consent_change: Callable[[], None] | None = None, secure_cookies: bool = False
+    registry: Registry,
+    on_consent_change: Callable[[], None] | None = None,
+    secure_cookies: bool = False,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    limits: SignInLimits | None = None,
 ) -> FastAPI:
-    """Build the app around a registry; `on_consent_change` wakes the MQTT publisher."""
-    app = FastAPI(title="Earmark companion", docs_url=None, redoc_url=None)
+    """Build the app around a registry; `on_consent_change` wakes the MQTT publisher.
+
+    `allowed_hosts` are the names the app answers to (the Host header): a page served
+    under any other name, e.g. by DNS rebinding, gets 400.
+    """
+    failures = auth.FailedSignIns(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        failures.flush()
+
+    # No /docs, /redoc or /openapi.json: the API's shape is nobody's business but the page's.
+    app = FastAPI(
+        title="Earmark companion",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+        lifespan=lifespan,
+    )
     app.state.registry = registry
+    app.state.failed_sign_ins = failures
+    guard = app.state.sign_in_guard = SignInGuard(limits)
+    protect(app, allowed_hosts, hsts=secure_cookies)
 
-    limiter = auth.SignInLimiter()
-
-    def start_session(kind: str, body: SignIn, response: Response) -> dict[str, Any]:
-        key = f"{kind}:{body.login.lower()}"
-        if limiter.blocked(key):
-            raise HTTPException(429, "too many failed sign-ins; try again in a few minutes")
-        signed = auth.sign_in(registry, kind, body.login, body.password)
+    def start_session(kind: str, body: SignIn, request: Request, response: Response) -> dict[str, Any]:
+        # The peer address, never X-Forwarded-For: a header is the client's claim.
+        client = request.client.host if request.client else "unknown"
+        signed = auth.guarded_sign_in(registry, guard, failures, kind, body.login, body.password, client)
+        if isinstance(signed, Refusal):
+            raise HTTPException(
+                429, locked_out_message(signed), headers={"Retry-After": str(signed.retry_after_seconds)}
+            )
         if signed is None:
-            limiter.failed(key)
-            raise HTTPException(401, "wrong email or password")
-        limiter.succeeded(key)
+            raise HTTPException(401, "Wrong email or password.")
         token, session = signed
         response.set_cookie(
             SESSION_COOKIE,
@@ -130,11 +178,17 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return resources.files("review_opt_out").joinpath("static/index.html").read_text(encoding="utf-8")
+        return _static("index.html")
+
+    @app.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC_TYPES:
+            raise HTTPException(404, "no such file")
+        return Response(_static(name), media_type=STATIC_TYPES[name])
 
     @app.post("/api/login")
-    def login(body: SignIn, response: Response) -> dict[str, Any]:
-        return start_session("member", body, response)
+    def login(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
+        return start_session("member", body, request, response)
 
     @app.post("/api/logout")
     def logout(request: Request, response: Response, _session: AnySession) -> dict[str, bool]:
@@ -206,8 +260,8 @@ def create_app(
     # -- reviewers ----------------------------------------------------------------------
 
     @app.post("/api/review/login")
-    def review_login(body: SignIn, response: Response) -> dict[str, Any]:
-        return start_session("reviewer", body, response)
+    def review_login(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
+        return start_session("reviewer", body, request, response)
 
     @app.get("/api/review/next")
     def review_next(session: Reviewer) -> dict[str, Any]:

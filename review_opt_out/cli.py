@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,11 +37,14 @@ def apply_retention(registry: Registry) -> int:
     )
 
 
-def _background(registry: Registry, fraction: float, interval_seconds: float, stop: threading.Event) -> None:
+def _background(
+    registry: Registry, fraction: float, interval_seconds: float, stop: threading.Event, tally: Callable[[], None]
+) -> None:
     while not stop.wait(interval_seconds):
         try:
             registry.sample(fraction)
             apply_retention(registry)
+            tally()
         except Exception:
             _LOGGER.exception("sampling or retention failed; retrying next round")
 
@@ -75,12 +78,13 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     # would knock the first off the broker.
     voice = VoiceCommands(registry, settings.mqtt, f"{settings.client_id}-voice", publisher.notify)
     voice.start()
+    app = create_app(registry, on_consent_change=publisher.notify, secure_cookies=args.secure_cookies)
     stop = threading.Event()
+    tally = app.state.failed_sign_ins.flush_if_due
     worker = threading.Thread(
-        target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop), daemon=True
+        target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop, tally), daemon=True
     )
     worker.start()
-    app = create_app(registry, on_consent_change=publisher.notify, secure_cookies=args.secure_cookies)
     where = {"type": "review_serving", "url": f"http://{args.host}:{args.port}/", "broker": settings.mqtt.address}
     print(json.dumps(where), flush=True)  # noqa: T201 - an operator needs to know where it serves
     try:

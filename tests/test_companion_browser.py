@@ -125,3 +125,34 @@ def test_switching_review_off_in_the_browser(live: tuple[str, Registry, Broker, 
     assert reviewer.get("/api/review/next").json() == {"clip": None}
     assert reviewer.get(f"/api/review/clips/{pseudonym}/audio").status_code == 404
     request_cleanup()
+
+
+def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(
+    live: tuple[str, Registry, Broker, Any], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _registry, _broker, _clip = live
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(url)
+        error = page.locator("#signin-error")
+        page.get_by_label("Email").fill("ana@example.org")
+        for attempt in range(5):
+            page.get_by_label("Password").fill(f"guess {attempt}")
+            page.get_by_role("button", name="Sign in").click()
+            expect(error).to_have_text("Wrong email or password.")
+            page.evaluate("document.getElementById('signin-error').hidden = true")
+        page.get_by_label("Password").fill("correct horse")
+        page.get_by_role("button", name="Sign in").click()
+        expect(error).to_have_text(
+            "Too many wrong passwords for this account from this device. Sign-in is paused; try again in 15 minutes."
+        )
+        expect(page.locator("#app")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / "locked.png"), full_page=True)
+        browser.close()
+    # The page's own script and style load under the CSP: nothing was blocked.
+    assert not [line for line in console if "Content Security Policy" in line]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def world(tmp_path: Path) -> Iterator[tuple[SQLiteClipStore, Registry, TestClien
         add_member(registry, household, email, email.split("@")[0], "correct horse")
     registry.add_reviewer("rita", hash_password("reviewer pw"))
     registry.add_reviewer("sam", hash_password("reviewer pw"))
-    with TestClient(create_app(registry)) as client:
+    with TestClient(create_app(registry), base_url="http://127.0.0.1") as client:
         yield store, registry, client
 
 
@@ -115,7 +116,7 @@ def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
     assert client.get("/api/review/clips/guess-123/audio").status_code == 404
     assert client.get("/api/me").status_code == 403  # a reviewer is not a member
 
-    other = TestClient(client.app)
+    other = TestClient(client.app, base_url="http://127.0.0.1")
     sign_in(other, "sam", path="/api/review/login", password="reviewer pw")
     assert other.get(f"/api/review/clips/{pseudonym}/audio").status_code == 404  # not assigned to sam
 
@@ -125,10 +126,44 @@ def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
     assert done.status_code == 200
 
 
-def test_password_guessing_is_slowed_down(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
-    _, _, client = world
+def test_a_strangers_guesses_lock_out_only_the_stranger(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+    _, registry, client = world
+    stranger = TestClient(client.app, base_url="http://127.0.0.1", client=("203.0.113.9", 40000))
     for _ in range(5):
-        assert client.post("/api/login", json={"login": "ana@example.org", "password": "guess"}).status_code == 401
-    locked = client.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"})
-    assert locked.status_code == 429  # even the right password waits out the window
-    assert client.post("/api/login", json={"login": "bo@example.org", "password": "correct horse"}).status_code == 200
+        assert stranger.post("/api/login", json={"login": "ana@example.org", "password": "guess"}).status_code == 401
+    locked = stranger.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"})
+    assert locked.status_code == 429  # even the right password waits out the window, from there
+    assert locked.json()["detail"] == (
+        "Too many wrong passwords for this account from this device. Sign-in is paused; try again in 15 minutes."
+    )
+    assert 890 <= int(locked.headers["retry-after"]) <= 900
+    # Ana, at home, still gets in; so does the stranger to another account of theirs.
+    assert client.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"}).status_code == 200
+    assert stranger.post("/api/login", json={"login": "bo@example.org", "password": "correct horse"}).status_code == 200
+    client.app.state.failed_sign_ins.flush()
+    failed = registry.db.execute(
+        "SELECT action, detail FROM audit_log WHERE action LIKE '%sign_in_failed' ORDER BY seq"
+    ).fetchall()
+    # One aggregated entry, not one per guess.
+    assert [(a, json.loads(d)) for a, d in failed] == [("member.sign_in_failed", {"refused": 1, "wrong_password": 5})]
+
+
+def test_every_response_carries_the_security_headers_and_no_api_schema(
+    world: tuple[SQLiteClipStore, Registry, TestClient],
+) -> None:
+    _, _, client = world
+    for path in ("/", "/static/app.js", "/api/me", "/openapi.json"):
+        response = client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert client.get("/openapi.json").status_code == 404
+    assert client.get("/docs").status_code == 404
+    assert client.get("/static/../app.py").status_code == 404
+    assert "<script>" not in client.get("/").text  # the CSP would block inline code
+    # No redirect that echoes the Host header, and no answer at all under a foreign Host.
+    assert client.get("/api/me/", follow_redirects=False).status_code == 404
+    foreign = client.get("/api/me", headers={"host": "evil.example"})
+    assert foreign.status_code == 400 and "content-security-policy" in foreign.headers
