@@ -8,12 +8,20 @@ results and its household's consent message, and never write any consent message
     earmark-provision --devices devices.toml --out DIR [--tls] [--hostname broker.example.org] [--bind ADDRESS]
 
 writes `passwords` (mosquitto_passwd format), `acl`, optional TLS material, a
-`mosquitto.conf` that uses them, and `credentials.toml` with every generated password
-(give each device its own via earmark-flash; keep the file offline). Every file is
-created 0600 in a 0700 directory: a broker that drops to the `mosquitto` user needs
-`chown -R mosquitto: DIR` (after moving credentials.toml away). Without --tls the
-listener binds 127.0.0.1 unless --bind says otherwise: passwords never cross a network
-in clear text by default. devices.toml:
+`mosquitto.conf` that uses them, and `credentials.toml` with the generated passwords
+(give each device its own via earmark-flash; keep the file offline).
+
+Run it again with a changed devices.toml to add or remove speakers: accounts still
+listed keep their passwords, the CA and the broker's certificate are kept, a new device
+gets a new account and a removed one loses its account and ACL. `credentials.toml` then
+holds the new passwords plus any earlier ones still in it. A running broker picks the
+change up on SIGHUP.
+
+Every file is created 0600 in a 0700 directory. Run as root, the files the broker reads
+are handed to `--broker-user` (default `mosquitto`, the user mosquitto drops to), which
+must be able to reach DIR; the CA key and credentials.toml stay root's. Without --tls
+the listener binds 127.0.0.1 unless --bind says otherwise: passwords never cross a
+network in clear text by default. devices.toml:
 
     [[device]]
     device_id = "kitchen-1"
@@ -124,25 +132,34 @@ def write_password_file(path: Path, identities: list[Identity]) -> None:
 
 
 def make_tls(out: Path, hostname: str = "localhost", days: int = 825) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate for the broker; returns (ca, cert, key)."""
+    """A private CA and a server certificate for the broker; returns (ca, cert, key).
+
+    An existing CA is kept (every flashed speaker trusts it), and so is a server
+    certificate issued for the same hostname.
+    """
     ca_key, ca, key, csr, cert = (out / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    issued_for = out / "server.hostname"
 
     def openssl(*args: str) -> None:
         # umask 077 in openssl only: its keys (and everything else) are born 0600.
         subprocess.run(["openssl", *args], check=True, capture_output=True, umask=0o077)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
-            "-days", str(days), "-subj", "/CN=Earmark broker CA")  # fmt: skip
+    if not (ca_key.exists() and ca.exists()):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+                "-days", str(days), "-subj", "/CN=Earmark broker CA")  # fmt: skip
+    if cert.exists() and key.exists() and issued_for.exists() and issued_for.read_text() == hostname:
+        return ca, cert, key
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={hostname}")
     ext = out / "server.ext"
     write_private(ext, f"subjectAltName=DNS:{hostname},IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
             "-out", str(cert), "-days", str(days), "-extfile", str(ext))  # fmt: skip
+    write_private(issued_for, hostname)
     return ca, cert, key
 
 
 def mosquitto_conf(port: int, broker_dir: Path, tls: tuple[Path, Path, Path] | None,
-                   bind: str = "0.0.0.0") -> str:  # fmt: skip  # noqa: S104 - a broker listens for devices
+                   bind: str = "0.0.0.0", user: str | None = None) -> str:  # fmt: skip  # noqa: S104 - a broker listens for devices
     """A broker config: a password on every connection, the ACL, size limits, persistence in `broker_dir`."""
     lines = [
         f"listener {port} {bind}",
@@ -157,6 +174,8 @@ def mosquitto_conf(port: int, broker_dir: Path, tls: tuple[Path, Path, Path] | N
     if tls is not None:
         ca, cert, key = tls
         lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
+    if user is not None:
+        lines.append(f"user {user}")  # the account mosquitto drops to when started as root
     return "\n".join(lines) + "\n"
 
 
@@ -178,6 +197,100 @@ def common_conf_lines(persistence_dir: Path | None) -> list[str]:
     return [*lines, "persistence true", f"persistence_location {persistence_dir}"]
 
 
+@dataclass(frozen=True)
+class Change:
+    """What a provisioning run did to the set of accounts."""
+
+    added: list[str]
+    removed: list[str]
+    kept: list[str]
+
+
+def _existing_password_lines(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {line.split(":", 1)[0]: line + "\n" for line in path.read_text().splitlines() if ":" in line}
+
+
+def _existing_credentials(path: Path) -> dict[str, str]:
+    import tomllib
+
+    if not path.exists():
+        return {}
+    try:
+        return {str(k): str(v) for k, v in tomllib.loads(path.read_text()).items()}
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: {err}; move it away to provision afresh") from err
+
+
+def update_accounts(out: Path, devices: list[DeviceEntry]) -> Change:
+    """Write `passwords`, `acl` and `credentials.toml` for these devices, keeping every
+    account that is still wanted exactly as it was."""
+    wanted = [PIPELINE_USER, CONSENT_USER, *(d.device_id for d in devices)]
+    if len(set(wanted)) != len(wanted):
+        raise ConfigError("devices.toml lists a device id twice (or one named like a service account)")
+    lines = _existing_password_lines(out / "passwords")
+    credentials = _existing_credentials(out / "credentials.toml")
+    added = [name for name in wanted if name not in lines]
+    for name in added:
+        identity = new_identity(name)
+        lines[name] = password_line(name, identity.password)
+        credentials[name] = identity.password
+    removed = sorted(set(lines) - set(wanted))
+    write_private(out / "passwords", "".join(lines[name] for name in wanted))
+    write_private(out / "acl", acl_text(devices))
+    write_private(
+        out / "credentials.toml", "".join(f'"{n}" = "{credentials[n]}"\n' for n in wanted if n in credentials)
+    )
+    return Change(added, removed, [name for name in wanted if name not in added])
+
+
+def _reachable_by(user: str, directory: Path) -> None:
+    """Raise ConfigError if `user` cannot walk down to `directory` (mosquitto would fail later, less clearly)."""
+    import grp
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for parent in reversed(directory.parents):
+        info = parent.stat()
+        if info.st_uid == entry.pw_uid:
+            ok = info.st_mode & 0o100
+        elif info.st_gid in groups:
+            ok = info.st_mode & 0o010
+        else:
+            ok = info.st_mode & 0o001
+        if not ok:
+            raise ConfigError(
+                f"the broker's user {user} cannot reach {directory}: {parent} is mode "
+                f"{info.st_mode & 0o777:o}; choose an --out such as /etc/earmark/broker"
+            )
+
+
+def hand_to_broker_user(out: Path, user: str) -> None:
+    """Give the broker's user what it reads and writes; keep the CA key and passwords in clear root's."""
+    import pwd
+
+    _reachable_by(user, out)
+    entry = pwd.getpwnam(user)
+    private = {"ca.key", "credentials.toml", "ca.srl", "server.csr", "server.ext"}
+    for path in [out, *out.iterdir()]:
+        if path.name not in private:
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def _default_broker_user() -> str | None:
+    import pwd
+
+    if os.geteuid() != 0:
+        return None  # mosquitto started by this user does not drop to another
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+    return "mosquitto"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `earmark-provision`."""
     import argparse
@@ -190,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hostname", default="localhost", help="the broker's name on its certificate")
     parser.add_argument("--port", type=int, default=8883)
     parser.add_argument("--bind", help="listen address (default: 0.0.0.0 with --tls, else 127.0.0.1)")
+    parser.add_argument(
+        "--broker-user", help="run as root: the user mosquitto drops to and that gets its files (default: mosquitto)"
+    )
     args = parser.parse_args(argv)
     # Without TLS, passwords would cross the network in clear text: loopback unless asked.
     bind = args.bind or ("0.0.0.0" if args.tls else "127.0.0.1")  # noqa: S104 - a TLS broker listens for devices
@@ -200,15 +316,22 @@ def main(argv: list[str] | None = None) -> int:
             devices = [DeviceEntry(e["device_id"], e["household_id"]) for e in entries]
         except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as err:
             raise ConfigError(f"{args.devices}: {err}") from err
+        broker_user = args.broker_user or _default_broker_user()
+        if broker_user is not None and os.geteuid() != 0:
+            raise ConfigError("--broker-user needs root: only root can hand the files to another user")
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        identities = [new_identity(PIPELINE_USER), new_identity(CONSENT_USER)]
-        identities += [new_identity(d.device_id) for d in devices]
-        write_password_file(out / "passwords", identities)
-        write_private(out / "acl", acl_text(devices))
+        change = update_accounts(out, devices)
         tls = make_tls(out, args.hostname) if args.tls else None
-        write_private(out / "mosquitto.conf", mosquitto_conf(args.port, out, tls, bind))
-        write_private(out / "credentials.toml", "".join(f'"{i.username}" = "{i.password}"\n' for i in identities))
-        print(f"wrote {out}: mosquitto.conf, passwords, acl, credentials.toml" + (", TLS" if tls else ""))  # noqa: T201
+        write_private(out / "mosquitto.conf", mosquitto_conf(args.port, out, tls, bind, broker_user))
+        if broker_user is not None:
+            hand_to_broker_user(out, broker_user)
+        summary = [f"added {', '.join(change.added)}" if change.added else "added nobody"]
+        if change.removed:
+            summary.append(f"removed {', '.join(change.removed)}")
+        summary.append(f"kept {len(change.kept)} account{'s' * (len(change.kept) != 1)}")
+        print(f"wrote {out}: {'; '.join(summary)}" + (" (TLS)" if tls else ""))  # noqa: T201
+        if change.added or change.removed:
+            print("a running broker takes the change on SIGHUP: sudo kill -HUP $(pidof mosquitto)")  # noqa: T201
         return 0
     except EarmarkError as err:
         return report("earmark-provision", err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -45,7 +46,8 @@ class Broker:
         # files here; this broker is the test's own process.
         if config_text is not None:
             # A full config from the caller (ACL and TLS tests).
-            self.config.write_text(config_text + "user root\n")
+            has_user = any(line.startswith("user ") for line in config_text.splitlines())
+            self.config.write_text(config_text + ("" if has_user else "user root\n"))
             return
         # The same limits, Nagle setting and queue depth as every broker Earmark configures.
         lines = [
@@ -72,6 +74,11 @@ class Broker:
                     return
             time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening in time")
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto rereads its password and ACL files (asynchronously)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         if self._process is not None:

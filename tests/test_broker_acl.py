@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -237,13 +238,21 @@ def test_password_lines_are_those_mosquitto_passwd_writes(tmp_path: Path) -> Non
         password_line("kitchen-1:x", "p")
 
 
-def provision(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`earmark-provision` for two devices, run under the usual umask 022."""
-    devices = out.parent / "devices.toml"
-    devices.write_text(
-        "".join(f'[[device]]\ndevice_id = "{d.device_id}"\nhousehold_id = "{d.household_id}"\n' for d in DEVICES)
+def provision(
+    out: Path, *args: str, devices: list[DeviceEntry] = DEVICES, as_root_user: str | None = "root"
+) -> subprocess.CompletedProcess[str]:
+    """`earmark-provision` (for two devices unless told), run under the usual umask 022.
+
+    As root, the broker's files go to `as_root_user`: root for the tests' own brokers
+    (whose directories mosquitto's user cannot reach), None for the default, mosquitto.
+    """
+    listed = out.parent / "devices.toml"
+    listed.write_text(
+        "".join(f'[[device]]\ndevice_id = "{d.device_id}"\nhousehold_id = "{d.household_id}"\n' for d in devices)
     )
-    command = [sys.executable, "-m", "hardware.broker_config", "--devices", str(devices), "--out", str(out), *args]
+    command = [sys.executable, "-m", "hardware.broker_config", "--devices", str(listed), "--out", str(out), *args]
+    if os.geteuid() == 0 and as_root_user is not None:
+        command += ["--broker-user", as_root_user]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, umask=0o022)
 
 
@@ -370,3 +379,74 @@ def test_a_spoofed_consent_on_the_provisioned_broker_is_not_believed(
     assert cache.current() == (False, 0) and cache.ignored["unsigned"] >= 1
     for peer in (device, leaked):
         peer.close()
+
+
+def connects(port: int, ca: Path | None, identity: Identity) -> bool:
+    peer = Peer(port, ca, identity)
+    ok = peer.connack is not None and not peer.connack.is_failure
+    peer.close()
+    return ok
+
+
+def test_adding_a_device_keeps_the_ca_and_everyone_elses_password_and_removing_revokes_only_it(
+    tmp_path: Path,
+) -> None:
+    out, port = tmp_path / "b", free_port()
+    assert provision(out, "--tls", "--port", str(port), "--bind", "127.0.0.1").returncode == 0
+    first = tomllib.loads((out / "credentials.toml").read_text())
+    ca_before, cert_before = (out / "ca.crt").read_bytes(), (out / "server.crt").read_bytes()
+    broker = Broker(out, config_text=(out / "mosquitto.conf").read_text(), port=port)
+    broker.start()
+    try:
+        ca = out / "ca.crt"
+        old = [Identity(name, first[name]) for name in ("kitchen-1", "hall-2")]
+        assert all(connects(port, ca, identity) for identity in old)
+
+        third = DeviceEntry("porch-3", "h-42")
+        added = provision(out, "--tls", "--port", str(port), "--bind", "127.0.0.1", devices=[*DEVICES, third])
+        assert added.returncode == 0, added.stderr
+        assert "added porch-3; kept 4 accounts" in added.stdout
+        second = tomllib.loads((out / "credentials.toml").read_text())
+        assert {k: second[k] for k in first} == first  # nobody's password changed
+        assert (out / "ca.crt").read_bytes() == ca_before and (out / "server.crt").read_bytes() == cert_before
+        broker.reload()
+        porch = Identity("porch-3", second["porch-3"])
+        assert wait_until(lambda: connects(port, ca, porch), 10)
+        assert all(connects(port, ca, identity) for identity in old)  # the speakers already flashed
+
+        removed = provision(out, "--tls", "--port", str(port), "--bind", "127.0.0.1", devices=[DEVICES[0], third])
+        assert removed.returncode == 0 and "removed hall-2" in removed.stdout
+        assert "hall-2" not in (out / "acl").read_text() and "hall-2" not in (out / "passwords").read_text()
+        broker.reload()
+        assert wait_until(lambda: not connects(port, ca, old[1]), 10)
+        assert connects(port, ca, old[0]) and connects(port, ca, porch)
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the README's `sudo mosquitto` path needs root")
+def test_the_readme_broker_command_works_as_root_and_a_directory_it_cannot_reach_is_named(tmp_path: Path) -> None:
+    unreachable = provision(tmp_path / "b", "--tls", as_root_user=None)
+    assert unreachable.returncode == 2 and unreachable.stderr.count("\n") == 1
+    assert f"the broker's user mosquitto cannot reach {tmp_path / 'b'}" in unreachable.stderr
+    # Somewhere the broker's user can walk into, as /etc/earmark is.
+    with tempfile.TemporaryDirectory(dir="/tmp") as home:
+        Path(home).chmod(0o711)
+        out, port = Path(home) / "broker", free_port()
+        done = provision(out, "--tls", "--port", str(port), "--bind", "127.0.0.1", as_root_user=None)
+        assert done.returncode == 0, done.stderr
+        owners = {path.name: path.owner() for path in out.iterdir()}
+        assert owners["passwords"] == owners["server.key"] == owners["acl"] == "mosquitto"
+        assert owners["ca.key"] == owners["credentials.toml"] == "root"
+        credentials = tomllib.loads((out / "credentials.toml").read_text())
+        # Exactly the README's command (mosquitto then drops to its own user).
+        log = Path(home) / "mosquitto.stderr"
+        with log.open("wb") as stderr:
+            mosquitto = subprocess.Popen(["mosquitto", "-c", str(out / "mosquitto.conf")], stderr=stderr)
+        try:
+            assert wait_until(lambda: mosquitto.poll() is not None or listening_addresses(port) != set(), 10)
+            assert mosquitto.poll() is None, log.read_text()
+            assert connects(port, out / "ca.crt", Identity("kitchen-1", credentials["kitchen-1"]))
+        finally:
+            mosquitto.terminate()
+            mosquitto.wait(timeout=10)
