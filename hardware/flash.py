@@ -18,6 +18,7 @@ import lzma
 import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from contract import topics
 from contract.config import ConfigError, one_line
@@ -48,9 +49,18 @@ class WifiSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ssid: str = Field(min_length=1, max_length=32)
-    password: SecretStr
+    ssid: str = Field(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")
+    # WPA2: a passphrase of 8-63 printable ASCII characters, or 64 hex digits.
+    password: SecretStr = Field(min_length=8, max_length=64)
     country: str = Field("GB", pattern=r"^[A-Z]{2}$")
+
+    @field_validator("password")
+    @classmethod
+    def _wpa_passphrase(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if not (re.fullmatch(r"[ -~]{8,63}", text) or re.fullmatch(r"[0-9a-fA-F]{64}", text)):
+            raise ValueError("must be 8-63 printable ASCII characters (or 64 hex digits)")
+        return value
 
 
 class FlashConfig(BaseModel):
@@ -77,6 +87,14 @@ class FlashConfig(BaseModel):
     username: str = Field("earmark-admin", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     audio: Literal["usb", "respeaker-2mic-v1", "respeaker-2mic-v2"] = "usb"
 
+    @field_validator("device_password")
+    @classmethod
+    def _one_printable_line(cls, value: SecretStr | None) -> SecretStr | None:
+        # It becomes one line of a systemd EnvironmentFile: no line break may add another.
+        if value is not None and not re.fullmatch(r"[!-~]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1-256 printable ASCII characters without spaces")
+        return value
+
     @model_validator(mode="after")
     def _cloud_needs_its_fields(self) -> FlashConfig:
         if self.mode is DeviceMode.CLOUD:
@@ -95,6 +113,12 @@ class _FlashFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: FlashConfig
+
+
+def _env_quoted(secret: SecretStr) -> str:
+    """A value for a systemd EnvironmentFile, in double quotes with `\\` and `"` escaped."""
+    escaped = secret.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def _toml_str(value: str) -> str:
@@ -173,7 +197,7 @@ def render(config: FlashConfig) -> dict[str, str]:
     }
     if config.device_password is not None:
         # Kept apart: install.sh moves it to a root-only file and shreds it from the FAT partition.
-        files["earmark/credentials.env"] = f"EARMARK_MQTT__PASSWORD={config.device_password.get_secret_value()}\n"
+        files["earmark/credentials.env"] = f"EARMARK_MQTT__PASSWORD={_env_quoted(config.device_password)}\n"
     if config.ca_certificate:
         files["earmark/ca.pem"] = config.ca_certificate
     if config.consent_public_key:
@@ -278,6 +302,16 @@ def _disk_of(device: str) -> str:
     return lettered.group(1) if lettered else name
 
 
+def check_block_device(device: str) -> None:
+    """Refuse anything but an existing block device: a typo must not become a 1 GiB file."""
+    try:
+        mode = os.stat(device).st_mode
+    except FileNotFoundError:
+        raise FlashError(f"{device}: no such device; `lsblk` lists the cards this machine sees") from None
+    if not stat.S_ISBLK(mode):
+        raise FlashError(f"{device} is not a block device; to write the image to a file, use --image-out FILE")
+
+
 def check_target(device: str, mounts: str, root_source: str) -> None:
     """Refuse a disk that is mounted anywhere or holds the running system."""
     disk = _disk_of(device)
@@ -294,7 +328,8 @@ def write_to_device(image: Path, device: Path, progress: Callable[[int, int], No
     total = image.stat().st_size
     written = 0
     digest = hashlib.sha256()
-    with open(image, "rb") as src, open(device, "r+b" if device.exists() else "wb") as dst:
+    # "r+b" never creates: only something that already exists is written.
+    with open(image, "rb") as src, open(device, "r+b") as dst:
         while block := src.read(4 << 20):
             dst.write(block)
             digest.update(block)
@@ -358,8 +393,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="earmark-flash", description=__doc__.split("\n")[0])
     parser.add_argument("image", type=Path, help="Raspberry Pi OS Lite .img or .img.xz")
     parser.add_argument("--config", type=Path, required=True, help="TOML with a [device] table (see README)")
-    parser.add_argument("--output", type=Path, help="configured image (default: IMAGE without .xz, + .earmark.img)")
-    parser.add_argument("--device", help="also write to this SD card, e.g. /dev/sdb (all data on it is lost)")
+    parser.add_argument(
+        "--image-out",
+        "--output",
+        dest="output",
+        type=Path,
+        help="write the configured image to this file (default: IMAGE without .xz, + .earmark.img)",
+    )
+    parser.add_argument(
+        "--device", help="also write to this SD card's block device, e.g. /dev/sdb (all data on it is lost)"
+    )
     parser.add_argument("--wheel", type=Path, help="earmark wheel to install at first boot (default: build one)")
     args = parser.parse_args(argv)
     try:
@@ -376,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stem = args.image.name.removesuffix(".xz").removesuffix(".img")
         output = args.output or args.image.with_name(f"{stem}.earmark.img")
         if args.device:
+            check_block_device(args.device)
             check_target(args.device, Path("/proc/self/mounts").read_text(), _root_source())
         wheel = args.wheel or build_wheel(output.parent)
         configure_image(args.image, output, flash_file.device, wheel)

@@ -8,33 +8,46 @@ boot=/boot/firmware/earmark
 audio="${EARMARK_AUDIO:-usb}"
 venv=/opt/earmark/.venv
 
-apt-get update -qq
+# Secrets leave the FAT partition (readable by anyone who holds the card) before
+# anything that can fail: apt-get with no network at first boot used to stop the script
+# with the broker password and the Wi-Fi password still on the card.
+install -d -m 0750 /etc/earmark
+if [ -f "$boot/credentials.env" ]; then
+  # Root reads it for systemd (EnvironmentFile).
+  install -m 0600 "$boot/credentials.env" /etc/earmark/credentials.env
+  shred -u "$boot/credentials.env"
+fi
+# cloud-init has applied network-config before its runcmd runs this script, and applies
+# it once per instance, so the Wi-Fi password in it is no longer needed there.
+if [ -f /boot/firmware/network-config ] && grep -q '^ *password:' /boot/firmware/network-config; then
+  sed -i '/^ *password:/d' /boot/firmware/network-config
+fi
+echo "install.sh: secrets moved off the boot partition"
+
+echo "install.sh: apt-get update, then Debian's packages (a few minutes at first boot)"
+apt-get update
 # Debian's PyAudio, not pip's: pip would compile it, which needs gcc and headers and
 # takes minutes on a Pi Zero. The venv sees it through --system-site-packages.
 # espeak-ng speaks the replies (the embedded default voice).
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  python3-venv python3-pyaudio alsa-utils espeak-ng >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  python3-venv python3-pyaudio alsa-utils espeak-ng
 
 id earmark >/dev/null 2>&1 || useradd --system --home-dir /var/lib/earmark --shell /usr/sbin/nologin earmark
 usermod -aG audio,gpio earmark
 
 install -d -m 0755 /opt/earmark
 [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
-"$venv/bin/pip" install -q --upgrade pip
+"$venv/bin/pip" install --upgrade pip
 wheels=("$boot"/earmark-*.whl)
 [ -f "${wheels[0]}" ] || { echo "install.sh: no earmark wheel in $boot (earmark-flash puts one there)" >&2; exit 2; }
-"$venv/bin/pip" install -q "earmark[device] @ file://${wheels[0]}"
+echo "install.sh: installing Earmark and its Python packages (minutes on a Pi Zero)"
+"$venv/bin/pip" install "earmark[device] @ file://${wheels[0]}"
 
-install -d -m 0750 -g earmark /etc/earmark
+chgrp earmark /etc/earmark
 install -m 0640 -g earmark "$boot/device.toml" /etc/earmark/device.toml
 [ -f "$boot/ca.pem" ] && install -m 0644 "$boot/ca.pem" /etc/earmark/ca.pem
 # The consent service's public key: the only signer whose consent messages the speaker believes.
 [ -f "$boot/consent.pub" ] && install -m 0644 "$boot/consent.pub" /etc/earmark/consent.pub
-if [ -f "$boot/credentials.env" ]; then
-  # Root reads it for systemd (EnvironmentFile); then it leaves the FAT partition.
-  install -m 0600 "$boot/credentials.env" /etc/earmark/credentials.env
-  shred -u "$boot/credentials.env"
-fi
 
 # The HAT's card names (wm8960soundcard, seeed2micvoicec) are in hardware/alsa/*.conf.
 case "$audio" in

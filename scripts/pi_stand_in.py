@@ -203,7 +203,7 @@ class StandIn:
             self.check(f"/{path} mode {oct(mode)}", actual == (oct(mode), group), actual)
         self.check(
             "credentials.env holds the password",
-            "EARMARK_MQTT__PASSWORD=stand-in-password" in (root / "etc/earmark/credentials.env").read_text(),
+            'EARMARK_MQTT__PASSWORD="stand-in-password"' in (root / "etc/earmark/credentials.env").read_text(),
         )
         leftovers = [p.name for p in (root / "boot/firmware/earmark").iterdir() if p.name == "credentials.env"]
         self.check("no credentials left on the FAT partition", not leftovers, leftovers)

@@ -90,7 +90,7 @@ def test_configures_a_copy_of_the_image_without_mounting(tmp_path: Path) -> None
     assert device["mqtt"] == {"host": "broker.example.org", "port": 8883, "username": "kitchen-1", "tls": True,
                               "ca_file": "/etc/earmark/ca.pem"}  # fmt: skip
     assert "s3cret-device-password" not in read_file(out, "earmark/device.toml")
-    assert read_file(out, "earmark/credentials.env") == "EARMARK_MQTT__PASSWORD=s3cret-device-password\n"
+    assert read_file(out, "earmark/credentials.env") == 'EARMARK_MQTT__PASSWORD="s3cret-device-password"\n'
     assert read_file(out, "earmark/install.sh").startswith("#!/usr/bin/env bash")
     # The speaker believes consent messages signed by this key only.
     assert read_file(out, "earmark/consent.pub") == CONSENT_PUBLIC_KEY
@@ -220,3 +220,53 @@ def test_a_value_with_a_newline_cannot_add_a_setting() -> None:
     sneaky = CONFIG.model_copy(update={"mode": DeviceMode.HOME_ASSISTANT, "area": 'Kitchen"\n[gpio]\nenabled = false'})
     device = tomllib.loads(render(sneaky)["earmark/device.toml"])
     assert device["satellite"]["area"] == sneaky.area and device["gpio"] == {"enabled": True}
+
+
+def test_only_a_block_device_is_written_and_a_file_needs_image_out(tmp_path: Path) -> None:
+    image, config, ok = flash_with(
+        tmp_path,
+        'hostname = "kitchen-speaker"\n'
+        'device_id = "kitchen-1"\nhousehold_id = "h-42"\nbroker_url = "mqtt://192.0.2.10:1883"\n'
+        'device_password = "p\\"w\\\\1"\n'
+        f'consent_public_key = """{CONSENT_PUBLIC_KEY}"""\n',
+    )
+    assert ok.returncode == 0, ok.stderr
+    configured = tmp_path / "raspios.earmark.img"
+    # A password with a quote and a backslash stays one quoted systemd value.
+    assert read_file(configured, "earmark/credentials.env") == 'EARMARK_MQTT__PASSWORD="p\\"w\\\\1"\n'
+    configured.unlink()
+    wheel = tmp_path / "earmark-0.1.0-py3-none-any.whl"
+    typo = tmp_path / "nodir" / "sdq"
+    missing = flash_cli(image, config, "--wheel", str(wheel), "--device", str(typo))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert f"{typo}: no such device" in missing.stderr
+    plain = tmp_path / "card.img"
+    plain.write_bytes(b"")
+    not_block = flash_cli(image, config, "--wheel", str(wheel), "--device", str(plain))
+    assert not_block.returncode == 2 and "is not a block device; to write the image to a file, use --image-out" in (
+        not_block.stderr
+    )
+    # Nothing was written anywhere: no stray file, no configured image, the file untouched.
+    assert not typo.parent.exists() and not configured.exists() and plain.read_bytes() == b""
+    out = tmp_path / "for-the-card.img"
+    explicit = flash_cli(image, config, "--wheel", str(wheel), "--image-out", str(out))
+    assert explicit.returncode == 0, explicit.stderr
+    assert "kitchen-speaker" in read_file(out, "user-data")
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ('device_password = "two\\nlines"\n', "device.device_password"),
+        ('[device.wifi]\nssid = "Home"\npassword = "short"\n', "device.wifi.password"),
+        ('[device.wifi]\nssid = "Ho\\nme"\npassword = "long enough"\n', "device.wifi.ssid"),
+    ],
+)
+def test_a_bad_value_is_refused_by_its_name(tmp_path: Path, table: str, named: str) -> None:
+    base = f'hostname = "kitchen-speaker"\nmode = "home_assistant"\nssh_public_key = "{CONFIG.ssh_public_key}"\n'
+    image = build_image(tmp_path / "raspios.img")
+    config = tmp_path / "device-config.toml"
+    config.write_text(f"[device]\n{base}{table}")
+    bad = flash_cli(image, config, "--wheel", str(tmp_path / "earmark-0.1.0-py3-none-any.whl"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert named in bad.stderr
