@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from review_opt_out import audit
-from review_opt_out.errors import ReviewError
+from review_opt_out import audit, members
 from review_opt_out.registry import Registry
 from review_opt_out.signin_guard import Checker, Refusal, SignInGuard
 
@@ -39,6 +38,8 @@ class Session:
     principal_id: str
     household_id: str | None  # members only
     csrf_token: str
+    role: str  # a member's owner/member, a reviewer's reviewer/admin
+    token_hash: str
 
 
 class FailedSignIns:
@@ -93,18 +94,18 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_member(registry: Registry, household_id: str, email: str, name: str, password: str) -> str:
-    """A household member who can sign in to the companion app."""
-    member_id = secrets.token_hex(8)
-    with registry.transaction() as db:
-        if db.execute("SELECT 1 FROM members WHERE email = ?", (email.lower(),)).fetchone():
-            raise ReviewError(f"a member with email {email} already exists")
-        db.execute(
-            "INSERT INTO members VALUES (?, ?, ?, ?, ?)",
-            (member_id, household_id, email.lower(), name, hash_password(password)),
-        )
-        audit.append(db, "admin", "member.create", household_id, member_id=member_id)
-    return member_id
+def add_member(
+    registry: Registry,
+    household_id: str,
+    email: str,
+    name: str,
+    password: str,
+    role: members.Role = members.Role.OWNER,
+    actor: str = "admin",
+) -> str:
+    """A household member who can sign in to the companion app (the password checked for length)."""
+    members.check_password(password)
+    return members.insert_member(registry, household_id, email, name, hash_password(password), role, actor)
 
 
 def _verify(stored: str | None, password: str) -> bool:
@@ -146,7 +147,23 @@ def sign_in(
             db.execute(f"UPDATE {table} SET password_hash = ? WHERE {key} = ?", (rehashed, row[0]))  # noqa: S608 - fixed names
         db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (_token_hash(token), kind, row[0], csrf, expires))
         audit.append(db, row[0], f"{kind}.sign_in", row[2] or "-")
-    return token, Session(kind, row[0], row[2], csrf)
+    found = session(registry, token)
+    if found is None:  # pragma: no cover - the row was just written
+        return None
+    return token, found
+
+
+_LOCKED_OUT = {
+    "account_and_client": "Too many wrong passwords for this account from this device.",
+    "client": "Too many wrong passwords from this device.",
+    "account": "Too many wrong passwords for this account, from several places.",
+}
+
+
+def locked_out_message(refusal: Refusal) -> str:
+    """What the person signing in is told: that it is a lock-out, not a wrong password, and until when."""
+    minutes = max(1, -(-refusal.retry_after_seconds // 60))
+    return f"{_LOCKED_OUT[refusal.scope]} Sign-in is paused; try again in {minutes} minute{'s' * (minutes != 1)}."
 
 
 def guarded_sign_in(
@@ -168,19 +185,42 @@ def guarded_sign_in(
     return signed
 
 
+def guarded_password_check(
+    registry: Registry, guard: SignInGuard, failures: FailedSignIns, member_id: str, password: str, client: str
+) -> bool | Refusal:
+    """Whether this is the member's current password, behind the same guessing limits as sign-in."""
+    with registry.reading() as db:
+        row = db.execute("SELECT email, password_hash FROM members WHERE member_id = ?", (member_id,)).fetchone()
+    stored = None if row is None else str(row[1])
+    admitted = guard.admit(f"member:{'' if row is None else row[0]}", client)
+    if isinstance(admitted, Refusal):
+        failures.record("member", "refused")
+        return admitted
+    right = False
+    try:
+        right = guard.check(lambda: _verify(stored, password))
+    finally:
+        guard.settle(admitted, right)
+    if not right:
+        failures.record("member", "wrong_password")
+    return right
+
+
 def session(registry: Registry, token: str | None) -> Session | None:
     """The live session for a cookie value, or None."""
     if not token:
         return None
     with registry.reading() as db:
         row = db.execute(
-            "SELECT s.kind, s.principal_id, m.household_id, s.csrf_token, s.expires_at FROM sessions s "
-            "LEFT JOIN members m ON s.kind = 'member' AND m.member_id = s.principal_id WHERE s.token_hash = ?",
+            "SELECT s.kind, s.principal_id, m.household_id, s.csrf_token, s.expires_at, COALESCE(m.role, r.role) "
+            "FROM sessions s "
+            "LEFT JOIN members m ON s.kind = 'member' AND m.member_id = s.principal_id "
+            "LEFT JOIN reviewers r ON s.kind = 'reviewer' AND r.reviewer_id = s.principal_id WHERE s.token_hash = ?",
             (_token_hash(token),),
         ).fetchone()
-    if row is None or datetime.fromisoformat(row[4]) < datetime.now(UTC):
+    if row is None or row[5] is None or datetime.fromisoformat(row[4]) < datetime.now(UTC):
         return None
-    return Session(row[0], row[1], row[2], row[3])
+    return Session(row[0], row[1], row[2], row[3], row[5], _token_hash(token))
 
 
 def sign_out(registry: Registry, token: str) -> None:

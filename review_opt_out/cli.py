@@ -80,7 +80,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     voice.start()
     app = create_app(registry, on_consent_change=publisher.notify, secure_cookies=args.secure_cookies)
     stop = threading.Event()
-    tally = app.state.failed_sign_ins.flush_if_due
+    tally = app.state.earmark.failures.flush_if_due
     worker = threading.Thread(
         target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop, tally), daemon=True
     )

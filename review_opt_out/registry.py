@@ -30,7 +30,7 @@ from contract.messages import ConsentState
 from pipeline.store import connect, utc_text
 from review_opt_out import audit
 from review_opt_out.eligibility import ELIGIBLE, JOINS, VERDICT
-from review_opt_out.errors import NotFound, ReviewError
+from review_opt_out.errors import CountChanged, NotFound, ReviewError
 from review_opt_out.signing import ConsentSigner
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,7 +51,16 @@ CREATE TABLE IF NOT EXISTS members (
     household_id   TEXT NOT NULL REFERENCES households (household_id),
     email          TEXT NOT NULL UNIQUE,
     display_name   TEXT NOT NULL,
-    password_hash  TEXT NOT NULL
+    password_hash  TEXT NOT NULL,
+    role           TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))
+);
+CREATE TABLE IF NOT EXISTS invitations (
+    token_hash    TEXT PRIMARY KEY,
+    household_id  TEXT NOT NULL REFERENCES households (household_id),
+    email         TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+    expires_at    TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS consent_history (
     household_id    TEXT NOT NULL REFERENCES households (household_id),
@@ -142,6 +151,15 @@ class Household:
 
 
 @dataclass(frozen=True)
+class RecordingFilter:
+    """Which of a household's recordings: by speaker and by date (all when empty)."""
+
+    device_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ConsentChange:
     """One row of the consent history."""
 
@@ -173,6 +191,11 @@ class Registry:
         if "time_zone" not in {row[1] for row in self._db.execute("PRAGMA table_info(households)")}:
             # A household from before "delete everything I said today" needed its day.
             self._db.execute("ALTER TABLE households ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC'")
+        if "role" not in {row[1] for row in self._db.execute("PRAGMA table_info(members)")}:
+            # Members from before roles were all made by an operator for their household: owners.
+            self._db.execute(
+                "ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))"
+            )
         # Loaded when the first consent state is signed: read-only commands need no key.
         self._signer = signer
         with self.transaction() as db:
@@ -427,13 +450,61 @@ class Registry:
 
     # -- reviewers ----------------------------------------------------------------------
 
-    def add_reviewer(self, name: str, password_hash: str, role: str = "reviewer") -> str:
-        """A reviewer account; returns its id."""
+    def add_reviewer(self, name: str, password_hash: str, role: str = "reviewer", actor: str = "admin") -> str:
+        """A reviewer account; returns its id (ReviewError if the name is taken)."""
+        if role not in ("reviewer", "admin"):
+            raise ReviewError(f"a reviewer's role is reviewer or admin, not {role!r}")
+        if not name.strip() or len(name) > 100:
+            raise ReviewError("a reviewer's name must be 1-100 characters")
         reviewer_id = secrets.token_hex(8)
         with self.transaction() as db:
+            if db.execute("SELECT 1 FROM reviewers WHERE name = ?", (name,)).fetchone():
+                raise ReviewError(f"a reviewer named {name!r} already exists")
             db.execute("INSERT INTO reviewers VALUES (?, ?, ?, ?)", (reviewer_id, name, role, password_hash))
-            audit.append(db, "admin", "reviewer.create", reviewer_id, role=role)
+            audit.append(db, actor, "reviewer.create", reviewer_id, role=role)
         return reviewer_id
+
+    def reviewer_role(self, reviewer_id: str) -> str | None:
+        """'reviewer' or 'admin', or None if there is no such account (any more)."""
+        with self.reading() as db:
+            row = db.execute("SELECT role FROM reviewers WHERE reviewer_id = ?", (reviewer_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def reviewers(self) -> list[dict[str, Any]]:
+        """Every reviewer account, with how many clips each has open and submitted."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT r.reviewer_id, r.name, r.role, "
+                "(SELECT count(*) FROM assignments a WHERE a.reviewer_id = r.reviewer_id AND a.status = 'open'), "
+                "(SELECT count(*) FROM assignments a WHERE a.reviewer_id = r.reviewer_id AND a.status = 'submitted') "
+                "FROM reviewers r ORDER BY r.name"
+            ).fetchall()
+        return [{"id": r[0], "name": r[1], "role": r[2], "open": r[3], "submitted": r[4]} for r in rows]
+
+    def remove_reviewer(self, reviewer_id: str, actor: str) -> None:
+        """Delete a reviewer account: its sessions end and its open assignments are revoked."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM reviewers WHERE reviewer_id = ?", (reviewer_id,)).fetchone() is None:
+                raise NotFound("no such reviewer")
+            db.execute("DELETE FROM sessions WHERE kind = 'reviewer' AND principal_id = ?", (reviewer_id,))
+            db.execute(
+                "UPDATE assignments SET status = 'revoked' WHERE reviewer_id = ? AND status = 'open'", (reviewer_id,)
+            )
+            db.execute("DELETE FROM reviewers WHERE reviewer_id = ?", (reviewer_id,))
+            audit.append(db, actor, "reviewer.remove", reviewer_id)
+
+    def assigned_transcript(self, reviewer_id: str, pseudonym: str) -> str:
+        """The recognizer's text of an open, still-eligible assignment: what the reviewer corrects."""
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT a.clip_id FROM assignments a JOIN review_pool p ON p.pseudonym = a.pseudonym "
+                "WHERE a.pseudonym = ? AND a.reviewer_id = ? AND a.status = 'open'",
+                (pseudonym, reviewer_id),
+            ).fetchone()
+            if row is None or self._eligible_clip(db, row[0]) is None:
+                raise NotFound("no such assignment")
+            text = db.execute("SELECT transcript FROM clips WHERE utterance_id = ?", (row[0],)).fetchone()
+        return "" if text is None or text[0] is None else str(text[0])
 
     def next_assignment(self, reviewer_id: str) -> str | None:
         """The pseudonym of the reviewer's open assignment, or a newly assigned one, or None."""
@@ -493,14 +564,32 @@ class Registry:
 
     # -- a household's recordings -------------------------------------------------------
 
-    def recordings(self, household_id: str) -> list[dict[str, Any]]:
-        """The household's clips, newest first (transcripts included: it is their own data)."""
+    def recordings(
+        self,
+        household_id: str,
+        which: RecordingFilter | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = -1,
+    ) -> list[dict[str, Any]]:
+        """The household's clips, newest first, `limit` of them after the (captured_at, id)
+        cursor `after` (transcripts included: it is their own data).
+
+        `may_be_reviewed` is the one eligibility rule's answer for the clip now: only then
+        can it be drawn into the review sample.
+        """
+        condition, params = _recording_filter(household_id, which or RecordingFilter())
+        if after is not None:
+            condition += " AND (c.capture_started_at, c.utterance_id) < (?, ?)"
+            params += list(after)
         with self.reading() as db:
-            rows = db.execute(
-                "SELECT utterance_id, device_id, capture_started_at, duration_seconds, transcript, review_allowed, "
-                "audio_path IS NOT NULL FROM clips WHERE household_id = ? ORDER BY capture_started_at DESC",
-                (household_id,),
-            ).fetchall()
+            # Fixed SQL; every value is bound.
+            query = (
+                "SELECT c.utterance_id, c.device_id, c.capture_started_at, c.duration_seconds, c.transcript, "  # noqa: S608
+                f"c.review_allowed, c.audio_path IS NOT NULL, {ELIGIBLE} FROM {JOINS} WHERE {condition} "
+                "ORDER BY c.capture_started_at DESC, c.utterance_id DESC LIMIT ?"
+            )
+            rows = db.execute(query, [*params, limit]).fetchall()
         return [
             {
                 "id": r[0],
@@ -510,9 +599,24 @@ class Registry:
                 "transcript": r[4],
                 "review_allowed_at_capture": bool(r[5]),
                 "has_audio": bool(r[6]),
+                "may_be_reviewed": bool(r[7]),
             }
             for r in rows
         ]
+
+    def count_recordings(self, household_id: str, which: RecordingFilter) -> int:
+        """How many of the household's clips `which` matches: what a delete of it would remove."""
+        condition, params = _recording_filter(household_id, which)
+        with self.reading() as db:
+            return int(db.execute(f"SELECT count(*) FROM clips c WHERE {condition}", params).fetchone()[0])  # noqa: S608
+
+    def household_devices(self, household_id: str) -> list[str]:
+        """The speakers enrolled in a household, by id."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT device_id FROM devices WHERE household_id = ? ORDER BY device_id", (household_id,)
+            )
+            return [str(r[0]) for r in rows]
 
     def recording_audio_path(self, household_id: str, clip_id: str) -> Path:
         """A household's own clip audio (NotFound for anyone else's)."""
@@ -525,28 +629,24 @@ class Registry:
         return self._data_dir / str(row[0])
 
     def delete(self, household_id: str, actor: str, *, clip_id: str | None = None,
-               since: datetime | None = None, until: datetime | None = None) -> int:  # fmt: skip
-        """Delete one clip, a date range, or all of a household's clips: rows, pool, assignments, audio.
+               since: datetime | None = None, until: datetime | None = None, device_id: str | None = None,
+               expected_count: int | None = None) -> int:  # fmt: skip
+        """Delete one clip, or the household's clips a filter matches (none: all of them):
+        rows, pool, assignments, audio.
 
-        Returns how many clips went. The audio files are recorded in the same transaction
-        and unlinked after it commits; a crash in between is finished at the next open.
-        A date range matches the device's capture time *or* the cloud's receipt time: a
-        device's wrong clock never keeps a recording out of "delete today".
+        Returns how many clips went. With `expected_count` (what the member confirmed),
+        nothing is deleted if the filter now matches another number (CountChanged). The
+        audio files are recorded in the same transaction and unlinked after it commits; a
+        crash in between is finished at the next open.
         """
-        where, params = ["household_id = ?"], [household_id]
+        condition, params = _recording_filter(household_id, RecordingFilter(device_id, since, until))
         if clip_id is not None:
-            where.append("utterance_id = ?")
+            condition += " AND c.utterance_id = ?"
             params.append(clip_id)
-        if since is not None or until is not None:
-            ranges = []
-            for column in ("capture_started_at", "received_at"):
-                bounds = [f"{column} >= ?"] * (since is not None) + [f"{column} < ?"] * (until is not None)
-                ranges.append("(" + " AND ".join(bounds) + ")")
-                params += [utc_text(t) for t in (since, until) if t is not None]
-            where.append("(" + " OR ".join(ranges) + ")")
-        condition = " AND ".join(where)
         with self.transaction() as db:
-            rows = db.execute(f"SELECT utterance_id, audio_path FROM clips WHERE {condition}", params).fetchall()  # noqa: S608
+            rows = db.execute(f"SELECT utterance_id, audio_path FROM clips c WHERE {condition}", params).fetchall()  # noqa: S608
+            if expected_count is not None and len(rows) != expected_count:
+                raise CountChanged(len(rows))
             paths = _delete_rows(db, rows)
             audit.append(db, actor, "recordings.delete", household_id, count=len(rows), clip_id=clip_id)
         self._finish_deletions(paths)
@@ -640,6 +740,26 @@ class Registry:
                     "AND c.received_at < cutoff(h.retention_days))"
                 )
             )
+
+
+def _recording_filter(household_id: str, which: RecordingFilter) -> tuple[str, list[Any]]:
+    """SQL over `clips c` for a household's recordings that `which` matches.
+
+    A date range matches the device's capture time *or* the cloud's receipt time: a
+    device's wrong clock never keeps a recording out of "delete today".
+    """
+    where, params = ["c.household_id = ?"], [household_id]
+    if which.device_id is not None:
+        where.append("c.device_id = ?")
+        params.append(which.device_id)
+    if which.since is not None or which.until is not None:
+        ranges = []
+        for column in ("c.capture_started_at", "c.received_at"):
+            bounds = [f"{column} >= ?"] * (which.since is not None) + [f"{column} < ?"] * (which.until is not None)
+            ranges.append("(" + " AND ".join(bounds) + ")")
+            params += [utc_text(t) for t in (which.since, which.until) if t is not None]
+        where.append("(" + " OR ".join(ranges) + ")")
+    return " AND ".join(where), params
 
 
 def zone(name: str) -> ZoneInfo:

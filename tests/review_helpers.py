@@ -36,12 +36,17 @@ def make_clip(**changes: object) -> Clip:
 
 
 def capture(
-    store: SQLiteClipStore, household_id: str, review_allowed: bool, consent_version: int, age_days: float = 0.0
+    store: SQLiteClipStore,
+    household_id: str,
+    review_allowed: bool,
+    consent_version: int,
+    age_days: float = 0.0,
+    device_id: str | None = None,
 ) -> uuid.UUID:
     """Store a clip the way the pipeline does, with the tag a device sent."""
     captured = datetime.now(UTC) - timedelta(days=age_days)
     clip = make_clip(
-        device_id=f"dev-{household_id}",
+        device_id=device_id or f"dev-{household_id}",
         household_id=household_id,
         capture_started_at=captured,
         received_at=captured,

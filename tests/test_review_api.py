@@ -67,7 +67,7 @@ def test_a_member_cannot_read_or_change_another_household(world: tuple[SQLiteCli
     theirs = capture(store, "h2", False, 1)
     mine = capture(store, "h1", False, 1)
     csrf = sign_in(client, "ana@example.org")
-    assert [r["id"] for r in client.get("/api/recordings").json()] == [str(mine)]
+    assert [r["id"] for r in client.get("/api/recordings").json()["items"]] == [str(mine)]
     assert client.get(f"/api/recordings/{theirs}/audio").status_code == 404
     assert client.get(f"/api/recordings/{mine}/audio").content[:4] == b"RIFF"
     assert client.delete(f"/api/recordings/{theirs}", headers={"X-CSRF-Token": csrf}).status_code == 404
@@ -90,14 +90,22 @@ def test_delete_one_range_and_all(world: tuple[SQLiteClipStore, Registry, TestCl
     csrf = sign_in(client, "ana@example.org")
     headers = {"X-CSRF-Token": csrf}
     assert client.delete(f"/api/recordings/{new}", headers=headers).json() == {"deleted": 1}
-    assert client.post("/api/recordings/delete", json={}, headers=headers).status_code == 422
+    assert client.post("/api/recordings/delete", json={"expected_count": 2}, headers=headers).status_code == 422
     from datetime import UTC, datetime, timedelta
 
     since = (datetime.now(UTC) - timedelta(days=20)).isoformat()
-    assert client.post("/api/recordings/delete", json={"since": since}, headers=headers).json() == {"deleted": 1}
+    assert client.post("/api/recordings/count", json={"since": since}, headers=headers).json() == {"count": 1}
+    # A delete carries the count the member confirmed; a different one deletes nothing.
+    stale = client.post("/api/recordings/delete", json={"since": since, "expected_count": 2}, headers=headers)
+    assert stale.status_code == 409 and stale.json()["detail"] == "1 recordings match now, not 2; confirm again"
+    assert store.get(mid) is not None
+    assert client.post("/api/recordings/delete", json={"since": since}, headers=headers).status_code == 422
+    deleted = client.post("/api/recordings/delete", json={"since": since, "expected_count": 1}, headers=headers)
+    assert deleted.json() == {"deleted": 1}
     assert store.get(mid) is None and store.get(old) is not None
-    assert client.post("/api/recordings/delete", json={"all": True}, headers=headers).json() == {"deleted": 1}
-    assert client.get("/api/recordings").json() == []
+    everything = {"all": True, "expected_count": 1}
+    assert client.post("/api/recordings/delete", json=everything, headers=headers).json() == {"deleted": 1}
+    assert client.get("/api/recordings").json()["items"] == []
 
 
 def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
@@ -110,7 +118,8 @@ def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
     csrf = sign_in(client, "rita", path="/api/review/login", password="reviewer pw")
     assignment = client.get("/api/review/next").json()
     pseudonym = assignment["clip"]
-    assert set(assignment) == {"clip"} and str(clip) not in pseudonym
+    assert assignment["transcript"] == "turn on the lights"  # the recognizer's text, to correct
+    assert set(assignment) == {"clip", "transcript"} and str(clip) not in pseudonym
     assert client.get(f"/api/review/clips/{pseudonym}/audio").content[:4] == b"RIFF"
     assert client.get(f"/api/review/clips/{clip}/audio").status_code == 404  # the real id is no key
     assert client.get("/api/review/clips/guess-123/audio").status_code == 404
@@ -140,7 +149,7 @@ def test_a_strangers_guesses_lock_out_only_the_stranger(world: tuple[SQLiteClipS
     # Ana, at home, still gets in; so does the stranger to another account of theirs.
     assert client.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"}).status_code == 200
     assert stranger.post("/api/login", json={"login": "bo@example.org", "password": "correct horse"}).status_code == 200
-    client.app.state.failed_sign_ins.flush()
+    client.app.state.earmark.failures.flush()
     failed = registry.db.execute(
         "SELECT action, detail FROM audit_log WHERE action LIKE '%sign_in_failed' ORDER BY seq"
     ).fetchall()
@@ -167,3 +176,128 @@ def test_every_response_carries_the_security_headers_and_no_api_schema(
     assert client.get("/api/me/", follow_redirects=False).status_code == 404
     foreign = client.get("/api/me", headers={"host": "evil.example"})
     assert foreign.status_code == 400 and "content-security-policy" in foreign.headers
+
+
+def test_recordings_come_in_pages_by_speaker_and_date_saying_who_heard_them_and_whether_they_may_be_reviewed(
+    world: tuple[SQLiteClipStore, Registry, TestClient],
+) -> None:
+    store, registry, client = world
+    store.enroll("hall-2", "h1")
+    store.enroll("kitchen-1", "h1")
+    version = registry.set_consent("h1", True, "ana", Channel.APP).consent_version
+    made = []
+    for n in range(25):
+        device = "kitchen-1" if n % 5 else "hall-2"
+        made.append(str(capture(store, "h1", n % 2 == 0, version, age_days=n, device_id=device)))
+    sign_in(client, "ana@example.org")
+    first = client.get("/api/recordings").json()
+    assert first["total"] == 25 and len(first["items"]) == 20 and first["next"]
+    assert first["devices"] == ["hall-2", "kitchen-1"]
+    second = client.get("/api/recordings", params={"after": first["next"]}).json()
+    assert len(second["items"]) == 5 and second["next"] is None
+    # Newest first, each exactly once, across the two pages.
+    assert [r["id"] for r in first["items"] + second["items"]] == made
+    by_id = {r["id"]: r for r in first["items"] + second["items"]}
+    assert by_id[made[0]]["device_id"] == "hall-2" and by_id[made[1]]["device_id"] == "kitchen-1"
+    # The one eligibility rule: a clip tagged "no review" may never be reviewed.
+    assert by_id[made[0]]["may_be_reviewed"] is True and by_id[made[1]]["may_be_reviewed"] is False
+    hall = client.get("/api/recordings", params={"device_id": "hall-2"}).json()
+    assert hall["total"] == 5 and {r["device_id"] for r in hall["items"]} == {"hall-2"}
+    from datetime import UTC, datetime, timedelta
+
+    week = client.get("/api/recordings", params={"since": (datetime.now(UTC) - timedelta(days=6.5)).isoformat()})
+    assert week.json()["total"] == 7
+    assert client.get("/api/recordings", params={"after": "nonsense"}).status_code == 422
+    assert client.get("/api/recordings", params={"limit": 1000}).status_code == 422
+    registry.set_consent("h1", False, "ana", Channel.APP)
+    assert not any(r["may_be_reviewed"] for r in client.get("/api/recordings").json()["items"])
+
+
+def test_an_owner_invites_and_removes_members_and_a_member_cannot(
+    world: tuple[SQLiteClipStore, Registry, TestClient],
+) -> None:
+    _, registry, client = world
+    csrf = sign_in(client, "ana@example.org")
+    owner = {"X-CSRF-Token": csrf}
+    bad = client.post("/api/members/invite", json={"email": "notanemail", "name": "Cy"}, headers=owner)
+    assert bad.status_code == 422 and "not an email address" in bad.json()["detail"]
+    invited = client.post("/api/members/invite", json={"email": "Cy@Example.org", "name": "Cy"}, headers=owner)
+    assert invited.status_code == 200
+    token = invited.json()["invite_path"].removeprefix("/#invite=")
+    assert [m["email"] for m in client.get("/api/members").json()] == ["ana@example.org", "cy@example.org"]
+    guest = TestClient(client.app, base_url="http://127.0.0.1")
+    assert guest.post("/api/invitation", json={"token": token}).json() == {
+        "household": "H1",
+        "email": "cy@example.org",
+        "name": "Cy",
+    }
+    short = guest.post("/api/invitation/accept", json={"token": token, "password": "short"})
+    assert short.status_code == 422 and "at least 10 characters" in short.json()["detail"]
+    assert guest.post("/api/invitation/accept", json={"token": token, "password": "cy's own pw"}).status_code == 200
+    assert guest.post("/api/invitation/accept", json={"token": token, "password": "cy's own pw"}).status_code == 404
+    cy_csrf = sign_in(guest, "cy@example.org", password="cy's own pw")
+    cy = {"X-CSRF-Token": cy_csrf}
+    assert guest.get("/api/me").json()["role"] == "member"
+    ana_id = client.get("/api/me").json()["member_id"]
+    cy_id = guest.get("/api/me").json()["member_id"]
+    # A member sees the household but cannot change who is in it.
+    assert (
+        guest.post("/api/members/invite", json={"email": "d@example.org", "name": "D"}, headers=cy).status_code == 403
+    )
+    assert guest.delete(f"/api/members/{ana_id}", headers=cy).status_code == 403
+    # Nor can an owner reach into another household, or remove the last owner.
+    bo_id = registry.db.execute("SELECT member_id FROM members WHERE email = 'bo@example.org'").fetchone()[0]
+    assert client.delete(f"/api/members/{bo_id}", headers=owner).status_code == 404
+    assert client.delete(f"/api/members/{ana_id}", headers=owner).status_code == 409
+    assert client.delete(f"/api/members/{cy_id}", headers=owner).json() == {"ok": True}
+    assert guest.get("/api/me").status_code == 401  # removed: the session ended at once
+    actions = [row[0] for row in registry.db.execute("SELECT action FROM audit_log WHERE subject = 'h1'")]
+    assert {"member.invite", "member.join", "member.remove"} <= set(actions)
+
+
+def test_changing_the_password_ends_the_other_sessions(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+    _, _, client = world
+    headers = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    phone = TestClient(client.app, base_url="http://127.0.0.1")
+    sign_in(phone, "ana@example.org")
+    change = {"current_password": "wrong one!", "new_password": "a much better one"}
+    wrong = client.put("/api/me/password", json=change, headers=headers)
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "That is not your current password."
+    short = client.put("/api/me/password", json={**change, "new_password": "short"}, headers=headers)
+    assert short.status_code == 422
+    ok = client.put("/api/me/password", json={**change, "current_password": "correct horse"}, headers=headers)
+    assert ok.json() == {"ok": True}
+    assert client.get("/api/me").status_code == 200 and phone.get("/api/me").status_code == 401
+    fresh = TestClient(client.app, base_url="http://127.0.0.1")
+    assert fresh.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"}).status_code == 401
+    sign_in(fresh, "ana@example.org", password="a much better one")
+
+
+def test_review_admins_manage_reviewers_and_reviewers_review(
+    world: tuple[SQLiteClipStore, Registry, TestClient],
+) -> None:
+    store, registry, client = world
+    registry.add_reviewer("ada", hash_password("admin password"), "admin")
+    version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
+    capture(store, "h1", True, version)
+    registry.sample(1.0)
+    admin = {"X-CSRF-Token": sign_in(client, "ada", path="/api/review/login", password="admin password")}
+    assert client.get("/api/review/me").json()["role"] == "admin"
+    assert client.get("/api/review/next").status_code == 403  # an admin does not hear clips
+    names = [r["name"] for r in client.get("/api/review/reviewers").json()]
+    assert names == ["ada", "rita", "sam"]
+    new = {"name": "tom", "role": "reviewer", "password": "tom's password"}
+    assert client.post("/api/review/reviewers", json={**new, "password": "short"}, headers=admin).status_code == 422
+    tom_id = client.post("/api/review/reviewers", json=new, headers=admin).json()["id"]
+    assert client.post("/api/review/reviewers", json=new, headers=admin).status_code == 422  # the name is taken
+    tom = TestClient(client.app, base_url="http://127.0.0.1")
+    tom_headers = {"X-CSRF-Token": sign_in(tom, "tom", path="/api/review/login", password="tom's password")}
+    assert tom.get("/api/review/next").json()["clip"] is not None
+    assert tom.get("/api/review/reviewers").status_code == 403  # a reviewer does not manage accounts
+    assert tom.post("/api/review/reviewers", json=new, headers=tom_headers).status_code == 403
+    ada_id = registry.db.execute("SELECT reviewer_id FROM reviewers WHERE name = 'ada'").fetchone()[0]
+    assert client.delete(f"/api/review/reviewers/{ada_id}", headers=admin).status_code == 409
+    assert client.delete(f"/api/review/reviewers/{tom_id}", headers=admin).json() == {"ok": True}
+    assert tom.get("/api/review/next").status_code == 401
+    statuses = registry.db.execute("SELECT status FROM assignments WHERE reviewer_id = ?", (tom_id,)).fetchall()
+    assert statuses == [("revoked",)]
