@@ -3,11 +3,13 @@ live server, a real mosquitto, and the real consent publisher."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
 from contract.mqtt import MqttSettings
+from pipeline.store import SQLiteClipStore
 from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
 from review_opt_out.publisher import ConsentPublisher
-from review_opt_out.registry import Channel, Registry
+from review_opt_out.registry import Channel, RecordingFilter, Registry
 from tests.broker import Broker, free_port
 from tests.review_helpers import capture, open_both
 
@@ -54,8 +57,19 @@ def retained_consent(broker: Broker, household: str, want_version: int, timeout:
     raise AssertionError(f"no retained consent v{want_version} on the broker")
 
 
+@dataclass
+class Live:
+    """A running companion app on a real broker, and what the tests need to reach behind it."""
+
+    url: str
+    registry: Registry
+    store: SQLiteClipStore
+    broker: Broker
+    clip: Any
+
+
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[str, Registry, Broker, Any]]:
+def live(tmp_path: Path) -> Iterator[Live]:
     broker = Broker(tmp_path)
     broker.start()
     store, registry = open_both(tmp_path / "data")
@@ -73,17 +87,59 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Registry, Broker, Any]]:
     thread.start()
     while not server.started:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", registry, broker, clip
+    yield Live(f"http://127.0.0.1:{port}", registry, store, broker, clip)
     server.should_exit = True
     thread.join(timeout=10)
     publisher.stop()
     broker.stop()
 
 
-def test_switching_review_off_in_the_browser(live: tuple[str, Registry, Broker, Any], tmp_path: Path) -> None:
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser: Any, url: str, viewport: dict[str, int]) -> tuple[Any, list[str]]:
+    """A fresh browser context (its own cookies) on `url`; returns the page and its console lines."""
+    page = browser.new_context(viewport=viewport).new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(url)
+    return page, console
+
+
+def sign_in_page(page: Any, email: str, password: str) -> None:
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def check_screenshot(page: Any, path: Path, viewport: dict[str, int]) -> None:
+    """Nothing wider than the screen (no sideways scrolling on a phone), and a real picture."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    page.screenshot(path=str(path), full_page=True)
+    with path.open("rb") as png:
+        header = png.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(header[16:20], "big") == viewport["width"]
+
+
+def test_switching_review_off_in_the_browser(live: Live, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, registry, broker, _clip = live
+    url, registry, broker = live.url, live.registry, live.broker
     assert retained_consent(broker, "h1", 2)["review_allowed"] is True
 
     reviewer = httpx2.Client(base_url=url)
@@ -100,9 +156,7 @@ def test_switching_review_off_in_the_browser(live: tuple[str, Registry, Broker, 
         )
         page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
         page.goto(url)
-        page.get_by_label("Email").fill("ana@example.org")
-        page.get_by_label("Password").fill("correct horse")
-        page.get_by_role("button", name="Sign in").click()
+        sign_in_page(page, "ana@example.org", "correct horse")
         toggle = page.get_by_role("switch", name="Let people review my recordings")
         expect(toggle).to_be_checked()
         expect(page.locator("#history tr")).to_have_count(2)
@@ -122,17 +176,15 @@ def test_switching_review_off_in_the_browser(live: tuple[str, Registry, Broker, 
     message = retained_consent(broker, "h1", 3)
     assert (message["review_allowed"], message["consent_version"]) == (False, 3)
     # The clip that was in the pool is gone from the reviewer's queue, and its URL refuses.
-    assert reviewer.get("/api/review/next").json() == {"clip": None}
+    assert reviewer.get("/api/review/next").json() == {"clip": None, "transcript": None}
     assert reviewer.get(f"/api/review/clips/{pseudonym}/audio").status_code == 404
     request_cleanup()
 
 
-def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(
-    live: tuple[str, Registry, Broker, Any], tmp_path: Path
-) -> None:
+def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(live: Live, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, _registry, _broker, _clip = live
+    url = live.url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 390, "height": 844})
@@ -140,13 +192,13 @@ def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(
         page.on("console", lambda message: console.append(message.text))
         page.goto(url)
         error = page.locator("#signin-error")
-        page.get_by_label("Email").fill("ana@example.org")
+        page.get_by_label("Email", exact=True).fill("ana@example.org")
         for attempt in range(5):
-            page.get_by_label("Password").fill(f"guess {attempt}")
+            page.get_by_label("Password", exact=True).fill(f"guess {attempt}")
             page.get_by_role("button", name="Sign in").click()
             expect(error).to_have_text("Wrong email or password.")
             page.evaluate("document.getElementById('signin-error').hidden = true")
-        page.get_by_label("Password").fill("correct horse")
+        page.get_by_label("Password", exact=True).fill("correct horse")
         page.get_by_role("button", name="Sign in").click()
         expect(error).to_have_text(
             "Too many wrong passwords for this account from this device. Sign-in is paused; try again in 15 minutes."
@@ -155,4 +207,182 @@ def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(
         page.screenshot(path=str(tmp_path / "locked.png"), full_page=True)
         browser.close()
     # The page's own script and style load under the CSP: nothing was blocked.
+    assert not [line for line in console if "Content Security Policy" in line]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_recordings_in_pages_filtered_by_speaker_and_deleted_only_after_a_count(
+    live: Live, tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    live.store.enroll("hall-2", "h1")
+    live.store.enroll("kitchen-1", "h1")
+    version = live.registry.household("h1").consent_version
+    for n in range(1, 25):  # 24 more, a day apart: two pages with the fixture's one
+        capture(live.store, "h1", n % 2 == 0, version, age_days=n, device_id="hall-2" if n % 4 == 0 else "kitchen-1")
+    with chromium() as browser:
+        page, console = open_page(browser, live.url, viewport)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        summary = page.locator("#recordings-summary")
+        expect(summary).to_have_text("25 recordings")
+        items = page.locator("#recordings li")
+        expect(items).to_have_count(20)
+        expect(page.locator("#page-label")).to_have_text("Page 1 of 2")
+        # Which speaker heard it, and whether it may be reviewed, on every recording.
+        expect(items.nth(0).locator(".meta")).to_contain_text("heard by dev-h1")
+        expect(items.nth(0).locator(".badge")).to_have_text("May be reviewed")
+        expect(items.nth(1).locator(".badge")).to_have_text("Not for review")
+        check_screenshot(page, tmp_path / "recordings.png", viewport)
+        page.get_by_role("button", name="Older").click()
+        expect(page.locator("#page-label")).to_have_text("Page 2 of 2")
+        expect(items).to_have_count(5)
+        page.get_by_role("button", name="Newer").click()
+        expect(items).to_have_count(20)
+
+        page.get_by_label("Speaker").select_option("hall-2")
+        expect(summary).to_have_text("6 recordings (heard by hall-2)")
+        expect(page.locator("#page-label")).to_have_text("Page 1 of 1")
+        # Delete the filtered six: the dialog gives the count; Cancel deletes nothing.
+        page.get_by_role("button", name="Delete the recordings shown by this filter").click()
+        dialog = page.locator("#confirm")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#confirm-text")).to_have_text(
+            "Delete 6 recordings (heard by hall-2)? This cannot be undone."
+        )
+        check_screenshot(page, tmp_path / "confirm.png", viewport)
+        page.get_by_role("button", name="Cancel").click()
+        expect(dialog).to_be_hidden()
+        assert live.registry.count_recordings("h1", RecordingFilter(device_id="hall-2")) == 6
+        page.get_by_role("button", name="Delete the recordings shown by this filter").click()
+        page.locator("#confirm-ok").click()
+        expect(summary).to_have_text("Deleted 6 recordings. No recordings.")
+        assert live.registry.count_recordings("h1", RecordingFilter(device_id="hall-2")) == 0
+
+        page.get_by_label("Speaker").select_option("")
+        expect(summary).to_have_text("19 recordings")
+        first = items.nth(0)
+        first.get_by_role("button", name="Delete").click()
+        expect(page.locator("#confirm-text")).to_contain_text("Delete this recording from")
+        page.locator("#confirm-ok").click()
+        expect(summary).to_have_text("18 recordings")
+        page.get_by_role("button", name="Delete all my recordings").click()
+        expect(page.locator("#confirm-text")).to_have_text("Delete 18 recordings — all of them? This cannot be undone.")
+        page.locator("#confirm-ok").click()
+        expect(summary).to_have_text("Deleted 18 recordings. No recordings.")
+    assert live.registry.count_recordings("h1", RecordingFilter()) == 0
+    assert not [line for line in console if "Content Security Policy" in line]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
+    live: Live, tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        owner, _ = open_page(browser, live.url, viewport)
+        sign_in_page(owner, "ana@example.org", "correct horse")
+        owner.get_by_label("Their name").fill("Cy")
+        owner.get_by_label("Their email").fill("cy@example.org")
+        owner.get_by_role("button", name="Create invitation link").click()
+        link = owner.locator("#invite-link")
+        expect(link).to_contain_text("/#invite=")
+        expect(owner.locator("#members li")).to_have_count(2)
+        expect(owner.locator("#members li").nth(1)).to_have_text("Cy <cy@example.org> · invited")
+        check_screenshot(owner, tmp_path / "invite.png", viewport)
+
+        guest, _ = open_page(browser, link.inner_text(), viewport)
+        expect(guest.locator("#join-household")).to_have_text("The Parks")
+        guest.get_by_label("New password", exact=True).fill("short")
+        guest.get_by_role("button", name="Join and sign in").click()
+        guest.get_by_label("New password", exact=True).fill("cy's own password")
+        guest.get_by_role("button", name="Join and sign in").click()
+        expect(guest.locator("#whoami")).to_have_text("The Parks · signed in")
+        expect(guest.locator("#invite-form")).to_be_hidden()  # a member does not invite
+        expect(guest.get_by_role("button", name="Remove")).to_have_count(0)
+
+        owner.reload()
+        cy = owner.locator("#members li", has_text="cy@example.org")
+        expect(cy).to_contain_text("member")
+        cy.get_by_role("button", name="Remove").click()
+        expect(owner.locator("#confirm-text")).to_have_text(
+            "Remove Cy from your household? They are signed out at once."
+        )
+        owner.locator("#confirm-ok").click()
+        expect(owner.locator("#members li")).to_have_count(1)
+        guest.reload()
+        expect(guest.locator("#signin")).to_be_visible()  # signed out: the session ended with the membership
+
+
+def test_a_member_changes_their_password(live: Live, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page, _ = open_page(browser, live.url, PHONE)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        page.get_by_label("Current password").fill("not it at all")
+        page.get_by_label("New password (at least 10 characters)").fill("a better password")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.locator("#password-result")).to_have_text("That is not your current password.")
+        page.get_by_label("Current password").fill("correct horse")
+        page.get_by_label("New password (at least 10 characters)").fill("a better password")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.locator("#password-result")).to_contain_text("Password changed.")
+        check_screenshot(page, tmp_path / "password.png", PHONE)
+        page.get_by_role("button", name="Sign out").click()
+        sign_in_page(page, "ana@example.org", "a better password")
+        expect(page.locator("#app")).to_be_visible()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_reviewer_hears_and_corrects_a_clip_and_an_admin_manages_reviewers(
+    live: Live, tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    live.registry.add_reviewer("ada", hash_password("admin password"), "admin")
+    with chromium() as browser:
+        page, console = open_page(browser, f"{live.url}/review", viewport)
+        page.get_by_label("Name", exact=True).fill("rita")
+        page.get_by_label("Password", exact=True).fill("reviewer pw")
+        page.get_by_role("button", name="Sign in").click()
+        correction = page.get_by_label("What was said")
+        expect(correction).to_have_value("turn on the lights")  # the recognizer's text, to correct
+        expect(page.locator("#admin")).to_be_hidden()
+        audio = page.locator("#clip-audio")
+        # The browser loaded and decoded the clip's audio (0.1 s of the fixture's WAV).
+        page.wait_for_function("document.getElementById('clip-audio').readyState >= 1")
+        assert 0.05 < float(audio.evaluate("a => a.duration")) < 0.2
+        check_screenshot(page, tmp_path / "review.png", viewport)
+        correction.fill("turn on the hall lights")
+        page.get_by_role("button", name="Submit and take the next clip").click()
+        expect(page.locator("#clip-status")).to_have_text("Saved. No more clips are waiting for review.")
+        corrected = live.registry.db.execute("SELECT corrected FROM assignments WHERE status = 'submitted'").fetchall()
+        assert corrected == [("turn on the hall lights",)]
+
+        admin, _ = open_page(browser, f"{live.url}/review", viewport)
+        admin.get_by_label("Name", exact=True).fill("ada")
+        admin.get_by_label("Password", exact=True).fill("admin password")
+        admin.get_by_role("button", name="Sign in").click()
+        expect(admin.locator("#reviewers tr")).to_have_count(2)
+        expect(admin.locator("#reviewing")).to_be_hidden()  # an admin does not hear clips
+        admin.locator("#new-name").fill("tom")
+        admin.locator("#new-password").fill("tom's password")
+        admin.get_by_role("button", name="Add").click()
+        expect(admin.locator("#reviewers tr")).to_have_count(3)
+        check_screenshot(admin, tmp_path / "admin.png", viewport)
+        admin.get_by_role("button", name="Remove rita").click()
+        expect(admin.locator("#confirm-text")).to_contain_text("Remove rita?")
+        admin.locator("#confirm-ok").click()
+        expect(admin.locator("#reviewers tr")).to_have_count(2)
+        page.get_by_role("button", name="Look for a clip").click()  # rita's session ended with her account
+        expect(page.locator("#signin-error")).to_have_text("You were signed out. Sign in again to go on.")
+        expect(page.locator("#reviewing")).to_be_hidden()
+    assert (
+        live.registry.reviewer_role(
+            live.registry.db.execute("SELECT reviewer_id FROM reviewers WHERE name = 'tom'").fetchone()[0]
+        )
+        == "reviewer"
+    )
     assert not [line for line in console if "Content Security Policy" in line]

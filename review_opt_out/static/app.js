@@ -1,5 +1,10 @@
 "use strict";
+// The companion app. No inline code anywhere (the page's CSP forbids it); every text
+// from the server goes in through textContent, never innerHTML.
 let csrf = null;
+let me = null;
+const pages = { cursors: [null], index: 0, total: 0 };
+const $ = (id) => document.getElementById(id);
 
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
@@ -9,28 +14,60 @@ async function api(method, path, body) {
   if (!response.ok) {
     // The server's own words (FastAPI's `detail`), so a lock-out never reads as a wrong password.
     const detail = await response.json().then((b) => (typeof b.detail === "string" ? b.detail : null), () => null);
+    if (response.status === 401 && csrf !== null) signedOut();
     throw Object.assign(new Error(detail || response.statusText), { status: response.status, detail });
   }
   return response.json();
 }
 
-function text(tag, value) { const el = document.createElement(tag); el.textContent = value; return el; }
+// The session ended (signed out elsewhere, password changed, account removed): say so.
+function signedOut() {
+  csrf = null;
+  for (const id of ["app", "join"]) document.getElementById(id).hidden = true;
+  const error = document.getElementById("signin-error");
+  error.textContent = "You were signed out. Sign in again to go on.";
+  error.hidden = false;
+  document.getElementById("signin").hidden = false;
+}
+
+function text(tag, value, className) {
+  const el = document.createElement(tag);
+  el.textContent = value;
+  if (className) el.className = className;
+  return el;
+}
+
+function show(el, message) { el.textContent = message; el.hidden = false; }
+
+function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
+
+// Asks before anything is deleted; resolves true only on "Delete".
+function confirmDelete(message) {
+  const dialog = $("confirm");
+  $("confirm-text").textContent = message;
+  return new Promise((resolve) => {
+    const done = (answer) => { dialog.close(); $("confirm-ok").onclick = null; $("confirm-cancel").onclick = null; resolve(answer); };
+    $("confirm-ok").onclick = () => done(true);
+    $("confirm-cancel").onclick = () => done(false);
+    dialog.oncancel = () => done(false);
+    dialog.showModal();
+  });
+}
 
 function showConsent(view) {
-  const toggle = document.getElementById("review-toggle");
-  toggle.checked = view.review_allowed;
-  document.getElementById("review-status").textContent = view.review_allowed
+  $("review-toggle").checked = view.review_allowed;
+  $("review-status").textContent = view.review_allowed
     ? "On: recordings made from now on may be reviewed."
     : "Off: nobody reviews your recordings.";
-  document.getElementById("review-explanation").textContent = view.explanation;
-  document.getElementById("retention").value = view.retention;
-  document.getElementById("dont-keep").checked = !view.keep_recordings;
+  $("review-explanation").textContent = view.explanation;
+  $("retention").value = view.retention;
+  $("dont-keep").checked = !view.keep_recordings;
+  $("keep-note").hidden = view.keep_recordings;
 }
 
 async function loadHistory() {
   const rows = await api("GET", "/api/consent/history");
-  const body = document.getElementById("history");
-  body.replaceChildren(...rows.map((r) => {
+  $("history").replaceChildren(...rows.map((r) => {
     const tr = document.createElement("tr");
     const where = { app: "in the app", voice: "by voice", admin: "by Earmark support", signup: "at sign-up" }[r.channel] || r.channel;
     tr.append(text("td", new Date(r.changed_at).toLocaleString()), text("td", r.review_allowed ? "Review on" : "Review off"),
@@ -39,72 +76,197 @@ async function loadHistory() {
   }));
 }
 
-async function loadRecordings() {
-  const rows = await api("GET", "/api/recordings");
-  const list = document.getElementById("recordings");
-  document.getElementById("no-recordings").hidden = rows.length > 0;
-  list.replaceChildren(...rows.map((r) => {
-    const li = document.createElement("li");
+// The filter as the API takes it: a speaker, and local calendar days as instants.
+function selection() {
+  const chosen = {};
+  if ($("filter-device").value) chosen.device_id = $("filter-device").value;
+  if ($("since").value) chosen.since = new Date(`${$("since").value}T00:00`).toISOString();
+  if ($("until").value) chosen.until = new Date(new Date(`${$("until").value}T00:00`).getTime() + 86400000).toISOString();
+  return chosen;
+}
+
+function describe(chosen) {
+  const parts = [];
+  if (chosen.device_id) parts.push(`heard by ${chosen.device_id}`);
+  if ($("since").value) parts.push(`from ${$("since").value}`);
+  if ($("until").value) parts.push(`until ${$("until").value}`);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+function recordingItem(r) {
+  const li = document.createElement("li");
+  const when = new Date(r.captured_at).toLocaleString();
+  const head = text("div", `${when} · ${r.duration_seconds.toFixed(1)} s · heard by ${r.device_id}`, "meta");
+  head.append(r.may_be_reviewed ? text("span", "May be reviewed", "badge review") : text("span", "Not for review", "badge"));
+  li.append(head, text("div", r.transcript || "(no transcript)"));
+  if (r.has_audio) {
     const audio = document.createElement("audio");
     audio.controls = true; audio.preload = "none"; audio.src = `/api/recordings/${encodeURIComponent(r.id)}/audio`;
-    const remove = text("button", "Delete");
-    remove.className = "danger";
-    remove.addEventListener("click", async () => { await api("DELETE", `/api/recordings/${encodeURIComponent(r.id)}`); await loadRecordings(); });
-    li.append(text("div", `${new Date(r.captured_at).toLocaleString()} · ${r.duration_seconds.toFixed(1)} s`),
-              text("div", r.transcript || "(no transcript)"), audio, remove);
+    li.append(audio);
+  }
+  const remove = text("button", "Delete", "danger");
+  remove.type = "button";
+  remove.setAttribute("aria-label", `Delete the recording of ${when}`);
+  remove.addEventListener("click", async () => {
+    if (!(await confirmDelete(`Delete this recording from ${when}? This cannot be undone.`))) return;
+    await api("DELETE", `/api/recordings/${encodeURIComponent(r.id)}`);
+    await loadRecordings();
+  });
+  li.append(remove);
+  return li;
+}
+
+async function loadRecordings() {
+  const query = new URLSearchParams(selection());
+  const cursor = pages.cursors[pages.index];
+  if (cursor) query.set("after", cursor);
+  const page = await api("GET", `/api/recordings?${query}`);
+  if (page.items.length === 0 && pages.index > 0) { pages.index -= 1; return loadRecordings(); }
+  pages.total = page.total;
+  pages.cursors[pages.index + 1] = page.next;
+  const select = $("filter-device"), current = select.value;
+  select.replaceChildren(text("option", "All speakers"), ...page.devices.map((d) => text("option", d)));
+  select.options[0].value = "";
+  select.value = current;
+  $("recordings").replaceChildren(...page.items.map(recordingItem));
+  const pageCount = Math.max(1, Math.ceil(page.total / 20));
+  $("recordings-summary").textContent = page.total === 0 ? "No recordings." : plural(page.total, "recording", "recordings") + describe(selection());
+  $("page-label").textContent = `Page ${pages.index + 1} of ${pageCount}`;
+  $("newer").disabled = pages.index === 0;
+  $("older").disabled = !page.next;
+  $("delete-filtered").hidden = Object.keys(selection()).length === 0;
+}
+
+function restartPages() { pages.cursors = [null]; pages.index = 0; return loadRecordings(); }
+
+async function deleteSelection(chosen, what) {
+  const { count } = await api("POST", "/api/recordings/count", chosen);
+  if (count === 0) { $("recordings-summary").textContent = "Nothing to delete."; return; }
+  if (!(await confirmDelete(`Delete ${plural(count, "recording", "recordings")}${what}? This cannot be undone.`))) return;
+  try {
+    const { deleted } = await api("POST", "/api/recordings/delete", { ...chosen, expected_count: count });
+    await restartPages();
+    $("recordings-summary").textContent = `Deleted ${plural(deleted, "recording", "recordings")}. ` + $("recordings-summary").textContent;
+  } catch (e) {
+    if (e.status !== 409) throw e;
+    $("recordings-summary").textContent = `${e.detail} Nothing was deleted.`;
+  }
+}
+
+async function loadMembers() {
+  const people = await api("GET", "/api/members");
+  const owner = me.role === "owner";
+  $("invite-form").hidden = !owner;
+  $("members").replaceChildren(...people.map((p) => {
+    const li = document.createElement("li");
+    const label = p.id === null ? `${p.name} <${p.email}> · invited` : `${p.name} <${p.email}> · ${p.role}`;
+    li.append(text("span", label));
+    if (owner && p.id !== null && p.id !== me.member_id) {
+      const remove = text("button", "Remove", "danger");
+      remove.type = "button";
+      remove.addEventListener("click", async () => {
+        if (!(await confirmDelete(`Remove ${p.name} from your household? They are signed out at once.`))) return;
+        try { await api("DELETE", `/api/members/${encodeURIComponent(p.id)}`); } catch (e) { alert(e.message); }
+        await loadMembers();
+      });
+      li.append(remove);
+    }
     return li;
   }));
 }
 
 async function enter() {
-  const view = await api("GET", "/api/me");
-  csrf = view.csrf_token;
-  showConsent(view);
-  document.getElementById("signin").hidden = true;
-  document.getElementById("app").hidden = false;
-  await Promise.all([loadHistory(), loadRecordings()]);
+  me = await api("GET", "/api/me");
+  csrf = me.csrf_token;
+  showConsent(me);
+  $("whoami").textContent = `${me.household} · signed in${me.role === "owner" ? " as an owner" : ""}`;
+  $("signin").hidden = true;
+  $("join").hidden = true;
+  $("app").hidden = false;
+  await Promise.all([loadHistory(), restartPages(), loadMembers()]);
 }
 
-document.getElementById("signin-form").addEventListener("submit", async (event) => {
+async function signIn(login, password) {
+  await api("POST", "/api/login", { login, password });
+  await enter();
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const error = document.getElementById("signin-error");
+  const error = $("signin-error");
   error.hidden = true;
   try {
-    await api("POST", "/api/login", { login: document.getElementById("email").value, password: document.getElementById("password").value });
-    await enter();
+    await signIn($("email").value, $("password").value);
   } catch (e) {
-    error.textContent = e.status === 429 && e.detail ? e.detail
+    show(error, e.status === 429 && e.detail ? e.detail
       : e.status === 401 ? "Wrong email or password."
-      : "Could not sign in right now; try again."; error.hidden = false;
+      : "Could not sign in right now; try again.");
   }
 });
 
-document.getElementById("review-toggle").addEventListener("change", async (event) => {
+$("review-toggle").addEventListener("change", async (event) => {
   const toggle = event.target;
   toggle.disabled = true;
   try { showConsent(await api("PUT", "/api/consent", { review_allowed: toggle.checked })); await loadHistory(); }
-  catch (e) { toggle.checked = !toggle.checked; document.getElementById("review-status").textContent = "Could not save; try again."; }
+  catch (e) { toggle.checked = !toggle.checked; $("review-status").textContent = "Could not save; try again."; }
   finally { toggle.disabled = false; }
 });
-
-document.getElementById("retention").addEventListener("change", async (event) => {
+$("retention").addEventListener("change", async (event) => {
   showConsent(await api("PUT", "/api/settings", { retention: event.target.value }));
 });
-document.getElementById("dont-keep").addEventListener("change", async (event) => {
+$("dont-keep").addEventListener("change", async (event) => {
   showConsent(await api("PUT", "/api/settings", { keep_recordings: !event.target.checked }));
 });
-document.getElementById("delete-range").addEventListener("click", async () => {
-  const since = document.getElementById("since").value, until = document.getElementById("until").value;
-  if (!since && !until) return;
-  const body = {};
-  if (since) body.since = new Date(since).toISOString();
-  if (until) body.until = new Date(new Date(until).getTime() + 86400000).toISOString();
-  await api("POST", "/api/recordings/delete", body); await loadRecordings();
-});
-document.getElementById("delete-all").addEventListener("click", async () => {
-  if (!confirm("Delete all your recordings? This cannot be undone.")) return;
-  await api("POST", "/api/recordings/delete", { all: true }); await loadRecordings();
-});
-document.getElementById("signout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.reload(); });
+for (const id of ["filter-device", "since", "until"]) $(id).addEventListener("change", () => restartPages());
+$("filters").addEventListener("submit", (event) => { event.preventDefault(); restartPages(); });
+$("older").addEventListener("click", () => { pages.index += 1; loadRecordings(); });
+$("newer").addEventListener("click", () => { pages.index = Math.max(0, pages.index - 1); loadRecordings(); });
+$("delete-filtered").addEventListener("click", () => deleteSelection(selection(), describe(selection())));
+$("delete-all").addEventListener("click", () => deleteSelection({ all: true }, " — all of them"));
 
-enter().catch(() => {});  // already signed in? otherwise the sign-in form stays
+$("invite-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("invite-error").hidden = true;
+  try {
+    const made = await api("POST", "/api/members/invite", { name: $("invite-name").value, email: $("invite-email").value, role: $("invite-role").value });
+    $("invite-link").textContent = new URL(made.invite_path, location.href).href;
+    $("invite-result").hidden = false;
+    await loadMembers();
+  } catch (e) { show($("invite-error"), e.message); }
+});
+
+$("password-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const result = $("password-result");
+  try {
+    await api("PUT", "/api/me/password", { current_password: $("current-password").value, new_password: $("new-password").value });
+    result.className = "status";
+    show(result, "Password changed. You stay signed in here; everywhere else you were signed in has been signed out.");
+    $("password-form").reset();
+  } catch (e) { result.className = "error"; show(result, e.message); }
+});
+
+$("signout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.replace("/"); });
+
+async function join(token) {
+  let invitation;
+  try { invitation = await api("POST", "/api/invitation", { token }); }
+  catch (e) { $("signin").hidden = false; show($("signin-error"), e.message); return; }
+  $("join-household").textContent = invitation.household;
+  $("join-email").textContent = invitation.email;
+  $("signin").hidden = true;
+  $("join").hidden = false;
+  $("join-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const password = $("join-password").value;
+    try {
+      await api("POST", "/api/invitation/accept", { token, password });
+      history.replaceState(null, "", "/");
+      await signIn(invitation.email, password);
+    } catch (e) { show($("join-error"), e.message); }
+  });
+}
+
+const invite = location.hash.startsWith("#invite=") ? location.hash.slice("#invite=".length) : null;
+if (invite) join(invite);
+else enter().catch(() => {});  // already signed in? otherwise the sign-in form stays

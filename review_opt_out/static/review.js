@@ -1,0 +1,124 @@
+"use strict";
+// The reviewers' page: a reviewer hears and corrects clips, an admin manages accounts.
+let csrf = null;
+let clip = null;
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  if (!response.ok) {
+    const detail = await response.json().then((b) => (typeof b.detail === "string" ? b.detail : null), () => null);
+    if (response.status === 401 && csrf !== null) signedOut();
+    throw Object.assign(new Error(detail || response.statusText), { status: response.status, detail });
+  }
+  return response.json();
+}
+
+// The session ended (signed out elsewhere, password changed, account removed): say so.
+function signedOut() {
+  csrf = null;
+  for (const id of ["reviewing", "admin", "signout"]) document.getElementById(id).hidden = true;
+  const error = document.getElementById("signin-error");
+  error.textContent = "You were signed out. Sign in again to go on.";
+  error.hidden = false;
+  document.getElementById("signin").hidden = false;
+}
+
+function text(tag, value, className) {
+  const el = document.createElement(tag);
+  el.textContent = value;
+  if (className) el.className = className;
+  return el;
+}
+
+function ask(message) {
+  const dialog = $("confirm");
+  $("confirm-text").textContent = message;
+  return new Promise((resolve) => {
+    const done = (answer) => { dialog.close(); resolve(answer); };
+    $("confirm-ok").onclick = () => done(true);
+    $("confirm-cancel").onclick = () => done(false);
+    dialog.oncancel = () => done(false);
+    dialog.showModal();
+  });
+}
+
+async function nextClip() {
+  const next = await api("GET", "/api/review/next");
+  clip = next.clip;
+  $("clip").hidden = clip === null;
+  if (clip === null) { $("clip-status").textContent = "No clips are waiting for review."; return; }
+  $("clip-status").textContent = "";
+  $("clip-audio").src = `/api/review/clips/${encodeURIComponent(clip)}/audio`;
+  $("correction").value = next.transcript || "";
+}
+
+async function loadReviewers() {
+  const rows = await api("GET", "/api/review/reviewers");
+  $("reviewers").replaceChildren(...rows.map((r) => {
+    const tr = document.createElement("tr");
+    const cell = document.createElement("td");
+    if (r.name !== $("name").value) {
+      const remove = text("button", "Remove", "danger");
+      remove.type = "button";
+      remove.setAttribute("aria-label", `Remove ${r.name}`);
+      remove.addEventListener("click", async () => {
+        if (!(await ask(`Remove ${r.name}? Their open clips go back to the pool and they are signed out.`))) return;
+        await api("DELETE", `/api/review/reviewers/${encodeURIComponent(r.id)}`);
+        await loadReviewers();
+      });
+      cell.append(remove);
+    }
+    tr.append(text("td", r.name), text("td", r.role), text("td", String(r.open)), text("td", String(r.submitted)), cell);
+    return tr;
+  }));
+}
+
+async function enter() {
+  const me = await api("GET", "/api/review/me");
+  csrf = me.csrf_token;
+  $("signin").hidden = true;
+  $("signout").hidden = false;
+  if (me.role === "admin") { $("admin").hidden = false; await loadReviewers(); }
+  else { $("reviewing").hidden = false; await nextClip(); }
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = $("signin-error");
+  error.hidden = true;
+  try {
+    await api("POST", "/api/review/login", { login: $("name").value, password: $("password").value });
+    await enter();
+  } catch (e) {
+    error.textContent = e.status === 429 && e.detail ? e.detail : e.status === 401 ? "Wrong name or password." : "Could not sign in right now; try again.";
+    error.hidden = false;
+  }
+});
+$("submit").addEventListener("click", async () => {
+  try {
+    await api("POST", `/api/review/clips/${encodeURIComponent(clip)}/transcript`, { text: $("correction").value });
+    await nextClip();
+    if (clip === null) $("clip-status").textContent = "Saved. No more clips are waiting for review.";
+  } catch (e) {
+    // Withdrawn meanwhile (the household opted out): never submitted, move on.
+    $("clip-status").textContent = e.status === 404 ? "That clip was withdrawn from review." : e.message;
+    $("clip").hidden = true;
+  }
+});
+$("next").addEventListener("click", () => nextClip());
+$("add-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("add-error").hidden = true;
+  try {
+    await api("POST", "/api/review/reviewers", { name: $("new-name").value, role: $("new-role").value, password: $("new-password").value });
+    $("add-form").reset();
+    await loadReviewers();
+  } catch (e) { $("add-error").textContent = e.message; $("add-error").hidden = false; }
+});
+$("signout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.replace("/review"); });
+
+enter().catch(() => {});
