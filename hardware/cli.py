@@ -41,7 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from firmware.assistant.settings import Language
 
             grammar = IntentMatcher(Language(args.language or "en")).phrases()
-        return up.up(args.input, args.data_dir, args.vosk_model, extra, with_app=args.app, grammar=grammar)
+        return up.up(
+            args.input,
+            args.data_dir,
+            args.vosk_model,
+            extra,
+            with_app=args.app,
+            grammar=grammar,
+            app_port=args.app_port,
+        )
     except EarmarkError as err:
         return report("earmark", err)
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from hardware.broker_config import common_conf_lines, write_private
 DEFAULT_DATA_DIR = Path("~/.local/share/earmark")
 DEFAULT_MODEL = DEFAULT_DATA_DIR / "models" / "vosk-model-small-en-us-0.15"
 DEVICE_ID = "local-speaker"
+DEFAULT_APP_PORT = 8443  # the companion app's, as `earmark-review serve` has it: a bookmark keeps working
 HOUSEHOLD_ID = "home"
 
 
@@ -104,7 +105,7 @@ def local_time_zone() -> str:
 
 
 @contextlib.contextmanager
-def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
+def companion_app(cloud_dir: Path, address: str, port: int) -> Iterator[None]:
     """The consent service and its page, with this machine's household and one member."""
     review = ["review_opt_out.cli", "--data-dir", str(cloud_dir)]
     password_file = cloud_dir.parent / "app-password"
@@ -121,11 +122,11 @@ def companion_app(cloud_dir: Path, address: str) -> Iterator[None]:
         capture_output=True,
         check=False,
     )
-    port = _free_port()
+    # It prints the addresses a phone can open (HTTPS, the certificate `setup` made).
     server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)))
     notice = (
-        f"companion app at http://127.0.0.1:{port}/ - sign in as {APP_EMAIL} with the password in {password_file};"
-        " switch review on or off and the device's next clip carries the new consent"
+        f"companion app: sign in as {APP_EMAIL} with the password in {password_file} (the browser warns once about"
+        " the self-signed certificate); switch review on or off and the device's next clip carries the new consent"
     )
     print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
     try:
@@ -153,6 +154,7 @@ def up(
     extra_device_args: Sequence[str],
     with_app: bool = False,
     grammar: Sequence[str] = (),
+    app_port: int = DEFAULT_APP_PORT,
 ) -> int:
     """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C)."""
     data_dir = data_dir.expanduser()
@@ -183,7 +185,7 @@ def up(
             )
             print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
         pipeline = subprocess.Popen(_python("pipeline.cli", *run_args), stdout=subprocess.PIPE, text=True)
-        app = companion_app(data_dir / "cloud", address) if with_app else contextlib.nullcontext()
+        app = companion_app(data_dir / "cloud", address, app_port) if with_app else contextlib.nullcontext()
         try:
             assert pipeline.stdout is not None  # noqa: S101 - PIPE was asked for
             if "pipeline_ready" not in pipeline.stdout.readline():
@@ -208,6 +210,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="run the consent service and its companion app (default on: spoken privacy commands need it)",
+    )
+    parser.add_argument(
+        "--app-port",
+        type=int,
+        default=DEFAULT_APP_PORT,
+        help=f"the companion app's HTTPS port (default {DEFAULT_APP_PORT})",
     )
     parser.add_argument("--reply-dir", type=Path, help="write spoken replies here as WAV instead of playing them")
     parser.add_argument("--language", choices=["en", "ko"], help="the speaker's sentences and replies (default en)")

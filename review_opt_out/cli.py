@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -15,13 +16,16 @@ from typing import ClassVar
 
 from pydantic import ConfigDict
 
-from contract.config import LayeredSettings, load_settings
+from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
-from review_opt_out import audit, auth, signing
+from review_opt_out import audit, auth, lan, signing, tls
 from review_opt_out.registry import Registry
+from review_opt_out.web_guard import LOOPBACK_HOSTS
 
 _LOGGER = logging.getLogger(__name__)
+# The same address every run, so a phone's bookmark keeps working.
+DEFAULT_APP_PORT = 8443
 
 
 def _password(path: Path | None) -> str:
@@ -59,6 +63,32 @@ class ReviewSettings(LayeredSettings):
     client_id: str = "earmark-consent"
 
 
+def _app_tls(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    """The certificate and key to serve with: given, or made at setup; None for plain HTTP."""
+    if args.plain_http:
+        return None
+    if (args.cert is None) != (args.key is None):
+        raise ConfigError("give both --cert and --key, or neither")
+    if args.cert is not None:
+        return Path(args.cert), Path(args.key)
+    cert, key = tls.paths(args.data_dir)
+    if not (cert.exists() and key.exists()):
+        raise ConfigError(
+            f"no certificate for the app in {cert.parent}: run `earmark-review --data-dir {args.data_dir} setup` "
+            "(or give --cert and --key, or --plain-http behind a proxy that does TLS)"
+        )
+    return cert, key
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror}); choose another with --port") from err
+
+
 def _serve(args: argparse.Namespace, registry: Registry) -> int:
     import uvicorn
 
@@ -72,23 +102,42 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
     settings = load_settings(ReviewSettings, args.config, **overrides)
     registry.signer  # noqa: B018 - fail now, with the fix in the message, if there is no signing key
+    certificate = _app_tls(args)
+    # HTTPS listens where phones are (every interface); plain HTTP only on loopback unless told.
+    listen = args.host or ("127.0.0.1" if certificate is None else "0.0.0.0")  # noqa: S104 - phones on the LAN
+    _check_port_free(listen, args.port)
+    loopback_only = listen.startswith("127.") or listen in ("localhost", "::1")
+    names = list(LOOPBACK_HOSTS) if loopback_only else lan.reachable_names(args.public_name)
+    if certificate is not None:
+        names = list(dict.fromkeys([*names, *tls.certificate_names(certificate[0])]))
+    scheme = "http" if certificate is None else "https"
+    urls = [f"{scheme}://{name}:{args.port}/" for name in names if name != "localhost"]
     publisher = ConsentPublisher(registry, settings.mqtt, settings.client_id)
     publisher.start()
     # Its own connection (same broker account): a second client with the publisher's id
     # would knock the first off the broker.
     voice = VoiceCommands(registry, settings.mqtt, f"{settings.client_id}-voice", publisher.notify)
     voice.start()
-    app = create_app(registry, on_consent_change=publisher.notify, secure_cookies=args.secure_cookies)
+    app = create_app(
+        registry, on_consent_change=publisher.notify, secure_cookies=certificate is not None, allowed_hosts=names
+    )
     stop = threading.Event()
     tally = app.state.earmark.failures.flush_if_due
     worker = threading.Thread(
         target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop, tally), daemon=True
     )
     worker.start()
-    where = {"type": "review_serving", "url": f"http://{args.host}:{args.port}/", "broker": settings.mqtt.address}
+    where = {"type": "review_serving", "url": urls[0], "urls": urls, "broker": settings.mqtt.address}
     print(json.dumps(where), flush=True)  # noqa: T201 - an operator needs to know where it serves
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=listen,
+            port=args.port,
+            log_level="warning",
+            ssl_certfile=None if certificate is None else str(certificate[0]),
+            ssl_keyfile=None if certificate is None else str(certificate[1]),
+        )
     finally:
         stop.set()
         voice.stop()
@@ -103,13 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="companion app + reviewer API + consent publisher")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", help="listen address (default: every interface over HTTPS, loopback for HTTP)")
+    serve.add_argument("--port", type=int, default=DEFAULT_APP_PORT, help=f"default {DEFAULT_APP_PORT}, every run")
+    serve.add_argument("--cert", type=Path, help="a PEM certificate to serve with instead of setup's self-signed one")
+    serve.add_argument("--key", type=Path, help="the PEM private key of --cert")
+    serve.add_argument("--plain-http", action="store_true", help="no TLS (only behind a proxy that does it)")
+    serve.add_argument(
+        "--public-name", action="append", default=[], help="another name phones use for this machine (repeatable)"
+    )
     serve.add_argument("--broker", help="HOST:PORT (or [mqtt] in --config, EARMARK_REVIEW_MQTT__*)")
     serve.add_argument("--config", type=Path, help="TOML with [mqtt] username, password, tls, ca_file")
     serve.add_argument("--sample-fraction", type=float, default=0.002, help="share of eligible clips reviewed")
     serve.add_argument("--sample-interval", type=float, default=60.0, help="seconds between sampling rounds")
-    serve.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)")
     sub.add_parser("setup", help="create the consent signing key (once per cloud); prints the public key devices need")
     household = sub.add_parser("add-household", help="create a household (review consent off)")
     household.add_argument("household_id")
@@ -136,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "setup":
             public, created = signing.create_key(args.data_dir)
             print(f"{'created' if created else 'kept the existing'} consent signing key; give devices {public}")  # noqa: T201
+            cert, _key, made = tls.create_certificate(args.data_dir, lan.reachable_names())
+            names = ", ".join(tls.certificate_names(cert))
+            print(f"{'created' if made else 'kept the existing'} the app's self-signed certificate {cert} ({names})")  # noqa: T201
             return 0
         registry = Registry(args.data_dir)
         if args.command == "serve":

