@@ -16,7 +16,6 @@ the wake-word runner, VAD, endpointing, events) over the same model files, each 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from contract.cli import OneLineParser, entry, prog_name
 from firmware.audio.framer import frames_of
 from firmware.audio.source import SAMPLE_WAV
 from firmware.audio.wav import read_wav
@@ -149,7 +149,11 @@ def bench_frontend(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-bench`."""
-    parser = argparse.ArgumentParser(prog="earmark-bench", description=__doc__.split("\n")[0])
+    return entry("earmark-bench", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = OneLineParser(prog=prog_name("earmark-bench"), description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fe = sub.add_parser("frontend", help="front end vs bare openWakeWord CPU cost")
     fe.add_argument("--minutes", type=float, default=10.0)

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from contract import config
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from contract.cli import OneLineParser, entry, prog_name
 from contract.errors import EarmarkError, report
 from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, SpeakerFileSettings, load_settings
@@ -35,11 +36,15 @@ def _wake_word_arg(text: str) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="earmark-device", description=__doc__)
+    parser = OneLineParser(prog=prog_name("earmark-device"), description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("devices", help="list audio input devices, then output devices")
-    doctor = sub.add_parser("doctor", help="check microphone, models, broker, TLS, credentials and consent")
+    doctor = sub.add_parser(
+        "doctor",
+        prog="earmark doctor" if prog_name("") == "earmark doctor" else None,
+        help="check microphone, models, broker, TLS, credentials and consent",
+    )
     doctor.add_argument("--config", type=Path, help="TOML settings file (e.g. /etc/earmark/device.toml)")
     listen = sub.add_parser("listen", help="run the front end and print one JSON line per event")
     listen.add_argument("--input", help="mic (default), sample, a WAV file, or - for raw 16 kHz S16_LE mono")
@@ -208,6 +213,10 @@ def listen(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-device`."""
+    return entry("earmark-device", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
@@ -281,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reply_dir=args.reply_dir,
         )
     except EarmarkError as err:
-        return report("earmark-device", err)
+        return report(prog_name("earmark-device"), err)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -35,10 +35,12 @@ import hashlib
 import os
 import secrets
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from contract import topics
+from contract.cli import OneLineParser, entry, prog_name
 from contract.config import ConfigError
 from contract.errors import EarmarkError, report
 from contract.limits import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES
@@ -291,12 +293,15 @@ def _default_broker_user() -> str | None:
     return "mosquitto"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-provision`."""
-    import argparse
+    return entry("earmark-provision", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     import tomllib
 
-    parser = argparse.ArgumentParser(prog="earmark-provision", description="broker identities, ACL and TLS")
+    parser = OneLineParser(prog=prog_name("earmark-provision"), description="broker identities, ACL and TLS")
     parser.add_argument("--devices", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tls", action="store_true")
@@ -334,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             print("a running broker takes the change on SIGHUP: sudo kill -HUP $(pidof mosquitto)")  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report("earmark-provision", err)
+        return report(prog_name("earmark-provision"), err)
 
 
 if __name__ == "__main__":

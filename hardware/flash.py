@@ -12,7 +12,6 @@ that is mounted or holds the running system. On any error nothing is written.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import lzma
 import os
@@ -30,6 +29,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from contract import topics
+from contract.cli import OneLineParser, entry, prog_name
 from contract.config import ConfigError, one_line
 from contract.errors import EarmarkError, report
 from firmware.satellite.settings import DeviceMode
@@ -390,7 +390,11 @@ def _root_source() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-flash`."""
-    parser = argparse.ArgumentParser(prog="earmark-flash", description=__doc__.split("\n")[0])
+    return entry("earmark-flash", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = OneLineParser(prog=prog_name("earmark-flash"), description=__doc__.split("\n")[0])
     parser.add_argument("image", type=Path, help="Raspberry Pi OS Lite .img or .img.xz")
     parser.add_argument("--config", type=Path, required=True, help="TOML with a [device] table (see README)")
     parser.add_argument(
@@ -429,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote and verified {args.device} (sha256 {digest[:16]}…)", file=sys.stderr)  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report("earmark-flash", err)
+        return report(prog_name("earmark-flash"), err)
 
 
 if __name__ == "__main__":

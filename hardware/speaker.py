@@ -6,7 +6,6 @@ around it: status LEDs, the mute button, and systemd's watchdog.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -18,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, Field
 
 from contract import config
+from contract.cli import OneLineParser, entry, prog_name
 from contract.errors import EarmarkError
 from firmware.events import FrontEndEvent, StateChanged
 from firmware.mute import MuteState, gated
@@ -149,7 +149,11 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-speaker`."""
-    parser = argparse.ArgumentParser(prog="earmark-speaker", description=__doc__.split("\n")[0])
+    return entry("earmark-speaker", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = OneLineParser(prog=prog_name("earmark-speaker"), description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, help="TOML settings (e.g. /etc/earmark/device.toml)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(argv)

@@ -12,7 +12,6 @@ Runs on a Pi, in the arm64 stand-in, and here: it needs only the `device` extra
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from contract.cli import OneLineParser, entry, prog_name
 
 _READY_TIMEOUT_SECONDS = 600.0  # emulated arm64 is ~50x slower than this machine
 # Our own packages are grouped as "earmark" in the breakdown.
@@ -233,7 +234,11 @@ def bench(python: str, runs: int, source: Path | None = None, audio_input: str =
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-speaker-bench`."""
-    parser = argparse.ArgumentParser(prog="earmark-speaker-bench", description=__doc__.split("\n")[0])
+    return entry("earmark-speaker-bench", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = OneLineParser(prog=prog_name("earmark-speaker-bench"), description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--python", default=sys.executable, help="the interpreter whose install is measured")
     parser.add_argument("--source", type=Path, help="run the speaker from this checkout (e.g. an older release)")

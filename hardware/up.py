@@ -21,11 +21,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from contract import paths
 from contract.config import ConfigError
 from hardware.broker_config import common_conf_lines, write_private
 
-DEFAULT_DATA_DIR = Path("~/.local/share/earmark")
-DEFAULT_MODEL = DEFAULT_DATA_DIR / "models" / "vosk-model-small-en-us-0.15"
+DEFAULT_MODEL_NAME = "vosk-model-small-en-us-0.15"  # `earmark models fetch-default`
 DEVICE_ID = "local-speaker"
 DEFAULT_APP_PORT = 8443  # the companion app's, as `earmark-review serve` has it: a bookmark keeps working
 HOUSEHOLD_ID = "home"
@@ -158,7 +158,7 @@ def up(
 ) -> int:
     """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C)."""
     data_dir = data_dir.expanduser()
-    model = vosk_model.expanduser() if vosk_model else DEFAULT_MODEL.expanduser()
+    model = vosk_model.expanduser() if vosk_model else paths.models_dir(data_dir) / DEFAULT_MODEL_NAME
     cloud = ["--data-dir", str(data_dir / "cloud")]
     if vosk_model is not None and not model.is_dir():
         raise ConfigError(f"{model}: no such Vosk model directory")
@@ -202,8 +202,9 @@ def up(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `earmark up`."""
     parser.add_argument("--input", default="mic", help="mic (default), sample, a WAV file, or -")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="clips, device state, broker files")
-    parser.add_argument("--vosk-model", type=Path, help=f"Vosk model directory (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--vosk-model", type=Path, help=f"Vosk model directory (default: DATA/models/{DEFAULT_MODEL_NAME})"
+    )
     parser.add_argument("--realtime", action="store_true", help="pace file input like a microphone")
     parser.add_argument(
         "--app",

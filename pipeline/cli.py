@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.config import load_settings
+from contract.cli import OneLineParser, entry, prog_name
+from contract.config import ConfigError, load_settings
 from contract.errors import EarmarkError, report
 from pipeline.settings import PipelineSettings
 
@@ -21,10 +22,10 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="earmark-pipeline", description=__doc__)
+    parser = OneLineParser(prog=prog_name("earmark-pipeline"), description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("--config", type=Path, help="TOML settings file")
-    parser.add_argument("--data-dir", type=Path, help="clip store location")
+    parser.add_argument("--data-dir", type=Path, help="the cloud's data directory (default: DATA/cloud)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve every device's utterance streams")
     run.add_argument("--broker", help="HOST:PORT")
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     enroll = sub.add_parser("enroll", help="register a device as belonging to a household")
     enroll.add_argument("device_id")
     enroll.add_argument("household_id")
+    enroll.add_argument("--move", action="store_true", help="move a device enrolled in another household")
     sub.add_parser("models", help="list or fetch Vosk models", add_help=False)
     return parser
 
@@ -65,6 +67,10 @@ async def _serve(settings: PipelineSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-pipeline`."""
+    return entry("earmark-pipeline", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "models" in argv[:3]:
         from pipeline.models import main as models_main
@@ -85,8 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(PipelineSettings, args.config, **overrides)
             store = SQLiteClipStore(settings.data_dir)
-            previous = store.enroll(args.device_id, args.household_id)
-            store.close()
+            try:
+                current = store.device_household(args.device_id)
+                if current not in (None, args.household_id) and not args.move:
+                    # Its next recordings would land in another household's list: only on purpose.
+                    raise ConfigError(
+                        f"{args.device_id} belongs to household {current}; add --move to move it to {args.household_id}"
+                    )
+                previous = store.enroll(args.device_id, args.household_id)
+            finally:
+                store.close()
             moved = (
                 f" (moved from {previous}; takes effect at its next request)"
                 if previous not in (None, args.household_id)
@@ -105,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve(settings))
         return 0
     except EarmarkError as err:
-        return report("earmark-pipeline", err)
+        return report(prog_name("earmark-pipeline"), err)
 
 
 if __name__ == "__main__":

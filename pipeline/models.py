@@ -10,21 +10,23 @@ Nothing is fetched unless asked; recognition always loads a directory you config
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
+import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
+from contract import paths
+from contract.cli import OneLineParser, entry, prog_name
 from contract.errors import EarmarkError, report
 from pipeline.errors import ModelError
 
-DEFAULT_MODEL_DIR = Path("~/.local/share/earmark/models")
 ENGLISH_DEFAULT = "vosk-model-small-en-us-0.15"
 ENGLISH_DEFAULT_URL = f"https://alphacephei.com/vosk/models/{ENGLISH_DEFAULT}.zip"
 # As published by other installers of this archive; a mismatch fails the fetch loudly.
@@ -53,6 +55,39 @@ def _safe_members(names: list[str]) -> None:
             raise ModelError(f"archive member {name!r} would escape the model directory")
 
 
+class Progress:
+    """Bytes so far, of how many, and the rate, on one line of stderr at most 4 times a second."""
+
+    def __init__(self, what: str, total_bytes: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._what, self._total, self._clock = what, total_bytes, clock
+        self._started = self._shown = clock()
+        self.done_bytes = 0
+
+    def advance(self, size: int) -> None:
+        """Count `size` more bytes; redraw if a quarter second has passed."""
+        self.done_bytes += size
+        now = self._clock()
+        if now - self._shown >= 0.25:
+            self._shown = now
+            self._draw(now, end="")
+
+    def finish(self) -> None:
+        """The last line, with a newline."""
+        self._draw(self._clock(), end="\n")
+
+    def line(self, now: float) -> str:
+        """`what: 12.3 MB of 40.0 MB (31 %), 4.1 MB/s`."""
+        rate = self.done_bytes / max(now - self._started, 1e-6) / 1e6
+        done = f"{self.done_bytes / 1e6:.1f} MB"
+        if self._total:
+            share = 100 * self.done_bytes // self._total
+            done += f" of {self._total / 1e6:.1f} MB ({share} %)"
+        return f"{self._what}: {done}, {rate:.1f} MB/s"
+
+    def _draw(self, now: float, end: str) -> None:
+        print(f"\r{self.line(now)}", end=end, file=sys.stderr, flush=True)  # noqa: T201 - progress for a person
+
+
 def fetch(url: str, sha256: str, model_dir: Path, timeout_seconds: float = 60.0) -> Path:
     """Download an archive, verify its SHA-256, unpack it, and return the model directory."""
     model_dir = model_dir.expanduser()
@@ -62,9 +97,13 @@ def fetch(url: str, sha256: str, model_dir: Path, timeout_seconds: float = 60.0)
         digest = hashlib.sha256()
         try:
             with urllib.request.urlopen(url, timeout=timeout_seconds) as response, open(archive, "wb") as out:  # noqa: S310 - the user names the URL
+                length = response.headers.get("Content-Length")
+                progress = Progress(f"downloading {Path(url).name}", int(length) if length else None)
                 while block := response.read(1 << 20):
                     digest.update(block)
                     out.write(block)
+                    progress.advance(len(block))
+                progress.finish()
         except OSError as err:
             raise ModelError(f"{url}: download failed ({err})") from err
         if digest.hexdigest() != sha256.lower():
@@ -94,8 +133,12 @@ def fetch(url: str, sha256: str, model_dir: Path, timeout_seconds: float = 60.0)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark models`."""
-    parser = argparse.ArgumentParser(prog="earmark models", description="Vosk models")
-    parser.add_argument("--dir", type=Path, default=DEFAULT_MODEL_DIR, help="where models live")
+    return entry("earmark models", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = OneLineParser(prog=prog_name("earmark models"), description="Vosk models")
+    parser.add_argument("--dir", type=Path, default=paths.models_dir(), help="where models live (default: DATA/models)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="installed models")
     get = sub.add_parser("fetch", help=f"download and unpack a model archive (e.g. {ENGLISH_DEFAULT_URL})")
@@ -105,7 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
-            for model in installed(args.dir):
+            found = installed(args.dir)
+            if not found:
+                print(  # noqa: T201
+                    f"no Vosk models in {args.dir.expanduser()}: `earmark models fetch-default` fetches the English"
+                    " one (40 MB), or point --vosk-model at any model directory",
+                    file=sys.stderr,
+                )
+            for model in found:
                 print(json.dumps(model))  # noqa: T201
             return 0
         if args.command == "fetch-default":
@@ -115,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"installed": str(path)}))  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report("earmark models", err)
+        return report(prog_name("earmark models"), err)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contract import paths
 from contract.config import LayeredSettings
 from contract.mqtt import MqttSettings
 from contract.topics import SafeId
@@ -81,7 +82,7 @@ class PipelineSettings(LayeredSettings):
     model_config = ConfigDict(extra="forbid", frozen=True)
     env_prefix: ClassVar[str] = "EARMARK_PIPELINE_"
 
-    data_dir: Path = Path("earmark-data")
+    data_dir: Path = Field(default_factory=paths.cloud_dir, description="clips and the database (DATA/cloud)")
     vosk_model: Path | None = Field(None, description="a Vosk model directory; None switches recognition off")
     grammar: tuple[str, ...] = Field((), description="restrict recognition to these phrases (Vosk grammar mode)")
     client_id: SafeId = Field(default_factory=default_client_id)  # also names its presence topic

@@ -104,6 +104,7 @@ def add_member(
     actor: str = "admin",
 ) -> str:
     """A household member who can sign in to the companion app (the password checked for length)."""
+    members.checked_email(email)  # named first: the address is what a typo usually breaks
     members.check_password(password)
     return members.insert_member(registry, household_id, email, name, hash_password(password), role, actor)
 

@@ -16,10 +16,13 @@ from typing import ClassVar
 
 from pydantic import ConfigDict
 
+from contract import paths
+from contract.cli import OneLineParser, entry, prog_name
 from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
-from review_opt_out import audit, auth, lan, signing, tls
+from pipeline.store import database_path
+from review_opt_out import audit, auth, lan, members, signing, tls
 from review_opt_out.registry import Registry
 from review_opt_out.web_guard import LOOPBACK_HOSTS
 
@@ -30,8 +33,16 @@ DEFAULT_APP_PORT = 8443
 
 def _password(path: Path | None) -> str:
     if path is not None:
-        return path.read_text().strip()
-    return getpass.getpass("password: ")
+        try:
+            return path.read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"--password-file {path}: {err.strerror}") from err
+    if not sys.stdin.isatty():
+        raise ConfigError("no password: give --password-file FILE, or run this in a terminal to type it")
+    try:
+        return getpass.getpass("password: ")
+    except EOFError as err:
+        raise ConfigError("no password was typed") from err
 
 
 def apply_retention(registry: Registry) -> int:
@@ -147,8 +158,17 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `earmark-review`."""
-    parser = argparse.ArgumentParser(prog="earmark-review", description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=Path("earmark-data"), help="the pipeline's data directory")
+    return entry("earmark-review", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = OneLineParser(prog=prog_name("earmark-review"), description=__doc__)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the cloud's data directory (default: DATA/cloud)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="companion app + reviewer API + consent publisher")
@@ -181,9 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample = sub.add_parser("sample", help="admit eligible clips to the review pool once")
     sample.add_argument("--fraction", type=float, default=0.002)
     sub.add_parser("retention", help="apply auto-delete settings once")
-    audit_cmd = sub.add_parser("audit", help="audit log tools")
+    # Its own name under `earmark audit`, not `earmark audit audit`.
+    audit_prog = "earmark audit" if prog_name("") == "earmark audit" else None
+    audit_cmd = sub.add_parser("audit", help="audit log tools", prog=audit_prog)
     audit_cmd.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
+    args.data_dir = args.data_dir or paths.cloud_dir()
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
     os.umask(0o077)  # the database, keys and audio are private from the first byte
     try:
@@ -194,19 +217,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = ", ".join(tls.certificate_names(cert))
             print(f"{'created' if made else 'kept the existing'} the app's self-signed certificate {cert} ({names})")  # noqa: T201
             return 0
+        if args.command == "audit" and not database_path(args.data_dir).exists():
+            # Opening the registry would create an empty database and call its empty chain intact.
+            raise ConfigError(f"no Earmark database in {args.data_dir}: nothing to verify (is --data-dir right?)")
         registry = Registry(args.data_dir)
         if args.command == "serve":
             return _serve(args, registry)
         if args.command == "add-household":
             registry.create_household(args.household_id, args.name, time_zone=args.time_zone)
+            print(f"added household {args.household_id} ({args.name}); review is off until a member turns it on")  # noqa: T201
         elif args.command == "add-member":
-            auth.add_member(registry, args.household_id, args.email, args.name, _password(args.password_file))
+            password = _password(args.password_file)
+            auth.add_member(registry, args.household_id, args.email, args.name, password)
+            print(f"added {args.email} to {args.household_id} as an owner; they can sign in to the app now")  # noqa: T201
         elif args.command == "add-reviewer":
-            registry.add_reviewer(args.name, auth.hash_password(_password(args.password_file)), args.role)
+            password = _password(args.password_file)
+            members.check_password(password)
+            registry.add_reviewer(args.name, auth.hash_password(password), args.role)
+            print(f"added {args.role} {args.name}; they sign in at /review")  # noqa: T201
         elif args.command == "sample":
-            print(registry.sample(args.fraction))  # noqa: T201
+            print(f"admitted {registry.sample(args.fraction)} clips to the review pool")  # noqa: T201
         elif args.command == "retention":
-            print(apply_retention(registry))  # noqa: T201
+            print(f"deleted {apply_retention(registry)} recordings past their household's auto-delete")  # noqa: T201
         else:
             result = audit.verify(registry.db)
             if not result.ok:
@@ -215,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"earmark audit: {result.entries} entries, chain intact")  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report("earmark-review", err)
+        return report(prog_name("earmark-review"), err)
 
 
 if __name__ == "__main__":

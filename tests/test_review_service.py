@@ -90,8 +90,5 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
         server.terminate()
         server.communicate(timeout=20)
         broker.stop()
-    verified = subprocess.run(
-        [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(data), "verify"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    verified = review("audit", "verify", data_dir=data)
     assert verified.returncode == 0 and "chain intact" in verified.stdout

@@ -114,9 +114,12 @@ def test_models_fetch_checks_sha256_and_lists(tmp_path: Path, model_server: tupl
     models = tmp_path / "models"
     wrong = earmark("models", "--dir", str(models), "fetch", url, "--sha256", "0" * 64)
     assert wrong.returncode == 2 and "SHA-256 mismatch" in wrong.stderr
-    assert earmark("models", "--dir", str(models), "list").stdout == ""
+    empty = earmark("models", "--dir", str(models), "list")
+    assert empty.returncode == 0 and empty.stdout == ""
+    assert f"no Vosk models in {models}: `earmark models fetch-default`" in empty.stderr  # not silence
     right = earmark("models", "--dir", str(models), "fetch", url, "--sha256", digest)
     assert right.returncode == 0, right.stderr
+    assert "downloading tiny-model.tar.gz: 0.0 MB of 0.0 MB (100 %)" in right.stderr and "MB/s" in right.stderr
     assert json.loads(right.stdout)["installed"] == str(models / "tiny-model")
     listed = [json.loads(line) for line in earmark("models", "--dir", str(models), "list").stdout.splitlines()]
     assert [m["name"] for m in listed] == ["tiny-model"]
