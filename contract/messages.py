@@ -96,6 +96,9 @@ class RecognitionResult(_Message):
     final: bool
     text: str
     words: tuple[Word, ...] = ()
+    # Set when the cloud did not try to recognize: an empty text then means "not
+    # transcribed", never "heard nothing".
+    not_recognized: Literal["no_recognizer", "muted"] | None = None
 
 
 class UtteranceCancelled(_Message):

@@ -526,6 +526,15 @@ class Uplink:
         )
 
 
+_NOT_RECOGNIZED = {
+    "no_recognizer": "not transcribed: the cloud runs without a speech recognizer (earmark models fetch-default)",
+    "muted": "not transcribed: the request was cut off by the mute button",
+}
+
+
 def result_line(result: RecognitionResult) -> str:
-    """The JSON line the CLI prints for a recognition result."""
-    return json.dumps({**result.model_dump(mode="json"), "type": "transcript"}, ensure_ascii=False)
+    """The JSON line the CLI prints for a recognition result (with a note when nothing was recognized)."""
+    line = {**result.model_dump(mode="json", exclude_none=True), "type": "transcript"}
+    if result.not_recognized is not None:
+        line["note"] = _NOT_RECOGNIZED[result.not_recognized]
+    return json.dumps(line, ensure_ascii=False)

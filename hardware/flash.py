@@ -256,8 +256,17 @@ def _mtools(*args: str) -> None:
         raise FlashError(f"{args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
-def configure_image(image: Path, output: Path, config: FlashConfig, wheel: Path | None = None) -> Path:
-    """Write the first-boot files (and the earmark wheel) into a copy of `image` at `output`."""
+def configure_image(
+    image: Path,
+    output: Path,
+    config: FlashConfig,
+    wheel: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the first-boot files (and the earmark wheel) into a copy of `image` at `output`.
+
+    `progress(done, total)` follows the unpacking of a `.xz` image (compressed bytes read).
+    """
     if not image.is_file():
         raise FlashError(f"{image}: no such image")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +275,14 @@ def configure_image(image: Path, output: Path, config: FlashConfig, wheel: Path 
     try:
         if image.suffix == ".xz":
             try:
-                with lzma.open(image) as src, open(work, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                total = image.stat().st_size
+                with open(image, "rb") as raw, lzma.LZMAFile(raw) as src, open(work, "wb") as dst:
+                    while block := src.read(4 << 20):
+                        dst.write(block)
+                        if progress is not None:
+                            progress(raw.tell(), total)
+                if progress is not None:
+                    progress(total, total)
             except (lzma.LZMAError, EOFError) as err:
                 raise FlashError(f"{image}: corrupt or truncated .xz ({err})") from err
         else:
@@ -373,11 +388,18 @@ def build_wheel(where: Path) -> Path:
     return wheels[0]
 
 
-def _progress_bar(done: int, total: int) -> None:
-    width = 40
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * done // max(total, 1):3d}%", end=end, file=sys.stderr)  # noqa: T201
+def progress_bar(label: str) -> Callable[[int, int], None]:
+    """A one-line bar on stderr: `label [####....]  42% 512/1210 MB`."""
+
+    def draw(done: int, total: int) -> None:
+        width = 40
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        share = 100 * done // max(total, 1)
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {share:3d}% {done >> 20}/{total >> 20} MB"
+        print(f"\r{label} {bar}", end=end, file=sys.stderr, flush=True)  # noqa: T201 - progress for a person
+
+    return draw
 
 
 def _root_source() -> str:
@@ -426,10 +448,10 @@ def _main(argv: list[str]) -> int:
             check_block_device(args.device)
             check_target(args.device, Path("/proc/self/mounts").read_text(), _root_source())
         wheel = args.wheel or build_wheel(output.parent)
-        configure_image(args.image, output, flash_file.device, wheel)
+        configure_image(args.image, output, flash_file.device, wheel, progress_bar("unpacking"))
         print(f"configured {output}", file=sys.stderr)  # noqa: T201
         if args.device:
-            digest = write_to_device(output, Path(args.device), _progress_bar)
+            digest = write_to_device(output, Path(args.device), progress_bar("writing"))
             print(f"wrote and verified {args.device} (sha256 {digest[:16]}…)", file=sys.stderr)  # noqa: T201
         return 0
     except EarmarkError as err:

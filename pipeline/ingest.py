@@ -702,7 +702,12 @@ class IngestService:
             loop = asyncio.get_running_loop()
             final = await loop.run_in_executor(self._cpu, stream.recognizer.finish, start.utterance_id)
         else:
-            final = RecognitionResult(utterance_id=start.utterance_id, final=True, text="")
+            final = RecognitionResult(
+                utterance_id=start.utterance_id,
+                final=True,
+                text="",
+                not_recognized="muted" if muted else "no_recognizer",
+            )
         # Muted: the user cut the request off. No speech: nothing was said. Don't keep:
         # the household asked for nothing to be kept. A record of the request (with its
         # tag) stays; the audio is never written, and with it goes the transcript.

@@ -44,12 +44,12 @@ for pkg in "${apt_packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing system packages: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 if [ ! -x .venv/bin/python ]; then "$python" -m venv .venv; fi
-pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+pip=(.venv/bin/python -m pip --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
 if [ "$profile" = dev ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
   # openWakeWord is the dev extra's reference. 0.6 pins tflite-runtime, which has no wheel
@@ -67,11 +67,11 @@ if [ "$profile" = dev ]; then
     echo "bootstrap: installing Home Assistant for the tests into .venv-ha (about a minute)"
     rm -rf .venv-ha
     "$python" -m venv .venv-ha
-    .venv-ha/bin/python -m pip --disable-pip-version-check -q install -r "$lock"
+    .venv-ha/bin/python -m pip --disable-pip-version-check install -r "$lock"
     echo "$lock_sha" > .venv-ha/.lock-sha
   fi
 fi
-if [ "$profile" = all ] && [ -z "$(.venv/bin/earmark models list)" ]; then
+if [ "$profile" = all ] && [ -z "$(.venv/bin/earmark models list 2>/dev/null)" ]; then
   # The English recognizer is fetched here, never at run time; offline this only warns.
   .venv/bin/earmark models fetch-default || echo "bootstrap: could not fetch the English Vosk model; earmark up stores clips without transcripts until you do"
 fi

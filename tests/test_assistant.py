@@ -8,7 +8,7 @@ import wave
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import pytest
@@ -162,11 +162,12 @@ class Harness:
         with self._lock:
             self.records.append(record)
 
-    def say(self, text: str) -> UUID:
+    def say(self, text: str, not_recognized: Literal["no_recognizer", "muted"] | None = None) -> UUID:
         """A request ends and its transcript comes back; returns once its intent is known."""
         utterance_id = uuid4()
         self.assistant.handle(SpeechEnded(audio_time_seconds=1.0, utterance_id=utterance_id, reason=EndReason.SILENCE))
-        self.assistant.on_result(RecognitionResult(utterance_id=utterance_id, final=True, text=text))
+        final = RecognitionResult(utterance_id=utterance_id, final=True, text=text, not_recognized=not_recognized)
+        self.assistant.on_result(final)
         assert wait_until(lambda: self._find("intent", utterance_id) is not None, 30)
         return utterance_id
 
@@ -200,6 +201,9 @@ def test_an_answer_is_spoken_to_a_wav(english: Harness) -> None:
 def test_unknown_and_unheard_requests_are_never_met_with_silence(english: Harness) -> None:
     assert english.answer(english.say("turn on the kitchen lights"))["reply"] == "Sorry, I can't do that yet."
     assert english.answer(english.say(""))["reply"] == "Sorry, I didn't catch that."
+    # A cloud with no recognizer transcribes nothing: that is not "I didn't hear you".
+    untried = english.answer(english.say("", not_recognized="no_recognizer"))
+    assert untried["reply"] == "Sorry, I can't understand speech yet: Earmark has no speech recognizer installed."
 
 
 def test_timers_run_on_the_device_and_ring(english: Harness) -> None:

@@ -109,8 +109,13 @@ def test_a_compressed_image_is_unpacked_and_configured(tmp_path: Path) -> None:
     raw = build_image(tmp_path / "raspios.img")
     packed = tmp_path / "raspios.img.xz"
     packed.write_bytes(lzma.compress(raw.read_bytes(), preset=0))
-    out = configure_image(packed, tmp_path / "kitchen.img", CONFIG)
+    seen: list[tuple[int, int]] = []
+    out = configure_image(packed, tmp_path / "kitchen.img", CONFIG, progress=lambda *step: seen.append(step))
     assert "kitchen-speaker" in read_file(out, "user-data")
+    # Unpacking reports how far it got through the .xz, ending at all of it.
+    size = packed.stat().st_size
+    assert seen[-1] == (size, size) and all(0 < done <= size for done, _ in seen)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
 @pytest.mark.parametrize(

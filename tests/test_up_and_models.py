@@ -53,6 +53,18 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
     assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
 
 
+def test_without_a_recognizer_the_final_transcript_says_so(tmp_path: Path) -> None:
+    replies = tmp_path / "replies"
+    done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--no-app", "--reply-dir", str(replies))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    [final] = [line for line in lines if line["type"] == "transcript" and line["final"]]
+    assert final["text"] == "" and final["not_recognized"] == "no_recognizer"
+    assert final["note"].startswith("not transcribed: the cloud runs without a speech recognizer")
+    [answer] = [line for line in lines if line["type"] == "answer"]
+    assert "no speech recognizer" in answer["reply"]
+
+
 def test_up_answers_a_korean_request_aloud_into_the_reply_dir(tmp_path: Path) -> None:
     import numpy as np
 

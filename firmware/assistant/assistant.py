@@ -268,7 +268,9 @@ class Assistant:
                 "slots": intent.slots if intent else {},
             }
         )
-        if not result.text.strip():
+        if result.not_recognized == "no_recognizer":
+            self._reply(utterance_id, None, say("no_recognizer", self._language))  # not "didn't catch that"
+        elif not result.text.strip():
             self._reply(utterance_id, None, say("not_heard", self._language))
         elif intent is None:
             self._reply(utterance_id, None, say("unknown", self._language))

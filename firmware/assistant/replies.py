@@ -13,6 +13,10 @@ from firmware.assistant.settings import Language
 _TEXT: dict[str, dict[Language, str]] = {
     "unknown": {Language.ENGLISH: "Sorry, I can't do that yet.", Language.KOREAN: "죄송해요, 아직 그건 못 해요."},
     "not_heard": {Language.ENGLISH: "Sorry, I didn't catch that.", Language.KOREAN: "죄송해요, 잘 못 들었어요."},
+    "no_recognizer": {
+        Language.ENGLISH: "Sorry, I can't understand speech yet: Earmark has no speech recognizer installed.",
+        Language.KOREAN: "죄송해요, 아직 음성 인식기가 설치되지 않았어요.",
+    },
     "no_cloud": {
         Language.ENGLISH: "Sorry, I can't reach Earmark right now. Nothing was changed.",
         Language.KOREAN: "죄송해요, 지금 이어마크에 연결할 수 없어요. 아무것도 바뀌지 않았어요.",
