@@ -23,6 +23,7 @@ from review_opt_out.web_deps import SESSION_COOKIE, AnySession, AppState, client
 from review_opt_out.web_guard import LOOPBACK_HOSTS, protect
 
 STATIC_TYPES = {
+    "common.js": "text/javascript",
     "app.js": "text/javascript",
     "app.css": "text/css",
     "review.js": "text/javascript",

@@ -142,7 +142,12 @@ def bench_latency(workdir: Path, utterances: int) -> dict[str, Any]:
                 finals[event["utterance_id"]] = stamp
         device.wait(timeout=60)
     latencies = [finals[u] - ended[u] for u in ended if u in finals]
-    return {**_percentiles(latencies), "utterances": len(ended), "finals": len(finals)}
+    return {
+        **_percentiles(latencies),
+        "utterances": len(ended),
+        "finals": len(finals),
+        "latencies_ms": [round(value * 1000, 1) for value in latencies],
+    }
 
 
 class _Publisher:
@@ -403,6 +408,13 @@ def main() -> None:
         print(name, json.dumps(figures[name]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=1))
+        if name == "latency":
+            from scripts.plots import latency_histogram
+
+            picture = args.out.with_name("stream_latency.png")
+            title = "End of speech (device) to final transcript (device), loopback"
+            latency_histogram(picture, figures[name]["latencies_ms"], title)
+            print(f"wrote {picture}", flush=True)
 
 
 if __name__ == "__main__":

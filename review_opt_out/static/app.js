@@ -1,58 +1,12 @@
 "use strict";
-// The companion app. No inline code anywhere (the page's CSP forbids it); every text
-// from the server goes in through textContent, never innerHTML.
-let csrf = null;
+// The companion app (common.js comes first).
+const SIGNED_IN_SECTIONS = ["app", "join"];
 let me = null;
 const pages = { cursors: [null], index: 0, total: 0 };
-const $ = (id) => document.getElementById(id);
-
-async function api(method, path, body) {
-  const headers = { "Accept": "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
-  if (!response.ok) {
-    // The server's own words (FastAPI's `detail`), so a lock-out never reads as a wrong password.
-    const detail = await response.json().then((b) => (typeof b.detail === "string" ? b.detail : null), () => null);
-    if (response.status === 401 && csrf !== null) signedOut();
-    throw Object.assign(new Error(detail || response.statusText), { status: response.status, detail });
-  }
-  return response.json();
-}
-
-// The session ended (signed out elsewhere, password changed, account removed): say so.
-function signedOut() {
-  csrf = null;
-  for (const id of ["app", "join"]) document.getElementById(id).hidden = true;
-  const error = document.getElementById("signin-error");
-  error.textContent = "You were signed out. Sign in again to go on.";
-  error.hidden = false;
-  document.getElementById("signin").hidden = false;
-}
-
-function text(tag, value, className) {
-  const el = document.createElement(tag);
-  el.textContent = value;
-  if (className) el.className = className;
-  return el;
-}
 
 function show(el, message) { el.textContent = message; el.hidden = false; }
 
 function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
-
-// Asks before anything is deleted; resolves true only on "Delete".
-function confirmDelete(message) {
-  const dialog = $("confirm");
-  $("confirm-text").textContent = message;
-  return new Promise((resolve) => {
-    const done = (answer) => { dialog.close(); $("confirm-ok").onclick = null; $("confirm-cancel").onclick = null; resolve(answer); };
-    $("confirm-ok").onclick = () => done(true);
-    $("confirm-cancel").onclick = () => done(false);
-    dialog.oncancel = () => done(false);
-    dialog.showModal();
-  });
-}
 
 function showConsent(view) {
   $("review-toggle").checked = view.review_allowed;
@@ -108,7 +62,7 @@ function recordingItem(r) {
   remove.type = "button";
   remove.setAttribute("aria-label", `Delete the recording of ${when}`);
   remove.addEventListener("click", async () => {
-    if (!(await confirmDelete(`Delete this recording from ${when}? This cannot be undone.`))) return;
+    if (!(await confirmDialog(`Delete this recording from ${when}? This cannot be undone.`))) return;
     await api("DELETE", `/api/recordings/${encodeURIComponent(r.id)}`);
     await loadRecordings();
   });
@@ -142,7 +96,7 @@ function restartPages() { pages.cursors = [null]; pages.index = 0; return loadRe
 async function deleteSelection(chosen, what) {
   const { count } = await api("POST", "/api/recordings/count", chosen);
   if (count === 0) { $("recordings-summary").textContent = "Nothing to delete."; return; }
-  if (!(await confirmDelete(`Delete ${plural(count, "recording", "recordings")}${what}? This cannot be undone.`))) return;
+  if (!(await confirmDialog(`Delete ${plural(count, "recording", "recordings")}${what}? This cannot be undone.`))) return;
   try {
     const { deleted } = await api("POST", "/api/recordings/delete", { ...chosen, expected_count: count });
     await restartPages();
@@ -165,7 +119,7 @@ async function loadMembers() {
       const remove = text("button", "Remove", "danger");
       remove.type = "button";
       remove.addEventListener("click", async () => {
-        if (!(await confirmDelete(`Remove ${p.name} from your household? They are signed out at once.`))) return;
+        if (!(await confirmDialog(`Remove ${p.name} from your household? They are signed out at once.`))) return;
         try { await api("DELETE", `/api/members/${encodeURIComponent(p.id)}`); } catch (e) { alert(e.message); }
         await loadMembers();
       });

@@ -1,50 +1,7 @@
 "use strict";
-// The reviewers' page: a reviewer hears and corrects clips, an admin manages accounts.
-let csrf = null;
+// The reviewers' page: a reviewer hears and corrects clips, an admin manages accounts (common.js comes first).
+const SIGNED_IN_SECTIONS = ["reviewing", "admin", "signout"];
 let clip = null;
-const $ = (id) => document.getElementById(id);
-
-async function api(method, path, body) {
-  const headers = { "Accept": "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
-  if (!response.ok) {
-    const detail = await response.json().then((b) => (typeof b.detail === "string" ? b.detail : null), () => null);
-    if (response.status === 401 && csrf !== null) signedOut();
-    throw Object.assign(new Error(detail || response.statusText), { status: response.status, detail });
-  }
-  return response.json();
-}
-
-// The session ended (signed out elsewhere, password changed, account removed): say so.
-function signedOut() {
-  csrf = null;
-  for (const id of ["reviewing", "admin", "signout"]) document.getElementById(id).hidden = true;
-  const error = document.getElementById("signin-error");
-  error.textContent = "You were signed out. Sign in again to go on.";
-  error.hidden = false;
-  document.getElementById("signin").hidden = false;
-}
-
-function text(tag, value, className) {
-  const el = document.createElement(tag);
-  el.textContent = value;
-  if (className) el.className = className;
-  return el;
-}
-
-function ask(message) {
-  const dialog = $("confirm");
-  $("confirm-text").textContent = message;
-  return new Promise((resolve) => {
-    const done = (answer) => { dialog.close(); resolve(answer); };
-    $("confirm-ok").onclick = () => done(true);
-    $("confirm-cancel").onclick = () => done(false);
-    dialog.oncancel = () => done(false);
-    dialog.showModal();
-  });
-}
 
 async function nextClip() {
   const next = await api("GET", "/api/review/next");
@@ -66,7 +23,7 @@ async function loadReviewers() {
       remove.type = "button";
       remove.setAttribute("aria-label", `Remove ${r.name}`);
       remove.addEventListener("click", async () => {
-        if (!(await ask(`Remove ${r.name}? Their open clips go back to the pool and they are signed out.`))) return;
+        if (!(await confirmDialog(`Remove ${r.name}? Their open clips go back to the pool and they are signed out.`))) return;
         await api("DELETE", `/api/review/reviewers/${encodeURIComponent(r.id)}`);
         await loadReviewers();
       });
