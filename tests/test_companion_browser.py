@@ -181,13 +181,16 @@ def test_switching_review_off_in_the_browser(live: Live, tmp_path: Path) -> None
     request_cleanup()
 
 
-def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(live: Live, tmp_path: Path) -> None:
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(
+    live: Live, tmp_path: Path, viewport: dict[str, int]
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url = live.url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page = browser.new_page(viewport=viewport)
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))
         page.goto(url)
@@ -204,7 +207,7 @@ def test_a_locked_out_member_is_told_so_not_that_the_password_is_wrong(live: Liv
             "Too many wrong passwords for this account from this device. Sign-in is paused; try again in 15 minutes."
         )
         expect(page.locator("#app")).to_be_hidden()
-        page.screenshot(path=str(tmp_path / "locked.png"), full_page=True)
+        check_screenshot(page, tmp_path / "locked.png", viewport)
         browser.close()
     # The page's own script and style load under the CSP: nothing was blocked.
     assert not [line for line in console if "Content Security Policy" in line]
@@ -239,6 +242,15 @@ def test_recordings_in_pages_filtered_by_speaker_and_deleted_only_after_a_count(
         expect(items).to_have_count(5)
         page.get_by_role("button", name="Newer").click()
         expect(items).to_have_count(20)
+
+        # Dates: from the day before yesterday (local), i.e. the recordings 0, 1 and 2 days old.
+        from datetime import date, timedelta
+
+        page.get_by_label("From").fill((date.today() - timedelta(days=2)).isoformat())
+        expect(summary).to_contain_text("3 recordings (from ")
+        expect(items).to_have_count(3)
+        page.get_by_label("From").fill("")
+        expect(summary).to_have_text("25 recordings")
 
         page.get_by_label("Speaker").select_option("hall-2")
         expect(summary).to_have_text("6 recordings (heard by hall-2)")
@@ -315,11 +327,12 @@ def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
         expect(guest.locator("#signin")).to_be_visible()  # signed out: the session ended with the membership
 
 
-def test_a_member_changes_their_password(live: Live, tmp_path: Path) -> None:
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_member_changes_their_password(live: Live, tmp_path: Path, viewport: dict[str, int]) -> None:
     from playwright.sync_api import expect
 
     with chromium() as browser:
-        page, _ = open_page(browser, live.url, PHONE)
+        page, _ = open_page(browser, live.url, viewport)
         sign_in_page(page, "ana@example.org", "correct horse")
         page.get_by_label("Current password").fill("not it at all")
         page.get_by_label("New password (at least 10 characters)").fill("a better password")
@@ -329,7 +342,7 @@ def test_a_member_changes_their_password(live: Live, tmp_path: Path) -> None:
         page.get_by_label("New password (at least 10 characters)").fill("a better password")
         page.get_by_role("button", name="Change password").click()
         expect(page.locator("#password-result")).to_contain_text("Password changed.")
-        check_screenshot(page, tmp_path / "password.png", PHONE)
+        check_screenshot(page, tmp_path / "password.png", viewport)
         page.get_by_role("button", name="Sign out").click()
         sign_in_page(page, "ana@example.org", "a better password")
         expect(page.locator("#app")).to_be_visible()
