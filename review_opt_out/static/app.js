@@ -52,7 +52,9 @@ function recordingItem(r) {
   const when = new Date(r.captured_at).toLocaleString();
   const head = text("div", `${when} · ${r.duration_seconds.toFixed(1)} s · heard by ${r.device_id}`, "meta");
   head.append(r.may_be_reviewed ? text("span", "May be reviewed", "badge review") : text("span", "Not for review", "badge"));
-  li.append(head, text("div", r.transcript || "(no transcript)"));
+  // A request of which nothing was kept (muted, nothing said, or "don't keep") is a receipt, not a recording.
+  const body = r.transcript || (r.has_audio ? "(no transcript)" : "Nothing of this request was kept: no audio, no text.");
+  li.append(head, text("div", body));
   if (r.has_audio) {
     const audio = document.createElement("audio");
     audio.controls = true; audio.preload = "none"; audio.src = `/api/recordings/${encodeURIComponent(r.id)}/audio`;
