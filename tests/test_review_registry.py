@@ -135,7 +135,7 @@ def test_audit_chain_detects_tampering(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         registry.db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
     ok = subprocess.run(
-        [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(tmp_path), "verify"],
+        [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(tmp_path), "audit", "verify"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0 and "chain intact" in ok.stdout
@@ -146,7 +146,7 @@ def test_audit_chain_detects_tampering(tmp_path: Path) -> None:
     result = audit.verify(registry.db)
     assert (result.ok, result.first_bad_seq) == (False, 3)
     bad = subprocess.run(
-        [sys.executable, "-m", "hardware.cli", "audit", "--data-dir", str(tmp_path), "verify"],
+        [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(tmp_path), "audit", "verify"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert bad.returncode == 1 and "entry 3" in bad.stderr
