@@ -18,6 +18,7 @@ guessing can make the server allocate.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -82,6 +83,19 @@ class Refusal:
     scope: str  # "account_and_client", "client" or "account"
 
 
+def _client_key(address: str) -> str:
+    """An IPv4 address as is; an IPv6 one by its /64, which one household or host is given whole."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 class SignInGuard:
     """Atomic admission, settlement, and the argon2 concurrency gate."""
 
@@ -94,33 +108,34 @@ class SignInGuard:
 
     def _scoped(self, account: str, client: str) -> list[tuple[str, str, int]]:
         limits = self.limits
+        client = _client_key(client)
         return [
             ("account_and_client", f"ac:{account}\0{client}", limits.per_account_and_client),
             ("client", f"c:{client}", limits.per_client),
             ("account", f"a:{account}", limits.per_account),
         ]
 
-    def _counter(self, key: str, limit: int) -> _Counter:
+    def _take(self, key: str, limit: int) -> None:
+        """A slot in this counter (made if new); counted before any eviction can see it."""
         counter = self._counters.get(key)
         if counter is None:
             counter = self._counters[key] = _Counter(limit)
-            self._evict()
+        counter.in_flight += 1
         self._counters.move_to_end(key)
-        return counter
+        self._evict()
 
     def _evict(self) -> None:
-        # Oldest first, skipping counters with a check under way (their ticket still
-        # points at them). Forgetting an idle counter early only ever forgives guesses.
+        # Counters with nothing left in the window go first, then the oldest; never one
+        # with a check under way (its ticket still points at it). Forgetting a counter
+        # early only ever forgives guesses, so the ones that remember nothing go first.
         excess = len(self._counters) - self.limits.max_keys
         if excess <= 0:
             return
-        idle: list[str] = []
-        for key, counter in self._counters.items():
-            if counter.in_flight == 0:
-                idle.append(key)
-                if len(idle) == excess:
-                    break
-        for key in idle:
+        cutoff = self._clock() - self.limits.window_seconds
+        idle = [k for k, c in self._counters.items() if c.in_flight == 0]
+        forgettable = [k for k in idle if not self._counters[k].failures or self._counters[k].failures[-1] <= cutoff]
+        remembering = [k for k in idle if k not in set(forgettable)]
+        for key in [*forgettable, *remembering][:excess]:
             del self._counters[key]
 
     def admit(self, account: str, client: str) -> Ticket | Refusal:
@@ -128,16 +143,21 @@ class SignInGuard:
         with self._lock:
             now = self._clock()
             cutoff = now - self.limits.window_seconds
-            scoped = [(scope, key, self._counter(key, limit)) for scope, key, limit in self._scoped(account, client)]
-            for scope, _key, counter in scoped:
+            # Refusals create nothing: otherwise cheap refused requests with made-up logins
+            # would fill the table and push real counters out.
+            for scope, key, _limit in self._scoped(account, client):
+                counter = self._counters.get(key)
+                if counter is None:
+                    continue
                 counter.prune(cutoff)
                 if counter.full():
                     oldest = counter.failures[0] if counter.failures else now
                     wait = max(oldest + self.limits.window_seconds - now, 1.0)
                     return Refusal(math.ceil(wait), scope)
-            for _scope, _key, counter in scoped:
-                counter.in_flight += 1
-            return Ticket(tuple(key for _scope, key, _counter in scoped))
+            scoped = self._scoped(account, client)
+            for _scope, key, limit in scoped:
+                self._take(key, limit)
+            return Ticket(tuple(key for _scope, key, _limit in scoped))
 
     def settle(self, ticket: Ticket, succeeded: bool) -> None:
         """Release the slots; a wrong password stays counted, a right one clears its pair."""

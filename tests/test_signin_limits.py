@@ -122,3 +122,36 @@ def test_sixty_concurrent_wrong_passwords_get_only_five_checks(
     assert registry.db.execute(failed).fetchall() == []  # written at most once a minute, not per guess
     stop()  # ... and at shutdown
     assert [json.loads(d) for (d,) in registry.db.execute(failed)] == [{"wrong_password": 5, "refused": 56}]
+
+
+def test_refused_requests_create_no_counters_so_they_cannot_push_real_ones_out() -> None:
+    guard = SignInGuard(SignInLimits(max_keys=30, per_account_and_client=3, per_client=3))
+    for _ in range(3):
+        fail(guard, "ana", "198.51.100.7")
+    kept = guard.tracked_keys()
+    # The locked-out address sprays made-up logins: every one is refused and nothing is stored.
+    for n in range(1000):
+        assert isinstance(guard.admit(f"made-up-{n}", "198.51.100.7"), Refusal)
+    assert guard.tracked_keys() == kept
+    assert isinstance(guard.admit("ana", "198.51.100.7"), Refusal)  # still remembered
+
+
+def test_idle_counters_that_remember_nothing_are_forgotten_first() -> None:
+    clock = Clock()
+    guard = SignInGuard(SignInLimits(max_keys=12, per_account_and_client=2, window_seconds=60), clock)
+    fail(guard, "ana", "203.0.113.1")
+    fail(guard, "ana", "203.0.113.1")
+    # Sixty new counters (twenty people signing in fine) in a table of twelve.
+    for n in range(20):
+        ticket = guard.admit(f"user{n}", f"192.0.2.{n}")
+        assert isinstance(ticket, Ticket)
+        guard.settle(ticket, succeeded=True)
+    assert isinstance(guard.admit("ana", "203.0.113.1"), Refusal)  # her guesses are still remembered
+
+
+def test_an_ipv6_host_is_counted_by_its_slash_64() -> None:
+    guard = SignInGuard(SignInLimits(per_account_and_client=2))
+    fail(guard, "ana", "2001:db8:1:2::1")
+    fail(guard, "ana", "2001:db8:1:2::ffff")
+    assert isinstance(guard.admit("ana", "2001:db8:1:2:abcd::9"), Refusal)
+    assert isinstance(guard.admit("ana", "2001:db8:1:3::1"), Ticket)
