@@ -272,8 +272,14 @@ def remove_member(member_id: str, session: Owner, shared: Shared) -> dict[str, b
     return {"ok": True}
 
 
+class WithdrawBody(_Body):
+    """Whose open invitation to cancel."""
+
+    email: str = Field(min_length=3, max_length=254)
+
+
 @router.post("/api/members/withdraw-invitation")
-def withdraw(body: InviteBody, session: Owner, shared: Shared) -> dict[str, bool]:
+def withdraw(body: WithdrawBody, session: Owner, shared: Shared) -> dict[str, bool]:
     """Cancel an open invitation (owners only)."""
     try:
         members.withdraw_invitation(shared.registry, session.household_id or "", body.email, session.principal_id)

@@ -98,12 +98,12 @@ def invite(registry: Registry, household_id: str, email: str, name: str, role: R
         raise ReviewError("a member's name must be 1-100 characters")
     token = secrets.token_urlsafe(32)
     expires = (datetime.now(UTC) + timedelta(days=INVITE_DAYS)).isoformat()
+    # No "already has an account" answer here: an owner must not learn who uses Earmark.
+    # Whoever opens the link is told, since the address is theirs.
     with registry.transaction() as db:
-        if db.execute("SELECT 1 FROM members WHERE email = ?", (email,)).fetchone():
-            raise ReviewError(f"{email} already has an Earmark account")
         db.execute(
-            "INSERT INTO invitations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
-            "token_hash = excluded.token_hash, household_id = excluded.household_id, "
+            "INSERT INTO invitations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (household_id, email) DO UPDATE SET "
+            "token_hash = excluded.token_hash, "
             "display_name = excluded.display_name, role = excluded.role, expires_at = excluded.expires_at",
             (_token_hash(token), household_id, email, name.strip(), role.value, expires),
         )
@@ -147,7 +147,7 @@ def accept(registry: Registry, token: str, password_hash: str) -> str:
 
 
 def remove(registry: Registry, household_id: str, member_id: str, actor: str) -> None:
-    """Remove a member (or an open invitation, by email) and end their sessions; the last owner stays."""
+    """Remove a member and end their sessions; the last owner stays."""
     with registry.transaction() as db:
         row = db.execute(
             "SELECT role FROM members WHERE member_id = ? AND household_id = ?", (member_id, household_id)
@@ -158,7 +158,7 @@ def remove(registry: Registry, household_id: str, member_id: str, actor: str) ->
             "SELECT count(*) FROM members WHERE household_id = ? AND role = 'owner'", (household_id,)
         ).fetchone()[0]
         if row[0] == Role.OWNER and owners <= 1:
-            raise ReviewError("a household keeps at least one owner; make someone else an owner first")
+            raise ReviewError("a household keeps at least one owner: invite another owner first")
         db.execute("DELETE FROM sessions WHERE kind = 'member' AND principal_id = ?", (member_id,))
         db.execute("DELETE FROM members WHERE member_id = ?", (member_id,))
         audit.append(db, actor, "member.remove", household_id, member_id=member_id)

@@ -57,10 +57,12 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS invitations (
     token_hash    TEXT PRIMARY KEY,
     household_id  TEXT NOT NULL REFERENCES households (household_id),
-    email         TEXT NOT NULL UNIQUE,
+    email         TEXT NOT NULL,
     display_name  TEXT NOT NULL,
     role          TEXT NOT NULL CHECK (role IN ('owner', 'member')),
-    expires_at    TEXT NOT NULL
+    expires_at    TEXT NOT NULL,
+    -- Per household: one household's invitation never replaces another's.
+    UNIQUE (household_id, email)
 );
 CREATE TABLE IF NOT EXISTS consent_history (
     household_id    TEXT NOT NULL REFERENCES households (household_id),

@@ -301,3 +301,27 @@ def test_review_admins_manage_reviewers_and_reviewers_review(
     assert tom.get("/api/review/next").status_code == 401
     statuses = registry.db.execute("SELECT status FROM assignments WHERE reviewer_id = ?", (tom_id,)).fetchall()
     assert statuses == [("revoked",)]
+
+
+def test_an_invitation_is_the_inviting_households_own_and_says_nothing_about_other_accounts(
+    world: tuple[SQLiteClipStore, Registry, TestClient],
+) -> None:
+    _, _, client = world
+    ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    bo_client = TestClient(client.app, base_url="http://127.0.0.1")
+    bo = {"X-CSRF-Token": sign_in(bo_client, "bo@example.org")}
+    first = client.post("/api/members/invite", json={"email": "cy@example.org", "name": "Cy"}, headers=ana).json()
+    # Another household inviting the same address leaves h1's link working.
+    assert bo_client.post("/api/members/invite", json={"email": "cy@example.org", "name": "Cy"}, headers=bo).is_success
+    token = first["invite_path"].removeprefix("/#invite=")
+    guest = TestClient(client.app, base_url="http://127.0.0.1")
+    assert guest.post("/api/invitation", json={"token": token}).json()["household"] == "H1"
+    assert [m["email"] for m in client.get("/api/members").json()] == ["ana@example.org", "cy@example.org"]
+    # Inviting someone who already has an account answers like any other invitation.
+    existing = client.post("/api/members/invite", json={"email": "bo@example.org", "name": "Bo"}, headers=ana)
+    assert existing.status_code == 200
+    assert client.post("/api/members/withdraw-invitation", json={"email": "bo@example.org"}, headers=ana).is_success
+    assert [m["email"] for m in client.get("/api/members").json()] == ["ana@example.org", "cy@example.org"]
+    # Only its own household's invitations can be withdrawn.
+    gone = bo_client.post("/api/members/withdraw-invitation", json={"email": "bo@example.org"}, headers=bo)
+    assert gone.status_code == 404

@@ -117,6 +117,15 @@ async function loadMembers() {
     const li = document.createElement("li");
     const label = p.id === null ? `${p.name} <${p.email}> · invited` : `${p.name} <${p.email}> · ${p.role}`;
     li.append(text("span", label));
+    if (owner && p.id === null) {
+      const withdraw = text("button", "Withdraw", "danger");
+      withdraw.type = "button";
+      withdraw.addEventListener("click", async () => {
+        await api("POST", "/api/members/withdraw-invitation", { email: p.email });
+        await loadMembers();
+      });
+      li.append(withdraw);
+    }
     if (owner && p.id !== null && p.id !== me.member_id) {
       const remove = text("button", "Remove", "danger");
       remove.type = "button";
