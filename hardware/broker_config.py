@@ -146,7 +146,13 @@ def make_tls(out: Path, hostname: str = "localhost", days: int = 825) -> tuple[P
         # umask 077 in openssl only: its keys (and everything else) are born 0600.
         subprocess.run(["openssl", *args], check=True, capture_output=True, umask=0o077)
 
-    if not (ca_key.exists() and ca.exists()):
+    if ca.exists() and not ca_key.exists():
+        # The CA key was taken offline, as it should be: keep the CA every speaker trusts,
+        # and only say so if a new server certificate would need the key.
+        if cert.exists() and key.exists() and issued_for.exists() and issued_for.read_text() == hostname:
+            return ca, cert, key
+        raise ConfigError(f"a new server certificate for {hostname} needs the CA key: put it back as {ca_key}")
+    if not ca.exists():
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
                 "-days", str(days), "-subj", "/CN=Earmark broker CA")  # fmt: skip
     if cert.exists() and key.exists() and issued_for.exists() and issued_for.read_text() == hostname:
@@ -161,7 +167,8 @@ def make_tls(out: Path, hostname: str = "localhost", days: int = 825) -> tuple[P
 
 
 def mosquitto_conf(port: int, broker_dir: Path, tls: tuple[Path, Path, Path] | None,
-                   bind: str = "0.0.0.0", user: str | None = None) -> str:  # fmt: skip  # noqa: S104 - a broker listens for devices
+                   bind: str = "0.0.0.0", user: str | None = None,  # noqa: S104 - a broker listens for devices
+                   state_dir: Path | None = None) -> str:  # fmt: skip
     """A broker config: a password on every connection, the ACL, size limits, persistence in `broker_dir`."""
     lines = [
         f"listener {port} {bind}",
@@ -171,7 +178,7 @@ def mosquitto_conf(port: int, broker_dir: Path, tls: tuple[Path, Path, Path] | N
         # The client id becomes the username: a device cannot connect as
         # `earmark-pipeline` and so take over (disconnect) the pipeline's session.
         "use_username_as_clientid true",
-        *common_conf_lines(broker_dir),
+        *common_conf_lines(state_dir or broker_dir),
     ]
     if tls is not None:
         ca, cert, key = tls
@@ -239,11 +246,14 @@ def update_accounts(out: Path, devices: list[DeviceEntry]) -> Change:
         lines[name] = password_line(name, identity.password)
         credentials[name] = identity.password
     removed = sorted(set(lines) - set(wanted))
-    write_private(out / "passwords", "".join(lines[name] for name in wanted))
-    write_private(out / "acl", acl_text(devices))
+    acl = acl_text(devices)  # checks every id: nothing is written for a devices.toml with a bad one
+    # The plain passwords first: a password line whose password was never written down
+    # would make the next run keep an account nobody can flash.
     write_private(
         out / "credentials.toml", "".join(f'"{n}" = "{credentials[n]}"\n' for n in wanted if n in credentials)
     )
+    write_private(out / "passwords", "".join(lines[name] for name in wanted))
+    write_private(out / "acl", acl)
     return Change(added, removed, [name for name in wanted if name not in added])
 
 
@@ -270,15 +280,28 @@ def _reachable_by(user: str, directory: Path) -> None:
 
 
 def hand_to_broker_user(out: Path, user: str) -> None:
-    """Give the broker's user what it reads and writes; keep the CA key and passwords in clear root's."""
+    """Let the broker's user read what it needs and write only its own state.
+
+    DIR stays root's (group: the broker's, 0750), so a compromised broker cannot replace
+    the CA, the keys or credentials.toml that the next run keeps; the files it reads are
+    root's and group-readable; `state/` (its persistence) is its own.
+    """
     import pwd
 
-    _reachable_by(user, out)
     entry = pwd.getpwnam(user)
-    private = {"ca.key", "credentials.toml", "ca.srl", "server.csr", "server.ext"}
-    for path in [out, *out.iterdir()]:
-        if path.name not in private:
-            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    if entry.pw_uid == 0:
+        return  # a broker run as root (tests, or by choice) reads everything already
+    _reachable_by(user, out)
+    readable = {"mosquitto.conf", "passwords", "acl", "ca.crt", "server.crt", "server.key"}
+    os.chown(out, 0, entry.pw_gid)
+    out.chmod(0o750)
+    for path in out.iterdir():
+        if path.name in readable:
+            os.chown(path, 0, entry.pw_gid, follow_symlinks=False)
+            path.chmod(0o640)
+    state = out / "state"
+    for path in [state, *state.iterdir()]:
+        os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 def _default_broker_user() -> str | None:
@@ -327,7 +350,9 @@ def _main(argv: list[str]) -> int:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         change = update_accounts(out, devices)
         tls = make_tls(out, args.hostname) if args.tls else None
-        write_private(out / "mosquitto.conf", mosquitto_conf(args.port, out, tls, bind, broker_user))
+        state = out / "state"  # the broker's persistence: the only place it writes
+        state.mkdir(mode=0o700, exist_ok=True)
+        write_private(out / "mosquitto.conf", mosquitto_conf(args.port, out, tls, bind, broker_user, state))
         if broker_user is not None:
             hand_to_broker_user(out, broker_user)
         summary = [f"added {', '.join(change.added)}" if change.added else "added nobody"]

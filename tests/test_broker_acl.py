@@ -301,7 +301,7 @@ def test_the_provisioned_broker_keeps_retained_consent_across_a_restart(tmp_path
     assert consent.publish(topics.consent("h-42"), b"review off", retain=True) in (0, 16)
     consent.close()
     broker.stop()
-    assert mode(out / "mosquitto.db") == 0o600  # queued audio and consent at rest
+    assert mode(out / "state" / "mosquitto.db") == 0o600  # queued audio and consent at rest
     broker.start()
     try:
         device = Peer(port, None, identity["kitchen-1"])
@@ -435,9 +435,13 @@ def test_the_readme_broker_command_works_as_root_and_a_directory_it_cannot_reach
         out, port = Path(home) / "broker", free_port()
         done = provision(out, "--tls", "--port", str(port), "--bind", "127.0.0.1", as_root_user=None)
         assert done.returncode == 0, done.stderr
-        owners = {path.name: path.owner() for path in out.iterdir()}
-        assert owners["passwords"] == owners["server.key"] == owners["acl"] == "mosquitto"
-        assert owners["ca.key"] == owners["credentials.toml"] == "root"
+        # The broker reads its files and writes only state/; it cannot replace root's CA or keys.
+        assert (out.owner(), out.group(), mode(out)) == ("root", "mosquitto", 0o750)
+        for name in ("passwords", "server.key", "acl", "mosquitto.conf"):
+            assert ((out / name).owner(), (out / name).group(), mode(out / name)) == ("root", "mosquitto", 0o640)
+        for name in ("ca.key", "credentials.toml"):
+            assert ((out / name).owner(), mode(out / name)) == ("root", 0o600)
+        assert (out / "state").owner() == "mosquitto"
         credentials = tomllib.loads((out / "credentials.toml").read_text())
         # Exactly the README's command (mosquitto then drops to its own user).
         log = Path(home) / "mosquitto.stderr"
@@ -450,3 +454,22 @@ def test_the_readme_broker_command_works_as_root_and_a_directory_it_cannot_reach
         finally:
             mosquitto.terminate()
             mosquitto.wait(timeout=10)
+
+
+def test_a_bad_id_writes_nothing_and_an_offline_ca_key_keeps_the_ca(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    assert provision(out, "--tls").returncode == 0
+    before = {name: (out / name).read_bytes() for name in ("passwords", "acl", "credentials.toml")}
+    bad = provision(out, "--tls", devices=[*DEVICES, DeviceEntry("porch-3", "h 42")])
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    # Nothing changed, so fixing the typo later still writes porch-3's password down.
+    assert {name: (out / name).read_bytes() for name in before} == before
+    fixed = provision(out, "--tls", devices=[*DEVICES, DeviceEntry("porch-3", "h-42")])
+    assert fixed.returncode == 0 and "porch-3" in tomllib.loads((out / "credentials.toml").read_text())
+    # The CA key taken offline: the CA every speaker trusts is kept, never silently replaced.
+    ca = (out / "ca.crt").read_bytes()
+    (out / "ca.key").unlink()
+    assert provision(out, "--tls").returncode == 0 and (out / "ca.crt").read_bytes() == ca
+    renamed = provision(out, "--tls", "--hostname", "broker.example.org")
+    assert renamed.returncode == 2 and "needs the CA key" in renamed.stderr
+    assert (out / "ca.crt").read_bytes() == ca
