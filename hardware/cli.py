@@ -109,7 +109,8 @@ def _local(name: str) -> Callable[[list[str]], int]:
     if name == "doctor":
         from firmware.cli import main as device
 
-        return lambda argv: device(["doctor", *argv])
+        # `-v` belongs to earmark-device itself, before its `doctor`.
+        return lambda argv: device([*(a for a in argv if a == "-v"), "doctor", *(a for a in argv if a != "-v")])
     if name == "speaker":
         from hardware.speaker import main as speaker
 
@@ -155,10 +156,11 @@ def _run(argv: list[str]) -> int:
         lead = ["--dir", str(paths.models_dir(root))]
     else:
         lead = ["--data-dir", str(paths.cloud_dir(root))]
+    lead += flags  # the command's own top-level -v, before any of its subcommands
     if name == "audit":
         lead.append("audit")
     # Replaces this process: signals, exit status and output are the command's own.
-    os.execv(sys.executable, [sys.executable, "-m", module, *lead, *flags, *args])  # noqa: S606 - our own modules
+    os.execv(sys.executable, [sys.executable, "-m", module, *lead, *args])  # noqa: S606 - our own modules
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,7 +41,7 @@ class NewReviewer(BaseModel):
 @router.get("/api/review/me")
 def whoami(session: Staff) -> dict[str, str]:
     """The signed-in reviewer or admin: what the page shows them."""
-    return {"csrf_token": session.csrf_token, "role": session.role}
+    return {"csrf_token": session.csrf_token, "role": session.role, "id": session.principal_id}
 
 
 @router.get("/api/review/next")

@@ -119,6 +119,10 @@ def test_one_data_directory_and_flags_anywhere(tmp_path: Path) -> None:
         done = earmark(*line, data=elsewhere)
         assert done.returncode == 0 and "chain intact" in done.stdout, done.stderr
     assert not elsewhere.exists()
+    # -v anywhere too, even for commands that are another program's subcommand.
+    for line in (["-v", "audit", "verify"], ["audit", "verify", "-v"]):
+        assert earmark(*line, data=data).returncode == 0
+    assert "unrecognized" not in earmark("doctor", "-v", "--config", "/no/such.toml", data=data).stderr
 
 
 def test_global_flags_are_taken_from_anywhere_but_after_a_double_dash() -> None:

@@ -35,7 +35,11 @@ function selection() {
   const chosen = {};
   if ($("filter-device").value) chosen.device_id = $("filter-device").value;
   if ($("since").value) chosen.since = new Date(`${$("since").value}T00:00`).toISOString();
-  if ($("until").value) chosen.until = new Date(new Date(`${$("until").value}T00:00`).getTime() + 86400000).toISOString();
+  if ($("until").value) {
+    // The next local midnight by the calendar, not +24 h: a clock change makes some days 23 or 25 h.
+    const [y, m, d] = $("until").value.split("-").map(Number);
+    chosen.until = new Date(y, m - 1, d + 1).toISOString();
+  }
   return chosen;
 }
 

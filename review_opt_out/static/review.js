@@ -2,6 +2,7 @@
 // The reviewers' page: a reviewer hears and corrects clips, an admin manages accounts (common.js comes first).
 const SIGNED_IN_SECTIONS = ["reviewing", "admin", "signout"];
 let clip = null;
+let myId = null;
 
 async function nextClip() {
   const next = await api("GET", "/api/review/next");
@@ -18,12 +19,12 @@ async function loadReviewers() {
   $("reviewers").replaceChildren(...rows.map((r) => {
     const tr = document.createElement("tr");
     const cell = document.createElement("td");
-    if (r.name !== $("name").value) {
+    if (r.id !== myId) {  // an admin cannot remove themselves (the server says so too)
       const remove = text("button", "Remove", "danger");
       remove.type = "button";
       remove.setAttribute("aria-label", `Remove ${r.name}`);
       remove.addEventListener("click", async () => {
-        if (!(await confirmDialog(`Remove ${r.name}? Their open clips go back to the pool and they are signed out.`))) return;
+        if (!(await confirmDialog(`Remove ${r.name}? Their open clips are withdrawn from review and they are signed out.`))) return;
         await api("DELETE", `/api/review/reviewers/${encodeURIComponent(r.id)}`);
         await loadReviewers();
       });
@@ -37,6 +38,7 @@ async function loadReviewers() {
 async function enter() {
   const me = await api("GET", "/api/review/me");
   csrf = me.csrf_token;
+  myId = me.id;
   $("signin").hidden = true;
   $("signout").hidden = false;
   if (me.role === "admin") { $("admin").hidden = false; await loadReviewers(); }
