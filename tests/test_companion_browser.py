@@ -307,7 +307,9 @@ def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
         link = owner.locator("#invite-link")
         expect(link).to_contain_text("/#invite=")
         expect(owner.locator("#members li")).to_have_count(2)
-        expect(owner.locator("#members li").nth(1)).to_have_text("Cy <cy@example.org> · invited")
+        invited = owner.locator("#members li").nth(1)
+        expect(invited.locator("span")).to_have_text("Cy <cy@example.org> · invited")
+        expect(invited.get_by_role("button", name="Withdraw")).to_be_visible()
         check_screenshot(owner, tmp_path / "invite.png", viewport)
 
         guest, _ = open_page(browser, link.inner_text(), viewport)
