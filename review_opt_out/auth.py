@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -90,10 +89,6 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def add_member(
     registry: Registry,
     household_id: str,
@@ -146,7 +141,9 @@ def sign_in(
         if rehashed is not None:
             table, key = ("members", "member_id") if kind == "member" else ("reviewers", "reviewer_id")
             db.execute(f"UPDATE {table} SET password_hash = ? WHERE {key} = ?", (rehashed, row[0]))  # noqa: S608 - fixed names
-        db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (_token_hash(token), kind, row[0], csrf, expires))
+        db.execute(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (members.token_hash(token), kind, row[0], csrf, expires)
+        )
         audit.append(db, row[0], f"{kind}.sign_in", row[2] or "-")
     found = session(registry, token)
     if found is None:  # pragma: no cover - the row was just written
@@ -211,20 +208,21 @@ def session(registry: Registry, token: str | None) -> Session | None:
     """The live session for a cookie value, or None."""
     if not token:
         return None
+    hashed = members.token_hash(token)
     with registry.reading() as db:
         row = db.execute(
             "SELECT s.kind, s.principal_id, m.household_id, s.csrf_token, s.expires_at, COALESCE(m.role, r.role) "
             "FROM sessions s "
             "LEFT JOIN members m ON s.kind = 'member' AND m.member_id = s.principal_id "
             "LEFT JOIN reviewers r ON s.kind = 'reviewer' AND r.reviewer_id = s.principal_id WHERE s.token_hash = ?",
-            (_token_hash(token),),
+            (hashed,),
         ).fetchone()
     if row is None or row[5] is None or datetime.fromisoformat(row[4]) < datetime.now(UTC):
         return None
-    return Session(row[0], row[1], row[2], row[3], row[5], _token_hash(token))
+    return Session(row[0], row[1], row[2], row[3], row[5], hashed)
 
 
 def sign_out(registry: Registry, token: str) -> None:
     """End a session."""
     with registry.transaction() as db:
-        db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+        db.execute("DELETE FROM sessions WHERE token_hash = ?", (members.token_hash(token),))

@@ -47,7 +47,8 @@ def check_password(password: str) -> None:
         raise ReviewError(f"a password may have at most {MAX_PASSWORD_CHARS} characters")
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What is stored of a session or invitation token: its SHA-256, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -105,7 +106,7 @@ def invite(registry: Registry, household_id: str, email: str, name: str, role: R
             "INSERT INTO invitations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (household_id, email) DO UPDATE SET "
             "token_hash = excluded.token_hash, "
             "display_name = excluded.display_name, role = excluded.role, expires_at = excluded.expires_at",
-            (_token_hash(token), household_id, email, name.strip(), role.value, expires),
+            (token_hash(token), household_id, email, name.strip(), role.value, expires),
         )
         audit.append(db, actor, "member.invite", household_id, role=role.value)
     return token
@@ -117,7 +118,7 @@ def invitation(registry: Registry, token: str) -> dict[str, str]:
         row = db.execute(
             "SELECT h.name, i.email, i.display_name FROM invitations i JOIN households h USING (household_id) "
             "WHERE i.token_hash = ? AND i.expires_at > ?",
-            (_token_hash(token), datetime.now(UTC).isoformat()),
+            (token_hash(token), datetime.now(UTC).isoformat()),
         ).fetchone()
     if row is None:
         raise NotFound("this invitation is unknown, used or expired; ask for a new one")
@@ -129,11 +130,11 @@ def accept(registry: Registry, token: str, password_hash: str) -> str:
     with registry.transaction() as db:
         row = db.execute(
             "SELECT household_id, email, display_name, role FROM invitations WHERE token_hash = ? AND expires_at > ?",
-            (_token_hash(token), datetime.now(UTC).isoformat()),
+            (token_hash(token), datetime.now(UTC).isoformat()),
         ).fetchone()
         if row is None:
             raise NotFound("this invitation is unknown, used or expired; ask for a new one")
-        db.execute("DELETE FROM invitations WHERE token_hash = ?", (_token_hash(token),))
+        db.execute("DELETE FROM invitations WHERE token_hash = ?", (token_hash(token),))
         if db.execute("SELECT 1 FROM members WHERE email = ?", (row[1],)).fetchone():
             raise ReviewError(f"{row[1]} already has an Earmark account")
         member_id = secrets.token_hex(8)
