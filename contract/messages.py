@@ -101,6 +101,22 @@ class RecognitionResult(_Message):
     not_recognized: Literal["no_recognizer", "muted"] | None = None
 
 
+class UtteranceClaimed(_Message):
+    """A worker took this utterance: send its audio and end to that worker (and only to it)."""
+
+    type: Literal["utterance_claimed"] = "utterance_claimed"
+    utterance_id: UUID
+    worker_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class UtteranceStored(_Message):
+    """The cloud holds this utterance for good (stored, or settled: a duplicate, deleted before it
+    was stored): the device may forget it. Until then it can send the whole utterance again."""
+
+    type: Literal["utterance_stored"] = "utterance_stored"
+    utterance_id: UUID
+
+
 class UtteranceCancelled(_Message):
     """The cloud will not serve this utterance: stop streaming it (another speaker answers)."""
 
@@ -141,8 +157,9 @@ class PrivacyReply(_Message):
 
 
 # What the cloud sends on a device's results topic.
-CloudToDevice = Annotated[RecognitionResult | UtteranceCancelled | PrivacyReply, Field(discriminator="type")]
-_CLOUD_TO_DEVICE: TypeAdapter[RecognitionResult | UtteranceCancelled | PrivacyReply] = TypeAdapter(CloudToDevice)
+CloudMessage = RecognitionResult | UtteranceClaimed | UtteranceStored | UtteranceCancelled | PrivacyReply
+CloudToDevice = Annotated[CloudMessage, Field(discriminator="type")]
+_CLOUD_TO_DEVICE: TypeAdapter[CloudMessage] = TypeAdapter(CloudToDevice)
 
 
 class ConsentState(_Message):
@@ -204,7 +221,7 @@ def decode_json(model: type[M], payload: bytes) -> M:
         raise ContractError(code, f"{model.__name__}: {', '.join(kinds)} at {', '.join(fields) or '-'}") from None
 
 
-def decode_cloud_message(payload: bytes) -> RecognitionResult | UtteranceCancelled | PrivacyReply:
+def decode_cloud_message(payload: bytes) -> CloudMessage:
     """Parse what the cloud sent on a device's results topic, or raise ContractError."""
     if len(payload) > MAX_JSON_BYTES:
         raise ContractError("payload_too_large", f"cloud message: {len(payload)} bytes > {MAX_JSON_BYTES}")

@@ -1,10 +1,11 @@
 """The versioned MQTT topic tree.
 
     earmark/v1/devices/{device_id}/status                        retained online/offline (+ last will)
-    earmark/v1/devices/{device_id}/utterances/{utterance_id}/start   JSON UtteranceStart
-    earmark/v1/devices/{device_id}/utterances/{utterance_id}/audio   binary AudioChunk
-    earmark/v1/devices/{device_id}/utterances/{utterance_id}/end     JSON UtteranceEnd
-    earmark/v1/devices/{device_id}/results                       JSON cloud -> device: RecognitionResult,
+    earmark/v1/devices/{device_id}/utterances/{utterance_id}/start   JSON UtteranceStart (to any worker)
+    earmark/v1/devices/{device_id}/utterances/{utterance_id}/audio/{worker_id}  binary AudioChunk
+    earmark/v1/devices/{device_id}/utterances/{utterance_id}/end/{worker_id}    JSON UtteranceEnd
+    earmark/v1/devices/{device_id}/results                       JSON cloud -> device: UtteranceClaimed,
+                                                                 RecognitionResult, UtteranceStored,
                                                                  UtteranceCancelled, PrivacyReply
     earmark/v1/devices/{device_id}/privacy                       JSON PrivacyRequest (a voice command)
     earmark/v1/households/{household_id}/consent                 retained JSON SignedConsent (cloud -> devices)
@@ -12,6 +13,11 @@
 
 A device writes only under its own `devices/{device_id}/` (except `results`) and reads
 its own results and its household's consent; the broker ACL enforces that.
+
+Several pipeline workers share one broker: a start goes to ONE of them through an MQTT 5
+shared subscription (`$share/{group}/.../start`); the worker that takes it answers
+`UtteranceClaimed`, and the device addresses the rest of that utterance to it alone
+(the trailing `{worker_id}` level), so every utterance is handled whole by one worker.
 """
 
 from __future__ import annotations
@@ -61,14 +67,34 @@ def status(device_id: str) -> str:
     return f"{ROOT}/devices/{check_id('device id', device_id)}/status"
 
 
-def utterance(device_id: str, utterance_id: UUID, part: UtterancePart) -> str:
-    """One part of one utterance stream."""
-    return f"{ROOT}/devices/{check_id('device id', device_id)}/utterances/{utterance_id}/{part}"
+def utterance(device_id: str, utterance_id: UUID, part: UtterancePart, worker_id: str | None = None) -> str:
+    """One part of one utterance stream: the start to any worker, audio and end to the one that claimed it."""
+    base = f"{ROOT}/devices/{check_id('device id', device_id)}/utterances/{utterance_id}/{part}"
+    if part is UtterancePart.START:
+        return base
+    if worker_id is None:
+        raise ContractError("bad_topic", f"an utterance's {part} goes to the worker that claimed it")
+    return f"{base}/{check_id('worker id', worker_id)}"
+
+
+def utterance_start_filter() -> str:
+    """Every device's utterance starts."""
+    return f"{ROOT}/devices/+/utterances/+/{UtterancePart.START}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription: the broker gives each message to one member of the group."""
+    return f"$share/{check_id('worker group', group)}/{topic_filter}"
+
+
+def worker_utterance_filter(worker_id: str) -> str:
+    """The audio and ends devices address to one worker."""
+    return f"{ROOT}/devices/+/utterances/+/+/{check_id('worker id', worker_id)}"
 
 
 def utterance_filter(device_id: str = "+") -> str:
-    """Subscription filter for utterance streams (every device by default)."""
-    return f"{ROOT}/devices/{device_id}/utterances/+/+"
+    """Every message of utterance streams (every device by default): for watching, not for serving."""
+    return f"{ROOT}/devices/{device_id}/utterances/#"
 
 
 def results(device_id: str) -> str:
@@ -116,16 +142,20 @@ class UtteranceTopic:
     device_id: str
     utterance_id: UUID
     part: UtterancePart
+    worker_id: str | None = None  # whom audio and ends are addressed to; None for a start
 
 
 def parse_utterance_topic(topic: str) -> UtteranceTopic:
-    """Parse `earmark/v1/devices/{d}/utterances/{u}/{part}` or raise ContractError."""
+    """Parse `earmark/v1/devices/{d}/utterances/{u}/start` or `.../{audio|end}/{worker}`, or raise ContractError."""
     levels = topic.split("/")
-    if len(levels) != 7 or "/".join(levels[:3]) != f"{ROOT}/devices" or levels[4] != "utterances":
+    if len(levels) not in (7, 8) or "/".join(levels[:3]) != f"{ROOT}/devices" or levels[4] != "utterances":
         raise ContractError("bad_topic", "not an utterance topic")
     try:
         utterance_id = UUID(levels[5])
         part = UtterancePart(levels[6])
     except ValueError as err:
         raise ContractError("bad_topic", "bad utterance id or part in topic") from err
-    return UtteranceTopic(check_id("device id", levels[3]), utterance_id, part)
+    if (len(levels) == 7) != (part is UtterancePart.START):
+        raise ContractError("bad_topic", "a start goes to any worker, audio and ends to the claiming one")
+    worker_id = check_id("worker id", levels[7]) if len(levels) == 8 else None
+    return UtteranceTopic(check_id("device id", levels[3]), utterance_id, part, worker_id)

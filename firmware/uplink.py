@@ -13,6 +13,13 @@
   before the pipeline has subscribed again. If the outbox
   fills, the utterance in progress is abandoned explicitly: its unsent audio is dropped
   and an end message with reason `abandoned` tells the cloud how much it got.
+* Nothing said is lost to a pipeline worker that dies. A start goes to any worker; the
+  one that takes it answers `UtteranceClaimed`, and the audio and end go to that worker
+  alone (they wait in the outbox until the claim comes). Every message of an utterance
+  is kept after the broker acknowledged it, until the cloud's receipt
+  (`UtteranceStored`) says it is stored. If no claim comes, if the claiming worker's
+  presence is gone for a moment, or if no receipt comes, the whole utterance is sent
+  again from its start (a bounded number of times); the cloud stores it once.
 * paho's network thread only hands incoming messages to a worker thread.
 * The cloud may cancel a stream (another speaker of the household answers): what is
   still unsent of it is dropped at once and nothing more of it is sent.
@@ -28,8 +35,9 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,8 +63,10 @@ from contract.messages import (
     PrivacyRequest,
     RecognitionResult,
     UtteranceCancelled,
+    UtteranceClaimed,
     UtteranceEnd,
     UtteranceStart,
+    UtteranceStored,
     decode_cloud_message,
     decode_json,
     encode_json,
@@ -86,6 +96,16 @@ class UplinkSettings(BaseModel):
 
     outbox_audio_seconds: float = Field(60.0, ge=1, le=600, description="audio held while the broker is away")
     window_messages: int = Field(32, ge=1, le=1000, description="unacknowledged messages in flight")
+    claim_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="no worker claimed a start this long after the broker took it: send it again"
+    )
+    claimant_grace_seconds: float = Field(
+        2.0, gt=0, le=300, description="the claiming worker's presence gone this long: send the utterance to another"
+    )
+    receipt_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="no receipt this long after the end went out: send the utterance again"
+    )
+    max_resends: int = Field(5, ge=0, le=100, description="whole-utterance resends before giving up on a receipt")
 
 
 class ConsentCache:
@@ -155,10 +175,26 @@ class ConsentCache:
 @dataclass
 class _Out:
     utterance_id: UUID | None
-    topic: str
+    topic: str  # for a start; audio and ends are addressed when they leave (to the claiming worker)
     payload: bytes
     audio_bytes: int = 0
     retain: bool = False
+    part: topics.UtterancePart | None = None
+    attempt: int = 0  # which sending of its utterance this copy belongs to
+
+
+@dataclass
+class _Delivery:
+    """One utterance from its start until the cloud's receipt: what was sent, to whom."""
+
+    attempt: int = 0
+    worker_id: str | None = None  # the worker that claimed this attempt
+    sent: list[_Out] = field(default_factory=list)  # acknowledged by the broker, in order
+    sent_audio_bytes: int = 0
+    start_sent_at: float | None = None  # monotonic seconds, this attempt
+    end_sent_at: float | None = None
+    claimant_missing_since: float | None = None
+    resends: int = 0
 
 
 @dataclass
@@ -184,6 +220,9 @@ class UplinkStats:
     cancelled_ids: set[UUID] = field(default_factory=set)
     inbox_dropped: int = 0
     finals: set[UUID] = field(default_factory=set)
+    stored: set[UUID] = field(default_factory=set)  # the cloud's receipts
+    resends: collections.Counter[str] = field(default_factory=collections.Counter)  # by reason
+    unconfirmed: int = 0  # given up on after max_resends
 
 
 class Uplink:
@@ -218,6 +257,7 @@ class Uplink:
         self._pipelines: set[str] = set()  # workers whose presence is retained on the broker
         self._running = threading.Event()
         self._streams: dict[UUID, _Stream] = {}
+        self._deliveries: dict[UUID, _Delivery] = {}  # under _cond
         self._cancelled: collections.deque[UUID] = collections.deque(maxlen=64)
         self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
         self.stats = UplinkStats()
@@ -262,6 +302,13 @@ class Uplink:
         """Wait until every queued message is acknowledged."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._outbox, timeout)
+
+    def wait_for_stored(self, utterance_ids: Iterable[UUID], timeout: float) -> set[UUID]:
+        """Wait for the cloud's receipts of these utterances; return those still missing."""
+        wanted = set(utterance_ids)
+        with self._cond:
+            self._cond.wait_for(lambda: wanted <= self.stats.stored, timeout)
+            return wanted - self.stats.stored
 
     def wait_for_finals(self, utterance_ids: Iterable[UUID], timeout: float) -> set[UUID]:
         """Wait for the final transcripts of these utterances; return those still missing."""
@@ -329,6 +376,9 @@ class Uplink:
                     self._consent.update(payload)
                 elif topic == topics.results(self._identity.device_id):
                     result = decode_cloud_message(payload)
+                    if isinstance(result, UtteranceClaimed | UtteranceStored):
+                        self._on_delivery_news(result)
+                        continue
                     if not isinstance(result, RecognitionResult):
                         if isinstance(result, UtteranceCancelled):
                             self.drop(result.utterance_id)
@@ -361,6 +411,102 @@ class Uplink:
                 self.pipeline_listening.clear()
             self._cond.notify_all()
 
+    def _on_delivery_news(self, news: UtteranceClaimed | UtteranceStored) -> None:
+        with self._cond:
+            delivery = self._deliveries.get(news.utterance_id)
+            if isinstance(news, UtteranceStored):
+                self.stats.stored.add(news.utterance_id)
+                if delivery is not None:
+                    del self._deliveries[news.utterance_id]
+                    self._remove_unsent(news.utterance_id, audio_only=False)  # resent copies: not needed
+            elif delivery is not None and delivery.worker_id is None:
+                # The first claim wins; a later one (our start sent twice) is a worker that
+                # hears nothing more and therefore keeps nothing.
+                delivery.worker_id = news.worker_id
+            self._cond.notify_all()
+
+    def _check_deliveries(self, now: float) -> None:
+        """Send again, from its start, every utterance whose worker is gone or silent (under `_cond`)."""
+        for utterance_id, delivery in list(self._deliveries.items()):
+            reason = None
+            if delivery.worker_id is None:
+                if (
+                    delivery.start_sent_at is not None
+                    and now - delivery.start_sent_at > self._settings.claim_timeout_seconds
+                ):
+                    reason = "no_claim"
+            elif delivery.worker_id not in self._pipelines:
+                if delivery.claimant_missing_since is None:
+                    delivery.claimant_missing_since = now
+                elif now - delivery.claimant_missing_since > self._settings.claimant_grace_seconds:
+                    reason = "worker_gone"
+            else:
+                delivery.claimant_missing_since = None
+                if (
+                    delivery.end_sent_at is not None
+                    and now - delivery.end_sent_at > self._settings.receipt_timeout_seconds
+                ):
+                    reason = "no_receipt"
+            if reason is not None:
+                self._resend(utterance_id, delivery, reason)
+
+    def _resend(self, utterance_id: UUID, delivery: _Delivery, reason: str) -> None:
+        """Queue the whole utterance again, ahead of anything not yet in flight (under `_cond`)."""
+        in_flight = [
+            o for o in list(self._outbox)[: len(self._inflight)]
+            if o.utterance_id == utterance_id and o.part is not None and o.attempt == delivery.attempt
+        ]  # fmt: skip
+        unsent = self._remove_unsent(utterance_id, audio_only=False)
+        if delivery.resends >= self._settings.max_resends:
+            del self._deliveries[utterance_id]
+            self.stats.unconfirmed += 1
+            _LOGGER.warning(
+                "utterance %s: no receipt after %d resends; giving up on it", utterance_id, delivery.resends
+            )
+            return
+        delivery.resends += 1
+        delivery.attempt += 1
+        again = [replace(o, attempt=delivery.attempt) for o in [*delivery.sent, *in_flight, *unsent] if o.part]
+        delivery.sent, delivery.sent_audio_bytes = [], 0
+        delivery.worker_id = delivery.start_sent_at = delivery.end_sent_at = delivery.claimant_missing_since = None
+        position = len(self._inflight)
+        for offset, item in enumerate(again):
+            self._outbox.insert(position + offset, item)
+            self._outbox_audio_bytes += item.audio_bytes
+        self.stats.resends[reason] += 1
+        _LOGGER.warning("utterance %s: sending it again (%s, %d messages)", utterance_id, reason, len(again))
+
+    def _sent(self, item: _Out, now: float) -> None:
+        """The broker acknowledged `item` (under `_cond`): keep it until the cloud's receipt."""
+        delivery = self._deliveries.get(item.utterance_id) if item.utterance_id is not None else None
+        if delivery is None or item.part is None or item.attempt != delivery.attempt:
+            return
+        delivery.sent.append(item)
+        delivery.sent_audio_bytes += item.audio_bytes
+        if item.part is topics.UtterancePart.START:
+            delivery.start_sent_at = now
+        elif item.part is topics.UtterancePart.END:
+            delivery.end_sent_at = now
+        # Bounded like the outbox: past it, the oldest finished utterances can no longer be resent.
+        kept = sum(d.sent_audio_bytes for d in self._deliveries.values())
+        for utterance_id, old in list(self._deliveries.items()):
+            if kept <= self._outbox_limit_bytes:
+                break
+            if old.end_sent_at is not None and old is not delivery:
+                kept -= old.sent_audio_bytes
+                del self._deliveries[utterance_id]
+                self.stats.unconfirmed += 1
+                _LOGGER.warning("utterance %s: too much unconfirmed audio; it can no longer be resent", utterance_id)
+
+    def _address(self, item: _Out) -> str | None:
+        """Where `item` goes now; None while its utterance waits for a claim (under `_cond`)."""
+        if item.part is None or item.part is topics.UtterancePart.START or item.utterance_id is None:
+            return item.topic
+        delivery = self._deliveries.get(item.utterance_id)
+        if delivery is None or delivery.worker_id is None:
+            return None
+        return topics.utterance(self._identity.device_id, item.utterance_id, item.part, delivery.worker_id)
+
     def _send_loop(self) -> None:
         while self._running.is_set():
             if self._reset_inflight.is_set():
@@ -374,20 +520,25 @@ class Uplink:
                 self.pipeline_listening.wait(0.2)
                 continue
             with self._cond:
+                now = time.monotonic()
                 while self._inflight and self._inflight[0].is_published():
                     self._inflight.popleft()
                     done = self._outbox.popleft()
                     self._outbox_audio_bytes -= done.audio_bytes
+                    self._sent(done, now)
                     self.stats.published += 1
                     self._cond.notify_all()
-                item = None
+                self._check_deliveries(now)
+                item = topic = None
                 if len(self._inflight) < self._settings.window_messages and len(self._outbox) > len(self._inflight):
                     item = self._outbox[len(self._inflight)]
-                if item is None:
-                    self._cond.wait(0.005 if self._inflight else 0.1)
+                    topic = self._address(item)
+                if item is None or topic is None:
+                    # Nothing to send, or the next message waits for its utterance's claim.
+                    self._cond.wait(0.005 if self._inflight or item is not None else 0.1)
                     continue
             # Publish outside the lock: paho takes its own locks and calls back into us.
-            info = self._client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+            info = self._client.publish(topic, item.payload, qos=1, retain=item.retain)
             if info.rc != 0:
                 self.connected.wait(0.2)  # not connected after all; retry after reconnect
                 continue
@@ -404,6 +555,8 @@ class Uplink:
             self._streams[event.utterance_id] = _Stream(
                 event.utterance_id, event.wake_word, event.score, datetime.now(UTC)
             )
+            with self._cond:
+                self._deliveries[event.utterance_id] = _Delivery()
         elif isinstance(event, UtteranceAudio):
             stream = self._streams.get(event.utterance_id)
             if stream is not None and not stream.abandoned:
@@ -418,9 +571,7 @@ class Uplink:
                 end = UtteranceEnd(
                     utterance_id=stream.utterance_id, reason=event.reason, chunk_count=stream.next_sequence
                 )
-                self._enqueue(
-                    _Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.END), encode_json(end))
-                )
+                self._enqueue(_Out(stream.utterance_id, "", encode_json(end), part=topics.UtterancePart.END))
 
     def drop(self, utterance_id: UUID) -> None:
         """The cloud cancelled this utterance: send nothing more of it (any thread)."""
@@ -429,6 +580,7 @@ class Uplink:
             stream.abandoned = True  # the audio thread sends no more audio and no end
         with self._cond:
             unsent = self._remove_unsent(utterance_id, audio_only=False)
+            self._deliveries.pop(utterance_id, None)  # nothing of it is stored: nothing to resend
             self.stats.cancelled_ids.add(utterance_id)
             self._cond.notify_all()
         self._cancelled.append(utterance_id)
@@ -445,9 +597,6 @@ class Uplink:
         """Queue a spoken privacy command for the consent service (behind its own request)."""
         self._enqueue(_Out(None, topics.privacy(self._identity.device_id), encode_json(request)))
 
-    def _topic(self, stream: _Stream, part: topics.UtterancePart) -> str:
-        return topics.utterance(self._identity.device_id, stream.utterance_id, part)
-
     def _open(self, stream: _Stream, preroll_seconds: float) -> None:
         review_allowed, consent_version = self._consent.current()
         start = UtteranceStart(
@@ -463,7 +612,8 @@ class Uplink:
             consent_version=consent_version,
         )
         stream.started = True
-        self._enqueue(_Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.START), encode_json(start)))
+        topic = topics.utterance(self._identity.device_id, stream.utterance_id, topics.UtterancePart.START)
+        self._enqueue(_Out(stream.utterance_id, topic, encode_json(start), part=topics.UtterancePart.START))
 
     def _stream_audio(self, stream: _Stream, event: UtteranceAudio) -> None:
         preroll = event.sequence == 0
@@ -478,12 +628,12 @@ class Uplink:
     def _send_chunks(self, stream: _Stream, *, flush: bool) -> bool:
         """Send the pending audio in whole contract-sized chunks (and the rest too if `flush`)."""
         step = seconds_to_bytes(CHUNK_SECONDS)
-        topic = self._topic(stream, topics.UtterancePart.AUDIO)
+        audio = topics.UtterancePart.AUDIO
         flags = FLAG_PREROLL if stream.pending_preroll else 0
         while len(stream.pending) >= step or (flush and stream.pending):
             pcm = bytes(stream.pending[:step])
             chunk = AudioChunk(sequence=stream.next_sequence, flags=flags, pcm=pcm)
-            if not self._enqueue(_Out(stream.utterance_id, topic, chunk.encode(), audio_bytes=len(pcm))):
+            if not self._enqueue(_Out(stream.utterance_id, "", chunk.encode(), audio_bytes=len(pcm), part=audio)):
                 self._abandon(stream)
                 return False
             del stream.pending[:step]
@@ -517,7 +667,7 @@ class Uplink:
         stream.abandoned = True
         self.stats.abandoned += 1
         end = UtteranceEnd(utterance_id=stream.utterance_id, reason=EndReason.ABANDONED, chunk_count=delivered)
-        self._enqueue(_Out(stream.utterance_id, self._topic(stream, topics.UtterancePart.END), encode_json(end)))
+        self._enqueue(_Out(stream.utterance_id, "", encode_json(end), part=topics.UtterancePart.END))
         _LOGGER.warning(
             "utterance %s abandoned: broker unreachable and the outbox is full (%d of %d chunks kept)",
             stream.utterance_id,

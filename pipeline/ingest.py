@@ -7,6 +7,16 @@ utterance feeds the recognizer (in a thread pool) with whatever audio has arrive
 publishes partials, and on the end (or a limit) publishes the final transcript and
 stores the clip with the consent tag its start claimed.
 
+Several workers share the load (see the README's sequence diagram): each start reaches
+one worker through the broker's shared subscription; that worker claims it
+(`UtteranceClaimed`) and the device sends the rest to it alone. After the clip is saved
+the worker sends a receipt (`UtteranceStored`); until then the device keeps the whole
+utterance and sends it again, from its start, if the worker that claimed it goes away.
+So a worker keeps nothing that matters in memory: one killed outright loses nothing a
+device delivered, and a stream whose device has not been heard since this worker lost
+the broker is let go at its deadline, not stored in part: while our presence was gone
+its device sent it, whole, to another worker.
+
 What a device says is checked in `pipeline.device_claims`; its time limits run on a
 clock that stops while the pipeline is cut off from the broker, and a stream's silence
 only counts once its device has been heard again since the last reconnect, so a broker
@@ -39,8 +49,10 @@ from contract.messages import (
     PipelineStatus,
     RecognitionResult,
     UtteranceCancelled,
+    UtteranceClaimed,
     UtteranceEnd,
     UtteranceStart,
+    UtteranceStored,
     decode_json,
     encode_json,
 )
@@ -84,6 +96,10 @@ class IngestStats:
     partials_published: int = 0
     finals_published: int = 0
     arbitration_cancelled: int = 0
+    claims: int = 0
+    receipts: int = 0
+    dropped_on_reconnect: int = 0  # open streams let go after a broker outage: their devices send them again
+    unfollowed: int = 0  # claims the device never followed (it took another worker's): nothing to keep
 
 
 class OnlineClock:
@@ -155,6 +171,8 @@ class _Stream:
         self.task: asyncio.Task[None] | None = None
         self.arbitrated = asyncio.Event()  # set once it is known whether this one answers
         self.cancelled = False  # another speaker of the household answers: nothing is kept
+        self.followed = False  # a chunk or the end came after the claim
+        self.let_go = False  # the broker connection broke: the device sends it all again
 
 
 class IngestService:
@@ -209,7 +227,10 @@ class IngestService:
         # (a fresh pipeline would replay them at every start), nor live ones (flagged).
         options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         self._subscribed = False
-        client.subscribe(topics.utterance_filter(), options=options)
+        # Starts are shared among the workers (each goes to one of them); the rest of an
+        # utterance is addressed by the device to the worker that claimed it.
+        starts = topics.shared(self._settings.worker_group, topics.utterance_start_filter())
+        client.subscribe([(starts, options), (topics.worker_utterance_filter(self._settings.client_id), options)])
         self._call_on_loop(self._set_connected, True)
         _LOGGER.info("pipeline connected to the broker at %s", self._settings.mqtt.address)
 
@@ -312,6 +333,9 @@ class IngestService:
             with contextlib.suppress(RuntimeError, ValueError):
                 await asyncio.get_running_loop().run_in_executor(None, gone.wait_for_publish, 2.0)
             for stream in list(self._streams.values()):
+                # Whole ones are finished here; a device sends the others again, whole, to
+                # another worker (it saw our presence go), so a part of one is not kept.
+                stream.let_go = stream.end is None
                 stream.wake.set()
             tasks = [s.task for s in self._streams.values() if s.task is not None]
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -324,6 +348,11 @@ class IngestService:
         """Ask `run()` to return (thread-safe)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's name: its client id, presence topic and the address of its audio."""
+        return self._settings.client_id
 
     @property
     def open_streams(self) -> int:
@@ -368,6 +397,8 @@ class IngestService:
         self.stats.messages += 1
         try:
             parsed = topics.parse_utterance_topic(topic)
+            if parsed.worker_id not in (None, self._settings.client_id):
+                raise ContractError("wrong_worker", "audio or end addressed to another worker")
             if parsed.part is topics.UtterancePart.START:
                 self._on_start(parsed, decode_json(UtteranceStart, payload))
             elif parsed.part is topics.UtterancePart.AUDIO:
@@ -400,15 +431,18 @@ class IngestService:
                 self._block_review(utterance_id)
                 raise
             self.stats.duplicates += 1
+            self._claim(start)  # our claim may not have reached the device: it sends the start again
             return
         if utterance_id in self._finished:
             self._on_finished_start(self._finished[utterance_id], again, utterance_id)
+            self._publish(start.device_id, UtteranceStored(utterance_id=utterance_id))
             return
         self._quotas.admit_device(start.device_id)
         stream = _Stream(start, self._limits, self._clock.now(), self._epoch)
         self._streams[utterance_id] = stream
         # The task owns the stream (and releases its quota) from here on, whatever follows.
         stream.task = asyncio.create_task(self._serve(stream), name=f"utterance-{utterance_id}")
+        self._claim(start)
         orphans = self._orphans.pop(utterance_id, None)
         if orphans is None:
             return
@@ -422,6 +456,13 @@ class IngestService:
                 self._reject(err.code, topics.utterance(start.device_id, utterance_id, topics.UtterancePart.AUDIO))
         if orphans.end is not None:
             self._set_end(stream, orphans.end)
+
+    def _claim(self, start: UtteranceStart) -> None:
+        """Tell the device this worker serves the utterance: its audio and end come here."""
+        self.stats.claims += 1
+        self._publish(
+            start.device_id, UtteranceClaimed(utterance_id=start.utterance_id, worker_id=self._settings.client_id)
+        )
 
     def _block_review(self, utterance_id: UUID) -> None:
         future = asyncio.get_running_loop().run_in_executor(
@@ -445,6 +486,7 @@ class IngestService:
                 raise ContractError("identity_mismatch", "message from another device than the stream's")
             stream.heard_at = self._clock.now()
             stream.heard_epoch = self._epoch
+            stream.followed = True
         return stream
 
     def _on_chunk(self, parsed: topics.UtteranceTopic, chunk: AudioChunk) -> None:
@@ -484,6 +526,7 @@ class IngestService:
         return orphans
 
     def _add_chunk(self, stream: _Stream, chunk: AudioChunk) -> None:
+        stream.followed = True
         if stream.capped:
             self.stats.duplicates += 1  # past the cloud's length limit: not kept
             return
@@ -501,6 +544,7 @@ class IngestService:
         stream.wake.set()
 
     def _set_end(self, stream: _Stream, end: UtteranceEnd) -> None:
+        stream.followed = True
         if stream.end is None:
             stream.end = end
             stream.end_heard_at = self._clock.now()
@@ -539,7 +583,13 @@ class IngestService:
             if await self._admit(stream):
                 status = await self._receive(stream)
                 await stream.arbitrated.wait()  # never longer than the decision time after admission
-                if not stream.cancelled:
+                if status == "let_go":
+                    self.stats.dropped_on_reconnect += 1
+                elif not stream.followed:
+                    # The device sent nothing after its start: it followed another worker's
+                    # claim (or died before saying a word). No speech reached us to keep.
+                    self.stats.unfollowed += 1
+                elif not stream.cancelled:
                     await self._finish(stream, status)
         except ContractError as err:
             self._reject(err.code, topics.utterance(stream.start.device_id, utterance_id, topics.UtterancePart.START))
@@ -559,9 +609,12 @@ class IngestService:
         loop = asyncio.get_running_loop()
         start = stream.start
         known = await loop.run_in_executor(self._io, self._store.admission, start.device_id, start.utterance_id)
+        if stream.let_go:
+            return False
         check_enrolment(start.household_id, known.household_id)
         if known.forgotten:
             self.stats.duplicates += 1  # deleted by its household already: never served again
+            self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
         if known.stored_tag is not None:
             try:
@@ -572,6 +625,7 @@ class IngestService:
             self.stats.duplicates += 1  # redelivered after a restart: what is stored stays as it is
             if stream.review_blocked is not None:
                 self._block_review(start.utterance_id)
+            self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
         self._quotas.admit_household(start.household_id)
         stream.household_id = start.household_id
@@ -617,7 +671,7 @@ class IngestService:
         stream.arbitrated.set()
         stream.wake.set()
         self.stats.arbitration_cancelled += 1
-        self._publish(stream, UtteranceCancelled(utterance_id=stream.start.utterance_id))
+        self._publish(stream.start.device_id, UtteranceCancelled(utterance_id=stream.start.utterance_id))
         _LOGGER.info("utterance %s: another speaker of the household answers", stream.start.utterance_id)
 
     def _deadline(self, stream: _Stream) -> tuple[float, str]:
@@ -636,6 +690,8 @@ class IngestService:
         """Feed audio as it arrives until the stream is whole, capped, or out of time."""
         while True:
             stream.wake.clear()
+            if stream.let_go:
+                return "let_go"
             if stream.cancelled:
                 return "cancelled"
             await self._feed(stream)
@@ -653,7 +709,7 @@ class IngestService:
             deadline, status = self._deadline(stream)
             now = self._clock.now()
             if self._clock.online and now >= deadline:
-                return status
+                return status if stream.heard_epoch == self._epoch else "let_go"
             timeout = max(deadline - now, 0.01) if self._clock.online else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stream.wake.wait(), timeout)
@@ -679,7 +735,10 @@ class IngestService:
         loop = asyncio.get_running_loop()
         partial = await loop.run_in_executor(self._cpu, stream.recognizer.accept, pcm)
         if partial is not None:
-            self._publish(stream, RecognitionResult(utterance_id=stream.start.utterance_id, final=False, text=partial))
+            self._publish(
+                stream.start.device_id,
+                RecognitionResult(utterance_id=stream.start.utterance_id, final=False, text=partial),
+            )
             self.stats.partials_published += 1
 
     async def _finish(self, stream: _Stream, status: str) -> None:
@@ -731,10 +790,13 @@ class IngestService:
             review_blocked=stream.review_blocked,
         )
         # The answer first: the user waits for it, while the save's fsyncs need not hold it up.
-        self._publish(stream, final)
+        self._publish(start.device_id, final)
         self.stats.finals_published += 1
         audio = bytes(stream.audio) if keep_audio else None
         saved = await asyncio.get_running_loop().run_in_executor(self._io, self._store.save, clip, audio)
+        # Only now may the device forget the utterance.
+        self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
+        self.stats.receipts += 1
         if saved:
             self.stats.stored[status] += 1
         else:
@@ -750,10 +812,14 @@ class IngestService:
             keep_audio,
         )
 
-    def _publish(self, stream: _Stream, message: RecognitionResult | UtteranceCancelled) -> None:
-        """To the stream's device, on its results topic."""
+    def _publish(
+        self,
+        device_id: str,
+        message: RecognitionResult | UtteranceCancelled | UtteranceClaimed | UtteranceStored,
+    ) -> None:
+        """To a device, on its results topic."""
         if self._client is not None:
-            self._client.publish(topics.results(stream.start.device_id), encode_json(message), qos=1)
+            self._client.publish(topics.results(device_id), encode_json(message), qos=1)
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

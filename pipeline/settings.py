@@ -86,6 +86,9 @@ class PipelineSettings(LayeredSettings):
     vosk_model: Path | None = Field(None, description="a Vosk model directory; None switches recognition off")
     grammar: tuple[str, ...] = Field((), description="restrict recognition to these phrases (Vosk grammar mode)")
     client_id: SafeId = Field(default_factory=default_client_id)  # also names its presence topic
+    worker_group: SafeId = Field(
+        "earmark-pipeline", description="workers in one group share the starts (MQTT 5 shared subscription)"
+    )
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
     recognition_threads: int = Field(2, ge=1, le=64)

@@ -37,6 +37,7 @@ from hardware.broker_config import (
     mosquitto_conf,
     new_identity,
     password_line,
+    pipeline_users,
     write_password_file,
     write_private,
 )
@@ -110,9 +111,10 @@ class Peer:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, dict[str, Identity]]]:
     out = tmp_path_factory.mktemp("broker")
-    identities = {name: new_identity(name) for name in (PIPELINE_USER, CONSENT_USER, "kitchen-1", "hall-2")}
+    names = (*pipeline_users(2), CONSENT_USER, "kitchen-1", "hall-2")
+    identities = {name: new_identity(name) for name in names}
     write_password_file(out / "passwords", list(identities.values()))
-    write_private(out / "acl", acl_text(DEVICES))
+    write_private(out / "acl", acl_text(DEVICES, workers=2))
     tls = make_tls(out)
     port = free_port()
     broker = Broker(out, config_text=mosquitto_conf(port, out, tls, bind="127.0.0.1"), port=port)
@@ -473,3 +475,25 @@ def test_a_bad_id_writes_nothing_and_an_offline_ca_key_keeps_the_ca(tmp_path: Pa
     renamed = provision(out, "--tls", "--hostname", "broker.example.org")
     assert renamed.returncode == 2 and "needs the CA key" in renamed.stderr
     assert (out / "ca.crt").read_bytes() == ca
+
+
+def test_workers_share_starts_and_hear_only_their_own_audio(secured: tuple[int, Path, dict[str, Identity]]) -> None:
+    port, ca, identities = secured
+    # Each worker has a broker account of its own (the broker names a client by its user).
+    assert pipeline_users(2) == [PIPELINE_USER, f"{PIPELINE_USER}-2"]
+    workers = [Peer(port, ca, identities[user]) for user in pipeline_users(2)]
+    for n, worker in enumerate(workers):
+        worker.subscribe(topics.shared("earmark-pipeline", topics.utterance_start_filter()))
+        worker.subscribe(topics.worker_utterance_filter(f"worker-{n}"))
+    assert wait_until(lambda: all(len(w.suback) == 2 for w in workers), 5), [(w.connack, w.suback) for w in workers]
+    assert all(code < 0x80 for w in workers for code in w.suback)  # the ACL allows the shared filter
+    device = Peer(port, ca, identities["kitchen-1"])
+    for _ in range(10):
+        device.publish(topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.START), b"start")
+    addressed = topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.AUDIO, "worker-1")
+    device.publish(addressed, b"audio")
+    assert wait_until(lambda: sum(w.payloads().count(b"start") for w in workers) == 10, 5)
+    assert all(w.payloads().count(b"start") >= 1 for w in workers)  # shared: each start to one of them
+    assert wait_until(lambda: b"audio" in workers[1].payloads(), 5) and b"audio" not in workers[0].payloads()
+    for peer in (device, *workers):
+        peer.close()

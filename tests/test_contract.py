@@ -34,14 +34,19 @@ def start_fields() -> dict[str, object]:
 
 def test_topics_round_trip() -> None:
     utterance_id = uuid.uuid4()
-    topic = topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.AUDIO)
-    assert topic == f"earmark/v1/devices/kitchen-1/utterances/{utterance_id}/audio"
+    topic = topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.AUDIO, "worker-2")
+    assert topic == f"earmark/v1/devices/kitchen-1/utterances/{utterance_id}/audio/worker-2"
     parsed = topics.parse_utterance_topic(topic)
-    assert (parsed.device_id, parsed.utterance_id, parsed.part) == (
+    assert (parsed.device_id, parsed.utterance_id, parsed.part, parsed.worker_id) == (
         "kitchen-1",
         utterance_id,
         topics.UtterancePart.AUDIO,
+        "worker-2",
     )
+    start = topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.START)
+    assert topics.parse_utterance_topic(start).worker_id is None
+    with pytest.raises(ContractError):  # audio goes to the worker that claimed the utterance
+        topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.AUDIO)
     assert topics.consent("h-42") == "earmark/v1/households/h-42/consent"
 
 
@@ -53,6 +58,9 @@ def test_topics_round_trip() -> None:
         f"earmark/v2/devices/kitchen-1/utterances/{uuid.uuid4()}/audio",
         f"earmark/v1/devices/../utterances/{uuid.uuid4()}/audio",
         "earmark/v1/devices/kitchen-1/status",
+        f"earmark/v1/devices/kitchen-1/utterances/{uuid.uuid4()}/audio",  # to no worker
+        f"earmark/v1/devices/kitchen-1/utterances/{uuid.uuid4()}/start/worker-2",  # a start is for any
+        f"earmark/v1/devices/kitchen-1/utterances/{uuid.uuid4()}/end/../x",
     ],
 )
 def test_bad_topics_are_rejected(topic: str) -> None:

@@ -35,8 +35,9 @@ from tests.pipeline_harness import RunningPipeline
 CHUNK = bytes(seconds_to_bytes(CHUNK_SECONDS))  # 160 ms of silence, the contract's chunk
 
 
-def start_pipeline(tmp_path: Path, broker: Broker, **ingest: Any) -> RunningPipeline:
+def start_pipeline(tmp_path: Path, broker: Broker, client_id: str | None = None, **ingest: Any) -> RunningPipeline:
     settings = PipelineSettings(
+        **({"client_id": client_id} if client_id else {}),
         data_dir=tmp_path / "cloud",
         mqtt=MqttSettings(port=broker.port),
         ingest=IngestSettings(**{"stream_timeout_seconds": 3.0, "gap_wait_seconds": 0.3, **ingest}),
@@ -81,7 +82,7 @@ def test_numbers_a_device_claims_cost_nothing(broker: Broker, pipeline: RunningP
     device.chunk(utterance_id, 2**31, CHUNK)  # far past the cloud's bound for one utterance
     device.chunk(utterance_id, 1 + 64, CHUNK)  # inside the bound, past the sequence window
     device.send(  # the wire allows 2^16 chunks; the cloud allows what max_utterance_seconds needs
-        topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.END),
+        device.topic(utterance_id, topics.UtterancePart.END),
         encode_json(UtteranceEnd(utterance_id=utterance_id, reason=EndReason.SILENCE, chunk_count=2**16)),
     )
     expected = ("sequence_out_of_bounds", "sequence_out_of_window", "chunk_count_out_of_bounds")
@@ -97,9 +98,12 @@ def test_numbers_a_device_claims_cost_nothing(broker: Broker, pipeline: RunningP
 def test_retained_utterance_messages_are_never_served(tmp_path: Path, broker: Broker) -> None:
     device = Injector(broker)
     poisoned = uuid.uuid4()
-    # Retained before any pipeline runs: a fresh pipeline must not replay them at start.
-    device.send(topics.utterance("kitchen-1", poisoned, topics.UtterancePart.AUDIO), CHUNK, retain=True)
     pipeline = start_pipeline(tmp_path, broker)
+    worker = device.worker
+    # Retained before the worker (re)subscribes: it must not replay them when it does.
+    device.send(device.topic(poisoned, topics.UtterancePart.AUDIO), CHUNK, retain=True)
+    pipeline.stop()
+    pipeline = start_pipeline(tmp_path, broker, client_id=worker)
     try:
         start_topic = topics.utterance("kitchen-1", poisoned, topics.UtterancePart.START)
         good = device.stream([CHUNK])
@@ -270,7 +274,7 @@ def test_the_device_sends_the_chunk_size_the_contract_says(
     sizes: list[tuple[int, int]] = []
     watcher = client(broker, "watcher")
     watcher.on_message = lambda _c, _u, m: sizes.append((m.payload[1], len(m.payload) - 8))
-    watcher.subscribe(topics.ROOT + "/devices/kitchen-1/utterances/+/audio", qos=1)
+    watcher.subscribe(topics.ROOT + "/devices/kitchen-1/utterances/+/audio/+", qos=1)
     uplink, frontend, _events = streaming_device(tmp_path, broker, alexa_detector, make_frontend)
     try:
         assert wait_until(uplink.connected.is_set, 10)
@@ -300,7 +304,7 @@ def test_peak_rss_stays_bounded_under_a_chunk_flood(broker: Broker, pipeline: Ru
     for sequence in range(600):  # 15 MB in total
         for utterance_id in floods:
             device.client.publish(
-                topics.utterance("kitchen-1", utterance_id, topics.UtterancePart.AUDIO),
+                device.topic(utterance_id, topics.UtterancePart.AUDIO),
                 bytes([1, 0, 0, 0]) + sequence.to_bytes(4, "big") + pcm,
                 qos=1,
             )

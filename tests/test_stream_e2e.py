@@ -279,7 +279,7 @@ def test_out_of_contract_messages_are_rejected_and_the_pipeline_keeps_serving(
     # size), so it is never read whole into the pipeline's memory.
     # (Its own client: the broker answers "packet too large" and paho then resends it forever.)
     oversized = Injector(broker)
-    oversized.client.publish(topics.utterance("kitchen-1", uuid.uuid4(), topics.UtterancePart.AUDIO), bytes(10 << 20))
+    oversized.client.publish(oversized.topic(uuid.uuid4(), topics.UtterancePart.AUDIO), bytes(10 << 20))
     stranger = Injector(broker, device="stranger-9", household="h-42")
     stranger.start(uuid.uuid4())
     other_household = Injector(broker, device="kitchen-1", household="h-7")
@@ -313,7 +313,7 @@ _CAPTURED = st.sampled_from(["2026-11-27T10:00:00+00:00", "9999-12-31T23:59:59+0
 
 
 @st.composite
-def hostile_message(draw: st.DrawFn, utterances: list[uuid.UUID]) -> tuple[str, bytes, bool]:
+def hostile_message(draw: st.DrawFn, utterances: list[uuid.UUID], worker: str) -> tuple[str, bytes, bool]:
     """One message of any kind, for any of a few utterances, with any field values."""
     utterance_id = draw(st.sampled_from(utterances))
     device = draw(st.sampled_from(["kitchen-1", "kitchen-1", "hall-2", "stranger-9"]))
@@ -345,7 +345,8 @@ def hostile_message(draw: st.DrawFn, utterances: list[uuid.UUID]) -> tuple[str, 
             "chunk_count": draw(st.one_of(st.integers(0, 14), st.integers(0, 2**33))),
         }
         payload = json.dumps(end).encode()
-    return topics.utterance(device, utterance_id, part), payload, draw(st.booleans())
+    # Audio and ends go to the worker (one that never claimed the utterance, often).
+    return topics.utterance(device, utterance_id, part, worker), payload, draw(st.booleans())
 
 
 def test_a_fuzzing_device_cannot_take_ingest_down_or_widen_review(
@@ -366,7 +367,7 @@ def test_a_fuzzing_device_cannot_take_ingest_down_or_widen_review(
     def hostile_session(data: st.DataObject) -> None:
         utterances = [uuid.uuid4() for _ in range(3)]
         sent.extend(utterances)
-        for topic, payload, retain in data.draw(st.lists(hostile_message(utterances), min_size=1, max_size=25)):
+        for topic, payload, retain in data.draw(st.lists(hostile_message(utterances, pipeline.service.worker_id), min_size=1, max_size=25)):
             sender.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     try:
