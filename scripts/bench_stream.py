@@ -46,8 +46,10 @@ from contract.messages import (
     AudioFormat,
     EndReason,
     RecognitionResult,
+    UtteranceClaimed,
     UtteranceEnd,
     UtteranceStart,
+    decode_cloud_message,
     encode_json,
 )
 from scripts.speech import espeak, silence, write_wav
@@ -80,7 +82,8 @@ def _pipeline(
     data_dir: Path, port: int, *, model: bool, one_core: bool = False, grammar: bool = True
 ) -> Iterator[subprocess.Popen[str]]:
     cli = [sys.executable, "-m", "pipeline.cli", "--data-dir", str(data_dir)]
-    enroll = ";".join(f"s.enroll('bench-{i}', 'h-bench')" for i in range(64)) + ";s.enroll('flooder', 'h-flood')"
+    # A household of its own each: speakers of one household starting together are arbitrated (one answers).
+    enroll = ";".join(f"s.enroll('bench-{i}', 'h-bench-{i}')" for i in range(64)) + ";s.enroll('flooder', 'h-flood')"
     store = f"from pipeline.store import SQLiteClipStore as S; s = S(__import__('pathlib').Path({str(data_dir)!r}))"
     subprocess.run([sys.executable, "-c", f"{store};{enroll}"], check=True, cwd=REPO)
     run = [*cli, "run", "--broker", f"127.0.0.1:{port}"]
@@ -125,7 +128,7 @@ def bench_latency(workdir: Path, utterances: int) -> dict[str, Any]:
         device = subprocess.Popen(
             [
                 sys.executable, "-m", "firmware.cli", "listen", "--input", str(wav), "--realtime", "--stream",
-                "--broker", f"127.0.0.1:{port}", "--device-id", "bench-0", "--household-id", "h-bench",
+                "--broker", f"127.0.0.1:{port}", "--device-id", "bench-0", "--household-id", "h-bench-0",
                 "--state-dir", str(workdir / "device"),
             ],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -155,6 +158,7 @@ class _Publisher:
 
     def __init__(self, port: int, name: str) -> None:
         self.finals: dict[uuid.UUID, float] = {}
+        self.claims: dict[uuid.UUID, str] = {}  # utterance -> the worker its audio goes to
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
@@ -166,11 +170,23 @@ class _Publisher:
             self.client.subscribe(topics.results(f"bench-{i}"), qos=1)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        result = RecognitionResult.model_validate_json(message.payload)
-        if result.final:
+        result = decode_cloud_message(message.payload)
+        if isinstance(result, UtteranceClaimed):
+            self.claims.setdefault(result.utterance_id, result.worker_id)
+        elif isinstance(result, RecognitionResult) and result.final:
             self.finals[result.utterance_id] = time.monotonic()
 
-    def start(self, device: str, utterance_id: uuid.UUID, household: str = "h-bench") -> None:
+    def _worker(self, utterance_id: uuid.UUID) -> str:
+        """The worker that claimed the utterance (as a device, its audio waits for the claim)."""
+        deadline = time.monotonic() + 30
+        while utterance_id not in self.claims:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no worker claimed {utterance_id}")
+            time.sleep(0.001)
+        return self.claims[utterance_id]
+
+    def start(self, device: str, utterance_id: uuid.UUID, household: str | None = None) -> None:
+        household = household or f"h-{device}"
         start = UtteranceStart(
             device_id=device, household_id=household, utterance_id=utterance_id, capture_started_at=datetime.now(UTC),
             audio_format=AudioFormat(), wake_word="alexa", wake_score=1.0, firmware_version="bench",
@@ -178,14 +194,18 @@ class _Publisher:
         )  # fmt: skip
         self.client.publish(topics.utterance(device, utterance_id, topics.UtterancePart.START), encode_json(start), 1)
 
-    def chunk(self, device: str, utterance_id: uuid.UUID, sequence: int, pcm: bytes) -> Any:
-        topic = topics.utterance(device, utterance_id, topics.UtterancePart.AUDIO)
+    def chunk(self, device: str, utterance_id: uuid.UUID, sequence: int, pcm: bytes, to: str | None = None) -> Any:
+        """One chunk, to the worker that claimed the utterance (a flooder names one: `to`)."""
+        worker = to or self._worker(utterance_id)
+        topic = topics.utterance(device, utterance_id, topics.UtterancePart.AUDIO, worker)
         return self.client.publish(topic, AudioChunk(sequence=sequence, pcm=pcm).encode(), 1)
 
     def end(self, device: str, utterance_id: uuid.UUID, count: int) -> Any:
         end = UtteranceEnd(utterance_id=utterance_id, reason=EndReason.SILENCE, chunk_count=count)
         return self.client.publish(
-            topics.utterance(device, utterance_id, topics.UtterancePart.END), encode_json(end), 1
+            topics.utterance(device, utterance_id, topics.UtterancePart.END, self._worker(utterance_id)),
+            encode_json(end),
+            1,
         )
 
     def close(self) -> None:
@@ -260,7 +280,7 @@ def on_message(c, u, m):
 c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
 c.on_message = on_message
 c.connect("127.0.0.1", int(sys.argv[1]))
-c.subscribe("earmark/v1/devices/+/utterances/+/+", qos=1)
+c.subscribe("earmark/v1/devices/+/utterances/#", qos=1)
 c.loop_start()
 print("ready", flush=True)
 done.wait(300)
@@ -337,6 +357,7 @@ def bench_flood(workdir: Path, requests: int, claimed_household: str = "h-flood"
         neighbour = _Publisher(port, "bench-neighbour")
         idle = _paced_requests(neighbour, "bench-1", requests, chunks)
         flooder = _Publisher(port, "bench-flooder")
+        worker = next(iter(neighbour.claims.values()))  # a flooder needs no claim to name a worker
         stop = threading.Event()
 
         flooded = {"rounds": 0, "starts": 0, "chunk_bytes": 0}
@@ -351,7 +372,7 @@ def bench_flood(workdir: Path, requests: int, claimed_household: str = "h-flood"
                 sent = 0
                 sequence = 0
                 while sent < 100 * 1024 * 1024 and not stop.is_set():
-                    infos = [flooder.chunk("flooder", u, sequence % 400, big) for u in starts[:8]]
+                    infos = [flooder.chunk("flooder", u, sequence % 400, big, to=worker) for u in starts[:8]]
                     infos[-1].wait_for_publish(10)  # keep a window in flight, as fast as the broker takes it
                     sent += len(big) * len(infos)
                     sequence += 1
@@ -398,7 +419,9 @@ def main() -> None:
         "streams_open_vocabulary": lambda tmp: bench_streams(tmp, args.max_streams, grammar=False),
         "ingest": lambda tmp: bench_ingest(tmp, streams=100, chunks_per_stream=200),
         "flood_own_household": lambda tmp: bench_flood(tmp, requests=args.utterances),
-        "flood_claiming_another_household": lambda tmp: bench_flood(tmp, args.utterances, claimed_household="h-bench"),
+        "flood_claiming_another_household": lambda tmp: bench_flood(
+            tmp, args.utterances, claimed_household="h-bench-1"
+        ),
     }
     for name, run in runs.items():
         if args.only and not name.startswith(args.only):
