@@ -42,10 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(settings: PipelineSettings) -> None:
     from pipeline.ingest import IngestService
     from pipeline.recognizer import load_model
-    from pipeline.store import SQLiteClipStore
+    from pipeline.store import Checkpointer, SQLiteClipStore
 
     model = load_model(settings.vosk_model) if settings.vosk_model is not None else None
     store = SQLiteClipStore(settings.data_dir)
+    checkpointer = Checkpointer(settings.data_dir).start()
     service = IngestService(settings, store, model)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,6 +63,7 @@ async def _serve(settings: PipelineSettings) -> None:
     try:
         await runner
     finally:
+        checkpointer.stop()
         store.close()
 
 

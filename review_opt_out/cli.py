@@ -21,7 +21,7 @@ from contract.cli import OneLineParser, entry, prog_name
 from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
-from pipeline.store import database_path
+from pipeline.store import Checkpointer, database_path
 from review_opt_out import audit, auth, lan, members, signing, tls
 from review_opt_out.registry import Registry
 from review_opt_out.web_guard import LOOPBACK_HOSTS
@@ -47,9 +47,7 @@ def _password(path: Path | None) -> str:
 
 def apply_retention(registry: Registry) -> int:
     """Delete what a household's auto-delete or "don't keep" setting says must go."""
-    return sum(
-        registry.delete(household_id, "retention", clip_id=clip_id) for household_id, clip_id in registry.expired()
-    )
+    return registry.apply_retention()
 
 
 def _background(
@@ -138,6 +136,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop, tally), daemon=True
     )
     worker.start()
+    checkpointer = Checkpointer(args.data_dir).start()
     where = {"type": "review_serving", "url": urls[0], "urls": urls, "broker": settings.mqtt.address}
     print(json.dumps(where), flush=True)  # noqa: T201 - an operator needs to know where it serves
     try:
@@ -151,6 +150,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         )
     finally:
         stop.set()
+        checkpointer.stop()
         voice.stop()
         publisher.stop()
     return 0

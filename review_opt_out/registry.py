@@ -90,6 +90,19 @@ CREATE TABLE IF NOT EXISTS review_considered (
     clip_id  TEXT PRIMARY KEY,
     verdict  TEXT NOT NULL DEFAULT 'unknown'
 );
+-- How far the sampler has read the clips (by rowid, the insertion order): each pass reads
+-- only what came after, in small batches, instead of scanning for clips not considered.
+CREATE TABLE IF NOT EXISTS sampler_mark (
+    one         INTEGER PRIMARY KEY CHECK (one = 1),
+    last_rowid  INTEGER NOT NULL
+);
+-- How far retention has got per retention choice: cutoffs only move forward, so each
+-- run reads only the clips that expired since the last one (by the receipt-time index).
+CREATE TABLE IF NOT EXISTS retention_marks (
+    retention_days  INTEGER PRIMARY KEY,
+    expired_before  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS households_not_kept ON households (household_id) WHERE keep_recordings = 0;
 CREATE TABLE IF NOT EXISTS assignments (
     pseudonym      TEXT PRIMARY KEY,
     clip_id        TEXT NOT NULL,
@@ -381,6 +394,8 @@ class Registry:
                 (RETENTION_CHOICES[choice], household_id),
             )
             audit.append(db, actor, "retention.set", household_id, choice=choice)
+        # Clips older than the new cutoff are behind the retention run's marks: expire them now.
+        self._expire_household(household_id, "retention")
 
     def set_keep_recordings(self, household_id: str, keep: bool, actor: str) -> None:
         """The "don't keep recordings" mode: no new audio is written; clips kept before go at the next retention run."""
@@ -396,30 +411,52 @@ class Registry:
 
     # -- the review pool ----------------------------------------------------------------
 
-    def sample(self, fraction: float, limit: int = 10_000) -> int:
-        """Consider clips not yet considered; admit each eligible one with probability `fraction`."""
+    def sample(self, fraction: float, limit: int = 10_000, batch: int = 500) -> int:
+        """Consider up to `limit` clips stored since the last pass, in transactions of `batch`;
+        admit each eligible one with probability `fraction`.
+
+        Each batch reads forward from a high-water mark (the clips' rowid), so a pass costs
+        what is new, never a scan of what was considered, and holds the write lock for one
+        small batch at a time: clip saves and opt-outs get in between. (A clip whose rowid
+        SQLite reuses after the newest clip was deleted is never considered: it stays out
+        of review, which is the safe side.)
+        """
         rng = secrets.SystemRandom()
-        admitted = 0
-        with self.transaction() as db:
-            rows = db.execute(
-                f"""
-                SELECT c.utterance_id, c.household_id, {VERDICT} AS verdict
-                FROM {JOINS}
-                WHERE c.utterance_id NOT IN (SELECT clip_id FROM review_considered)
-                LIMIT ?
-                """,  # noqa: S608 - only constant SQL is interpolated
-                (limit,),
-            ).fetchall()
-            for clip_id, household_id, verdict in rows:
-                db.execute("INSERT INTO review_considered VALUES (?, ?)", (clip_id, verdict))
-                if verdict == "eligible" and rng.random() < fraction:
-                    db.execute(
-                        "INSERT INTO review_pool VALUES (?, ?, ?, ?)",
-                        (clip_id, secrets.token_urlsafe(16), household_id, _now().isoformat()),
-                    )
-                    admitted += 1
-            if admitted:
-                audit.append(db, "sampler", "pool.admit", "-", admitted=admitted, considered=len(rows))
+        admitted = considered = 0
+        while considered < limit:
+            with self.transaction() as db:
+                mark = db.execute("SELECT last_rowid FROM sampler_mark").fetchone()
+                rows = db.execute(
+                    f"""
+                    SELECT c.rowid, c.utterance_id, c.household_id, {VERDICT} AS verdict
+                    FROM {JOINS}
+                    WHERE c.rowid > ? ORDER BY c.rowid LIMIT ?
+                    """,  # noqa: S608 - only constant SQL is interpolated
+                    (0 if mark is None else mark[0], min(batch, limit - considered)),
+                ).fetchall()
+                if not rows:
+                    break
+                in_batch = 0
+                for _rowid, clip_id, household_id, verdict in rows:
+                    fresh = db.execute(
+                        "INSERT INTO review_considered VALUES (?, ?) ON CONFLICT (clip_id) DO NOTHING",
+                        (clip_id, verdict),
+                    ).rowcount
+                    if fresh and verdict == "eligible" and rng.random() < fraction:
+                        db.execute(
+                            "INSERT INTO review_pool VALUES (?, ?, ?, ?)",
+                            (clip_id, secrets.token_urlsafe(16), household_id, _now().isoformat()),
+                        )
+                        in_batch += 1
+                db.execute(
+                    "INSERT INTO sampler_mark VALUES (1, ?) "
+                    "ON CONFLICT (one) DO UPDATE SET last_rowid = excluded.last_rowid",
+                    (rows[-1][0],),
+                )
+                if in_batch:
+                    audit.append(db, "sampler", "pool.admit", "-", admitted=in_batch, considered=len(rows))
+            admitted += in_batch
+            considered += len(rows)
         return admitted
 
     def verdicts(self) -> collections.Counter[str]:
@@ -731,17 +768,53 @@ class Registry:
         with self.transaction() as db:
             db.executemany("DELETE FROM audio_deletions WHERE path = ?", [(path,) for path in paths])
 
-    def expired(self) -> list[tuple[str, str]]:
-        """(household, clip) pairs past their household's retention, or kept against its wishes."""
+    def apply_retention(self, actor: str = "retention") -> int:
+        """Delete what households' auto-delete and "don't keep" settings say must go; how many went.
+
+        Reads only what can be due: the clips of "don't keep" households, and per retention
+        choice the clips received between the last run's cutoff and this one's (by the
+        receipt-time index). A household that shortens its retention has its older clips
+        expired at that moment (`set_retention`), so the marks never skip one.
+        """
+        now = _now()
         with self.reading() as db:
-            return list(
-                db.execute(
+            due = db.execute(
+                "SELECT h.household_id, c.utterance_id FROM households h "
+                "JOIN clips c ON c.household_id = h.household_id WHERE h.keep_recordings = 0"
+            ).fetchall()
+            marks = dict(db.execute("SELECT retention_days, expired_before FROM retention_marks").fetchall())
+            choices = [
+                r[0]
+                for r in db.execute("SELECT DISTINCT retention_days FROM households WHERE retention_days IS NOT NULL")
+            ]
+            cutoffs = {days: utc_text(now - timedelta(days=days)) for days in choices}
+            for days, cutoff in cutoffs.items():
+                due += db.execute(
                     "SELECT c.household_id, c.utterance_id FROM clips c JOIN households h "
-                    "ON h.household_id = c.household_id "
-                    "WHERE h.keep_recordings = 0 OR (h.retention_days IS NOT NULL "
-                    "AND c.received_at < cutoff(h.retention_days))"
-                )
+                    "ON h.household_id = c.household_id WHERE c.received_at >= ? AND c.received_at < ? "
+                    "AND h.retention_days = ? AND h.keep_recordings = 1",
+                    (marks.get(days, ""), cutoff, days),
+                ).fetchall()
+        deleted = sum(self.delete(household_id, actor, clip_id=clip_id) for household_id, clip_id in due)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO retention_marks VALUES (?, ?) ON CONFLICT (retention_days) DO UPDATE SET "
+                "expired_before = excluded.expired_before",
+                list(cutoffs.items()),
             )
+        return deleted
+
+    def _expire_household(self, household_id: str, actor: str) -> int:
+        """Delete a household's clips past its retention now (by the household + receipt-time index)."""
+        household = self.household(household_id)
+        if household.retention_days is None:
+            return 0
+        cutoff = utc_text(_now() - timedelta(days=household.retention_days))
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT utterance_id FROM clips WHERE household_id = ? AND received_at < ?", (household_id, cutoff)
+            ).fetchall()
+        return sum(self.delete(household_id, actor, clip_id=row[0]) for row in rows)
 
 
 def _recording_filter(household_id: str, which: RecordingFilter) -> tuple[str, list[Any]]:

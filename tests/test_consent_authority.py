@@ -26,6 +26,7 @@ from contract.messages import ConsentState, EndReason, encode_json
 from contract.mqtt import MqttSettings
 from firmware.uplink import ConsentCache
 from pipeline.settings import IngestSettings, PipelineSettings
+from review_opt_out import registry as registry_module
 from review_opt_out.cli import apply_retention
 from review_opt_out.publisher import ConsentPublisher
 from review_opt_out.registry import Channel, Registry
@@ -181,7 +182,9 @@ def test_keeping_nothing_writes_no_audio_and_a_wake_without_speech_keeps_none(cl
     device.close()
 
 
-def test_retention_counts_from_the_clouds_receipt_not_the_devices_clock(cloud: Cloud) -> None:
+def test_retention_counts_from_the_clouds_receipt_not_the_devices_clock(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
     device = Injector(cloud.broker)
     far_future = datetime(9999, 1, 1, tzinfo=UTC).isoformat()
     clip_id = send(device, review_allowed=False, consent_version=1, capture_started_at=far_future)
@@ -190,8 +193,8 @@ def test_retention_counts_from_the_clouds_receipt_not_the_devices_clock(cloud: C
     cloud.registry.set_retention("h-42", "3_months", "ana")
     assert apply_retention(cloud.registry) == 0  # received just now
     # 100 days pass (on the cloud's clock): it goes, whatever the device claimed.
-    aged = (datetime.now(UTC) - timedelta(days=100)).isoformat(timespec="microseconds")
-    cloud.registry.db.execute("UPDATE clips SET received_at = ? WHERE utterance_id = ?", (aged, str(clip_id)))
+    later = datetime.now(UTC) + timedelta(days=100)
+    monkeypatch.setattr(registry_module, "_now", lambda: later)
     assert apply_retention(cloud.registry) == 1
     assert cloud.pipeline.store.get(clip_id) is None
     device.close()

@@ -47,6 +47,24 @@ def test_only_eligible_clips_enter_the_pool(tmp_path: Path) -> None:
     assert registry.sample(1.0) == 0  # each clip is considered once
 
 
+def test_the_sampler_reads_forward_in_small_batches(tmp_path: Path) -> None:
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    household = registry.set_consent("h1", True, "member-1", Channel.APP)
+    first = [capture(store, "h1", True, household.consent_version) for _ in range(5)]
+    assert registry.sample(1.0, limit=3, batch=2) == 3  # the limit holds across batches
+    assert registry.sample(1.0, batch=2) == 2
+    later = capture(store, "h1", True, household.consent_version)
+    assert registry.sample(1.0, batch=2) == 1  # only what came after the mark is read
+    considered = {row[0] for row in registry.db.execute("SELECT clip_id FROM review_considered")}
+    assert considered == {str(c) for c in [*first, later]}
+    [(mark,)] = registry.db.execute("SELECT last_rowid FROM sampler_mark").fetchall()
+    assert mark == registry.db.execute("SELECT max(rowid) FROM clips").fetchone()[0]
+    # Each batch was its own transaction, with its own audit entry.
+    admits = registry.db.execute("SELECT count(*) FROM audit_log WHERE action = 'pool.admit'").fetchone()[0]
+    assert admits == 4
+
+
 def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: Path) -> None:
     store, registry = open_both(tmp_path)
     registry.create_household("h1", "The Parks")
@@ -118,9 +136,13 @@ def test_retention_and_dont_keep(tmp_path: Path) -> None:
     recent = capture(store, "h1", False, 1, age_days=10)
     capture(store, "h2", False, 1)
     assert apply_retention(registry) == 0  # default: keep until deleted
-    registry.set_retention("h1", "3_months", "m")
-    assert apply_retention(registry) == 1
+    registry.set_retention("h1", "3_months", "m")  # takes effect at once for what is older
     assert store.get(old) is None and store.get(recent) is not None
+    registry.create_household("h3", "The Kims")
+    registry.set_retention("h3", "3_months", "m")
+    expiring = capture(store, "h3", False, 1, age_days=100)  # as if received 100 days ago
+    assert apply_retention(registry) == 1 and store.get(expiring) is None
+    assert apply_retention(registry) == 0 and store.get(recent) is not None
     registry.set_keep_recordings("h2", False, "m")
     assert apply_retention(registry) == 1
     assert registry.recordings("h2") == []

@@ -367,7 +367,9 @@ def test_a_fuzzing_device_cannot_take_ingest_down_or_widen_review(
     def hostile_session(data: st.DataObject) -> None:
         utterances = [uuid.uuid4() for _ in range(3)]
         sent.extend(utterances)
-        for topic, payload, retain in data.draw(st.lists(hostile_message(utterances, pipeline.service.worker_id), min_size=1, max_size=25)):
+        for topic, payload, retain in data.draw(
+            st.lists(hostile_message(utterances, pipeline.service.worker_id), min_size=1, max_size=25)
+        ):
             sender.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     try:
