@@ -18,12 +18,14 @@ scanned, so reconciling costs nothing at a million clips and runs while serving.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
 import sqlite3
 import time
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +136,35 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     db.execute("PRAGMA secure_delete=ON")
     ensure_schema(db)
     return db
+
+
+class WriterLock:
+    """Earmark's writers, in every process sharing the database, take turns in the kernel's
+    order rather than SQLite's.
+
+    SQLite makes a writer that finds the database locked sleep and retry (up to 100 ms
+    between tries), so a process committing back to back (opt-outs, the sampler) starved
+    a clip save for seconds (measured: 3.9 s). A waiter on `flock` is woken the moment
+    the lock is released. Held around each write transaction, never while waiting for
+    anything else.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / "earmark.sqlite3.writer-lock"
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Exclusive among Earmark's writers while the block runs."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Release the lock file."""
+        os.close(self._fd)
 
 
 class Checkpointer:
@@ -261,6 +292,7 @@ class SQLiteClipStore:
         for directory in (data_dir, self._clips_dir, self._incoming):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = connect(data_dir)  # check_same_thread=False: the pipeline gives the store one thread
+        self._writer = WriterLock(data_dir)
         self._crash_hook = crash_hook  # a test seam: called at named points inside save()
         self.reconcile()
 
@@ -323,6 +355,36 @@ class SQLiteClipStore:
             _fsync_dir(self._incoming)  # the .part's name is durable before a row can point at it
             self._crash_point("audio_written")
         try:
+            with self._writer.held():
+                inserted = self._insert(clip, partial, final, round(bytes_to_seconds(len(audio or b"")), 3))
+        except BaseException:
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # only ever our own .part: stored audio is never touched
+            raise
+        if inserted is None:  # deleted by its household before it got here
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            _LOGGER.info("utterance %s was deleted by its household before it was stored", clip.utterance_id)
+            return True
+        if not inserted:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            return False
+        if partial is not None:
+            self._crash_point("committed")
+            _move_into_place(partial, final)
+            # A household may have deleted it between our commit and the rename (the
+            # deletion found no file to remove then): its audio must not outlive its row.
+            if (
+                self._db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (str(clip.utterance_id),)).fetchone()
+                is None
+            ):
+                final.unlink(missing_ok=True)
+        return True
+
+    def _insert(self, clip: Clip, partial: Path | None, final: Path, audio_seconds: float) -> bool | None:
+        """The row, in one write transaction: True if inserted, False if stored already, None if forgotten."""
+        try:
             self._db.execute("BEGIN IMMEDIATE")
             if self._db.execute(
                 "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
@@ -330,10 +392,7 @@ class SQLiteClipStore:
                 (str(clip.utterance_id), clip.device_id, clip.household_id, utc_text(clip.received_at)),
             ).fetchone():
                 self._db.execute("ROLLBACK")
-                if partial is not None:
-                    partial.unlink(missing_ok=True)
-                _LOGGER.info("utterance %s was deleted by its household before it was stored", clip.utterance_id)
-                return True
+                return None
             inserted = self._db.execute(
                 "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (utterance_id) DO NOTHING",
@@ -344,7 +403,7 @@ class SQLiteClipStore:
                     utc_text(clip.capture_started_at),
                     utc_text(clip.received_at),
                     utc_text(clip.stored_at),
-                    round(bytes_to_seconds(len(audio or b"")), 3),
+                    audio_seconds,
                     clip.transcript,
                     clip.end_reason,
                     clip.status,
@@ -362,24 +421,8 @@ class SQLiteClipStore:
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            if partial is not None:
-                partial.unlink(missing_ok=True)  # only ever our own .part: stored audio is never touched
             raise
-        if not inserted:
-            if partial is not None:
-                partial.unlink(missing_ok=True)
-            return False
-        if partial is not None:
-            self._crash_point("committed")
-            _move_into_place(partial, final)
-            # A household may have deleted it between our commit and the rename (the
-            # deletion found no file to remove then): its audio must not outlive its row.
-            if (
-                self._db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (str(clip.utterance_id),)).fetchone()
-                is None
-            ):
-                final.unlink(missing_ok=True)
-        return True
+        return bool(inserted)
 
     def block_review(self, utterance_id: UUID, reason: str) -> None:
         """Rule a stored clip out of review; a reason already recorded stays."""
@@ -451,6 +494,7 @@ class SQLiteClipStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+        self._writer.close()
 
 
 def _write_wav(path: Path, audio: bytes) -> None:

@@ -48,7 +48,9 @@ def populate(registry: Registry, clips: int, pool: int) -> list[str]:
     households = [f"h{i:05d}" for i in range(HOUSEHOLDS)]
     per_household_pool = pool // HOUSEHOLDS
     with registry.transaction() as db:
-        db.executemany("INSERT INTO households VALUES (?, ?, 1, 2, NULL, 1, ?)", [(h, h, now) for h in households])
+        db.executemany(
+            "INSERT INTO households VALUES (?, ?, 1, 2, NULL, 1, ?, 'UTC')", [(h, h, now) for h in households]
+        )
         db.executemany(
             "INSERT INTO consent_history VALUES (?, ?, ?, 'bench', 'app', ?)",
             [(h, v, int(v == 2), changed) for h in households for v in (1, 2)],

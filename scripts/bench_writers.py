@@ -1,0 +1,139 @@
+"""Clip saves beside the review sampler and opt-outs, at 1M clips (reported, never asserted).
+
+    python -m scripts.bench_writers [--clips 1000000] [--seconds 10] [--out reports/writers_bench.json]
+
+Builds the benchmark store of `scripts.bench_consent` (1M clips, 10,000 opted-in
+households, 100k pooled), leaves the newest 10 % of clips for the sampler to read, then
+runs the real clip store's `save()` (a 1 s WAV, fsynced, and its row) as fast as one
+process can, three times for `--seconds` each: alone; while the sampler works through
+its backlog (the registry, in this process, as the review service runs it); and while
+households opt out and back in, one consent transaction after another. Reported per
+phase: saves per second, p50/p99/max save latency, and saves over 100 ms; for the
+phases with company, how much work the company did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.store import Clip, SQLiteClipStore
+from review_opt_out.registry import Channel, Registry
+from review_opt_out.signing import create_key
+from scripts.bench_consent import HOUSEHOLDS, populate
+
+
+def _saver(data_dir: str, seconds: float, results: Any) -> None:
+    """A pipeline's save loop in a process of its own; sends back every save's latency."""
+    store = SQLiteClipStore(Path(data_dir))
+    audio = bytes(32_000)  # 1 s of silence
+    latencies = []
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        household = f"h{n % HOUSEHOLDS:05d}"
+        now = datetime.now(UTC)
+        clip = Clip(
+            utterance_id=uuid.uuid4(), device_id=f"d-{household}", household_id=household, capture_started_at=now,
+            received_at=now, stored_at=now, duration_seconds=0.0, transcript="불 켜", end_reason="silence",
+            status="complete", missing_chunks=0, wake_word="alexa", firmware_version="bench", review_allowed=True,
+            consent_version=2,
+        )  # fmt: skip
+        began = time.perf_counter()
+        store.save(clip, audio)
+        latencies.append(time.perf_counter() - began)
+        n += 1
+    store.close()
+    results.put(latencies)
+
+
+def _phase(data_dir: Path, seconds: float, company: Any = None) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    stop = threading.Event()
+    done: dict[str, int] = {}
+    worker = threading.Thread(target=company, args=(stop, done), daemon=True) if company else None
+    saver = context.Process(target=_saver, args=(str(data_dir), seconds, results))
+    saver.start()
+    time.sleep(1.0)  # the saver's imports; the company starts with its saves
+    if worker is not None:
+        worker.start()
+    latencies = np.array(results.get(timeout=seconds + 120))
+    saver.join()
+    stop.set()
+    if worker is not None:
+        worker.join()
+    return {
+        "saves": len(latencies),
+        "saves_per_second": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
+        "max_ms": round(float(latencies.max()) * 1000, 1),
+        "over_100_ms": int((latencies > 0.1).sum()),
+        **done,
+    }
+
+
+def main() -> None:
+    """Build, measure, report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=Path("reports/writers_bench.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        SQLiteClipStore(data_dir).close()
+        create_key(data_dir)
+        registry = Registry(data_dir)
+        households = populate(registry, args.clips, args.clips // 10)
+        with registry.transaction() as db:  # the oldest 90 % were sampled before
+            db.execute("INSERT INTO sampler_mark VALUES (1, ?)", (int(args.clips * 0.9),))
+        registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        print("built", args.clips, "clips", flush=True)
+
+        def sampling(stop: threading.Event, done: dict[str, int]) -> None:
+            done["sampled"] = 0
+            while not stop.is_set():
+                before = registry.db.execute("SELECT count(*) FROM review_considered").fetchone()[0]
+                registry.sample(0.01, limit=5_000)
+                done["sampled"] += registry.db.execute("SELECT count(*) FROM review_considered").fetchone()[0] - before
+
+        def opting_out(stop: threading.Event, done: dict[str, int]) -> None:
+            done["consent_changes"] = 0
+            rng = random.Random(5)  # noqa: S311 - which household, not a secret
+            allowed = dict.fromkeys(households, True)
+            while not stop.is_set():
+                household = rng.choice(households)
+                allowed[household] = not allowed[household]
+                registry.set_consent(household, allowed[household], "bench", Channel.APP)
+                done["consent_changes"] += 1
+
+        figures = {
+            "clips": args.clips,
+            "seconds_per_phase": args.seconds,
+            "alone": _phase(data_dir, args.seconds),
+            "during_sampling": _phase(data_dir, args.seconds, sampling),
+            "during_opt_outs": _phase(data_dir, args.seconds, opting_out),
+        }
+        registry.close()
+    alone = figures["alone"]["saves_per_second"]
+    for phase in ("during_sampling", "during_opt_outs"):
+        figures[phase]["share_of_alone"] = round(figures[phase]["saves_per_second"] / alone, 2)
+    print(json.dumps(figures, indent=2))
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
