@@ -103,6 +103,10 @@ CREATE TABLE IF NOT EXISTS retention_marks (
     retention_days  INTEGER PRIMARY KEY,
     expired_before  TEXT NOT NULL
 );
+-- One-off data migrations already done: an open runs each once, not at every start.
+CREATE TABLE IF NOT EXISTS migrations (
+    name  TEXT PRIMARY KEY
+);
 CREATE INDEX IF NOT EXISTS households_not_kept ON households (household_id) WHERE keep_recordings = 0;
 CREATE TABLE IF NOT EXISTS assignments (
     pseudonym      TEXT PRIMARY KEY,
@@ -215,12 +219,16 @@ class Registry:
             )
         # Loaded when the first consent state is signed: read-only commands need no key.
         self._signer = signer
-        with self.transaction() as db:
-            # Households that chose "don't keep" before the clip store read storage_policy.
-            db.execute(
-                "INSERT INTO storage_policy SELECT household_id, keep_recordings FROM households WHERE true "
-                "ON CONFLICT (household_id) DO NOTHING"
-            )
+        if not self._db.execute("SELECT 1 FROM migrations WHERE name = 'storage_policy'").fetchone():
+            with self.transaction() as db:
+                # Households that chose "don't keep" before the clip store read storage_policy
+                # (every change since writes both): once, not a write lock over every
+                # household at each open.
+                db.execute(
+                    "INSERT INTO storage_policy SELECT household_id, keep_recordings FROM households WHERE true "
+                    "ON CONFLICT (household_id) DO NOTHING"
+                )
+                db.execute("INSERT INTO migrations VALUES ('storage_policy')")
         self._finish_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
         # A new household starts with NO review consent unless the operator says otherwise.
         self._default_review_allowed = default_review_allowed
