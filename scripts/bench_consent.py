@@ -41,6 +41,14 @@ HOUSEHOLDS = 10_000
 INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
+def build(workdir: Path, clips: int, pool: int) -> tuple[Registry, list[str]]:
+    """A fresh store and registry (with a signing key) in `workdir`, populated."""
+    SQLiteClipStore(workdir).close()
+    create_key(workdir)
+    registry = Registry(workdir)
+    return registry, populate(registry, clips, pool)
+
+
 def populate(registry: Registry, clips: int, pool: int) -> list[str]:
     """Households opted in at version 2, their clips, the pool, one open assignment each."""
     changed = utc_text(datetime.now(UTC) - timedelta(days=1))
@@ -101,11 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        SQLiteClipStore(workdir).close()
-        create_key(workdir)
-        registry = Registry(workdir)
         started = time.monotonic()
-        households = populate(registry, args.clips, args.pool)
+        registry, households = build(workdir, args.clips, args.pool)
         build_seconds = time.monotonic() - started
         counts = {
             "clips": registry.db.execute("SELECT COUNT(*) FROM clips").fetchone()[0],

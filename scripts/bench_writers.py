@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.store import Clip, SQLiteClipStore
-from review_opt_out.registry import Channel, Registry
-from review_opt_out.signing import create_key
-from scripts.bench_consent import HOUSEHOLDS, populate
+from review_opt_out.registry import Channel
+from scripts.bench_consent import HOUSEHOLDS, build
 
 
 def _saver(data_dir: str, seconds: float, results: Any) -> None:
@@ -96,10 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        SQLiteClipStore(data_dir).close()
-        create_key(data_dir)
-        registry = Registry(data_dir)
-        households = populate(registry, args.clips, args.clips // 10)
+        registry, households = build(data_dir, args.clips, args.clips // 10)
         with registry.transaction() as db:  # the oldest 90 % were sampled before
             db.execute("INSERT INTO sampler_mark VALUES (1, ?)", (int(args.clips * 0.9),))
         registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
