@@ -98,7 +98,7 @@ class IngestStats:
     arbitration_cancelled: int = 0
     claims: int = 0
     receipts: int = 0
-    dropped_on_reconnect: int = 0  # open streams let go after a broker outage: their devices send them again
+    dropped_on_reconnect: int = 0  # streams let go (broker lost, or stopping): their devices send them again
     unfollowed: int = 0  # claims the device never followed (it took another worker's): nothing to keep
 
 
@@ -172,7 +172,8 @@ class _Stream:
         self.arbitrated = asyncio.Event()  # set once it is known whether this one answers
         self.cancelled = False  # another speaker of the household answers: nothing is kept
         self.followed = False  # a chunk or the end came after the claim
-        self.let_go = False  # the broker connection broke: the device sends it all again
+        self.let_go = False  # the broker connection broke, or we stop: the device sends it all again
+        self.unserved = False  # let go or never followed: nothing settled, a resent start is served afresh
 
 
 class IngestService:
@@ -585,10 +586,12 @@ class IngestService:
                 await stream.arbitrated.wait()  # never longer than the decision time after admission
                 if status == "let_go":
                     self.stats.dropped_on_reconnect += 1
+                    stream.unserved = True
                 elif not stream.followed:
                     # The device sent nothing after its start: it followed another worker's
                     # claim (or died before saying a word). No speech reached us to keep.
                     self.stats.unfollowed += 1
+                    stream.unserved = True
                 elif not stream.cancelled:
                     await self._finish(stream, status)
         except ContractError as err:
@@ -600,7 +603,10 @@ class IngestService:
             # household_id is set only once the household quota was charged.
             self._quotas.release(stream.start.device_id, stream.household_id)
             self._streams.pop(utterance_id, None)
-            self._finished[utterance_id] = stream.tag
+            # Remembered as done only if it was: a start of one we let go or nobody followed,
+            # sent again, must be served (answering "stored" from memory would lose it).
+            if not stream.unserved:
+                self._finished[utterance_id] = stream.tag
             while len(self._finished) > _FINISHED_REMEMBERED:
                 self._finished.popitem(last=False)
 
@@ -610,6 +616,7 @@ class IngestService:
         start = stream.start
         known = await loop.run_in_executor(self._io, self._store.admission, start.device_id, start.utterance_id)
         if stream.let_go:
+            stream.unserved = True
             return False
         check_enrolment(start.household_id, known.household_id)
         if known.forgotten:

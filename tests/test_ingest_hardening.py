@@ -380,3 +380,22 @@ def test_chunks_before_a_start_never_cost_a_device_its_quota(broker: Broker, pip
     assert stored(pipeline, later).status == "complete"
     assert pipeline.service.stats.rejected["device_quota"] == 0
     device.close()
+
+
+def test_a_start_sent_again_after_nobody_followed_its_claim_is_served(tmp_path: Path, broker: Broker) -> None:
+    pipeline = start_pipeline(tmp_path, broker)
+    device = Injector(broker)
+    try:
+        utterance_id = uuid.uuid4()
+        device.start(utterance_id)  # claimed, then never followed (the device took another worker's claim)
+        assert pipeline.wait_until(lambda: pipeline.service.stats.unfollowed == 1, 15)
+        assert pipeline.store.get(utterance_id) is None  # no speech reached this worker: nothing kept
+        # Later the device sends it again (its worker died) and the start lands here: it is
+        # served, not answered "stored" from memory.
+        device.start(utterance_id)
+        device.chunk(utterance_id, 0, CHUNK)
+        device.end(utterance_id, 1)
+        assert stored(pipeline, utterance_id).status == "complete"
+    finally:
+        pipeline.stop()
+        device.close()
