@@ -163,8 +163,10 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release the lock file."""
-        os.close(self._fd)
+        """Release the lock file (again: nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class Checkpointer:
