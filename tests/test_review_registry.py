@@ -212,7 +212,11 @@ def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None
     store, registry = open_both(tmp_path)
     registry.create_household("h1", "The Parks")
     store.enroll("kitchen-1", "h1")
-    registry.db.execute("UPDATE households SET keep_recordings = 0")  # as an older release left it
+    # As an older release left it: the choice only in households, and no record of the
+    # one-off migration (that release had no migrations table).
+    registry.db.execute("UPDATE households SET keep_recordings = 0")
+    registry.db.execute("DELETE FROM storage_policy")
+    registry.db.execute("DROP TABLE migrations")
     registry.close()
     Registry(tmp_path).close()
     assert store.admission("kitchen-1", uuid.uuid4()).keep_audio is False
