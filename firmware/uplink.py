@@ -499,11 +499,16 @@ class Uplink:
                 _LOGGER.warning("utterance %s: too much unconfirmed audio; it can no longer be resent", utterance_id)
 
     def _address(self, item: _Out) -> str | None:
-        """Where `item` goes now; None while its utterance waits for a claim (under `_cond`)."""
-        if item.part is None or item.part is topics.UtterancePart.START or item.utterance_id is None:
+        """Where `item` goes now; "" if it must not go at all; None while its utterance waits
+        for a claim (under `_cond`)."""
+        if item.part is None or item.utterance_id is None:
             return item.topic
         delivery = self._deliveries.get(item.utterance_id)
-        if delivery is None or delivery.worker_id is None:
+        if delivery is None or item.attempt != delivery.attempt:
+            return ""  # its utterance is settled, or this copy belongs to a sending given up
+        if item.part is topics.UtterancePart.START:
+            return item.topic
+        if delivery.worker_id is None:
             return None
         return topics.utterance(self._identity.device_id, item.utterance_id, item.part, delivery.worker_id)
 
@@ -533,6 +538,12 @@ class Uplink:
                 if len(self._inflight) < self._settings.window_messages and len(self._outbox) > len(self._inflight):
                     item = self._outbox[len(self._inflight)]
                     topic = self._address(item)
+                    if topic == "":
+                        # Never sent (e.g. an old sending's copy found unsent after a reconnect):
+                        # leaving it would block everything behind it.
+                        del self._outbox[len(self._inflight)]
+                        self._outbox_audio_bytes -= item.audio_bytes
+                        continue
                 if item is None or topic is None:
                     # Nothing to send, or the next message waits for its utterance's claim.
                     self._cond.wait(0.005 if self._inflight or item is not None else 0.1)
@@ -644,6 +655,11 @@ class Uplink:
         with self._cond:
             if item.audio_bytes and self._outbox_audio_bytes + item.audio_bytes > self._outbox_limit_bytes:
                 return False
+            if item.part is not None and item.utterance_id is not None:
+                delivery = self._deliveries.get(item.utterance_id)
+                if delivery is None:
+                    return True  # cancelled, stored or given up meanwhile: nothing more of it goes
+                item.attempt = delivery.attempt  # belongs to the sending under way (maybe a resend)
             self._outbox.append(item)
             self._outbox_audio_bytes += item.audio_bytes
             self._cond.notify_all()

@@ -173,7 +173,9 @@ class _Stream:
         self.cancelled = False  # another speaker of the household answers: nothing is kept
         self.followed = False  # a chunk or the end came after the claim
         self.let_go = False  # the broker connection broke, or we stop: the device sends it all again
-        self.unserved = False  # let go or never followed: nothing settled, a resent start is served afresh
+        # Until settled (stored, a stored duplicate, deleted before it came, or cancelled): a
+        # start sent again is served afresh, never answered "stored" from memory.
+        self.settled = False
 
 
 class IngestService:
@@ -586,14 +588,13 @@ class IngestService:
                 await stream.arbitrated.wait()  # never longer than the decision time after admission
                 if status == "let_go":
                     self.stats.dropped_on_reconnect += 1
-                    stream.unserved = True
                 elif not stream.followed:
                     # The device sent nothing after its start: it followed another worker's
                     # claim (or died before saying a word). No speech reached us to keep.
                     self.stats.unfollowed += 1
-                    stream.unserved = True
                 elif not stream.cancelled:
                     await self._finish(stream, status)
+            stream.settled = stream.settled or stream.cancelled
         except ContractError as err:
             self._reject(err.code, topics.utterance(stream.start.device_id, utterance_id, topics.UtterancePart.START))
         except Exception:
@@ -603,9 +604,9 @@ class IngestService:
             # household_id is set only once the household quota was charged.
             self._quotas.release(stream.start.device_id, stream.household_id)
             self._streams.pop(utterance_id, None)
-            # Remembered as done only if it was: a start of one we let go or nobody followed,
-            # sent again, must be served (answering "stored" from memory would lose it).
-            if not stream.unserved:
+            # Remembered as done only if it was: a start of one we let go, nobody followed, or
+            # failed to store, sent again, must be served (answering "stored" would lose it).
+            if stream.settled:
                 self._finished[utterance_id] = stream.tag
             while len(self._finished) > _FINISHED_REMEMBERED:
                 self._finished.popitem(last=False)
@@ -616,11 +617,11 @@ class IngestService:
         start = stream.start
         known = await loop.run_in_executor(self._io, self._store.admission, start.device_id, start.utterance_id)
         if stream.let_go:
-            stream.unserved = True
             return False
         check_enrolment(start.household_id, known.household_id)
         if known.forgotten:
             self.stats.duplicates += 1  # deleted by its household already: never served again
+            stream.settled = True
             self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
         if known.stored_tag is not None:
@@ -632,6 +633,7 @@ class IngestService:
             self.stats.duplicates += 1  # redelivered after a restart: what is stored stays as it is
             if stream.review_blocked is not None:
                 self._block_review(start.utterance_id)
+            stream.settled = True
             self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
         self._quotas.admit_household(start.household_id)
@@ -802,6 +804,7 @@ class IngestService:
         audio = bytes(stream.audio) if keep_audio else None
         saved = await asyncio.get_running_loop().run_in_executor(self._io, self._store.save, clip, audio)
         # Only now may the device forget the utterance.
+        stream.settled = True
         self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
         self.stats.receipts += 1
         if saved:

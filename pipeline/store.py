@@ -310,11 +310,12 @@ class SQLiteClipStore:
         except ContractError as err:
             raise ClipRejected(str(err)) from err
         previous = self.device_household(device_id)
-        self._db.execute(
-            "INSERT INTO devices (device_id, household_id) VALUES (?, ?) "
-            "ON CONFLICT (device_id) DO UPDATE SET household_id = excluded.household_id",
-            (device_id, household_id),
-        )
+        with self._writer.held():  # a turn like every writer's, not SQLite's sleeping retries
+            self._db.execute(
+                "INSERT INTO devices (device_id, household_id) VALUES (?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET household_id = excluded.household_id",
+                (device_id, household_id),
+            )
         return previous
 
     def device_household(self, device_id: str) -> str | None:
@@ -428,10 +429,11 @@ class SQLiteClipStore:
 
     def block_review(self, utterance_id: UUID, reason: str) -> None:
         """Rule a stored clip out of review; a reason already recorded stays."""
-        self._db.execute(
-            "UPDATE clips SET review_blocked = COALESCE(review_blocked, ?) WHERE utterance_id = ?",
-            (reason, str(utterance_id)),
-        )
+        with self._writer.held():  # must not time out behind back-to-back writers: it narrows review
+            self._db.execute(
+                "UPDATE clips SET review_blocked = COALESCE(review_blocked, ?) WHERE utterance_id = ?",
+                (reason, str(utterance_id)),
+            )
 
     def get(self, utterance_id: UUID) -> Clip | None:
         """A stored clip, or None."""

@@ -228,7 +228,8 @@ class Registry:
                     "INSERT INTO storage_policy SELECT household_id, keep_recordings FROM households WHERE true "
                     "ON CONFLICT (household_id) DO NOTHING"
                 )
-                db.execute("INSERT INTO migrations VALUES ('storage_policy')")
+                # Another process may have opened the same old database at the same moment.
+                db.execute("INSERT INTO migrations VALUES ('storage_policy') ON CONFLICT (name) DO NOTHING")
         self._finish_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
         # A new household starts with NO review consent unless the operator says otherwise.
         self._default_review_allowed = default_review_allowed
