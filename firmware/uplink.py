@@ -466,7 +466,7 @@ class Uplink:
             return
         delivery.resends += 1
         delivery.attempt += 1
-        again = [replace(o, attempt=delivery.attempt) for o in [*delivery.sent, *in_flight, *unsent] if o.part]
+        again = [replace(o, attempt=delivery.attempt) for o in [*delivery.sent, *in_flight, *unsent]]
         delivery.sent, delivery.sent_audio_bytes = [], 0
         delivery.worker_id = delivery.start_sent_at = delivery.end_sent_at = delivery.claimant_missing_since = None
         position = len(self._inflight)

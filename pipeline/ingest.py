@@ -98,7 +98,7 @@ class IngestStats:
     arbitration_cancelled: int = 0
     claims: int = 0
     receipts: int = 0
-    dropped_on_reconnect: int = 0  # streams let go (broker lost, or stopping): their devices send them again
+    let_go: int = 0  # streams let go (broker lost, or stopping): their devices send them again
     unfollowed: int = 0  # claims the device never followed (it took another worker's): nothing to keep
 
 
@@ -587,7 +587,7 @@ class IngestService:
                 status = await self._receive(stream)
                 await stream.arbitrated.wait()  # never longer than the decision time after admission
                 if status == "let_go":
-                    self.stats.dropped_on_reconnect += 1
+                    self.stats.let_go += 1
                 elif not stream.followed:
                     # The device sent nothing after its start: it followed another worker's
                     # claim (or died before saying a word). No speech reached us to keep.

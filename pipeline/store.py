@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -174,8 +175,6 @@ class Checkpointer:
     every request path. PASSIVE: it never waits for, or blocks, a reader or a writer."""
 
     def __init__(self, data_dir: Path, interval_seconds: float = 1.0) -> None:
-        import threading
-
         self._path = database_path(data_dir)
         self._interval = interval_seconds
         self._stop = threading.Event()
