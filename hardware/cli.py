@@ -98,7 +98,16 @@ def _up(argv: list[str], root: Path) -> int:
         from firmware.assistant.settings import Language
 
         grammar = IntentMatcher(Language(args.language or "en")).phrases()
-    return up.up(args.input, root, args.vosk_model, extra, with_app=args.app, grammar=grammar, app_port=args.app_port)
+    return up.up(
+        args.input,
+        root,
+        args.vosk_model,
+        extra,
+        with_app=args.app,
+        grammar=grammar,
+        app_port=args.app_port,
+        database=args.database,
+    )
 
 
 def _local(name: str) -> Callable[[list[str]], int]:

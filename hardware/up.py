@@ -105,7 +105,7 @@ def local_time_zone() -> str:
 
 
 @contextlib.contextmanager
-def companion_app(cloud_dir: Path, address: str, port: int) -> Iterator[None]:
+def companion_app(cloud_dir: Path, address: str, port: int, env: dict[str, str] | None = None) -> Iterator[None]:
     """The consent service and its page, with this machine's household and one member."""
     review = ["review_opt_out.cli", "--data-dir", str(cloud_dir)]
     password_file = cloud_dir.parent / "app-password"
@@ -116,14 +116,16 @@ def companion_app(cloud_dir: Path, address: str, port: int) -> Iterator[None]:
         _python(*review, "add-household", HOUSEHOLD_ID, "This home", "--time-zone", local_time_zone()),
         capture_output=True,
         check=False,
+        env=env,
     )
     subprocess.run(
         _python(*review, "add-member", HOUSEHOLD_ID, APP_EMAIL, "You", "--password-file", str(password_file)),
         capture_output=True,
         check=False,
+        env=env,
     )
     # It prints the addresses a phone can open (HTTPS, the certificate `setup` made).
-    server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)))
+    server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)), env=env)
     notice = (
         f"companion app: sign in as {APP_EMAIL} with the password in {password_file} (the browser warns once about"
         " the self-signed certificate); switch review on or off and the device's next clip carries the new consent"
@@ -155,9 +157,16 @@ def up(
     with_app: bool = False,
     grammar: Sequence[str] = (),
     app_port: int = DEFAULT_APP_PORT,
+    database: str | None = None,
 ) -> int:
-    """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C)."""
+    """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C).
+
+    `database` (postgresql://…) puts the cloud's rows there instead of SQLite in the data
+    directory; the cloud's processes get it in their environment, not on a command line
+    every local user can read.
+    """
     data_dir = data_dir.expanduser()
+    env = None if database is None else {**os.environ, "EARMARK_DATABASE": database}
     model = vosk_model.expanduser() if vosk_model else paths.models_dir(data_dir) / DEFAULT_MODEL_NAME
     cloud = ["--data-dir", str(data_dir / "cloud")]
     if vosk_model is not None and not model.is_dir():
@@ -168,11 +177,16 @@ def up(
         print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
         # The consent service signs what it publishes; the device believes only that key
         # (written by review_opt_out/signing.py, run as its own process: no cloud import here).
-        subprocess.run(_python("review_opt_out.cli", *cloud, "setup"), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(_python("review_opt_out.cli", *cloud, "setup"), check=True, stdout=subprocess.DEVNULL, env=env)
         consent_key = data_dir / "cloud" / "keys" / "consent-signing.pub"
-        subprocess.run(
-            _python("pipeline.cli", *cloud, "enroll", DEVICE_ID, HOUSEHOLD_ID), check=True, stdout=subprocess.DEVNULL
+        enrolled = subprocess.run(
+            _python("pipeline.cli", *cloud, "enroll", DEVICE_ID, HOUSEHOLD_ID),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            env=env,
         )
+        if enrolled.returncode != 0:  # its own message (an unreachable database, say) is on stderr
+            raise ConfigError("could not enroll this machine's speaker in the cloud's database")
         run_args = [*cloud, "run", "--broker", address]
         for phrase in grammar:
             run_args += ["--grammar", phrase]
@@ -184,8 +198,8 @@ def up(
                 "Fetch the English default with `earmark models fetch-default`, or pass --vosk-model DIR."
             )
             print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
-        pipeline = subprocess.Popen(_python("pipeline.cli", *run_args), stdout=subprocess.PIPE, text=True)
-        app = companion_app(data_dir / "cloud", address, app_port) if with_app else contextlib.nullcontext()
+        pipeline = subprocess.Popen(_python("pipeline.cli", *run_args), stdout=subprocess.PIPE, text=True, env=env)
+        app = companion_app(data_dir / "cloud", address, app_port, env) if with_app else contextlib.nullcontext()
         try:
             assert pipeline.stdout is not None  # noqa: S101 - PIPE was asked for
             if "pipeline_ready" not in pipeline.stdout.readline():
@@ -217,6 +231,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_APP_PORT,
         help=f"the companion app's HTTPS port (default {DEFAULT_APP_PORT})",
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("EARMARK_DATABASE"),
+        help="the cloud's database: postgresql://… (default: $EARMARK_DATABASE, else SQLite in DATA/cloud)",
     )
     parser.add_argument("--reply-dir", type=Path, help="write spoken replies here as WAV instead of playing them")
     parser.add_argument("--language", choices=["en", "ko"], help="the speaker's sentences and replies (default en)")

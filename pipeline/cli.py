@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("--data-dir", type=Path, help="the cloud's data directory (default: DATA/cloud)")
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("EARMARK_DATABASE"),
+        help="postgresql://… (default: $EARMARK_DATABASE, else SQLite in the data directory)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve every device's utterance streams")
     run.add_argument("--broker", help="HOST:PORT")
@@ -42,11 +47,12 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(settings: PipelineSettings) -> None:
     from pipeline.ingest import IngestService
     from pipeline.recognizer import load_model
-    from pipeline.store import Checkpointer, SQLiteClipStore
+    from pipeline.store import Checkpointer, SqlClipStore
 
     model = load_model(settings.vosk_model) if settings.vosk_model is not None else None
-    store = SQLiteClipStore(settings.data_dir)
-    checkpointer = Checkpointer(settings.data_dir).start()
+    store = SqlClipStore(settings.data_dir, database=settings.database)
+    # PostgreSQL checkpoints by itself; SQLite's WAL is moved off the request path here.
+    checkpointer = Checkpointer(settings.data_dir).start() if settings.database is None else None
     service = IngestService(settings, store, model)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -63,7 +69,8 @@ async def _serve(settings: PipelineSettings) -> None:
     try:
         await runner
     finally:
-        checkpointer.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
         store.close()
 
 
@@ -87,12 +94,14 @@ def _main(argv: list[str]) -> int:
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
+    if args.database is not None:
+        overrides["database"] = args.database
     try:
         if args.command == "enroll":
-            from pipeline.store import SQLiteClipStore
+            from pipeline.store import SqlClipStore
 
             settings = load_settings(PipelineSettings, args.config, **overrides)
-            store = SQLiteClipStore(settings.data_dir)
+            store = SqlClipStore(settings.data_dir, database=settings.database)
             try:
                 current = store.device_household(args.device_id)
                 if current not in (None, args.household_id) and not args.move:

@@ -21,3 +21,9 @@ class ModelError(PipelineError):
     """A recognition model is missing, corrupt, or failed its checksum."""
 
     code = "model"
+
+
+class DatabaseUnavailable(PipelineError):
+    """The database URL is malformed, or the database cannot be reached or used."""
+
+    code = "database_unavailable"

@@ -8,12 +8,14 @@ import socket
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract import paths
 from contract.config import LayeredSettings
 from contract.mqtt import MqttSettings
 from contract.topics import SafeId
+from pipeline.database import check_url
+from pipeline.errors import DatabaseUnavailable
 
 
 class IngestSettings(BaseModel):
@@ -83,6 +85,9 @@ class PipelineSettings(LayeredSettings):
     env_prefix: ClassVar[str] = "EARMARK_PIPELINE_"
 
     data_dir: Path = Field(default_factory=paths.cloud_dir, description="clips and the database (DATA/cloud)")
+    database: str | None = Field(
+        None, description="postgresql://… for PostgreSQL; None (or 'sqlite') for SQLite in data_dir"
+    )
     vosk_model: Path | None = Field(None, description="a Vosk model directory; None switches recognition off")
     grammar: tuple[str, ...] = Field((), description="restrict recognition to these phrases (Vosk grammar mode)")
     client_id: SafeId = Field(default_factory=default_client_id)  # also names its presence topic
@@ -92,3 +97,11 @@ class PipelineSettings(LayeredSettings):
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
     recognition_threads: int = Field(2, ge=1, le=64)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        try:
+            return check_url(url)
+        except DatabaseUnavailable as err:
+            raise ValueError(err.message) from err

@@ -18,7 +18,6 @@ scanned, so reconciling costs nothing at a million clips and runs while serving.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -26,9 +25,8 @@ import sqlite3
 import threading
 import time
 import wave
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 from uuid import UUID
@@ -36,6 +34,16 @@ from uuid import UUID
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, bytes_to_seconds
 from contract.errors import ContractError
 from contract.topics import check_id
+from pipeline.database import (
+    SQLITE,
+    Database,
+    connect_postgresql,
+    is_postgresql,
+    migrate_postgresql,
+    postgresql_ddl,
+)
+from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
+from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
 from pipeline.errors import ClipRejected
 
 _LOGGER = logging.getLogger(__name__)
@@ -105,15 +113,43 @@ _MIGRATE_FROM_1 = [
 ]
 
 
+_CLIP_COLUMNS = (
+    "utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, duration_seconds, "
+    "transcript, end_reason, status, missing_chunks, wake_word, firmware_version, review_allowed, "
+    "consent_version, review_blocked, audio_path"
+)
+
+
 def database_path(data_dir: Path) -> Path:
     """Where the clip store keeps its database."""
     return data_dir / "earmark.sqlite3"
 
 
-def utc_text(moment: datetime) -> str:
-    """The store's timestamp text: UTC, fixed precision, so text order is time order."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+# PostgreSQL's versions of the clip store's schema (each a script, applied once, in order).
+# Version 1 is SQLite's version 4, plus the insertion order SQLite has as rowid.
+POSTGRESQL_VERSIONS = [
+    ";\n".join([*(postgresql_ddl(statement) for statement in _SCHEMA),
+                 "ALTER TABLE clips ADD COLUMN IF NOT EXISTS clip_seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"]),
+]  # fmt: skip
+
+
+def open_database(data_dir: Path, url: str | None = None) -> Database:
+    """The cloud's database: PostgreSQL when `url` names it, else SQLite in `data_dir`;
+    either way with the clip store's schema up to date."""
+    if url is not None and is_postgresql(url):
+        db = connect_postgresql(url)
+        try:
+            migrate_postgresql(db, "clip_store", POSTGRESQL_VERSIONS)
+        except BaseException:
+            db.close()
+            raise
+        return db
+    connection = connect(data_dir)
+    try:
+        return Database(SQLITE, connection, WriterLock(data_dir))
+    except BaseException:
+        connection.close()
+        raise
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
@@ -137,37 +173,6 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     db.execute("PRAGMA secure_delete=ON")
     ensure_schema(db)
     return db
-
-
-class WriterLock:
-    """Earmark's writers, in every process sharing the database, take turns in the kernel's
-    order rather than SQLite's.
-
-    SQLite makes a writer that finds the database locked sleep and retry (up to 100 ms
-    between tries), so a process committing back to back (opt-outs, the sampler) starved
-    a clip save for seconds (measured: 3.9 s). A waiter on `flock` is woken the moment
-    the lock is released. Held around each write transaction, never while waiting for
-    anything else.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        path = data_dir / "earmark.sqlite3.writer-lock"
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Exclusive among Earmark's writers while the block runs."""
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        """Release the lock file (again: nothing)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 class Checkpointer:
@@ -256,7 +261,7 @@ class DeviceAdmission:
 
 
 class ClipStore(Protocol):
-    """What the pipeline needs from a clip store (SQLite now; PostgreSQL can follow)."""
+    """What the pipeline needs from a clip store."""
 
     def admission(self, device_id: str, utterance_id: UUID) -> DeviceAdmission:
         """Enrolment, storage policy and any stored copy of this utterance."""
@@ -283,17 +288,17 @@ class ClipStore(Protocol):
         ...
 
 
-class SQLiteClipStore:
-    """SQLite (WAL) rows, audio as WAV files under `data_dir/clips/`."""
+class SqlClipStore:
+    """Rows in the cloud's database (SQLite in `data_dir`, or PostgreSQL at `database`),
+    audio as WAV files under `data_dir/clips/`."""
 
-    def __init__(self, data_dir: Path, *, crash_hook: object = None) -> None:
+    def __init__(self, data_dir: Path, *, database: str | None = None, crash_hook: object = None) -> None:
         self._data_dir = data_dir
         self._clips_dir = data_dir / "clips"
         self._incoming = self._clips_dir / ".incoming"
         for directory in (data_dir, self._clips_dir, self._incoming):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._db = connect(data_dir)  # check_same_thread=False: the pipeline gives the store one thread
-        self._writer = WriterLock(data_dir)
+        self._db = open_database(data_dir, database)
         self._crash_hook = crash_hook  # a test seam: called at named points inside save()
         self.reconcile()
 
@@ -309,7 +314,7 @@ class SQLiteClipStore:
         except ContractError as err:
             raise ClipRejected(str(err)) from err
         previous = self.device_household(device_id)
-        with self._writer.held():  # a turn like every writer's, not SQLite's sleeping retries
+        with self._db.writing():  # a turn like every writer's, not SQLite's sleeping retries
             self._db.execute(
                 "INSERT INTO devices (device_id, household_id) VALUES (?, ?) "
                 "ON CONFLICT (device_id) DO UPDATE SET household_id = excluded.household_id",
@@ -357,7 +362,7 @@ class SQLiteClipStore:
             _fsync_dir(self._incoming)  # the .part's name is durable before a row can point at it
             self._crash_point("audio_written")
         try:
-            with self._writer.held():
+            with self._db.writing():
                 inserted = self._insert(clip, partial, final, round(bytes_to_seconds(len(audio or b"")), 3))
         except BaseException:
             if partial is not None:
@@ -385,50 +390,43 @@ class SQLiteClipStore:
         return True
 
     def _insert(self, clip: Clip, partial: Path | None, final: Path, audio_seconds: float) -> bool | None:
-        """The row, in one write transaction: True if inserted, False if stored already, None if forgotten."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            if self._db.execute(
-                "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
-                "SELECT 1 FROM forgotten_before WHERE household_id = ? AND received_before > ?",
-                (str(clip.utterance_id), clip.device_id, clip.household_id, utc_text(clip.received_at)),
-            ).fetchone():
-                self._db.execute("ROLLBACK")
-                return None
-            inserted = self._db.execute(
-                "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (utterance_id) DO NOTHING",
-                (
-                    str(clip.utterance_id),
-                    clip.device_id,
-                    clip.household_id,
-                    utc_text(clip.capture_started_at),
-                    utc_text(clip.received_at),
-                    utc_text(clip.stored_at),
-                    audio_seconds,
-                    clip.transcript,
-                    clip.end_reason,
-                    clip.status,
-                    clip.missing_chunks,
-                    clip.wake_word,
-                    clip.firmware_version,
-                    int(clip.review_allowed),
-                    clip.consent_version,
-                    clip.review_blocked,
-                    None if partial is None else str(final.relative_to(self._data_dir)),
-                ),
-            ).rowcount
-            self._crash_point("row_inserted")
-            self._db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise
+        """The row, in the caller's write transaction: True if inserted, False if stored already,
+        None if forgotten."""
+        if self._db.execute(
+            "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
+            "SELECT 1 FROM forgotten_before WHERE household_id = ? AND received_before > ?",
+            (str(clip.utterance_id), clip.device_id, clip.household_id, utc_text(clip.received_at)),
+        ).fetchone():
+            return None
+        inserted = self._db.execute(
+            f"INSERT INTO clips ({_CLIP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant
+            "ON CONFLICT (utterance_id) DO NOTHING",
+            (
+                str(clip.utterance_id),
+                clip.device_id,
+                clip.household_id,
+                utc_text(clip.capture_started_at),
+                utc_text(clip.received_at),
+                utc_text(clip.stored_at),
+                audio_seconds,
+                clip.transcript,
+                clip.end_reason,
+                clip.status,
+                clip.missing_chunks,
+                clip.wake_word,
+                clip.firmware_version,
+                int(clip.review_allowed),
+                clip.consent_version,
+                clip.review_blocked,
+                None if partial is None else str(final.relative_to(self._data_dir)),
+            ),
+        ).rowcount
+        self._crash_point("row_inserted")
         return bool(inserted)
 
     def block_review(self, utterance_id: UUID, reason: str) -> None:
         """Rule a stored clip out of review; a reason already recorded stays."""
-        with self._writer.held():  # must not time out behind back-to-back writers: it narrows review
+        with self._db.writing():  # must not time out behind back-to-back writers: it narrows review
             self._db.execute(
                 "UPDATE clips SET review_blocked = COALESCE(review_blocked, ?) WHERE utterance_id = ?",
                 (reason, str(utterance_id)),
@@ -437,9 +435,7 @@ class SQLiteClipStore:
     def get(self, utterance_id: UUID) -> Clip | None:
         """A stored clip, or None."""
         row = self._db.execute(
-            "SELECT utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
-            "duration_seconds, transcript, end_reason, status, missing_chunks, wake_word, firmware_version, "
-            "review_allowed, consent_version, review_blocked, audio_path FROM clips WHERE utterance_id = ?",
+            f"SELECT {_CLIP_COLUMNS} FROM clips WHERE utterance_id = ?",  # noqa: S608 - constant
             (str(utterance_id),),
         ).fetchone()
         if row is None:
@@ -497,7 +493,6 @@ class SQLiteClipStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
-        self._writer.close()
 
 
 def _write_wav(path: Path, audio: bytes) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from pipeline.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -25,10 +26,21 @@ CREATE TABLE IF NOT EXISTS audit_log (
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL
 );
+"""
+# The database itself refuses to change or remove an entry, whoever connects.
+SQLITE_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+POSTGRESQL_TRIGGERS = """
+CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 """
 
 GENESIS = "0" * 64
@@ -39,7 +51,7 @@ def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def append(db: sqlite3.Connection, actor: str, action: str, subject: str, **detail: Any) -> None:
+def append(db: Database, actor: str, action: str, subject: str, **detail: Any) -> None:
     """Add an entry; call inside the caller's transaction so the audit and the change commit together."""
     row = db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev_hash = (row[0] + 1, row[1]) if row else (1, GENESIS)
@@ -66,7 +78,7 @@ class Verification:
         return self.first_bad_seq is None
 
 
-def verify(db: sqlite3.Connection) -> Verification:
+def verify(db: Database) -> Verification:
     """Recompute every hash; report the first entry that breaks the chain."""
     prev_hash = GENESIS
     expected_seq = 1

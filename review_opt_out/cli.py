@@ -21,6 +21,7 @@ from contract.cli import OneLineParser, entry, prog_name
 from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
+from pipeline.database import check_url
 from pipeline.store import Checkpointer, database_path
 from review_opt_out import audit, auth, lan, members, signing, tls
 from review_opt_out.registry import Registry
@@ -136,7 +137,8 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         target=_background, args=(registry, args.sample_fraction, args.sample_interval, stop, tally), daemon=True
     )
     worker.start()
-    checkpointer = Checkpointer(args.data_dir).start()
+    # PostgreSQL checkpoints by itself; SQLite's WAL is moved off the request path here.
+    checkpointer = Checkpointer(args.data_dir).start() if args.database is None else None
     where = {"type": "review_serving", "url": urls[0], "urls": urls, "broker": settings.mqtt.address}
     print(json.dumps(where), flush=True)  # noqa: T201 - an operator needs to know where it serves
     try:
@@ -150,7 +152,8 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
         )
     finally:
         stop.set()
-        checkpointer.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
         voice.stop()
         publisher.stop()
     return 0
@@ -168,6 +171,11 @@ def _main(argv: list[str]) -> int:
         type=Path,
         default=None,
         help="the cloud's data directory (default: DATA/cloud)",
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("EARMARK_DATABASE"),
+        help="postgresql://… (default: $EARMARK_DATABASE, else SQLite in the data directory)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,10 +225,11 @@ def _main(argv: list[str]) -> int:
             names = ", ".join(tls.certificate_names(cert))
             print(f"{'created' if made else 'kept the existing'} the app's self-signed certificate {cert} ({names})")  # noqa: T201
             return 0
-        if args.command == "audit" and not database_path(args.data_dir).exists():
+        args.database = check_url(args.database)
+        if args.command == "audit" and args.database is None and not database_path(args.data_dir).exists():
             # Opening the registry would create an empty database and call its empty chain intact.
             raise ConfigError(f"no Earmark database in {args.data_dir}: nothing to verify (is --data-dir right?)")
-        registry = Registry(args.data_dir)
+        registry = Registry(args.data_dir, database=args.database)
         if args.command == "serve":
             return _serve(args, registry)
         if args.command == "add-household":

@@ -1,6 +1,7 @@
-"""Consent registry, review pool, reviewer assignments and deletion, in one SQLite database.
+"""Consent registry, review pool, reviewer assignments and deletion, in the cloud's database.
 
-It shares the database file of the pipeline's clip store, so that a consent change, the
+It shares the database of the pipeline's clip store (SQLite or PostgreSQL,
+`pipeline.database`), so that a consent change, the
 purge of the household's clips from the review pool, the revocation of open reviewer
 assignments and the audit entry commit in ONE transaction: there is no moment at which
 a household has opted out but its clips are still reviewable.
@@ -16,7 +17,6 @@ import collections
 import contextlib
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +28,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract.messages import ConsentState
-from pipeline.store import WriterLock, connect, utc_text
+from pipeline.database import SQLITE, Database, migrate_postgresql, postgresql_ddl
+from pipeline.store import open_database, utc_text
 from review_opt_out import audit
 from review_opt_out.eligibility import ELIGIBLE, JOINS, VERDICT
 from review_opt_out.errors import CountChanged, NotFound, ReviewError
@@ -91,7 +92,8 @@ CREATE TABLE IF NOT EXISTS review_considered (
     clip_id  TEXT PRIMARY KEY,
     verdict  TEXT NOT NULL DEFAULT 'unknown'
 );
--- How far the sampler has read the clips (by rowid, the insertion order): each pass reads
+-- How far the sampler has read the clips (by insertion order: SQLite's rowid, PostgreSQL's
+-- clip_seq; the column keeps its first name): each pass reads
 -- only what came after, in small batches, instead of scanning for clips not considered.
 CREATE TABLE IF NOT EXISTS sampler_mark (
     one         INTEGER PRIMARY KEY CHECK (one = 1),
@@ -140,6 +142,23 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at    TEXT NOT NULL
 );
 """
+
+# PostgreSQL's versions of the registry's schema (each a script, applied once, in order).
+# Version 1 is the schema above as SQLite has it today, the append-only audit log, and
+# eligibility's `cutoff()`: the receipt time before which a clip is past retention, by
+# the clock the registry sets for its session (`Database.install_cutoff`), else now().
+POSTGRESQL_VERSIONS = [
+    postgresql_ddl(SCHEMA + audit.SCHEMA)
+    + audit.POSTGRESQL_TRIGGERS
+    + """
+CREATE OR REPLACE FUNCTION cutoff(retention_days INTEGER) RETURNS TEXT LANGUAGE sql STABLE AS $$
+SELECT CASE WHEN retention_days IS NULL THEN '0000' ELSE to_char(
+    (COALESCE(NULLIF(current_setting('earmark.now', true), '')::timestamptz, now())
+     - make_interval(days => retention_days)) AT TIME ZONE 'UTC',
+    'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00' END
+$$;
+""",
+]
 
 
 class Channel(StrEnum):
@@ -198,27 +217,32 @@ class Registry:
     """All consent and review state; every method is one transaction."""
 
     def __init__(
-        self, data_dir: Path, *, default_review_allowed: bool = False, signer: ConsentSigner | None = None
+        self,
+        data_dir: Path,
+        *,
+        database: str | None = None,
+        default_review_allowed: bool = False,
+        signer: ConsentSigner | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._lock = threading.RLock()
-        self._db = connect(data_dir)
-        self._writer = WriterLock(data_dir)
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA + audit.SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(review_considered)")}
-        if "verdict" not in columns:  # a database from before verdicts were recorded
-            self._db.execute("ALTER TABLE review_considered ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unknown'")
-        if "time_zone" not in {row[1] for row in self._db.execute("PRAGMA table_info(households)")}:
-            # A household from before "delete everything I said today" needed its day.
-            self._db.execute("ALTER TABLE households ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC'")
-        if "role" not in {row[1] for row in self._db.execute("PRAGMA table_info(members)")}:
-            # Members from before roles were all made by an operator for their household: owners.
-            self._db.execute(
-                "ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))"
-            )
+        self._db = open_database(data_dir, database)
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            raise
         # Loaded when the first consent state is signed: read-only commands need no key.
         self._signer = signer
+        # A new household starts with NO review consent unless the operator says otherwise.
+        self._default_review_allowed = default_review_allowed
+
+    def _open(self) -> None:
+        """The registry's schema, upgrades and unfinished work."""
+        if self._db.dialect == SQLITE:
+            self._upgrade_sqlite()
+        else:
+            migrate_postgresql(self._db, "registry", POSTGRESQL_VERSIONS)
         if not self._db.execute("SELECT 1 FROM migrations WHERE name = 'storage_policy'").fetchone():
             with self.transaction() as db:
                 # Households that chose "don't keep" before the clip store read storage_policy
@@ -231,9 +255,24 @@ class Registry:
                 # Another process may have opened the same old database at the same moment.
                 db.execute("INSERT INTO migrations VALUES ('storage_policy') ON CONFLICT (name) DO NOTHING")
         self._finish_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
-        # A new household starts with NO review consent unless the operator says otherwise.
-        self._default_review_allowed = default_review_allowed
-        self._db.create_function("cutoff", 1, _cutoff, deterministic=False)
+        # Eligibility's retention cutoff follows this module's clock on both engines.
+        self._db.install_cutoff(lambda: _now())
+
+    def _upgrade_sqlite(self) -> None:
+        """SQLite's schema, and the column upgrades of databases older releases left."""
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA + audit.SCHEMA + audit.SQLITE_TRIGGERS)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(review_considered)")}
+        if "verdict" not in columns:  # a database from before verdicts were recorded
+            self._db.execute("ALTER TABLE review_considered ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unknown'")
+        if "time_zone" not in {row[1] for row in self._db.execute("PRAGMA table_info(households)")}:
+            # A household from before "delete everything I said today" needed its day.
+            self._db.execute("ALTER TABLE households ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC'")
+        if "role" not in {row[1] for row in self._db.execute("PRAGMA table_info(members)")}:
+            # Members from before roles were all made by an operator for their household: owners.
+            self._db.execute(
+                "ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))"
+            )
 
     @property
     def signer(self) -> ConsentSigner:
@@ -243,26 +282,20 @@ class Registry:
         return self._signer
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Database:
         """The connection (for the audit verifier and tests)."""
         return self._db
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (other threads and processes wait)."""
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction (other threads and processes wait: `Database.writing`)."""
         # One connection serves the web app's worker threads: the lock keeps each
-        # transaction whole, BEGIN IMMEDIATE keeps other processes out while it runs.
-        with self._lock, self._writer.held():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        # transaction whole, the writer lock keeps other processes' writers out while it runs.
+        with self._lock, self._db.writing() as db:
+            yield db
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[Database]:
         """Exclusive use of the connection for reads."""
         with self._lock:
             yield self._db
@@ -270,7 +303,6 @@ class Registry:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
-        self._writer.close()
 
     # -- households and consent ---------------------------------------------------------
 
@@ -350,7 +382,7 @@ class Registry:
         _LOGGER.info("household consent v%d review_allowed=%s (%d purged)", version, allowed, purged)
         return self.household(household_id)
 
-    def _queue_consent(self, db: sqlite3.Connection, household_id: str, allowed: bool, version: int) -> None:
+    def _queue_consent(self, db: Database, household_id: str, allowed: bool, version: int) -> None:
         state = ConsentState(
             household_id=household_id, review_allowed=allowed, consent_version=version, changed_at=_now()
         )
@@ -427,7 +459,7 @@ class Registry:
         """Consider up to `limit` clips stored since the last pass, in transactions of `batch`;
         admit each eligible one with probability `fraction`.
 
-        Each batch reads forward from a high-water mark (the clips' rowid), so a pass costs
+        Each batch reads forward from a high-water mark (the clips' insertion order), so a pass costs
         what is new, never a scan of what was considered, and holds the write lock for one
         small batch at a time (~20 ms at 1M clips), pausing between batches so that clip
         saves and opt-outs get in between. (A clip whose rowid
@@ -441,9 +473,9 @@ class Registry:
                 mark = db.execute("SELECT last_rowid FROM sampler_mark").fetchone()
                 rows = db.execute(
                     f"""
-                    SELECT c.rowid, c.utterance_id, c.household_id, {VERDICT} AS verdict
+                    SELECT c.{db.clip_order}, c.utterance_id, c.household_id, {VERDICT} AS verdict
                     FROM {JOINS}
-                    WHERE c.rowid > ? ORDER BY c.rowid LIMIT ?
+                    WHERE c.{db.clip_order} > ? ORDER BY c.{db.clip_order} LIMIT ?
                     """,  # noqa: S608 - only constant SQL is interpolated
                     (0 if mark is None else mark[0], min(batch, limit - considered)),
                 ).fetchall()
@@ -491,7 +523,7 @@ class Registry:
         with self.reading() as db:
             return dict(db.execute("SELECT household_id, COUNT(*) FROM review_pool GROUP BY household_id"))
 
-    def _eligible_clip(self, db: sqlite3.Connection, clip_id: str) -> tuple[str, str] | None:
+    def _eligible_clip(self, db: Database, clip_id: str) -> tuple[str, str] | None:
         row = db.execute(
             f"""
             SELECT c.audio_path, c.household_id FROM {JOINS}
@@ -623,7 +655,7 @@ class Registry:
         which: RecordingFilter | None = None,
         *,
         after: tuple[str, str] | None = None,
-        limit: int = -1,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """The household's clips, newest first, `limit` of them after the (captured_at, id)
         cursor `after` (transcripts included: it is their own data).
@@ -640,9 +672,12 @@ class Registry:
             query = (
                 "SELECT c.utterance_id, c.device_id, c.capture_started_at, c.duration_seconds, c.transcript, "  # noqa: S608
                 f"c.review_allowed, c.audio_path IS NOT NULL, {ELIGIBLE} FROM {JOINS} WHERE {condition} "
-                "ORDER BY c.capture_started_at DESC, c.utterance_id DESC LIMIT ?"
+                "ORDER BY c.capture_started_at DESC, c.utterance_id DESC"
             )
-            rows = db.execute(query, [*params, limit]).fetchall()
+            if limit is not None:  # neither engine takes one spelling of "no limit"
+                query += " LIMIT ?"
+                params.append(limit)
+            rows = db.execute(query, params).fetchall()
         return [
             {
                 "id": r[0],
@@ -754,7 +789,8 @@ class Registry:
                 ).fetchall()
                 db.execute(
                     "INSERT INTO forgotten_before VALUES (?, ?) ON CONFLICT (household_id) DO UPDATE SET "
-                    "received_before = MAX(received_before, excluded.received_before)",
+                    "received_before = CASE WHEN excluded.received_before > forgotten_before.received_before "
+                    "THEN excluded.received_before ELSE forgotten_before.received_before END",
                     (household_id, utc_text(now)),
                 )
             else:
@@ -859,7 +895,7 @@ def zone(name: str) -> ZoneInfo:
         raise ReviewError(f"unknown time zone {name[:64]!r} (use an IANA name such as Europe/Berlin)") from err
 
 
-def _delete_rows(db: sqlite3.Connection, rows: list[Any]) -> list[str]:
+def _delete_rows(db: Database, rows: list[Any]) -> list[str]:
     """Delete these clips (utterance_id, audio_path) everywhere review can see them, in the
     caller's transaction; returns the audio paths, recorded for unlinking after commit."""
     ids = [r[0] for r in rows]
@@ -871,12 +907,5 @@ def _delete_rows(db: sqlite3.Connection, rows: list[Any]) -> list[str]:
         db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
     paths = [str(r[1]) for r in rows if r[1] is not None]
-    db.executemany("INSERT OR IGNORE INTO audio_deletions VALUES (?)", [(path,) for path in paths])
+    db.executemany("INSERT INTO audio_deletions VALUES (?) ON CONFLICT DO NOTHING", [(path,) for path in paths])
     return paths
-
-
-def _cutoff(retention_days: int | None) -> str:
-    """ISO timestamp before which a clip is past retention (far past when kept forever)."""
-    if retention_days is None:
-        return "0000"
-    return utc_text(_now() - timedelta(days=retention_days))

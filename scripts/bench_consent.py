@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract.consent_signature import load_public_key, verify_consent
 from contract.messages import ConsentState
 from contract.mqtt import MqttSettings
-from pipeline.store import SQLiteClipStore, utc_text
+from pipeline.store import SqlClipStore, utc_text
 from review_opt_out.publisher import ConsentPublisher
 from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import create_key, public_key_path
@@ -43,7 +43,7 @@ INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 
 def build(workdir: Path, clips: int, pool: int) -> tuple[Registry, list[str]]:
     """A fresh store and registry (with a signing key) in `workdir`, populated."""
-    SQLiteClipStore(workdir).close()
+    SqlClipStore(workdir).close()
     create_key(workdir)
     registry = Registry(workdir)
     return registry, populate(registry, clips, pool)

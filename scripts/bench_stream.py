@@ -84,7 +84,7 @@ def _pipeline(
     cli = [sys.executable, "-m", "pipeline.cli", "--data-dir", str(data_dir)]
     # A household of its own each: speakers of one household starting together are arbitrated (one answers).
     enroll = ";".join(f"s.enroll('bench-{i}', 'h-bench-{i}')" for i in range(64)) + ";s.enroll('flooder', 'h-flood')"
-    store = f"from pipeline.store import SQLiteClipStore as S; s = S(__import__('pathlib').Path({str(data_dir)!r}))"
+    store = f"from pipeline.store import SqlClipStore as S; s = S(__import__('pathlib').Path({str(data_dir)!r}))"
     subprocess.run([sys.executable, "-c", f"{store};{enroll}"], check=True, cwd=REPO)
     run = [*cli, "run", "--broker", f"127.0.0.1:{port}"]
     if model:

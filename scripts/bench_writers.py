@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.store import Clip, SQLiteClipStore
+from pipeline.store import Clip, SqlClipStore
 from review_opt_out.registry import Channel
 from scripts.bench_consent import HOUSEHOLDS, build
 
 
 def _saver(data_dir: str, seconds: float, results: Any) -> None:
     """A pipeline's save loop in a process of its own; sends back every save's latency."""
-    store = SQLiteClipStore(Path(data_dir))
+    store = SqlClipStore(Path(data_dir))
     audio = bytes(32_000)  # 1 s of silence
     latencies = []
     deadline = time.monotonic() + seconds

@@ -90,9 +90,9 @@ class Cluster:
         self.grammar = grammar
         self.workers: dict[str, subprocess.Popen[str]] = {}
         self.device_ids = [f"load-{i:04d}" for i in range(speakers)]
-        from pipeline.store import SQLiteClipStore
+        from pipeline.store import SqlClipStore
 
-        store = SQLiteClipStore(self.data_dir)
+        store = SqlClipStore(self.data_dir)
         try:
             for device_id in self.device_ids:
                 store.enroll(device_id, household_of(device_id))

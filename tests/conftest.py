@@ -179,3 +179,16 @@ def run_cli(
         check=False,
     )
     return CliResult(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The cloud's database for a test that must hold on both engines: None (SQLite in the
+    data directory) or the URL of a fresh PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        yield url

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.ingest import IngestService
 from pipeline.settings import PipelineSettings
-from pipeline.store import SQLiteClipStore
+from pipeline.store import SqlClipStore
 from tests.conftest import wait_until
 
 
@@ -19,7 +19,7 @@ class RunningPipeline:
     def __init__(self, settings: PipelineSettings, model: Any | None, enrolled: Sequence[tuple[str, str]] = ()) -> None:
         """`enrolled` (device, household) pairs are enrolled before the pipeline subscribes: a
         device waiting for a listener sends the moment it appears, and must be known then."""
-        self.store = SQLiteClipStore(settings.data_dir)
+        self.store = SqlClipStore(settings.data_dir, database=settings.database)
         for device_id, household_id in enrolled:
             self.store.enroll(device_id, household_id)
         self.service = IngestService(settings, self.store, model)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.store import Clip, SQLiteClipStore
+from pipeline.store import Clip, SqlClipStore
 from review_opt_out.registry import Registry
 from review_opt_out.signing import create_key
 
@@ -36,7 +36,7 @@ def make_clip(**changes: object) -> Clip:
 
 
 def capture(
-    store: SQLiteClipStore,
+    store: SqlClipStore,
     household_id: str,
     review_allowed: bool,
     consent_version: int,
@@ -58,8 +58,9 @@ def capture(
     return clip.utterance_id
 
 
-def open_both(data_dir: Path) -> tuple[SQLiteClipStore, Registry]:
-    """The clip store and the registry on one data directory, as `earmark-review setup` leaves it."""
+def open_both(data_dir: Path, database: str | None = None) -> tuple[SqlClipStore, Registry]:
+    """The clip store and the registry on one data directory (and database: None is SQLite
+    in it), as `earmark-review setup` leaves it."""
     create_key(data_dir)
-    store = SQLiteClipStore(data_dir)
-    return store, Registry(data_dir)
+    store = SqlClipStore(data_dir, database=database)
+    return store, Registry(data_dir, database=database)

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
 from contract.mqtt import MqttSettings
-from pipeline.store import SQLiteClipStore
+from pipeline.store import SqlClipStore
 from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
 from review_opt_out.publisher import ConsentPublisher
@@ -63,7 +63,7 @@ class Live:
 
     url: str
     registry: Registry
-    store: SQLiteClipStore
+    store: SqlClipStore
     broker: Broker
     clip: Any
 

@@ -8,7 +8,6 @@ lies: about its consent version, its types, its household, its duplicates, its c
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from contract.messages import ConsentState, EndReason, encode_json
 from contract.mqtt import MqttSettings
 from firmware.uplink import ConsentCache
 from pipeline.settings import IngestSettings, PipelineSettings
+from pipeline.store import open_database
 from review_opt_out import registry as registry_module
 from review_opt_out.cli import apply_retention
 from review_opt_out.publisher import ConsentPublisher
@@ -45,6 +45,7 @@ class Cloud:
     data: Path
     pipeline: RunningPipeline
     registry: Registry
+    database: str | None  # None: SQLite in `data`
 
     def stored(self, utterance_id: uuid.UUID) -> Any:
         assert self.pipeline.wait_until(lambda: self.pipeline.store.get(utterance_id) is not None)
@@ -52,21 +53,22 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
+def cloud(tmp_path: Path, database: str | None) -> Iterator[Cloud]:
     broker = Broker(tmp_path)
     broker.start()
     data = tmp_path / "cloud"
     create_key(data)
     settings = PipelineSettings(
         data_dir=data,
+        database=database,
         mqtt=MqttSettings(port=broker.port),
         ingest=IngestSettings(stream_timeout_seconds=3.0, gap_wait_seconds=0.3),
     )
     pipeline = RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42"), ("hall-2", "h-7")])
-    registry = Registry(data)
+    registry = Registry(data, database=database)
     for household in ("h-42", "h-7"):
         registry.create_household(household, household.upper())  # v1: review off
-    yield Cloud(broker, data, pipeline, registry)
+    yield Cloud(broker, data, pipeline, registry, database)
     pipeline.stop()
     registry.close()
     broker.stop()
@@ -148,9 +150,9 @@ def test_moving_a_device_to_another_household_takes_effect_at_its_next_start(clo
     before = send(device, review_allowed=True, consent_version=2)
     assert cloud.stored(before).household_id == "h-42"
     # The operator moves it (another process, as `earmark-pipeline enroll` is), no restart.
-    other = sqlite3.connect(cloud.data / "earmark.sqlite3")
-    other.execute("UPDATE devices SET household_id = 'h-7' WHERE device_id = 'kitchen-1'")
-    other.commit()
+    other = open_database(cloud.data, cloud.database)
+    with other.writing():
+        other.execute("UPDATE devices SET household_id = 'h-7' WHERE device_id = 'kitchen-1'")
     other.close()
     stale = send(device, review_allowed=True, consent_version=2)
     stats = cloud.pipeline.service.stats

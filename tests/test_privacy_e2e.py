@@ -28,18 +28,24 @@ MakeFrontEnd = Callable[..., tuple[FrontEnd, list[FrontEndEvent]]]
 
 
 def test_consent_flows_from_the_app_to_the_device_and_the_pool(
-    tmp_path: Path, alexa_detector: WakeWordDetector, make_frontend: MakeFrontEnd, sample_pcm: Pcm
+    tmp_path: Path,
+    alexa_detector: WakeWordDetector,
+    make_frontend: MakeFrontEnd,
+    sample_pcm: Pcm,
+    database: str | None,
 ) -> None:
     broker = Broker(tmp_path)
     broker.start()
     data = tmp_path / "cloud"
     pipeline = RunningPipeline(
-        PipelineSettings(data_dir=data, mqtt=MqttSettings(port=broker.port), ingest=IngestSettings()),
+        PipelineSettings(
+            data_dir=data, database=database, mqtt=MqttSettings(port=broker.port), ingest=IngestSettings()
+        ),
         model=None,
         enrolled=[("kitchen-1", "parks")],
     )
     public_key, _ = create_key(data)
-    registry = Registry(data)
+    registry = Registry(data, database=database)
     registry.create_household("parks", "The Parks")
     publisher = ConsentPublisher(registry, MqttSettings(port=broker.port))
     publisher.start()

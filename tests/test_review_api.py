@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.store import SQLiteClipStore
+from pipeline.store import SqlClipStore
 from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
 from review_opt_out.registry import Channel, Registry
@@ -17,7 +17,7 @@ from tests.review_helpers import capture, open_both
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[SQLiteClipStore, Registry, TestClient]]:
+def world(tmp_path: Path) -> Iterator[tuple[SqlClipStore, Registry, TestClient]]:
     store, registry = open_both(tmp_path)
     for household, email in (("h1", "ana@example.org"), ("h2", "bo@example.org")):
         registry.create_household(household, household.upper())
@@ -36,7 +36,7 @@ def sign_in(client: TestClient, email: str, path: str = "/api/login", password: 
     return str(response.json()["csrf_token"])
 
 
-def test_no_session_is_401_and_a_wrong_password_too(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+def test_no_session_is_401_and_a_wrong_password_too(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, _, client = world
     assert client.get("/api/me").status_code == 401
     assert client.put("/api/consent", json={"review_allowed": True}).status_code == 401
@@ -45,7 +45,7 @@ def test_no_session_is_401_and_a_wrong_password_too(world: tuple[SQLiteClipStore
     assert client.post("/api/login", json={"login": "nobody@example.org", "password": "x"}).status_code == 401
 
 
-def test_bad_or_missing_csrf_is_403(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+def test_bad_or_missing_csrf_is_403(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, registry, client = world
     csrf = sign_in(client, "ana@example.org")
     assert client.put("/api/consent", json={"review_allowed": True}).status_code == 403
@@ -62,7 +62,7 @@ def test_bad_or_missing_csrf_is_403(world: tuple[SQLiteClipStore, Registry, Test
     ]
 
 
-def test_a_member_cannot_read_or_change_another_household(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+def test_a_member_cannot_read_or_change_another_household(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     store, registry, client = world
     theirs = capture(store, "h2", False, 1)
     mine = capture(store, "h1", False, 1)
@@ -82,7 +82,7 @@ def test_a_member_cannot_read_or_change_another_household(world: tuple[SQLiteCli
     assert client.get("/api/review/next").status_code == 403
 
 
-def test_delete_one_range_and_all(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+def test_delete_one_range_and_all(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     store, _, client = world
     old = capture(store, "h1", False, 1, age_days=30)
     mid = capture(store, "h1", False, 1, age_days=10)
@@ -109,7 +109,7 @@ def test_delete_one_range_and_all(world: tuple[SQLiteClipStore, Registry, TestCl
 
 
 def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
-    world: tuple[SQLiteClipStore, Registry, TestClient],
+    world: tuple[SqlClipStore, Registry, TestClient],
 ) -> None:
     store, registry, client = world
     version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
@@ -135,7 +135,7 @@ def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
     assert done.status_code == 200
 
 
-def test_a_strangers_guesses_lock_out_only_the_stranger(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+def test_a_strangers_guesses_lock_out_only_the_stranger(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, registry, client = world
     stranger = TestClient(client.app, base_url="http://127.0.0.1", client=("203.0.113.9", 40000))
     for _ in range(5):
@@ -158,7 +158,7 @@ def test_a_strangers_guesses_lock_out_only_the_stranger(world: tuple[SQLiteClipS
 
 
 def test_every_response_carries_the_security_headers_and_no_api_schema(
-    world: tuple[SQLiteClipStore, Registry, TestClient],
+    world: tuple[SqlClipStore, Registry, TestClient],
 ) -> None:
     _, _, client = world
     for path in ("/", "/static/app.js", "/api/me", "/openapi.json"):
@@ -179,7 +179,7 @@ def test_every_response_carries_the_security_headers_and_no_api_schema(
 
 
 def test_recordings_come_in_pages_by_speaker_and_date_saying_who_heard_them_and_whether_they_may_be_reviewed(
-    world: tuple[SQLiteClipStore, Registry, TestClient],
+    world: tuple[SqlClipStore, Registry, TestClient],
 ) -> None:
     store, registry, client = world
     store.enroll("hall-2", "h1")
@@ -214,7 +214,7 @@ def test_recordings_come_in_pages_by_speaker_and_date_saying_who_heard_them_and_
 
 
 def test_an_owner_invites_and_removes_members_and_a_member_cannot(
-    world: tuple[SQLiteClipStore, Registry, TestClient],
+    world: tuple[SqlClipStore, Registry, TestClient],
 ) -> None:
     _, registry, client = world
     csrf = sign_in(client, "ana@example.org")
@@ -255,7 +255,7 @@ def test_an_owner_invites_and_removes_members_and_a_member_cannot(
     assert {"member.invite", "member.join", "member.remove"} <= set(actions)
 
 
-def test_changing_the_password_ends_the_other_sessions(world: tuple[SQLiteClipStore, Registry, TestClient]) -> None:
+def test_changing_the_password_ends_the_other_sessions(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, _, client = world
     headers = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
     phone = TestClient(client.app, base_url="http://127.0.0.1")
@@ -274,7 +274,7 @@ def test_changing_the_password_ends_the_other_sessions(world: tuple[SQLiteClipSt
 
 
 def test_review_admins_manage_reviewers_and_reviewers_review(
-    world: tuple[SQLiteClipStore, Registry, TestClient],
+    world: tuple[SqlClipStore, Registry, TestClient],
 ) -> None:
     store, registry, client = world
     registry.add_reviewer("ada", hash_password("admin password"), "admin")
@@ -304,7 +304,7 @@ def test_review_admins_manage_reviewers_and_reviewers_review(
 
 
 def test_an_invitation_is_the_inviting_households_own_and_says_nothing_about_other_accounts(
-    world: tuple[SQLiteClipStore, Registry, TestClient],
+    world: tuple[SqlClipStore, Registry, TestClient],
 ) -> None:
     _, _, client = world
     ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -21,8 +20,8 @@ from tests.conftest import REPO
 from tests.review_helpers import capture, open_both
 
 
-def test_a_new_household_starts_without_review_consent(tmp_path: Path) -> None:
-    _, registry = open_both(tmp_path)
+def test_a_new_household_starts_without_review_consent(tmp_path: Path, database: str | None) -> None:
+    _, registry = open_both(tmp_path, database)
     household = registry.create_household("h1", "The Parks")
     assert (household.review_allowed, household.consent_version) == (False, 1)
     [signup] = registry.history("h1")
@@ -30,8 +29,8 @@ def test_a_new_household_starts_without_review_consent(tmp_path: Path) -> None:
     assert registry.unpublished_consent()[0][:2] == ("h1", 1)
 
 
-def test_only_eligible_clips_enter_the_pool(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_only_eligible_clips_enter_the_pool(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     household = registry.set_consent("h1", True, "member-1", Channel.APP)  # version 2
     good = capture(store, "h1", True, household.consent_version)
@@ -47,8 +46,8 @@ def test_only_eligible_clips_enter_the_pool(tmp_path: Path) -> None:
     assert registry.sample(1.0) == 0  # each clip is considered once
 
 
-def test_the_sampler_reads_forward_in_small_batches(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_the_sampler_reads_forward_in_small_batches(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     household = registry.set_consent("h1", True, "member-1", Channel.APP)
     first = [capture(store, "h1", True, household.consent_version) for _ in range(5)]
@@ -59,14 +58,14 @@ def test_the_sampler_reads_forward_in_small_batches(tmp_path: Path) -> None:
     considered = {row[0] for row in registry.db.execute("SELECT clip_id FROM review_considered")}
     assert considered == {str(c) for c in [*first, later]}
     [(mark,)] = registry.db.execute("SELECT last_rowid FROM sampler_mark").fetchall()
-    assert mark == registry.db.execute("SELECT max(rowid) FROM clips").fetchone()[0]
+    assert mark == registry.db.execute(f"SELECT max({registry.db.clip_order}) FROM clips").fetchone()[0]  # noqa: S608
     # Each batch was its own transaction, with its own audit entry.
     admits = registry.db.execute("SELECT count(*) FROM audit_log WHERE action = 'pool.admit'").fetchone()[0]
     assert admits == 4
 
 
-def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
     for _ in range(3):
@@ -94,8 +93,8 @@ def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: P
     assert registry.next_assignment(reviewer) is None
 
 
-def test_reviewers_cannot_fetch_what_is_not_theirs(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_reviewers_cannot_fetch_what_is_not_theirs(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
     capture(store, "h1", True, version)
@@ -111,8 +110,8 @@ def test_reviewers_cannot_fetch_what_is_not_theirs(tmp_path: Path) -> None:
     assert refused[0] == 3
 
 
-def test_deleting_removes_audio_row_pool_and_assignment(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_deleting_removes_audio_row_pool_and_assignment(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
     clip = capture(store, "h1", True, version)
@@ -128,8 +127,8 @@ def test_deleting_removes_audio_row_pool_and_assignment(tmp_path: Path) -> None:
     assert registry.recordings("h1") == []
 
 
-def test_retention_and_dont_keep(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_retention_and_dont_keep(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     registry.create_household("h2", "The Lees")
     old = capture(store, "h1", False, 1, age_days=100)
@@ -148,44 +147,48 @@ def test_retention_and_dont_keep(tmp_path: Path) -> None:
     assert registry.recordings("h2") == []
 
 
-def test_audit_chain_detects_tampering(tmp_path: Path) -> None:
-    _, registry = open_both(tmp_path)
+def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> None:
+    _, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     registry.set_consent("h1", True, "m", Channel.APP)
     registry.set_consent("h1", False, "m", Channel.APP)
     assert audit.verify(registry.db).ok
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(registry.db.errors, match="append-only"):
         registry.db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
+    with pytest.raises(registry.db.errors, match="append-only"):
+        registry.db.execute("DELETE FROM audit_log WHERE seq = 3")
+    where = ["--data-dir", str(tmp_path), *(["--database", database] if database else [])]
     ok = subprocess.run(
-        [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(tmp_path), "audit", "verify"],
+        [sys.executable, "-m", "review_opt_out.cli", *where, "audit", "verify"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0 and "chain intact" in ok.stdout
 
-    # Someone with the database file drops the trigger and rewrites history.
-    registry.db.execute("DROP TRIGGER audit_log_no_update")
+    # Someone with the database's owner rights drops the trigger and rewrites history.
+    trigger = "audit_log_no_update" if database is None else "audit_log_no_change ON audit_log"
+    registry.db.execute(f"DROP TRIGGER {trigger}")
     registry.db.execute("UPDATE audit_log SET detail = replace(detail, 'false', 'true') WHERE seq = 3")
     result = audit.verify(registry.db)
     assert (result.ok, result.first_bad_seq) == (False, 3)
     bad = subprocess.run(
-        [sys.executable, "-m", "review_opt_out.cli", "--data-dir", str(tmp_path), "audit", "verify"],
+        [sys.executable, "-m", "review_opt_out.cli", *where, "audit", "verify"],
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert bad.returncode == 1 and "entry 3" in bad.stderr
 
 
-def test_registry_survives_reopen(tmp_path: Path) -> None:
-    _, registry = open_both(tmp_path)
+def test_registry_survives_reopen(tmp_path: Path, database: str | None) -> None:
+    _, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     registry.set_consent("h1", True, "m", Channel.APP)
     registry.close()
-    again = Registry(tmp_path)
+    again = Registry(tmp_path, database=database)
     assert again.household("h1").review_allowed is True
     assert audit.verify(again.db).ok
 
 
-def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
+def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Path, database: str | None) -> None:
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
     # A device whose clock was never set claims 1970; the cloud received it today.
     unset_clock = capture(store, "h1", False, 0, age_days=20_000)
@@ -204,7 +207,7 @@ def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Pa
     registry.db.execute("DELETE FROM clips WHERE utterance_id = ?", (str(leftover),))
     registry.db.execute("INSERT INTO audio_deletions VALUES (?)", (str(audio.relative_to(tmp_path)),))
     registry.close()
-    Registry(tmp_path).close()
+    Registry(tmp_path, database=database).close()
     assert not audio.exists()
 
 
@@ -222,12 +225,12 @@ def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None
     assert store.admission("kitchen-1", uuid.uuid4()).keep_audio is False
 
 
-def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: Path) -> None:
+def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: Path, database: str | None) -> None:
     from datetime import timedelta
 
     from tests.review_helpers import make_clip
 
-    store, registry = open_both(tmp_path)
+    store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks", time_zone="Asia/Seoul")
     registry.create_household("h2", "Next door")
     store.enroll("kitchen-1", "h1")

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ClipRejected
-from pipeline.store import SQLiteClipStore
+from pipeline.store import SqlClipStore
 from tests.conftest import REPO
 from tests.review_helpers import make_clip
 
 
-def test_saved_clip_reads_back_with_its_tag_and_audio(tmp_path: Path) -> None:
-    store = SQLiteClipStore(tmp_path)
+def test_saved_clip_reads_back_with_its_tag_and_audio(tmp_path: Path, database: str | None) -> None:
+    store = SqlClipStore(tmp_path, database=database)
     clip = make_clip(review_allowed=False, consent_version=0)
     store.save(clip, bytes(32000))
     got = store.get(clip.utterance_id)
@@ -41,18 +41,20 @@ def test_saved_clip_reads_back_with_its_tag_and_audio(tmp_path: Path) -> None:
         {"household_id": "../etc"},
     ],
 )
-def test_a_clip_without_a_valid_tag_is_never_stored(tmp_path: Path, changes: dict[str, object]) -> None:
-    store = SQLiteClipStore(tmp_path)
+def test_a_clip_without_a_valid_tag_is_never_stored(
+    tmp_path: Path, changes: dict[str, object], database: str | None
+) -> None:
+    store = SqlClipStore(tmp_path, database=database)
     with pytest.raises(ClipRejected):
         store.save(make_clip(**changes), bytes(3200))
     assert store.count() == 0
     assert [p for p in (tmp_path / "clips").rglob("*") if p.is_file()] == []
 
 
-def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path) -> None:
-    SQLiteClipStore(tmp_path).close()
-    db = sqlite3.connect(tmp_path / "earmark.sqlite3")
-    with pytest.raises(sqlite3.IntegrityError):
+def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path, database: str | None) -> None:
+    store = SqlClipStore(tmp_path, database=database)
+    db = store._db  # as any other client of the database would write, bypassing the store's checks
+    with pytest.raises(db.errors, match=r"NOT NULL|not-null"):
         db.execute(
             "INSERT INTO clips (utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
             "duration_seconds, transcript, end_reason, status, wake_word, firmware_version, consent_version, "
@@ -61,7 +63,9 @@ def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("point", ["audio_written", "row_inserted", "committed"])
-def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(tmp_path: Path, point: str) -> None:
+def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(
+    tmp_path: Path, point: str, database: str | None
+) -> None:
     # A child process dies (os._exit, no cleanup) at a point inside save(); reconciling
     # (here while the store is open, as the pipeline does every minute) must leave
     # neither a row without audio nor audio without a row.
@@ -71,18 +75,18 @@ def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(tmp_pa
         import os, sys, uuid
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from pipeline.store import SQLiteClipStore
+        from pipeline.store import SqlClipStore
         from tests.review_helpers import make_clip
         def crash(name):
             if name == {point!r}:
                 os._exit(17)
-        store = SQLiteClipStore(Path({str(tmp_path)!r}), crash_hook=crash)
+        store = SqlClipStore(Path({str(tmp_path)!r}), database={database!r}, crash_hook=crash)
         store.save(make_clip(utterance_id=uuid.UUID({str(clip.utterance_id)!r})), bytes(3200))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, check=False)
     assert done.returncode == 17
-    store = SQLiteClipStore(tmp_path)
+    store = SqlClipStore(tmp_path, database=database)
     assert store.reconcile(grace_seconds=0) == 1  # on open it spares files younger than a minute
     files = [p for p in (tmp_path / "clips").rglob("*") if p.is_file()]
     saved = store.get(clip.utterance_id)
@@ -97,15 +101,15 @@ def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(tmp_pa
     assert stored is not None and stored.audio_path is not None and stored.audio_path.exists()
 
 
-def test_a_redelivered_utterance_never_touches_what_is_stored(tmp_path: Path) -> None:
-    store = SQLiteClipStore(tmp_path)
+def test_a_redelivered_utterance_never_touches_what_is_stored(tmp_path: Path, database: str | None) -> None:
+    store = SqlClipStore(tmp_path, database=database)
     clip = make_clip(transcript="first")
     assert store.save(clip, b"\x01\x00" * 1600)
     stored = store.get(clip.utterance_id)
     assert stored is not None and stored.audio_path is not None
     original = stored.audio_path.read_bytes()
     store.close()
-    store = SQLiteClipStore(tmp_path)  # after a restart: the "already stored" check is the database
+    store = SqlClipStore(tmp_path, database=database)  # after a restart: the "already stored" check is the database
     assert store.save(clip, bytes(6400)) is False
     assert store.save(make_clip(utterance_id=clip.utterance_id, transcript="second"), None) is False
     again = store.get(clip.utterance_id)
@@ -113,8 +117,8 @@ def test_a_redelivered_utterance_never_touches_what_is_stored(tmp_path: Path) ->
     assert store.count() == 1 and list((tmp_path / "clips" / ".incoming").iterdir()) == []
 
 
-def test_a_clip_without_audio_keeps_its_record_and_tag(tmp_path: Path) -> None:
-    store = SQLiteClipStore(tmp_path)
+def test_a_clip_without_audio_keeps_its_record_and_tag(tmp_path: Path, database: str | None) -> None:
+    store = SqlClipStore(tmp_path, database=database)
     clip = make_clip(review_allowed=True, consent_version=4, transcript="")
     assert store.save(clip, None)
     got = store.get(clip.utterance_id)
@@ -126,7 +130,7 @@ def test_a_clip_without_audio_keeps_its_record_and_tag(tmp_path: Path) -> None:
 def test_data_at_rest_is_private_from_the_start(tmp_path: Path) -> None:
     old = os.umask(0o022)  # a typical login umask: files would be world-readable
     try:
-        store = SQLiteClipStore(tmp_path / "cloud")
+        store = SqlClipStore(tmp_path / "cloud")
         clip = make_clip()
         store.save(clip, bytes(3200))
         saved = store.get(clip.utterance_id)
@@ -157,15 +161,15 @@ def test_a_store_from_before_receipt_times_is_upgraded(tmp_path: Path) -> None:
         """
     )
     db.close()
-    store = SQLiteClipStore(tmp_path)
+    store = SqlClipStore(tmp_path)
     got = store.get(uuid.UUID("6f1c6b1e-0a5b-4a59-9a3e-2f0b7c1d0e11"))
     # The device's far-future capture time stays what it claimed; retention now counts from receipt.
     assert got is not None and got.received_at.year == 2026 and got.capture_started_at.year == 9999
     assert (got.review_allowed, got.consent_version, got.review_blocked) == (True, 2, None)
 
 
-def test_enrollment(tmp_path: Path) -> None:
-    store = SQLiteClipStore(tmp_path)
+def test_enrollment(tmp_path: Path, database: str | None) -> None:
+    store = SqlClipStore(tmp_path, database=database)
     assert store.device_household("kitchen-1") is None
     store.enroll("kitchen-1", "h-42")
     assert store.device_household("kitchen-1") == "h-42"

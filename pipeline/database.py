@@ -1,0 +1,263 @@
+"""The cloud's one database, SQLite or PostgreSQL, chosen by one URL setting.
+
+The clip store and the consent registry write the same SQL to either engine through
+`Database`: `?` parameters (rewritten to `%s` for psycopg), ISO-8601 UTC text for time,
+0/1 integers for flags. What differs is kept here, under names a reader can find:
+
+* **One writer at a time, on both engines.** `writing()` is the only way to write in a
+  transaction. SQLite: `BEGIN IMMEDIATE` plus a `flock` every process's writers queue on
+  (`WriterLock`). PostgreSQL: READ COMMITTED plus `pg_advisory_xact_lock(WRITER_LOCK_KEY)`
+  taken as the transaction's first statement. Every writer takes that lock, so writers
+  run one after another and, in READ COMMITTED, each statement after the lock sees every
+  transaction that committed before it: a consent change, the pool purge, the
+  revocations, the audit entry and the outbox row commit as one, and no sampler or clip
+  save can interleave with them - the same guarantee as SQLite's single writer.
+  (REPEATABLE READ or SERIALIZABLE would be *wrong* here without retries: their snapshot
+  is taken by the lock statement itself, before the wait, so it would miss the very
+  transaction that was waited for.) Readers never wait for it.
+* **Insertion order of clips** (the sampler's high-water mark): SQLite's `rowid`, a
+  `clip_seq` identity column on PostgreSQL. Both grow in commit order because every
+  insert holds the writer lock.
+* **`cutoff(retention_days)`** (in the eligibility rule): a Python function on SQLite,
+  an SQL function on PostgreSQL reading the caller's clock from a session setting, so
+  both follow the registry's clock.
+* **Schema versions:** SQLite keeps its existing upgrades (`PRAGMA user_version` and
+  column checks, for databases older releases left); PostgreSQL records applied versions
+  in `earmark_schema` and applies the missing ones under the writer lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from pipeline.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    import psycopg
+
+SQLITE: Final = "sqlite"
+POSTGRESQL: Final = "postgresql"
+# pg_advisory_xact_lock's key for Earmark's writers ("EARM" in ASCII).
+WRITER_LOCK_KEY: Final = 0x4541524D
+_NOW_SETTING: Final = "earmark.now"
+
+
+class Cursor(Protocol):
+    """What both drivers' cursors give back."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed."""
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+
+    def __iter__(self) -> Iterator[Any]:
+        """The remaining rows, one at a time."""
+
+
+def is_postgresql(url: str | None) -> bool:
+    """Whether a database URL names PostgreSQL (None and "sqlite" are the embedded default)."""
+    return url is not None and url.startswith(("postgresql://", "postgres://"))
+
+
+def check_url(url: str | None) -> str | None:
+    """A database URL the cloud can use (None: SQLite in the data directory), or DatabaseUnavailable."""
+    if url is None or url == SQLITE or is_postgresql(url):
+        return None if url == SQLITE else url
+    raise DatabaseUnavailable(
+        f"database {redacted(url)[:80]!r}: use 'sqlite' (the default, in the data directory) or postgresql://…"
+    )
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+@lru_cache(maxsize=512)
+def _to_psycopg(sql: str) -> str:
+    # Earmark's SQL never has '?' or '%' inside a literal except LIKE-free text; psycopg
+    # reads '%' as a placeholder, so a literal one is doubled.
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Database:
+    """One connection, to either engine, with Earmark's write discipline."""
+
+    def __init__(
+        self,
+        dialect: Literal["sqlite", "postgresql"],
+        connection: sqlite3.Connection | psycopg.Connection[Any],
+        writer_lock: WriterLock | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self._conn = connection
+        self._writer = writer_lock
+        self._clock: Callable[[], datetime] | None = None
+        self._write_lock = threading.RLock()  # one connection may serve several threads
+
+    @property
+    def clip_order(self) -> str:
+        """The column that orders clips by insertion (the sampler's high-water mark)."""
+        return "rowid" if self.dialect == SQLITE else "clip_seq"
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """The driver's error classes (for the few places that must tolerate one)."""
+        if self.dialect == SQLITE:
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """Run one statement (autocommit outside `writing()`)."""
+        if isinstance(self._conn, sqlite3.Connection):
+            return self._conn.execute(sql, params)
+        if self._clock is not None and "cutoff(" in sql:
+            self._conn.execute("SELECT set_config(%s, %s, false)", (_NOW_SETTING, self._clock().isoformat()))
+        return self._conn.execute(_to_psycopg(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for each row of parameters."""
+        if isinstance(self._conn, sqlite3.Connection):
+            self._conn.executemany(sql, rows)
+            return
+        with self._conn.cursor() as cursor:
+            cursor.executemany(_to_psycopg(sql), list(rows))
+
+    def executescript(self, script: str) -> None:
+        """Run several statements without parameters (schema)."""
+        if isinstance(self._conn, sqlite3.Connection):
+            self._conn.executescript(script)
+        else:
+            self._conn.execute(script)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Database]:
+        """One write transaction, alone among Earmark's writers in every process (see the module)."""
+        with self._write_lock, self._writer.held() if self._writer is not None else contextlib.nullcontext():
+            if self.dialect == SQLITE:
+                self._conn.execute("BEGIN IMMEDIATE")
+            else:
+                self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
+            try:
+                yield self
+            except BaseException:
+                with contextlib.suppress(*self.errors):
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def install_cutoff(self, now: Callable[[], datetime]) -> None:
+        """`cutoff(retention_days)`: the receipt time before which a clip is past retention, by `now`."""
+        if isinstance(self._conn, sqlite3.Connection):
+
+            def cutoff(retention_days: int | None) -> str:
+                if retention_days is None:
+                    return "0000"  # kept forever: before every receipt time
+                return utc_text(now() - timedelta(days=retention_days))
+
+            self._conn.create_function("cutoff", 1, cutoff, deterministic=False)
+        else:
+            self._clock = now  # read by the SQL function from a session setting, set before each use
+
+    def close(self) -> None:
+        """Close the connection (and the writer lock's file)."""
+        self._conn.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def utc_text(moment: datetime) -> str:
+    """The database's timestamp text: UTC, fixed precision, so text order is time order."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def connect_postgresql(url: str) -> Database:
+    """Open PostgreSQL (autocommit; transactions only through `writing()`)."""
+    try:
+        import psycopg
+    except ImportError as err:
+        raise DatabaseUnavailable("PostgreSQL needs psycopg: pip install 'earmark[cloud]'") from err
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="earmark")
+    except psycopg.Error as err:
+        # The driver's message names host and reason; the URL's password stays out of it.
+        raise DatabaseUnavailable(f"cannot open {redacted(url)}: {str(err).strip().splitlines()[0]}") from err
+    return Database(POSTGRESQL, conn)
+
+
+def postgresql_ddl(sqlite_ddl: str) -> str:
+    """The one schema, as PostgreSQL spells it: text compares byte by byte (timestamps and
+    ids are compared as text, as SQLite does), REAL is double precision, BLOB is bytea."""
+    ddl = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sqlite_ddl)
+    ddl = re.sub(r"\bREAL\b", "DOUBLE PRECISION", ddl)
+    return re.sub(r"\bBLOB\b", "BYTEA", ddl)
+
+
+def migrate_postgresql(db: Database, component: str, versions: Sequence[str]) -> None:
+    """Apply `versions[n]` (a script) for every version past the one `component` records,
+    all in one transaction under the writer lock (several workers may start at once)."""
+    with db.writing():
+        db.executescript(
+            'CREATE TABLE IF NOT EXISTS earmark_schema (component TEXT COLLATE "C" PRIMARY KEY, '
+            "version INTEGER NOT NULL)"
+        )
+        row = db.execute("SELECT version FROM earmark_schema WHERE component = ?", (component,)).fetchone()
+        current = 0 if row is None else int(row[0])
+        for script in versions[current:]:
+            db.executescript(script)
+        if current < len(versions):
+            db.execute(
+                "INSERT INTO earmark_schema VALUES (?, ?) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, len(versions)),
+            )
+
+
+class WriterLock:
+    """Earmark's writers, in every process sharing the database, take turns in the kernel's
+    order rather than SQLite's.
+
+    SQLite makes a writer that finds the database locked sleep and retry (up to 100 ms
+    between tries), so a process committing back to back (opt-outs, the sampler) starved
+    a clip save for seconds (measured: 3.9 s). A waiter on `flock` is woken the moment
+    the lock is released. Held around each write transaction, never while waiting for
+    anything else.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / "earmark.sqlite3.writer-lock"
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Exclusive among Earmark's writers while the block runs."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Release the lock file (again: nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
