@@ -33,7 +33,8 @@ if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); f
 # (scripts/pi_stand_in.py) without privileges or binfmt_misc.
 # ffmpeg: Home Assistant converts every spoken reply for a satellite with it (the one
 # end-to-end test that runs Home Assistant itself).
-if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot ffmpeg); fi
+# postgresql: the store, registry and privacy tests run on PostgreSQL too (scripts/dev_postgres.sh).
+if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot ffmpeg postgresql); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi
@@ -71,6 +72,7 @@ if [ "$profile" = dev ]; then
     echo "$lock_sha" > .venv-ha/.lock-sha
   fi
 fi
+if [ "$profile" = dev ]; then bash scripts/dev_postgres.sh; fi
 if [ "$profile" = all ] && [ -z "$(.venv/bin/earmark models list 2>/dev/null)" ]; then
   # The English recognizer is fetched here, never at run time; offline this only warns.
   .venv/bin/earmark models fetch-default || echo "bootstrap: could not fetch the English Vosk model; earmark up stores clips without transcripts until you do"

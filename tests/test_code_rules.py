@@ -59,6 +59,7 @@ def test_shell_scripts_pass_shellcheck() -> None:
     scripts = [
         "hardware/install.sh",
         "scripts/bootstrap.sh",
+        "scripts/dev_postgres.sh",
         "scripts/repeat_under_load.sh",
         "scripts/pi_stand_in_base.sh",
         ".ci/run",
