@@ -79,20 +79,22 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Cluster:
-    """A loopback mosquitto and N pipeline worker processes sharing one data directory."""
+    """A loopback mosquitto and N pipeline worker processes sharing one data directory
+    (and one database: SQLite in it, or PostgreSQL at `database`)."""
 
-    def __init__(self, workdir: Path, speakers: int, *, grammar: bool = True) -> None:
+    def __init__(self, workdir: Path, speakers: int, *, grammar: bool = True, database: str | None = None) -> None:
         from tests.broker import Broker
 
         self.workdir = workdir
         self.data_dir = workdir / "cloud"
         self.broker = Broker(workdir)
         self.grammar = grammar
+        self.database = database
         self.workers: dict[str, subprocess.Popen[str]] = {}
         self.device_ids = [f"load-{i:04d}" for i in range(speakers)]
         from pipeline.store import SqlClipStore
 
-        store = SqlClipStore(self.data_dir)
+        store = SqlClipStore(self.data_dir, database=database)
         try:
             for device_id in self.device_ids:
                 store.enroll(device_id, household_of(device_id))
@@ -112,6 +114,8 @@ class Cluster:
         if self.grammar:
             run += [a for phrase in GRAMMAR for a in ("--grammar", phrase)]
         env = {**os.environ, "EARMARK_PIPELINE_CLIENT_ID": worker_id, "EARMARK_PIPELINE_RECOGNITION_THREADS": "2"}
+        if self.database is not None:
+            env["EARMARK_DATABASE"] = self.database
         process = subprocess.Popen(run, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
         assert process.stdout is not None  # noqa: S101
         if "pipeline_ready" not in process.stdout.readline():
@@ -285,10 +289,11 @@ def run_load(
     kill_after: float | None = None,
     receipt_wait_seconds: float = 120.0,
     seed: int = 7,
+    database: str | None = None,
 ) -> Report:
     """Start a cluster, let every speaker talk, wait for the receipts, and count."""
     audio = requests_audio()
-    cluster = Cluster(workdir, speakers)
+    cluster = Cluster(workdir, speakers, database=database)
     cluster.start(workers)
     watcher = Watcher(cluster.broker.port)
     rng = random.Random(seed)  # noqa: S311 - simulated arrivals, not secrets
@@ -328,7 +333,7 @@ def run_load(
             speaker.uplink.stop(drain_seconds=5)
         watcher.close()
         cluster.stop()
-    return _count(every, cluster.data_dir, speakers, workers, wall, cpu, killed, dict(resends), crowd)
+    return _count(every, cluster, speakers, workers, wall, cpu, killed, dict(resends), crowd)
 
 
 def _kill_mid_utterance(cluster: Cluster, watcher: Watcher, threshold: int) -> str:
@@ -347,15 +352,13 @@ def _kill_mid_utterance(cluster: Cluster, watcher: Watcher, threshold: int) -> s
 
 
 def _count(
-    every: list[Spoken], data_dir: Path, speakers: int, workers: int, wall: float, cpu: dict[str, float],
+    every: list[Spoken], cluster: Cluster, speakers: int, workers: int, wall: float, cpu: dict[str, float],
     killed: str | None, resends: dict[str, int], crowd: list[Speaker],
 ) -> Report:  # fmt: skip
-    import sqlite3
-
-    from pipeline.store import database_path
+    from pipeline.store import open_database
 
     confirmed = set().union(*(s.uplink.stats.stored for s in crowd)) if crowd else set()
-    db = sqlite3.connect(database_path(data_dir))
+    db = open_database(cluster.data_dir, cluster.database)
     try:
         rows: dict[str, list[tuple[Any, ...]]] = {}
         for spoken in every:
@@ -388,7 +391,9 @@ def _count(
     )
 
 
-def find_sustained(workdir: Path, workers: int, *, p99_limit_ms: float, utterances: int) -> dict[str, Any]:
+def find_sustained(
+    workdir: Path, workers: int, *, p99_limit_ms: float, utterances: int, database: str | None = None
+) -> dict[str, Any]:
     """Double the speakers (each talking with ~1 s pauses) until p99 latency or a loss says no."""
     rounds = []
     sustained = 0
@@ -396,8 +401,9 @@ def find_sustained(workdir: Path, workers: int, *, p99_limit_ms: float, utteranc
     while speakers <= 512:
         with tempfile_dir(workdir, f"w{workers}-s{speakers}") as run_dir:
             report = run_load(
-                run_dir, speakers=speakers, workers=workers, utterances_per_speaker=utterances, mean_gap_seconds=1.0
-            )
+                run_dir, speakers=speakers, workers=workers, utterances_per_speaker=utterances, mean_gap_seconds=1.0,
+                database=database,
+            )  # fmt: skip
         rounds.append(report.summary())
         print(json.dumps(report.summary()), flush=True)
         p99 = report.latency_p99_ms
@@ -433,6 +439,7 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, help="SIGKILL a busy worker once this share is stored")
     parser.add_argument("--find-sustained", action="store_true", help="double the speakers until p99 or a loss fails")
     parser.add_argument("--p99-limit-ms", type=float, default=1000.0)
+    parser.add_argument("--database", help="postgresql://… (an empty database; default: SQLite in a temporary dir)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     # Simulated speakers have no consent key on purpose (they send "no review"): one
@@ -441,12 +448,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="earmark-load-") as tmp:
         if args.find_sustained:
             result: dict[str, Any] = find_sustained(
-                Path(tmp), args.workers, p99_limit_ms=args.p99_limit_ms, utterances=args.utterances
-            )
+                Path(tmp), args.workers, p99_limit_ms=args.p99_limit_ms, utterances=args.utterances,
+                database=args.database,
+            )  # fmt: skip
         else:
             result = run_load(
                 Path(tmp), speakers=args.speakers, workers=args.workers, utterances_per_speaker=args.utterances,
-                mean_gap_seconds=args.mean_gap_seconds, kill_after=args.kill_after,
+                mean_gap_seconds=args.mean_gap_seconds, kill_after=args.kill_after, database=args.database,
             ).summary()  # fmt: skip
     result["machine"] = {"cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))

@@ -17,6 +17,7 @@ that tag what they send with what they last believed. Whatever the order:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -34,6 +35,7 @@ from review_opt_out.cli import apply_retention
 from review_opt_out.errors import NotFound
 from review_opt_out.registry import Channel
 from review_opt_out.signing import public_key_path
+from tests.postgres import fresh_database
 from tests.review_helpers import capture, open_both
 
 HOUSEHOLDS = ("h0", "h1", "h2")
@@ -51,10 +53,14 @@ class CapturedClip:
 class ReviewPrivacy(RuleBasedStateMachine):
     """The model: each household's consent, and what each clip was captured under."""
 
+    postgresql = False  # run against a PostgreSQL database of its own per example
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="earmark-stateful-"))
-        self.store, self.registry = open_both(self.dir)
+        self.resources = contextlib.ExitStack()
+        database = self.resources.enter_context(fresh_database()) if self.postgresql else None
+        self.store, self.registry = open_both(self.dir, database)
         self.consent: dict[str, tuple[bool, int]] = {}
         self.clips: dict[uuid.UUID, CapturedClip] = {}
         self.reviewers: list[str] = []
@@ -73,6 +79,7 @@ class ReviewPrivacy(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.registry.close()
         self.store.close()
+        self.resources.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @rule(
@@ -242,7 +249,15 @@ class ReviewPrivacy(RuleBasedStateMachine):
         assert pooled <= {str(c) for c in self.clips}
 
 
-ReviewPrivacy.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+class ReviewPrivacyOnPostgreSQL(ReviewPrivacy):
+    """The same machine, the same promise, on the cloud's other database."""
+
+    postgresql = True
+
+
+for machine in (ReviewPrivacy, ReviewPrivacyOnPostgreSQL):
+    machine.TestCase.settings = settings(
+        max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
 TestReviewPrivacy = ReviewPrivacy.TestCase
+TestReviewPrivacyOnPostgreSQL = ReviewPrivacyOnPostgreSQL.TestCase
