@@ -53,6 +53,42 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
     assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
 
 
+def test_up_keeps_the_clouds_rows_in_postgresql_when_told(tmp_path: Path) -> None:
+    import psycopg
+
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        done = earmark(
+            "up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL), "--app",
+            "--app-port", str(free_port()), "--database", url,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert url.split("@")[0].split(":")[-1] not in done.stdout + done.stderr  # the password is never printed
+        with psycopg.connect(url) as db:
+            [(household, transcript, review_allowed)] = db.execute(
+                "SELECT household_id, transcript, review_allowed FROM clips"
+            ).fetchall()
+            homes = db.execute("SELECT household_id FROM households").fetchall()
+    assert (household, review_allowed) == ("home", 0) and transcript
+    assert homes == [("home",)]  # the companion app's household, in the same database
+    assert list((tmp_path / "cloud" / "clips" / "home").glob("*.wav"))  # audio stays in the data directory
+    assert not list((tmp_path / "cloud").glob("earmark.sqlite3*"))
+
+
+@pytest.mark.parametrize(
+    ("database", "says"),
+    [
+        ("mysql://db.example/earmark", "use 'sqlite'"),
+        ("postgresql://earmark:secret@127.0.0.1:1/earmark", "cannot open postgresql://earmark:***@127.0.0.1:1"),
+    ],
+)
+def test_up_with_a_database_it_cannot_use_says_so(tmp_path: Path, database: str, says: str) -> None:
+    done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--no-app", "--database", database)
+    assert done.returncode != 0
+    assert says in done.stderr and "secret" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_without_a_recognizer_the_final_transcript_says_so(tmp_path: Path) -> None:
     replies = tmp_path / "replies"
     done = earmark("up", "--input", "sample", "--data-dir", str(tmp_path), "--no-app", "--reply-dir", str(replies))
