@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import sqlite3
@@ -44,6 +45,8 @@ from pipeline.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     import psycopg
+
+_LOGGER = logging.getLogger(__name__)
 
 SQLITE: Final = "sqlite"
 POSTGRESQL: Final = "postgresql"
@@ -103,10 +106,13 @@ class Database:
         dialect: Literal["sqlite", "postgresql"],
         connection: sqlite3.Connection | psycopg.Connection[Any],
         writer_lock: WriterLock | None = None,
+        reopen: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.dialect = dialect
         self._conn = connection
         self._writer = writer_lock
+        self._reopen = reopen
+        self._in_transaction = False
         self._clock: Callable[[], datetime] | None = None
         self._write_lock = threading.RLock()  # one connection may serve several threads
 
@@ -124,10 +130,21 @@ class Database:
 
         return (psycopg.Error,)
 
+    def _ensure_open(self) -> None:
+        """A PostgreSQL connection the server or the network dropped is opened again, but
+        only between transactions: a transaction it broke has failed as a whole."""
+        if self._reopen is None or self._in_transaction or isinstance(self._conn, sqlite3.Connection):
+            return
+        with self._write_lock:
+            if self._conn.broken:
+                _LOGGER.warning("the database connection was lost; opening it again")
+                self._conn = self._reopen()
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement (autocommit outside `writing()`)."""
         if isinstance(self._conn, sqlite3.Connection):
             return self._conn.execute(sql, params)
+        self._ensure_open()
         if self._clock is not None and "cutoff(" in sql:
             self._conn.execute("SELECT set_config(%s, %s, false)", (_NOW_SETTING, self._clock().isoformat()))
         return self._conn.execute(_to_psycopg(sql), params)
@@ -137,6 +154,7 @@ class Database:
         if isinstance(self._conn, sqlite3.Connection):
             self._conn.executemany(sql, rows)
             return
+        self._ensure_open()
         with self._conn.cursor() as cursor:
             cursor.executemany(_to_psycopg(sql), list(rows))
 
@@ -151,18 +169,38 @@ class Database:
     def writing(self) -> Iterator[Database]:
         """One write transaction, alone among Earmark's writers in every process (see the module)."""
         with self._write_lock, self._writer.held() if self._writer is not None else contextlib.nullcontext():
-            if self.dialect == SQLITE:
-                self._conn.execute("BEGIN IMMEDIATE")
-            else:
+            self._ensure_open()
+            self._in_transaction = True
+            try:
+                if self.dialect == SQLITE:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                else:
+                    self._begin_postgresql()
+                try:
+                    yield self
+                except BaseException:
+                    with contextlib.suppress(*self.errors):
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                self._in_transaction = False
+
+    def _begin_postgresql(self) -> None:
+        import psycopg
+
+        for attempt in (1, 2):
+            try:
                 self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
-            try:
-                yield self
-            except BaseException:
-                with contextlib.suppress(*self.errors):
-                    self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                return
+            except psycopg.OperationalError:
+                # A connection dropped while idle is found out here, before anything of the
+                # transaction ran: open it again and begin once more.
+                if attempt == 2 or self._reopen is None or not self._conn.broken:  # type: ignore[union-attr]
+                    raise
+                _LOGGER.warning("the database connection was lost; opening it again")
+                self._conn = self._reopen()
 
     def install_cutoff(self, now: Callable[[], datetime]) -> None:
         """`cutoff(retention_days)`: the receipt time before which a clip is past retention, by `now`."""
@@ -196,12 +234,15 @@ def connect_postgresql(url: str) -> Database:
         import psycopg
     except ImportError as err:
         raise DatabaseUnavailable("PostgreSQL needs psycopg: pip install 'earmark[cloud]'") from err
-    try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="earmark")
-    except psycopg.Error as err:
-        # The driver's message names host and reason; the URL's password stays out of it.
-        raise DatabaseUnavailable(f"cannot open {redacted(url)}: {str(err).strip().splitlines()[0]}") from err
-    return Database(POSTGRESQL, conn)
+
+    def open_connection() -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="earmark")
+        except psycopg.Error as err:
+            # The driver's message names host and reason; the URL's password stays out of it.
+            raise DatabaseUnavailable(f"cannot open {redacted(url)}: {str(err).strip().splitlines()[0]}") from err
+
+    return Database(POSTGRESQL, open_connection(), reopen=open_connection)
 
 
 def postgresql_ddl(sqlite_ddl: str) -> str:

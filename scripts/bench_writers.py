@@ -1,6 +1,6 @@
 """Clip saves beside the review sampler and opt-outs, at 1M clips (reported, never asserted).
 
-    python -m scripts.bench_writers [--clips 1000000] [--seconds 10] [--out reports/writers_bench.json]
+    python -m scripts.bench_writers [--clips 1000000] [--seconds 10] [--database URL] [--out FILE]
 
 Builds the benchmark store of `scripts.bench_consent` (1M clips, 10,000 opted-in
 households, 100k pooled), leaves the newest 10 % of clips for the sampler to read, then
@@ -35,9 +35,9 @@ from review_opt_out.registry import Channel
 from scripts.bench_consent import HOUSEHOLDS, build
 
 
-def _saver(data_dir: str, seconds: float, results: Any) -> None:
+def _saver(data_dir: str, database: str | None, seconds: float, results: Any) -> None:
     """A pipeline's save loop in a process of its own; sends back every save's latency."""
-    store = SqlClipStore(Path(data_dir))
+    store = SqlClipStore(Path(data_dir), database=database)
     audio = bytes(32_000)  # 1 s of silence
     latencies = []
     deadline = time.monotonic() + seconds
@@ -59,13 +59,13 @@ def _saver(data_dir: str, seconds: float, results: Any) -> None:
     results.put(latencies)
 
 
-def _phase(data_dir: Path, seconds: float, company: Any = None) -> dict[str, Any]:
+def _phase(data_dir: Path, database: str | None, seconds: float, company: Any = None) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     stop = threading.Event()
     done: dict[str, int] = {}
     worker = threading.Thread(target=company, args=(stop, done), daemon=True) if company else None
-    saver = context.Process(target=_saver, args=(str(data_dir), seconds, results))
+    saver = context.Process(target=_saver, args=(str(data_dir), database, seconds, results))
     saver.start()
     time.sleep(1.0)  # the saver's imports; the company starts with its saves
     if worker is not None:
@@ -91,14 +91,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--database", help="an empty PostgreSQL database (postgresql://…); default SQLite")
     parser.add_argument("--out", type=Path, default=Path("reports/writers_bench.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        registry, households = build(data_dir, args.clips, args.clips // 10)
+        registry, households = build(data_dir, args.clips, args.clips // 10, args.database)
         with registry.transaction() as db:  # the oldest 90 % were sampled before
             db.execute("INSERT INTO sampler_mark VALUES (1, ?)", (int(args.clips * 0.9),))
-        registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if args.database is None:
+            registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            registry.db.execute("VACUUM ANALYZE")  # as autovacuum would have by then: plans on real statistics
         print("built", args.clips, "clips", flush=True)
 
         def sampling(stop: threading.Event, done: dict[str, int]) -> None:
@@ -125,12 +129,13 @@ def main() -> None:
             return run
 
         figures = {
+            "engine": registry.db.dialect,
             "clips": args.clips,
             "seconds_per_phase": args.seconds,
-            "alone": _phase(data_dir, args.seconds),
-            "during_sampling": _phase(data_dir, args.seconds, sampling),
-            "during_opt_outs_50_per_second": _phase(data_dir, args.seconds, opting_out(50.0)),
-            "during_opt_outs_back_to_back": _phase(data_dir, args.seconds, opting_out(None)),
+            "alone": _phase(data_dir, args.database, args.seconds),
+            "during_sampling": _phase(data_dir, args.database, args.seconds, sampling),
+            "during_opt_outs_50_per_second": _phase(data_dir, args.database, args.seconds, opting_out(50.0)),
+            "during_opt_outs_back_to_back": _phase(data_dir, args.database, args.seconds, opting_out(None)),
         }
         registry.close()
     alone = figures["alone"]["saves_per_second"]

@@ -175,3 +175,23 @@ def test_enrollment(tmp_path: Path, database: str | None) -> None:
     assert store.device_household("kitchen-1") == "h-42"
     with pytest.raises(ClipRejected):
         store.enroll("bad/id", "h-42")
+
+
+def test_a_store_outlives_a_dropped_postgresql_connection(tmp_path: Path) -> None:
+    import psycopg
+
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        store = SqlClipStore(tmp_path, database=url)
+        assert store.save(make_clip(), bytes(3200))
+        # The server ends every session of this database (a restart, a failover, an admin).
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        after = make_clip()
+        assert store.save(after, bytes(3200))  # its transaction found the loss first and opened again
+        assert store.get(after.utterance_id) is not None and store.count() == 2
+        store.close()
