@@ -41,7 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseUnavailable, TextWithNul
 
 if TYPE_CHECKING:
     import psycopg
@@ -53,6 +53,14 @@ POSTGRESQL: Final = "postgresql"
 # pg_advisory_xact_lock's key for Earmark's writers ("EARM" in ASCII).
 WRITER_LOCK_KEY: Final = 0x4541524D
 _NOW_SETTING: Final = "earmark.now"
+# One round trip: the transaction, then the writer lock. The lock wait is exempt from a
+# role's statement or lock timeout (a writer waits its turn, as on SQLite), which applies
+# again to the transaction's own statements.
+_BEGIN_POSTGRESQL: Final = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; "
+    f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY}); "
+    "SET LOCAL statement_timeout = DEFAULT; SET LOCAL lock_timeout = DEFAULT"
+)
 
 
 class Cursor(Protocol):
@@ -82,13 +90,35 @@ def check_url(url: str | None) -> str | None:
     if url is None or url == SQLITE or is_postgresql(url):
         return None if url == SQLITE else url
     raise DatabaseUnavailable(
-        f"database {redacted(url)[:80]!r}: use 'sqlite' (the default, in the data directory) or postgresql://…"
+        f"database {redacted(url)!r}: use 'sqlite' (the default, in the data directory) or postgresql://…"
     )
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """Where a database URL points, without its password (in the URL or its parameters)."""
+    if not is_postgresql(url):
+        return url.split(":", 1)[0][:20] + ":…"
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error:  # unparseable: shown as nothing but its scheme
+        return "postgresql://…"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def _password(url: str) -> str | None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        return None
+    return None if password is None else str(password)
 
 
 @lru_cache(maxsize=512)
@@ -142,6 +172,7 @@ class Database:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement (autocommit outside `writing()`)."""
+        _refuse_nul(params)
         if isinstance(self._conn, sqlite3.Connection):
             return self._conn.execute(sql, params)
         self._ensure_open()
@@ -151,12 +182,15 @@ class Database:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement for each row of parameters."""
+        rows = list(rows)
+        for row in rows:
+            _refuse_nul(row)
         if isinstance(self._conn, sqlite3.Connection):
             self._conn.executemany(sql, rows)
             return
         self._ensure_open()
         with self._conn.cursor() as cursor:
-            cursor.executemany(_to_psycopg(sql), list(rows))
+            cursor.executemany(_to_psycopg(sql), rows)
 
     def executescript(self, script: str) -> None:
         """Run several statements without parameters (schema)."""
@@ -172,13 +206,15 @@ class Database:
             self._ensure_open()
             self._in_transaction = True
             try:
-                if self.dialect == SQLITE:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                else:
-                    self._begin_postgresql()
                 try:
+                    if self.dialect == SQLITE:
+                        self._conn.execute("BEGIN IMMEDIATE")
+                    else:
+                        self._begin_postgresql()
                     yield self
                 except BaseException:
+                    # Also when BEGIN or the lock failed (cancelled, say): a transaction left
+                    # open and aborted would fail every later statement on this connection.
                     with contextlib.suppress(*self.errors):
                         self._conn.execute("ROLLBACK")
                     raise
@@ -191,8 +227,7 @@ class Database:
 
         for attempt in (1, 2):
             try:
-                self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
+                self._conn.execute(_BEGIN_POSTGRESQL)
                 return
             except psycopg.OperationalError:
                 # A connection dropped while idle is found out here, before anything of the
@@ -222,6 +257,12 @@ class Database:
             self._writer.close()
 
 
+def _refuse_nul(params: Sequence[Any]) -> None:
+    for value in params:
+        if isinstance(value, str) and "\x00" in value:
+            raise TextWithNul("text with a NUL character")
+
+
 def utc_text(moment: datetime) -> str:
     """The database's timestamp text: UTC, fixed precision, so text order is time order."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -237,10 +278,17 @@ def connect_postgresql(url: str) -> Database:
 
     def open_connection() -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="earmark")
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="earmark")
         except psycopg.Error as err:
-            # The driver's message names host and reason; the URL's password stays out of it.
-            raise DatabaseUnavailable(f"cannot open {redacted(url)}: {str(err).strip().splitlines()[0]}") from err
+            # The driver's message names host and reason; the password stays out of it.
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            password = _password(url)
+            if password:
+                reason = reason.replace(password, "***")
+            raise DatabaseUnavailable(f"cannot open {redacted(url)}: {reason}") from err
+        # Timestamps are UTC text throughout; nothing may depend on the server's own zone.
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn
 
     return Database(POSTGRESQL, open_connection(), reopen=open_connection)
 
@@ -249,6 +297,8 @@ def postgresql_ddl(sqlite_ddl: str) -> str:
     """The one schema, as PostgreSQL spells it: text compares byte by byte (timestamps and
     ids are compared as text, as SQLite does), REAL is double precision, BLOB is bytea."""
     ddl = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sqlite_ddl)
+    # SQLite's integers are 64-bit: so are PostgreSQL's here (clip_seq, audit seq, marks).
+    ddl = re.sub(r"\bINTEGER\b", "BIGINT", ddl)
     ddl = re.sub(r"\bREAL\b", "DOUBLE PRECISION", ddl)
     return re.sub(r"\bBLOB\b", "BYTEA", ddl)
 

@@ -27,3 +27,10 @@ class DatabaseUnavailable(PipelineError):
     """The database URL is malformed, or the database cannot be reached or used."""
 
     code = "database_unavailable"
+
+
+class TextWithNul(PipelineError):
+    """A value for the database contains a NUL character (PostgreSQL cannot store one, and no
+    id, name or text Earmark keeps ever has one): refused on both engines alike."""
+
+    code = "text_with_nul"

@@ -44,7 +44,7 @@ from pipeline.database import (
 )
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
 from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
-from pipeline.errors import ClipRejected
+from pipeline.errors import ClipRejected, DatabaseUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -135,7 +135,13 @@ POSTGRESQL_VERSIONS = [
 
 def open_database(data_dir: Path, url: str | None = None) -> Database:
     """The cloud's database: PostgreSQL when `url` names it, else SQLite in `data_dir`;
-    either way with the clip store's schema up to date."""
+    either way with the clip store's schema up to date.
+
+    The data directory records which database its cloud uses, and a process given
+    another is refused: a pipeline on PostgreSQL beside a consent service on SQLite would
+    store audio the household said not to keep, and clips it had already deleted.
+    """
+    _check_engine(data_dir, url)
     if url is not None and is_postgresql(url):
         db = connect_postgresql(url)
         try:
@@ -143,13 +149,57 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         except BaseException:
             db.close()
             raise
-        return db
-    connection = connect(data_dir)
+    else:
+        connection = connect(data_dir)
+        try:
+            db = Database(SQLITE, connection, WriterLock(data_dir))
+        except BaseException:
+            connection.close()
+            raise
+    _record_engine(data_dir, url)
+    return db
+
+
+ENGINE_MARKER = "database-engine"
+
+
+def _engine(url: str | None) -> str:
+    """How the marker names a database: "sqlite", or "postgresql" and the database's name."""
+    if url is None or not is_postgresql(url):
+        return SQLITE
+    from psycopg.conninfo import conninfo_to_dict
+
+    return f"postgresql {conninfo_to_dict(url).get('dbname', '')}"
+
+
+def _check_engine(data_dir: Path, url: str | None) -> None:
+    """Refuse a database other than the one this data directory's cloud already uses."""
+    wanted = _engine(url)
+    marker = data_dir / ENGINE_MARKER
     try:
-        return Database(SQLITE, connection, WriterLock(data_dir))
-    except BaseException:
-        connection.close()
-        raise
+        recorded = marker.read_text().strip()
+    except FileNotFoundError:
+        # A data directory from before the marker only ever had SQLite; a new one takes
+        # the database it is first opened with (recorded once that opened: `_record_engine`).
+        recorded = SQLITE if database_path(data_dir).exists() else wanted
+    if recorded != wanted:
+        raise DatabaseUnavailable(
+            f"the cloud in {data_dir} keeps its rows in {recorded.replace('postgresql ', 'PostgreSQL database ')}, "
+            f"not {wanted.replace('postgresql ', 'PostgreSQL database ')}: give every cloud process the same "
+            f"--database (or EARMARK_DATABASE); after moving the rows yourself, edit {marker}"
+        )
+
+
+def _record_engine(data_dir: Path, url: str | None) -> None:
+    marker = data_dir / ENGINE_MARKER
+    if marker.exists():
+        return
+    engine = _engine(url)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process recorded the same a moment ago
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(engine + "\n")
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
@@ -300,7 +350,11 @@ class SqlClipStore:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = open_database(data_dir, database)
         self._crash_hook = crash_hook  # a test seam: called at named points inside save()
-        self.reconcile()
+        try:
+            self.reconcile()
+        except BaseException:
+            self._db.close()
+            raise
 
     def _crash_point(self, name: str) -> None:
         if callable(self._crash_hook):

@@ -13,9 +13,10 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.errors import TextWithNul
 from review_opt_out import auth, household_api, review_api
 from review_opt_out.registry import Registry
 from review_opt_out.signin_guard import Refusal, SignInGuard, SignInLimits
@@ -74,6 +75,11 @@ def create_app(
     guard = SignInGuard(limits)
     app.state.earmark = AppState(registry, guard, failures, on_consent_change or (lambda: None))
     protect(app, allowed_hosts, hsts=secure_cookies)
+
+    @app.exception_handler(TextWithNul)
+    async def refuse_nul(_request: Request, _err: TextWithNul) -> JSONResponse:
+        # Whatever field carried it, on either database: a clear 422, not a server error.
+        return JSONResponse({"detail": "text may not contain NUL characters"}, status_code=422)
 
     def start_session(kind: str, body: SignIn, request: Request, response: Response) -> dict[str, Any]:
         signed = auth.guarded_sign_in(registry, guard, failures, kind, body.login, body.password, client_of(request))

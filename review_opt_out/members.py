@@ -184,7 +184,8 @@ def set_password_hash(registry: Registry, member_id: str, password_hash: str, ke
             raise NotFound("no such member")
         db.execute("UPDATE members SET password_hash = ? WHERE member_id = ?", (password_hash, member_id))
         db.execute(
-            "DELETE FROM sessions WHERE kind = 'member' AND principal_id = ? AND token_hash IS NOT ?",
+            # Spelled for both engines (PostgreSQL has no `IS NOT ?`): a NULL keep_session keeps none.
+            "DELETE FROM sessions WHERE kind = 'member' AND principal_id = ? AND COALESCE(token_hash <> ?, true)",
             (member_id, keep_session),
         )
         audit.append(db, member_id, "member.password_change", household[0])

@@ -147,14 +147,15 @@ CREATE TABLE IF NOT EXISTS sessions (
 # Version 1 is the schema above as SQLite has it today, the append-only audit log, and
 # eligibility's `cutoff()`: the receipt time before which a clip is past retention, by
 # the clock the registry sets for its session (`Database.install_cutoff`), else now().
+# Days are counted in UTC, as Python counts them, whatever the session's time zone.
 POSTGRESQL_VERSIONS = [
     postgresql_ddl(SCHEMA + audit.SCHEMA)
     + audit.POSTGRESQL_TRIGGERS
     + """
-CREATE OR REPLACE FUNCTION cutoff(retention_days INTEGER) RETURNS TEXT LANGUAGE sql STABLE AS $$
+CREATE OR REPLACE FUNCTION cutoff(retention_days BIGINT) RETURNS TEXT LANGUAGE sql STABLE AS $$
 SELECT CASE WHEN retention_days IS NULL THEN '0000' ELSE to_char(
-    (COALESCE(NULLIF(current_setting('earmark.now', true), '')::timestamptz, now())
-     - make_interval(days => retention_days)) AT TIME ZONE 'UTC',
+    (COALESCE(NULLIF(current_setting('earmark.now', true), '')::timestamptz, now()) AT TIME ZONE 'UTC')
+     - make_interval(days => retention_days::int),
     'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00' END
 $$;
 """,

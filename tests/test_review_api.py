@@ -17,8 +17,8 @@ from tests.review_helpers import capture, open_both
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[SqlClipStore, Registry, TestClient]]:
-    store, registry = open_both(tmp_path)
+def world(tmp_path: Path, database: str | None) -> Iterator[tuple[SqlClipStore, Registry, TestClient]]:
+    store, registry = open_both(tmp_path, database)
     for household, email in (("h1", "ana@example.org"), ("h2", "bo@example.org")):
         registry.create_household(household, household.upper())
         add_member(registry, household, email, email.split("@")[0], "correct horse")
@@ -43,6 +43,16 @@ def test_no_session_is_401_and_a_wrong_password_too(world: tuple[SqlClipStore, R
     assert client.get("/api/review/next").status_code == 401
     assert client.post("/api/login", json={"login": "ana@example.org", "password": "nope"}).status_code == 401
     assert client.post("/api/login", json={"login": "nobody@example.org", "password": "x"}).status_code == 401
+
+
+def test_text_with_a_nul_character_is_refused_alike_on_both_databases(
+    world: tuple[SqlClipStore, Registry, TestClient],
+) -> None:
+    _, _, client = world
+    refused = client.post("/api/login", json={"login": "ana@example.org\u0000", "password": "correct horse"})
+    assert (refused.status_code, refused.json()) == (422, {"detail": "text may not contain NUL characters"})
+    token = sign_in(client, "ana@example.org")  # and the service, and that sign-in's slot, carry on
+    assert client.get("/api/me", headers={"x-csrf-token": token}).status_code == 200
 
 
 def test_bad_or_missing_csrf_is_403(world: tuple[SqlClipStore, Registry, TestClient]) -> None:

@@ -275,3 +275,19 @@ def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: 
     ]
     with pytest.raises(NotFound):
         registry.delete_spoken("stranger", str(uuid.uuid4()), today=True)
+
+
+def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
+    # PostgreSQL applies each version once per database. The versions are derived from the
+    # SQLite schema, so editing that schema would silently change a version that existing
+    # databases already have: a change must come as a new version (and SQLite's upgrade).
+    import hashlib
+
+    from pipeline.store import POSTGRESQL_VERSIONS as STORE_VERSIONS
+    from review_opt_out.registry import POSTGRESQL_VERSIONS as REGISTRY_VERSIONS
+
+    def digests(versions: list[str]) -> list[str]:
+        return [hashlib.sha256(version.encode()).hexdigest()[:16] for version in versions]
+
+    assert digests(STORE_VERSIONS) == ["d70f674c8242c3ec"]
+    assert digests(REGISTRY_VERSIONS) == ["6be627bb34e14559"]

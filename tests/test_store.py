@@ -195,3 +195,78 @@ def test_a_store_outlives_a_dropped_postgresql_connection(tmp_path: Path) -> Non
         assert store.save(after, bytes(3200))  # its transaction found the loss first and opened again
         assert store.get(after.utterance_id) is not None and store.count() == 2
         store.close()
+
+
+def test_a_writer_waits_its_turn_past_a_statement_timeout_and_survives_a_cancelled_wait(tmp_path: Path) -> None:
+    import threading
+
+    import psycopg
+
+    from pipeline.database import WRITER_LOCK_KEY
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        # A role or URL with a short statement timeout, as an operator may set.
+        store = SqlClipStore(tmp_path, database=url + "?options=-c%20statement_timeout%3D200")
+        with psycopg.connect(url, autocommit=True) as other:
+
+            def save_in_background(clip: object, outcome: list[object]) -> threading.Thread:
+                def run() -> None:
+                    try:
+                        outcome.append(store.save(clip, bytes(3200)))  # type: ignore[arg-type]
+                    except Exception as err:  # the outcome is what is asserted
+                        outcome.append(err)
+
+                thread = threading.Thread(target=run)
+                thread.start()
+                return thread
+
+            def waiting_pid() -> int:
+                for _ in range(500):
+                    row = other.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                    ).fetchone()
+                    if row is not None:
+                        return int(row[0])
+                    threading.Event().wait(0.01)
+                raise AssertionError("the save never waited for the writer lock")
+
+            # Another writer holds the lock for longer than the timeout: the save waits its turn.
+            other.execute("BEGIN")
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
+            outcome: list[object] = []
+            thread = save_in_background(make_clip(), outcome)
+            waiting_pid()
+            threading.Event().wait(0.5)
+            other.execute("COMMIT")
+            thread.join(timeout=30)
+            assert outcome == [True]
+
+            # A wait an operator cancels fails that save, and the next one still works.
+            other.execute("BEGIN")
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
+            outcome = []
+            thread = save_in_background(make_clip(), outcome)
+            other.execute("SELECT pg_cancel_backend(%s)", (waiting_pid(),))
+            thread.join(timeout=30)
+            other.execute("COMMIT")
+            assert len(outcome) == 1 and isinstance(outcome[0], psycopg.errors.QueryCanceled)
+            assert store.save(make_clip(), bytes(3200)) and store.count() == 2
+        store.close()
+
+
+def test_a_data_directory_keeps_to_the_database_it_began_with(tmp_path: Path) -> None:
+    from pipeline.errors import DatabaseUnavailable
+    from tests.postgres import fresh_database
+
+    SqlClipStore(tmp_path / "a").close()  # SQLite
+    with fresh_database() as url:
+        with pytest.raises(DatabaseUnavailable, match="keeps its rows in sqlite, not PostgreSQL database earmark_"):
+            SqlClipStore(tmp_path / "a", database=url)
+        # A database that could not be opened is not recorded: the directory is still free.
+        with pytest.raises(DatabaseUnavailable, match="cannot open"):
+            SqlClipStore(tmp_path / "b", database="postgresql://nobody:wrong@127.0.0.1:1/earmark")
+        SqlClipStore(tmp_path / "b", database=url).close()
+        with pytest.raises(DatabaseUnavailable, match="keeps its rows in PostgreSQL database earmark_test_"):
+            SqlClipStore(tmp_path / "b")

@@ -80,7 +80,7 @@ def test_up_keeps_the_clouds_rows_in_postgresql_when_told(tmp_path: Path) -> Non
     ("database", "says"),
     [
         ("mysql://db.example/earmark", "use 'sqlite'"),
-        ("postgresql://earmark:secret@127.0.0.1:1/earmark", "cannot open postgresql://earmark:***@127.0.0.1:1"),
+        ("postgresql://earmark:secret@127.0.0.1:1/earmark", "cannot open postgresql://earmark@127.0.0.1:1/earmark"),
     ],
 )
 def test_up_with_a_database_it_cannot_use_says_so(tmp_path: Path, database: str, says: str) -> None:
