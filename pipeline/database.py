@@ -32,12 +32,12 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -293,14 +293,17 @@ def connect_postgresql(url: str) -> Database:
     return Database(POSTGRESQL, open_connection(), reopen=open_connection)
 
 
-def postgresql_ddl(sqlite_ddl: str) -> str:
-    """The one schema, as PostgreSQL spells it: text compares byte by byte (timestamps and
-    ids are compared as text, as SQLite does), REAL is double precision, BLOB is bytea."""
-    ddl = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sqlite_ddl)
-    # SQLite's integers are 64-bit: so are PostgreSQL's here (clip_seq, audit seq, marks).
-    ddl = re.sub(r"\bINTEGER\b", "BIGINT", ddl)
-    ddl = re.sub(r"\bREAL\b", "DOUBLE PRECISION", ddl)
-    return re.sub(r"\bBLOB\b", "BYTEA", ddl)
+def postgresql_versions(package: str) -> list[str]:
+    """A component's PostgreSQL schema versions: `{package}/migrations/postgresql/NNNN.sql`, in order.
+
+    Each spells the SQLite schema of its time the PostgreSQL way: text `COLLATE "C"` (ids
+    and ISO-8601 UTC timestamps compare byte by byte, as in SQLite), BIGINT for SQLite's
+    64-bit INTEGER, DOUBLE PRECISION for REAL, BYTEA for BLOB. A test checks that a
+    database built from them has SQLite's tables, columns and indexes.
+    """
+    folder = resources.files(package).joinpath("migrations/postgresql")
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    return [folder.joinpath(name).read_text(encoding="utf-8") for name in names]
 
 
 def migrate_postgresql(db: Database, component: str, versions: Sequence[str]) -> None:

@@ -40,7 +40,7 @@ from pipeline.database import (
     connect_postgresql,
     is_postgresql,
     migrate_postgresql,
-    postgresql_ddl,
+    postgresql_versions,
 )
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
 from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
@@ -125,12 +125,8 @@ def database_path(data_dir: Path) -> Path:
     return data_dir / "earmark.sqlite3"
 
 
-# PostgreSQL's versions of the clip store's schema (each a script, applied once, in order).
-# Version 1 is SQLite's version 4, plus the insertion order SQLite has as rowid.
-POSTGRESQL_VERSIONS = [
-    ";\n".join([*(postgresql_ddl(statement) for statement in _SCHEMA),
-                 "ALTER TABLE clips ADD COLUMN IF NOT EXISTS clip_seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"]),
-]  # fmt: skip
+# PostgreSQL's versions of the clip store's schema (pipeline/migrations/postgresql/).
+POSTGRESQL_VERSIONS = postgresql_versions("pipeline")
 
 
 def open_database(data_dir: Path, url: str | None = None) -> Database:

