@@ -143,6 +143,9 @@ class Database:
         self._writer = writer_lock
         self._reopen = reopen
         self._in_transaction = False
+        # Whether the last write transaction failed at its COMMIT: then nobody knows whether it
+        # committed (a connection lost mid-COMMIT may have committed on the server).
+        self.commit_outcome_unknown = False
         self._clock: Callable[[], datetime] | None = None
         self._write_lock = threading.RLock()  # one connection may serve several threads
 
@@ -203,8 +206,11 @@ class Database:
     def writing(self) -> Iterator[Database]:
         """One write transaction, alone among Earmark's writers in every process (see the module)."""
         with self._write_lock, self._writer.held() if self._writer is not None else contextlib.nullcontext():
+            if self._in_transaction:  # SQLite refuses a nested BEGIN; PostgreSQL would commit early
+                raise RuntimeError("a write transaction inside a write transaction")
             self._ensure_open()
             self._in_transaction = True
+            self.commit_outcome_unknown = False
             try:
                 try:
                     if self.dialect == SQLITE:
@@ -218,7 +224,11 @@ class Database:
                     with contextlib.suppress(*self.errors):
                         self._conn.execute("ROLLBACK")
                     raise
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self.commit_outcome_unknown = True
+                    raise
             finally:
                 self._in_transaction = False
 
@@ -316,6 +326,11 @@ def migrate_postgresql(db: Database, component: str, versions: Sequence[str]) ->
         )
         row = db.execute("SELECT version FROM earmark_schema WHERE component = ?", (component,)).fetchone()
         current = 0 if row is None else int(row[0])
+        if current > len(versions):
+            raise DatabaseUnavailable(
+                f"the database's {component} schema is at version {current}, newer than this release knows "
+                f"({len(versions)}): upgrade Earmark on this machine"
+            )
         for script in versions[current:]:
             db.executescript(script)
         if current < len(versions):

@@ -41,6 +41,7 @@ from pipeline.database import (
     is_postgresql,
     migrate_postgresql,
     postgresql_versions,
+    redacted,
 )
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
 from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
@@ -160,12 +161,20 @@ ENGINE_MARKER = "database-engine"
 
 
 def _engine(url: str | None) -> str:
-    """How the marker names a database: "sqlite", or "postgresql" and the database's name."""
+    """How the marker names a database: "sqlite", or "postgresql" and the database's name
+    (the user's name when the URL names none, as libpq does)."""
     if url is None or not is_postgresql(url):
         return SQLITE
-    from psycopg.conninfo import conninfo_to_dict
-
-    return f"postgresql {conninfo_to_dict(url).get('dbname', '')}"
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError as err:
+        raise DatabaseUnavailable("PostgreSQL needs psycopg: pip install 'earmark[cloud]'") from err
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error as err:
+        raise DatabaseUnavailable(f"database URL {redacted(url)!r} cannot be read: {str(err).strip()}") from err
+    return f"postgresql {parts.get('dbname') or parts.get('user') or ''}"
 
 
 def _check_engine(data_dir: Path, url: str | None) -> None:
@@ -192,14 +201,19 @@ def _record_engine(data_dir: Path, url: str | None) -> None:
         return
     engine = _engine(url)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):  # another process recorded the same a moment ago
+    try:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(engine + "\n")
+    except FileExistsError:  # another process recorded one a moment ago: it must be the same
+        _check_engine(data_dir, url)
+        return
+    with os.fdopen(fd, "w") as out:
+        out.write(engine + "\n")
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
     """Open the shared database (WAL, secure delete, 0600 from the start) with its schema."""
+    if sqlite3.sqlite_version_info < (3, 35):  # RETURNING (the sampler); Debian 12 has 3.40
+        raise DatabaseUnavailable(f"SQLite {sqlite3.sqlite_version} is too old: Earmark needs 3.35 or newer")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = database_path(data_dir)
     if not path.exists():
@@ -415,8 +429,11 @@ class SqlClipStore:
             with self._db.writing():
                 inserted = self._insert(clip, partial, final, round(bytes_to_seconds(len(audio or b"")), 3))
         except BaseException:
-            if partial is not None:
-                partial.unlink(missing_ok=True)  # only ever our own .part: stored audio is never touched
+            # Only ever our own .part: stored audio is never touched. Kept when the COMMIT
+            # itself failed (a connection lost mid-COMMIT may have committed): reconcile()
+            # then finishes it if the row is there, and removes it if not.
+            if partial is not None and not self._db.commit_outcome_unknown:
+                partial.unlink(missing_ok=True)
             raise
         if inserted is None:  # deleted by its household before it got here
             if partial is not None:

@@ -11,6 +11,7 @@ import textwrap
 import uuid
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,3 +271,31 @@ def test_a_data_directory_keeps_to_the_database_it_began_with(tmp_path: Path) ->
         SqlClipStore(tmp_path / "b", database=url).close()
         with pytest.raises(DatabaseUnavailable, match="keeps its rows in PostgreSQL database earmark_test_"):
             SqlClipStore(tmp_path / "b")
+
+
+def test_a_save_whose_commit_answer_was_lost_keeps_its_audio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        store = SqlClipStore(tmp_path, database=url)
+        conn = store._db._conn
+        real_execute = conn.execute
+
+        def commit_then_lose_the_answer(query: Any, *args: Any, **kwargs: Any) -> Any:
+            done = real_execute(query, *args, **kwargs)
+            if query == "COMMIT":  # the server committed; the connection died before saying so
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return done
+
+        monkeypatch.setattr(conn, "execute", commit_then_lose_the_answer)
+        clip = make_clip()
+        with pytest.raises(psycopg.OperationalError):
+            store.save(clip, bytes(3200))
+        monkeypatch.setattr(conn, "execute", real_execute)
+        assert store.save(clip, bytes(3200)) is False  # the device's resend: stored already
+        assert store.reconcile(grace_seconds=0) == 1  # the kept .part is finished, not lost
+        saved = store.get(clip.utterance_id)
+        assert saved is not None and saved.audio_path is not None and saved.audio_path.stat().st_size == 44 + 3200
+        store.close()
