@@ -449,16 +449,22 @@ class Registry:
 
     # -- the review pool ----------------------------------------------------------------
 
-    def sample(
+    def sample(self, fraction: float, limit: int = 10_000, batch: int = 100, pause_seconds: float = 0.005) -> int:
+        """Consider up to `limit` clips stored since the last pass; return how many were admitted."""
+        return self.sample_pass(fraction, limit, batch, pause_seconds)[0]
+
+    def sample_pass(
         self,
         fraction: float,
         limit: int = 10_000,
         batch: int = 100,
         pause_seconds: float = 0.005,
         yield_ratio: float = 4.0,
-    ) -> int:
-        """Consider up to `limit` clips stored since the last pass, in transactions of `batch`;
-        admit each eligible one with probability `fraction`.
+    ) -> tuple[int, int]:
+        """Consider up to `limit` clips stored since the last pass, in transactions of `batch`
+        (at most 1,000: one statement binds two values per clip); admit each eligible one
+        with probability `fraction`. Returns (admitted, considered): fewer considered than
+        `limit` means the sampler has caught up.
 
         Each batch reads forward from a high-water mark (the clips' insertion order), so a
         pass costs what is new, never a scan of what was considered. It holds the writer
@@ -470,10 +476,11 @@ class Registry:
         was deleted is never considered: it stays out of review, which is the safe side.
         """
         rng = secrets.SystemRandom()
+        batch = max(1, min(batch, 1_000))
         admitted = considered = 0
         while considered < limit:
-            began = time.monotonic()
             with self.transaction() as db:
+                began = time.monotonic()  # the time it holds the lock, not the wait for it
                 mark = db.execute("SELECT last_rowid FROM sampler_mark").fetchone()
                 rows = db.execute(
                     f"""
@@ -513,7 +520,7 @@ class Registry:
             admitted += in_batch
             considered += len(rows)
             time.sleep(max(pause_seconds, yield_ratio * (time.monotonic() - began)))
-        return admitted
+        return admitted, considered
 
     def verdicts(self) -> collections.Counter[str]:
         """Clips the sampler considered, by verdict: why the ineligible ones were not reviewable."""
@@ -872,15 +879,22 @@ class Registry:
         index), then clear its pending mark."""
         household = self.household(household_id)
         deleted = 0
-        if household.retention_days is not None:
-            cutoff = utc_text(_now() - timedelta(days=household.retention_days))
+        days = household.retention_days
+        if days is not None:
+            cutoff = utc_text(_now() - timedelta(days=days))
             with self.reading() as db:
                 rows = db.execute(
                     "SELECT utterance_id FROM clips WHERE household_id = ? AND received_at < ?", (household_id, cutoff)
                 ).fetchall()
             deleted = sum(self.delete(household_id, actor, clip_id=row[0]) for row in rows)
         with self.transaction() as db:
-            db.execute("DELETE FROM retention_pending WHERE household_id = ?", (household_id,))
+            # Only if the retention is still the one just applied: a shorter one set meanwhile
+            # (by another process, whose own expiry may have died) stays pending.
+            db.execute(
+                "DELETE FROM retention_pending WHERE household_id = ? AND household_id IN "
+                "(SELECT household_id FROM households WHERE COALESCE(retention_days, -1) = ?)",
+                (household_id, -1 if days is None else days),
+            )
         return deleted
 
 

@@ -178,6 +178,36 @@ def test_a_shortened_retention_interrupted_midway_is_finished_by_the_next_run(
     assert registry.db.execute("SELECT count(*) FROM retention_pending").fetchone()[0] == 0
 
 
+def test_a_retention_shortened_meanwhile_by_another_process_stays_pending(
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, registry = open_both(tmp_path, database)
+    registry.create_household("h2", "The Lees")
+    registry.set_retention("h2", "3_months", "m")
+    assert apply_retention(registry) == 0  # the 3-month choice's mark is now
+    registry.create_household("h1", "The Parks")
+    registry.set_retention("h1", "18_months", "m")
+    very_old = capture(store, "h1", False, 1, age_days=600)
+    old = capture(store, "h1", False, 1, age_days=100)
+    with registry.transaction() as db:  # an 18-month expiry of h1 that died earlier
+        db.execute("INSERT INTO retention_pending VALUES ('h1')")
+    real_delete = registry.delete
+
+    def another_process_shortens_it(*args: Any, **kwargs: Any) -> int:
+        # While this run expires h1 at 18 months, another process sets 3 months; its own
+        # expiry of h1 dies before it deletes anything.
+        with registry.transaction() as db:
+            db.execute("UPDATE households SET retention_days = 90 WHERE household_id = 'h1'")
+            db.execute("INSERT INTO retention_pending VALUES ('h1') ON CONFLICT DO NOTHING")
+        return real_delete(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "delete", another_process_shortens_it)
+    assert apply_retention(registry) == 1 and store.get(very_old) is None
+    monkeypatch.setattr(registry, "delete", real_delete)
+    assert store.get(old) is not None  # behind the 3-month mark: only the pending row brings it
+    assert apply_retention(registry) == 1 and store.get(old) is None
+
+
 def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> None:
     _, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
@@ -356,3 +386,18 @@ def test_both_databases_have_one_schema(tmp_path: Path) -> None:
     assert pg_schema.pop("clips")[:-1] == sqlite_schema.pop("clips")
     assert pg_schema == sqlite_schema
     assert pg_indexes == sqlite_indexes
+
+
+def test_the_background_sampler_catches_up_within_one_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from review_opt_out import cli
+
+    store, registry = open_both(tmp_path)
+    registry.create_household("h1", "The Parks")
+    for _ in range(25):
+        capture(store, "h1", False, 1)
+    monkeypatch.setattr(cli, "SAMPLER_PASS_CLIPS", 10)  # a backlog of two and a half passes
+    stop = threading.Event()
+    cli._background(registry, 0.0, 0.01, stop, stop.set)  # one round: the tally stops it
+    assert sum(registry.verdicts().values()) == 25
