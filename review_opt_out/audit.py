@@ -27,20 +27,13 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash       TEXT NOT NULL
 );
 """
-# The database itself refuses to change or remove an entry, whoever connects.
+# The database itself refuses to change or remove an entry, whoever connects (PostgreSQL's
+# triggers are in review_opt_out/migrations/postgresql/0001.sql).
 SQLITE_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-POSTGRESQL_TRIGGERS = """
-CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
-CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
-FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 """
 
 GENESIS = "0" * 64
