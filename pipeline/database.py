@@ -123,8 +123,8 @@ def _password(url: str) -> str | None:
 
 @lru_cache(maxsize=512)
 def _to_psycopg(sql: str) -> str:
-    # Earmark's SQL never has '?' or '%' inside a literal except LIKE-free text; psycopg
-    # reads '%' as a placeholder, so a literal one is doubled.
+    # Earmark's SQL has no '?' inside a string literal, so every '?' is a parameter. psycopg
+    # reads '%' as the start of a placeholder: a literal one (LIKE 'x%') is doubled.
     return sql.replace("%", "%%").replace("?", "%s")
 
 
