@@ -279,12 +279,29 @@ def utc_text(moment: datetime) -> str:
     return aware.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def connect_postgresql(url: str) -> Database:
-    """Open PostgreSQL (autocommit; transactions only through `writing()`)."""
+def _psycopg() -> Any:
+    """psycopg, or a one-line DatabaseUnavailable saying how to install it."""
     try:
         import psycopg
     except ImportError as err:
         raise DatabaseUnavailable("PostgreSQL needs psycopg: pip install 'earmark[cloud]'") from err
+    return psycopg
+
+
+def database_name(url: str) -> str:
+    """The PostgreSQL database a URL names (the user's name when it names none, as libpq does)."""
+    psycopg = _psycopg()
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as err:
+        raise DatabaseUnavailable(f"database URL {redacted(url)!r} cannot be read: {str(err).strip()}") from err
+    return str(parts.get("dbname") or parts.get("user") or "")
+
+
+def connect_postgresql(url: str) -> Database:
+    """Open PostgreSQL (autocommit; transactions only through `writing()`)."""
+    _psycopg()
+    import psycopg
 
     def open_connection() -> psycopg.Connection[Any]:
         try:

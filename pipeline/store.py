@@ -38,10 +38,10 @@ from pipeline.database import (
     SQLITE,
     Database,
     connect_postgresql,
+    database_name,
     is_postgresql,
     migrate_postgresql,
     postgresql_versions,
-    redacted,
 )
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
 from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
@@ -138,9 +138,11 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
     another is refused: a pipeline on PostgreSQL beside a consent service on SQLite would
     store audio the household said not to keep, and clips it had already deleted.
     """
-    _check_engine(data_dir, url)
-    if url is not None and is_postgresql(url):
-        db = connect_postgresql(url)
+    postgres_url = url if url is not None and is_postgresql(url) else None
+    engine = SQLITE if postgres_url is None else f"postgresql {database_name(postgres_url)}"
+    _check_engine(data_dir, engine)
+    if postgres_url is not None:
+        db = connect_postgresql(postgres_url)
         try:
             migrate_postgresql(db, "clip_store", POSTGRESQL_VERSIONS)
         except BaseException:
@@ -153,33 +155,18 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         except BaseException:
             connection.close()
             raise
-    _record_engine(data_dir, url)
+    _record_engine(data_dir, engine)
     return db
 
 
 ENGINE_MARKER = "database-engine"
 
 
-def _engine(url: str | None) -> str:
-    """How the marker names a database: "sqlite", or "postgresql" and the database's name
-    (the user's name when the URL names none, as libpq does)."""
-    if url is None or not is_postgresql(url):
-        return SQLITE
-    try:
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
-    except ImportError as err:
-        raise DatabaseUnavailable("PostgreSQL needs psycopg: pip install 'earmark[cloud]'") from err
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.Error as err:
-        raise DatabaseUnavailable(f"database URL {redacted(url)!r} cannot be read: {str(err).strip()}") from err
-    return f"postgresql {parts.get('dbname') or parts.get('user') or ''}"
+def _check_engine(data_dir: Path, wanted: str) -> None:
+    """Refuse a database other than the one this data directory's cloud already uses.
 
-
-def _check_engine(data_dir: Path, url: str | None) -> None:
-    """Refuse a database other than the one this data directory's cloud already uses."""
-    wanted = _engine(url)
+    `wanted` as the marker names it: "sqlite", or "postgresql" and the database's name.
+    """
     marker = data_dir / ENGINE_MARKER
     try:
         recorded = marker.read_text().strip()
@@ -195,16 +182,15 @@ def _check_engine(data_dir: Path, url: str | None) -> None:
         )
 
 
-def _record_engine(data_dir: Path, url: str | None) -> None:
+def _record_engine(data_dir: Path, engine: str) -> None:
     marker = data_dir / ENGINE_MARKER
     if marker.exists():
         return
-    engine = _engine(url)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process recorded one a moment ago: it must be the same
-        _check_engine(data_dir, url)
+        _check_engine(data_dir, engine)
         return
     with os.fdopen(fd, "w") as out:
         out.write(engine + "\n")
