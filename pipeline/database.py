@@ -18,6 +18,8 @@ The clip store and the consent registry write the same SQL to either engine thro
 * **Insertion order of clips** (the sampler's high-water mark): SQLite's `rowid`, a
   `clip_seq` identity column on PostgreSQL. Both grow in commit order because every
   insert holds the writer lock.
+* **One clock** (`now()`): receipt, decision and consent times come from the database,
+  so workers and the registry on several machines order events alike.
 * **`cutoff(retention_days)`** (in the eligibility rule): a Python function on SQLite,
   an SQL function on PostgreSQL reading the caller's clock from a session setting, so
   both follow the registry's clock.
@@ -246,6 +248,20 @@ class Database:
                     raise
                 _LOGGER.warning("the database connection was lost; opening it again")
                 self._conn = self._reopen()
+
+    def now(self) -> datetime:
+        """The database's clock: the one clock every worker and the registry agree on.
+
+        PostgreSQL's `clock_timestamp()`, so workers on several machines stamp receipt and
+        decision times alike; SQLite is one file on one machine, whose clock it is.
+        """
+        if isinstance(self._conn, sqlite3.Connection):
+            return datetime.now(UTC)
+        self._ensure_open()
+        (moment,) = self._conn.execute("SELECT clock_timestamp()").fetchone() or (None,)
+        if not isinstance(moment, datetime):
+            raise DatabaseUnavailable("the database did not tell its time")
+        return moment.astimezone(UTC)
 
     def install_cutoff(self, now: Callable[[], datetime]) -> None:
         """`cutoff(retention_days)`: the receipt time before which a clip is past retention, by `now`."""

@@ -70,7 +70,7 @@ from pipeline.device_claims import (
 from pipeline.reassembly import Reassembler
 from pipeline.recognizer import StreamingRecognizer
 from pipeline.settings import PipelineSettings
-from pipeline.store import Clip, ClipStore
+from pipeline.store import Clip, ClipStore, StartClaim
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class _Stream:
     def __init__(self, start: UtteranceStart, limits: StreamLimits, now: float, epoch: int) -> None:
         self.start = start
         self.tag = ConsentTag.of(start)
-        self.received_at = datetime.now(UTC)  # the cloud's clock, never the device's
+        self.received_at: datetime | None = None  # the database's, at the first start any worker admitted
         self.arrived_at = time.monotonic()  # for arbitration between a household's speakers
         self.reassembler = Reassembler(limits.window_chunks)
         self.audio = bytearray()
@@ -468,9 +468,8 @@ class IngestService:
         )
 
     def _block_review(self, utterance_id: UUID) -> None:
-        future = asyncio.get_running_loop().run_in_executor(
-            self._io, self._store.block_review, utterance_id, "conflicting_start"
-        )
+        # Recorded in the database, so the worker that stores it (or stored it) blocks it too.
+        future = asyncio.get_running_loop().run_in_executor(self._io, self._store.note_conflict, utterance_id)
         future.add_done_callback(_log_failure)
 
     def _on_finished_start(self, stored: ConsentTag, again: ConsentTag, utterance_id: UUID) -> None:
@@ -575,6 +574,7 @@ class IngestService:
             await asyncio.sleep(self._settings.ingest.reconcile_interval_seconds)
             try:
                 await loop.run_in_executor(self._io, self._store.reconcile)
+                await loop.run_in_executor(self._io, self._store.prune_ledger)
             except Exception:
                 _LOGGER.exception("reconciling interrupted saves failed; retrying next round")
 
@@ -612,27 +612,35 @@ class IngestService:
                 self._finished.popitem(last=False)
 
     async def _admit(self, stream: _Stream) -> bool:
-        """Check the start against the enrolment and the store, read *now*; then make its recognizer."""
+        """Record the start in the database and act on what it decides; then make its recognizer."""
         loop = asyncio.get_running_loop()
         start = stream.start
-        known = await loop.run_in_executor(self._io, self._store.admission, start.device_id, start.utterance_id)
+        claim = StartClaim(
+            start.utterance_id,
+            start.device_id,
+            start.household_id,
+            start.review_allowed,
+            start.consent_version,
+            start.capture_started_at,
+        )
+        known = await loop.run_in_executor(self._io, self._store.admit_start, claim)
         if stream.let_go:
             return False
+        if known.foreign:
+            raise ContractError("identity_mismatch", "utterance id belongs to another device")
+        if known.conflicting:
+            # Recorded by the database in the same transaction: whichever worker stores this
+            # utterance (or stored it), nobody may review it.
+            raise ContractError("conflicting_start", "a second start for this utterance carries another tag")
         check_enrolment(start.household_id, known.household_id)
+        stream.received_at = known.received_at
         if known.forgotten:
             self.stats.duplicates += 1  # deleted by its household already: never served again
             stream.settled = True
             self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
         if known.stored_tag is not None:
-            try:
-                same_tag_or_conflict(ConsentTag(*known.stored_tag), stream.tag)
-            except ContractError:
-                await loop.run_in_executor(self._io, self._store.block_review, start.utterance_id, "conflicting_start")
-                raise
             self.stats.duplicates += 1  # redelivered after a restart: what is stored stays as it is
-            if stream.review_blocked is not None:
-                self._block_review(start.utterance_id)
             stream.settled = True
             self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
@@ -785,7 +793,7 @@ class IngestService:
             device_id=start.device_id,
             household_id=start.household_id,
             capture_started_at=start.capture_started_at,
-            received_at=stream.received_at,
+            received_at=stream.received_at or datetime.now(UTC),  # the ledger's wins at the save
             stored_at=datetime.now(UTC),
             duration_seconds=0.0,  # the store measures the audio it writes
             transcript=final.text if keep_audio else "",

@@ -26,9 +26,9 @@ import threading
 import time
 import wave
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, bytes_to_seconds
@@ -49,7 +49,10 @@ from pipeline.errors import ClipRejected, DatabaseUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# How long the utterance ledger remembers a start: far past any stream, outbox resend and
+# spoken-deletion tombstone (a day).
+LEDGER_LIFETIME = timedelta(days=2)
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS devices (
         device_id     TEXT PRIMARY KEY,
@@ -100,7 +103,25 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS clips_device ON clips (device_id, received_at)",
     # Retention: a household's clips past its cutoff, found without reading the others.
     "CREATE INDEX IF NOT EXISTS clips_household_received ON clips (household_id, received_at)",
+    # Every start any worker admitted, first come: the tag and receipt time an utterance
+    # keeps for good, whichever worker stores it and however often it is sent again.
+    """CREATE TABLE IF NOT EXISTS utterances (
+        utterance_id        TEXT PRIMARY KEY,
+        device_id           TEXT NOT NULL,
+        household_id        TEXT NOT NULL,
+        review_allowed      INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
+        consent_version     INTEGER NOT NULL CHECK (consent_version >= 0),
+        capture_started_at  TEXT NOT NULL,
+        received_at         TEXT NOT NULL,
+        conflicting         INTEGER NOT NULL DEFAULT 0 CHECK (conflicting IN (0, 1)),
+        settled             INTEGER NOT NULL DEFAULT 0 CHECK (settled IN (0, 1))
+    )""",
+    "CREATE INDEX IF NOT EXISTS utterances_device ON utterances (device_id, received_at)",
+    "CREATE INDEX IF NOT EXISTS utterances_received ON utterances (received_at)",
 ]
+# Version 5: "delete today" also covers requests the cloud had not seen yet, by the
+# device's capture time, but only within the day it names (a clock days behind is no cover).
+_MIGRATE_TO_5 = ["ALTER TABLE forgotten_before ADD COLUMN captured_since TEXT"]
 # Version 1 (before the cloud stamped receipt times) had no received_at / review_blocked
 # and a NOT NULL audio_path: rebuild the table, taking stored_at as the receipt time.
 _MIGRATE_FROM_1 = [
@@ -266,6 +287,10 @@ def ensure_schema(db: sqlite3.Connection) -> None:
                     db.execute(statement)
             for statement in _SCHEMA:
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(forgotten_before)")}
+            if "captured_since" not in columns:
+                for statement in _MIGRATE_TO_5:
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")
@@ -297,13 +322,28 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class StartClaim:
+    """What one start message claims, as the utterance ledger records it."""
+
+    utterance_id: UUID
+    device_id: str
+    household_id: str
+    review_allowed: bool
+    consent_version: int
+    capture_started_at: datetime
+
+
+@dataclass(frozen=True)
 class DeviceAdmission:
-    """What the store knows about a start, read in one query at each start."""
+    """What the database knows about a start, decided in the transaction that records it."""
 
     household_id: str | None  # None: the device is not enrolled
     keep_audio: bool
     stored_tag: tuple[str, bool, int] | None  # (household, review_allowed, version) if already stored
     forgotten: bool = False  # its household deleted it before it was stored: served as a duplicate
+    received_at: datetime | None = None  # the database's clock at the utterance's first admitted start
+    conflicting: bool = False  # this start's tag or household differs from the first one's
+    foreign: bool = False  # the utterance id is another device's
 
 
 class ClipStore(Protocol):
@@ -313,12 +353,20 @@ class ClipStore(Protocol):
         """Enrolment, storage policy and any stored copy of this utterance."""
         ...
 
+    def admit_start(self, claim: StartClaim) -> DeviceAdmission:
+        """Record a start in the utterance ledger and decide, in that transaction, what it is."""
+        ...
+
+    def note_conflict(self, utterance_id: UUID) -> None:
+        """A second start with another tag was seen: the utterance is never reviewable."""
+        ...
+
     def save(self, clip: Clip, audio: bytes | None) -> bool:
         """Store a clip (and its audio, if kept) atomically; False if it was stored already."""
         ...
 
-    def block_review(self, utterance_id: UUID, reason: str) -> None:
-        """Rule a stored clip out of review (the cloud may only narrow)."""
+    def prune_ledger(self) -> int:
+        """Forget ledger entries past LEDGER_LIFETIME (stored clips keep their tag)."""
         ...
 
     def reconcile(self) -> int:
@@ -398,6 +446,69 @@ class SqlClipStore:
             forgotten=forgotten is not None,
         )
 
+    def admit_start(self, claim: StartClaim) -> DeviceAdmission:
+        """Record a start in the utterance ledger and decide what it is, in one transaction.
+
+        The first start any worker admits fixes the utterance's tag, household and receipt
+        time (the database's clock). A later start, on any worker, before or after the clip
+        is stored, is compared with it: another tag or household marks the utterance
+        conflicting, and its clip (stored, or stored later by whoever does) unreviewable.
+        A start for another device's utterance id changes nothing.
+        """
+        utterance_id = str(claim.utterance_id)
+        tag = (claim.household_id, claim.review_allowed, claim.consent_version)
+        with self._db.writing() as db:
+            enrolled = db.execute(
+                "SELECT d.household_id, COALESCE(p.keep_audio, 1) FROM devices d "
+                "LEFT JOIN storage_policy p ON p.household_id = d.household_id WHERE d.device_id = ?",
+                (claim.device_id,),
+            ).fetchone()
+            first = _first_start(db, utterance_id)
+            conflicting = False
+            if first is not None:
+                if first[0] != claim.device_id:
+                    return DeviceAdmission(None, True, None, foreign=True)
+                conflicting = (first[1], bool(first[2]), int(first[3])) != tag
+                if conflicting:
+                    _mark_conflict(db, utterance_id)
+                received_at, capture = str(first[4]), str(first[5])
+            else:
+                if enrolled is None or str(enrolled[0]) != claim.household_id:
+                    # Refused by the caller (check_enrolment); nothing recorded for a stranger.
+                    return DeviceAdmission(None if enrolled is None else str(enrolled[0]), True, None)
+                received_at, capture = utc_text(db.now()), utc_text(claim.capture_started_at)
+                db.execute(
+                    "INSERT INTO utterances (utterance_id, device_id, household_id, review_allowed, consent_version, "
+                    "capture_started_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (utterance_id, claim.device_id, claim.household_id, int(claim.review_allowed),
+                     claim.consent_version, capture, received_at),
+                )  # fmt: skip
+            stored = db.execute(
+                "SELECT household_id, review_allowed, consent_version FROM clips WHERE utterance_id = ?",
+                (utterance_id,),
+            ).fetchone()
+            forgotten = _forgotten(db, utterance_id, claim.device_id, claim.household_id, received_at, capture)
+        return DeviceAdmission(
+            household_id=None if enrolled is None else str(enrolled[0]),
+            keep_audio=True if enrolled is None else bool(enrolled[1]),
+            stored_tag=None if stored is None else (str(stored[0]), bool(stored[1]), int(stored[2])),
+            forgotten=forgotten,
+            received_at=datetime.fromisoformat(received_at),
+            conflicting=conflicting,
+        )
+
+    def note_conflict(self, utterance_id: UUID) -> None:
+        """A second start with another tag reached this worker: never reviewable, on every worker."""
+        with self._db.writing() as db:
+            _mark_conflict(db, str(utterance_id))
+
+    def prune_ledger(self) -> int:
+        """Forget ledger entries older than LEDGER_LIFETIME: by then every outbox has given
+        up, and a stored clip keeps its own tag (a start after this is compared with it)."""
+        with self._db.writing() as db:
+            cutoff = utc_text(db.now() - LEDGER_LIFETIME)
+            return db.execute("DELETE FROM utterances WHERE received_at < ?", (cutoff,)).rowcount
+
     def save(self, clip: Clip, audio: bytes | None) -> bool:
         """Store a clip atomically; False (touching nothing stored) if the utterance is stored already.
 
@@ -444,12 +555,24 @@ class SqlClipStore:
 
     def _insert(self, clip: Clip, partial: Path | None, final: Path, audio_seconds: float) -> bool | None:
         """The row, in the caller's write transaction: True if inserted, False if stored already,
-        None if forgotten."""
-        if self._db.execute(
-            "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
-            "SELECT 1 FROM forgotten_before WHERE household_id = ? AND received_before > ?",
-            (str(clip.utterance_id), clip.device_id, clip.household_id, utc_text(clip.received_at)),
-        ).fetchone():
+        None if forgotten.
+
+        What the utterance ledger recorded wins over what this worker holds: the receipt
+        time of the first start (a resend to another worker is no new request), and a
+        conflicting start seen by any worker. Spoken deletions are decided here too.
+        """
+        utterance_id = str(clip.utterance_id)
+        first = _first_start(self._db, utterance_id)
+        received_at = utc_text(clip.received_at)
+        review_blocked = clip.review_blocked
+        if first is not None and first[0] == clip.device_id:
+            received_at = str(first[4])
+            if first[6]:
+                review_blocked = review_blocked or "conflicting_start"
+        self._db.execute("UPDATE utterances SET settled = 1 WHERE utterance_id = ?", (utterance_id,))
+        if _forgotten(
+            self._db, utterance_id, clip.device_id, clip.household_id, received_at, utc_text(clip.capture_started_at)
+        ):
             return None
         inserted = self._db.execute(
             f"INSERT INTO clips ({_CLIP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant
@@ -459,7 +582,7 @@ class SqlClipStore:
                 clip.device_id,
                 clip.household_id,
                 utc_text(clip.capture_started_at),
-                utc_text(clip.received_at),
+                received_at,
                 utc_text(clip.stored_at),
                 audio_seconds,
                 clip.transcript,
@@ -470,7 +593,7 @@ class SqlClipStore:
                 clip.firmware_version,
                 int(clip.review_allowed),
                 clip.consent_version,
-                clip.review_blocked,
+                review_blocked,
                 None if partial is None else str(final.relative_to(self._data_dir)),
             ),
         ).rowcount
@@ -546,6 +669,60 @@ class SqlClipStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+_LEDGER_COLUMNS = "device_id, household_id, review_allowed, consent_version, received_at, capture_started_at"
+_LEDGER_ROW = f"SELECT {_LEDGER_COLUMNS}, conflicting FROM utterances WHERE utterance_id = ?"  # noqa: S608 - constant
+# A clip stored before the ledger knew it, entered from its row (already settled).
+_LEDGER_FROM_CLIP = (
+    f"INSERT INTO utterances ({_LEDGER_COLUMNS}, conflicting, settled, utterance_id) "  # noqa: S608 - constant
+    f"SELECT {_LEDGER_COLUMNS}, CASE WHEN review_blocked = 'conflicting_start' THEN 1 ELSE 0 END, 1, utterance_id "
+    "FROM clips WHERE utterance_id = ?"
+)
+
+
+def _first_start(db: Database, utterance_id: str) -> Any:
+    """The ledger's first start of an utterance: (device, household, review_allowed, version,
+    received_at, capture_started_at, conflicting), or None.
+
+    A clip stored before the ledger knew it (an older release, or an entry pruned) is
+    entered from its row, so a start sent after that is compared with what is stored.
+    """
+    row = db.execute(_LEDGER_ROW, (utterance_id,)).fetchone()
+    if row is not None or not db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (utterance_id,)).fetchone():
+        return row
+    db.execute(_LEDGER_FROM_CLIP, (utterance_id,))
+    return db.execute(_LEDGER_ROW, (utterance_id,)).fetchone()
+
+
+def _mark_conflict(db: Database, utterance_id: str) -> None:
+    """The utterance had two tags: whichever was first, nobody may hear it (only ever narrows)."""
+    _first_start(db, utterance_id)
+    db.execute("UPDATE utterances SET conflicting = 1 WHERE utterance_id = ?", (utterance_id,))
+    db.execute(
+        "UPDATE clips SET review_blocked = COALESCE(review_blocked, 'conflicting_start') WHERE utterance_id = ?",
+        (utterance_id,),
+    )
+
+
+def _forgotten(db: Database, utterance_id: str, device_id: str, household_id: str, received_at: str,
+               capture_started_at: str) -> bool:  # fmt: skip
+    """Whether a spoken deletion already covers this utterance.
+
+    "Forget that" leaves a tombstone for (utterance, device). "Delete everything I said
+    today" covers what the cloud first received before it, whichever worker stores it and
+    whenever, and what the device captured before it on that day (a request still in an
+    outbox the cloud had not seen): the device's clock may only narrow what is kept.
+    """
+    return (
+        db.execute(
+            "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
+            "SELECT 1 FROM forgotten_before WHERE household_id = ? AND (received_before > ? "
+            "OR (captured_since IS NOT NULL AND ? >= captured_since AND received_before > ?))",
+            (utterance_id, device_id, household_id, received_at, capture_started_at, capture_started_at),
+        ).fetchone()
+        is not None
+    )
 
 
 def _write_wav(path: Path, audio: bytes) -> None:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -201,8 +201,9 @@ class ConsentChange:
     changed_at: str
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _now(db: Database) -> datetime:
+    """The registry's clock: the database's, the one every pipeline worker stamps receipts by."""
+    return db.now()
 
 
 class Registry:
@@ -248,7 +249,7 @@ class Registry:
                 db.execute("INSERT INTO migrations VALUES ('storage_policy') ON CONFLICT (name) DO NOTHING")
         self._finish_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
         # Eligibility's retention cutoff follows this module's clock on both engines.
-        self._db.install_cutoff(lambda: _now())
+        self._db.install_cutoff(self._now)
 
     def _upgrade_sqlite(self) -> None:
         """SQLite's schema, and the column upgrades of databases older releases left."""
@@ -265,6 +266,11 @@ class Registry:
             self._db.execute(
                 "ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))"
             )
+
+    def _now(self) -> datetime:
+        """The database's clock (taken under the connection's lock: web threads share it)."""
+        with self._lock:
+            return _now(self._db)
 
     @property
     def signer(self) -> ConsentSigner:
@@ -305,7 +311,7 @@ class Registry:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM households WHERE household_id = ?", (household_id,)).fetchone():
                 raise ReviewError(f"household {household_id} already exists")
-            now = utc_text(_now())
+            now = utc_text(self._now())
             db.execute(
                 "INSERT INTO households VALUES (?, ?, ?, 1, NULL, 1, ?, ?)",
                 (household_id, name, int(allowed), now, time_zone),
@@ -345,7 +351,7 @@ class Registry:
             # The cloud's clock: a clip tagged with this version counts only if it arrived after now.
             db.execute(
                 "INSERT INTO consent_history VALUES (?, ?, ?, ?, ?, ?)",
-                (household_id, version, int(allowed), actor, channel.value, utc_text(_now())),
+                (household_id, version, int(allowed), actor, channel.value, utc_text(self._now())),
             )
             purged = revoked = 0
             if not allowed:
@@ -376,7 +382,7 @@ class Registry:
 
     def _queue_consent(self, db: Database, household_id: str, allowed: bool, version: int) -> None:
         state = ConsentState(
-            household_id=household_id, review_allowed=allowed, consent_version=version, changed_at=_now()
+            household_id=household_id, review_allowed=allowed, consent_version=version, changed_at=self._now()
         )
         db.execute(
             "INSERT INTO consent_outbox VALUES (?, ?, ?, 0) ON CONFLICT (household_id) DO UPDATE SET "
@@ -504,7 +510,7 @@ class Registry:
                     ).fetchall()
                 }
                 admitted_now = [
-                    (clip_id, secrets.token_urlsafe(16), household_id, _now().isoformat())
+                    (clip_id, secrets.token_urlsafe(16), household_id, self._now().isoformat())
                     for _order, clip_id, household_id, verdict in rows
                     if clip_id in fresh and verdict == "eligible" and rng.random() < fraction
                 ]
@@ -627,7 +633,7 @@ class Registry:
                     continue  # re-checked: eligibility can change after admission
                 db.execute(
                     "INSERT INTO assignments VALUES (?, ?, ?, ?, 'open', ?, NULL)",
-                    (pseudonym, clip_id, household_id, reviewer_id, _now().isoformat()),
+                    (pseudonym, clip_id, household_id, reviewer_id, self._now().isoformat()),
                 )
                 audit.append(db, reviewer_id, "review.assign", pseudonym)
                 return str(pseudonym)
@@ -775,8 +781,8 @@ class Registry:
         many requests went, the command always among them.
         """
         actor = f"voice:{device_id}"
-        now = _now()
         with self.transaction() as db:
+            now = _now(db)  # after the writer lock: every receipt stamped before it is earlier
             found = db.execute("SELECT household_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
             if found is None:
                 raise NotFound("no such device")
@@ -796,36 +802,37 @@ class Registry:
                 "WHERE utterance_id = ? AND device_id = ? AND household_id = ?",
                 (command_id, device_id, household_id),
             ).fetchone()
+            in_flight: list[str] = []
             if today:
-                midnight = datetime.now(zone(str(tz_row[0]))).replace(hour=0, minute=0, second=0, microsecond=0)
+                midnight = now.astimezone(zone(str(tz_row[0]))).replace(hour=0, minute=0, second=0, microsecond=0)
                 since = utc_text(midnight)
                 rows = db.execute(
                     "SELECT utterance_id, audio_path FROM clips WHERE household_id = ? "
                     "AND (capture_started_at >= ? OR received_at >= ?)",
                     (household_id, since, since),
                 ).fetchall()
+                # Requests still on their way are decided when stored (pipeline.store): by the
+                # first receipt any worker recorded, or a capture earlier today.
                 db.execute(
-                    "INSERT INTO forgotten_before VALUES (?, ?) ON CONFLICT (household_id) DO UPDATE SET "
-                    "received_before = CASE WHEN excluded.received_before > forgotten_before.received_before "
-                    "THEN excluded.received_before ELSE forgotten_before.received_before END",
-                    (household_id, utc_text(now)),
+                    "INSERT INTO forgotten_before VALUES (?, ?, ?) ON CONFLICT (household_id) DO UPDATE SET "
+                    "received_before = excluded.received_before, captured_since = excluded.captured_since "
+                    "WHERE excluded.received_before > forgotten_before.received_before",
+                    (household_id, utc_text(now), since),
                 )
             else:
-                before = command[2] if command is not None else utc_text(now)
-                rows = db.execute(
-                    "SELECT utterance_id, audio_path FROM clips WHERE device_id = ? AND household_id = ? "
-                    "AND utterance_id != ? AND received_at <= ? AND received_at >= ? "
-                    "AND end_reason NOT IN ('no_speech', 'muted') ORDER BY received_at DESC LIMIT 1",
-                    (device_id, household_id, command_id, before, utc_text(now - JUST_SAID)),
-                ).fetchall()
+                rows, in_flight = _just_said(db, device_id, household_id, command_id, now)
+                db.executemany(
+                    "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(utterance_id, device_id, utc_text(now)) for utterance_id in in_flight],
+                )
             rows = list({row[0]: row for row in [*rows, *([command[:2]] if command else [])]}.values())
             paths = _delete_rows(db, rows)
             audit.append(
-                db, actor, "recordings.delete", household_id, count=len(rows), channel="voice",
+                db, actor, "recordings.delete", household_id, count=len(rows) + len(in_flight), channel="voice",
                 scope="today" if today else "last_request",
             )  # fmt: skip
         self._finish_deletions(paths)
-        return len(rows) + (command is None)
+        return len(rows) + len(in_flight) + (command is None)
 
     def _finish_deletions(self, paths: list[str]) -> None:
         if not paths:
@@ -843,7 +850,7 @@ class Registry:
         receipt-time index). A household that shortens its retention has its older clips
         expired at that moment (`set_retention`), so the marks never skip one.
         """
-        now = _now()
+        now = self._now()
         with self.reading() as db:
             pending = [str(row[0]) for row in db.execute("SELECT household_id FROM retention_pending")]
         deleted = sum(self._expire_household(household_id, actor) for household_id in pending)
@@ -881,7 +888,7 @@ class Registry:
         deleted = 0
         days = household.retention_days
         if days is not None:
-            cutoff = utc_text(_now() - timedelta(days=days))
+            cutoff = utc_text(self._now() - timedelta(days=days))
             with self.reading() as db:
                 rows = db.execute(
                     "SELECT utterance_id FROM clips WHERE household_id = ? AND received_at < ?", (household_id, cutoff)
@@ -924,6 +931,40 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
         raise ReviewError(f"unknown time zone {name[:64]!r} (use an IANA name such as Europe/Berlin)") from err
+
+
+def _just_said(
+    db: Database, device_id: str, household_id: str, command_id: str, now: datetime
+) -> tuple[list[Any], list[str]]:
+    """The device's last request before the command (one with speech, received within
+    JUST_SAID): ([(utterance_id, audio_path)] if it is stored, [utterance_id] if it is
+    still on its way to whichever worker will store it).
+
+    Receipt times are the utterance ledger's, the first any worker recorded: a request
+    sent again after the command is still the one said before it.
+    """
+    command = db.execute("SELECT received_at FROM utterances WHERE utterance_id = ?", (command_id,)).fetchone()
+    if command is None:
+        command = db.execute("SELECT received_at FROM clips WHERE utterance_id = ?", (command_id,)).fetchone()
+    before = str(command[0]) if command is not None else utc_text(now)
+    window = (device_id, household_id, command_id, before, utc_text(now - JUST_SAID))
+    stored = db.execute(
+        "SELECT c.utterance_id, c.audio_path, COALESCE(u.received_at, c.received_at) AS at FROM clips c "
+        "LEFT JOIN utterances u ON u.utterance_id = c.utterance_id WHERE c.device_id = ? AND c.household_id = ? "
+        "AND c.utterance_id != ? AND COALESCE(u.received_at, c.received_at) <= ? "
+        "AND COALESCE(u.received_at, c.received_at) >= ? AND c.end_reason NOT IN ('no_speech', 'muted') "
+        "ORDER BY at DESC LIMIT 1",
+        window,
+    ).fetchone()
+    pending = db.execute(
+        "SELECT utterance_id, received_at FROM utterances WHERE device_id = ? AND household_id = ? "
+        "AND utterance_id != ? AND received_at <= ? AND received_at >= ? AND settled = 0 "
+        "ORDER BY received_at DESC LIMIT 1",
+        window,
+    ).fetchone()
+    if pending is not None and (stored is None or str(pending[1]) > str(stored[2])):
+        return [], [str(pending[0])]
+    return ([(stored[0], stored[1])] if stored is not None else []), []
 
 
 def _delete_rows(db: Database, rows: list[Any]) -> list[str]:

@@ -196,7 +196,7 @@ def test_retention_counts_from_the_clouds_receipt_not_the_devices_clock(
     assert apply_retention(cloud.registry) == 0  # received just now
     # 100 days pass (on the cloud's clock): it goes, whatever the device claimed.
     later = datetime.now(UTC) + timedelta(days=100)
-    monkeypatch.setattr(registry_module, "_now", lambda: later)
+    monkeypatch.setattr(registry_module, "_now", lambda _db: later)
     assert apply_retention(cloud.registry) == 1
     assert cloud.pipeline.store.get(clip_id) is None
     device.close()

@@ -1,0 +1,265 @@
+"""Many workers, one truth: the rules that span messages hold whichever worker a message reaches.
+
+Two real pipeline workers share one broker (MQTT 5 shared subscription: mosquitto hands
+the starts out round-robin) and one database, on SQLite and on PostgreSQL. A hand-made
+device sends its starts to the group and the rest of an utterance to a worker it names,
+as a buggy or hostile device could; the registry is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract import topics
+from contract.mqtt import MqttSettings
+from pipeline.settings import IngestSettings, PipelineSettings
+from review_opt_out.registry import Channel, Registry
+from review_opt_out.signing import create_key
+from tests.broker import Broker
+from tests.injector import Injector
+from tests.pipeline_harness import RunningPipeline
+
+AUDIO = [bytes(5120)] * 3  # three contract-sized chunks of silence
+WAIT_SECONDS = 30.0
+
+
+class RoutedDevice(Injector):
+    """A device that sees which worker claims each start and addresses that one (or any)."""
+
+    def __init__(self, broker: Broker, device: str = "kitchen-1", household: str = "h-42") -> None:
+        super().__init__(broker, device, household)
+        self._answers = threading.Condition()
+        self.claims: dict[uuid.UUID, list[str]] = {}
+        self.receipts: set[uuid.UUID] = set()
+        self.routes: dict[uuid.UUID, str] = {}
+        self.client.message_callback_add(topics.results(device), self._on_result)
+        result, mid = self.client.subscribe(topics.results(device), qos=1)
+        assert result == 0, mid
+
+    def _on_result(self, _client: Any, _userdata: Any, message: Any) -> None:
+        answer = json.loads(message.payload)
+        utterance_id = uuid.UUID(answer["utterance_id"])
+        with self._answers:
+            if answer["type"] == "utterance_claimed":
+                self.claims.setdefault(utterance_id, []).append(answer["worker_id"])
+            elif answer["type"] == "utterance_stored":
+                self.receipts.add(utterance_id)
+            self._answers.notify_all()
+
+    def start_claimed(self, utterance_id: uuid.UUID, **changes: Any) -> str:
+        """Send a start; return the worker that claimed it (and route the rest there)."""
+        with self._answers:
+            before = len(self.claims.get(utterance_id, []))
+        self.start(utterance_id, **changes)
+        with self._answers:
+            assert self._answers.wait_for(lambda: len(self.claims.get(utterance_id, [])) > before, WAIT_SECONDS)
+            worker = self.claims[utterance_id][before]
+        self.routes[utterance_id] = worker
+        return worker
+
+    def start(self, utterance_id: uuid.UUID, **changes: Any) -> None:
+        # The fixture's households are at consent version 2, which allows review for h-42.
+        super().start(utterance_id, **{"consent_version": 2, **changes})
+
+    def wait_receipt(self, utterance_id: uuid.UUID) -> None:
+        with self._answers:
+            assert self._answers.wait_for(lambda: utterance_id in self.receipts, WAIT_SECONDS)
+
+    def topic(self, utterance_id: uuid.UUID, part: topics.UtterancePart) -> str:
+        worker = None if part is topics.UtterancePart.START else self.routes[utterance_id]
+        return topics.utterance(self.device, utterance_id, part, worker)
+
+    def audio(self, utterance_id: uuid.UUID, end: bool = True) -> None:
+        for sequence, pcm in enumerate(AUDIO):
+            self.chunk(utterance_id, sequence, pcm)
+        if end:
+            self.end(utterance_id, len(AUDIO))
+
+
+@dataclass
+class Cloud:
+    broker: Broker
+    data: Path
+    workers: dict[str, RunningPipeline]
+    registry: Registry
+
+    def worker(self, name: str) -> RunningPipeline:
+        return self.workers[name]
+
+    def stored(self, utterance_id: uuid.UUID) -> Any:
+        store = next(iter(self.workers.values())).store
+        assert next(iter(self.workers.values())).wait_until(lambda: store.get(utterance_id) is not None)
+        return store.get(utterance_id)
+
+    def admitted(self, utterance_id: uuid.UUID) -> None:
+        """Wait until a worker recorded the utterance's first start (a claim comes before that)."""
+        ledger = "SELECT 1 FROM utterances WHERE utterance_id = ?"
+        assert next(iter(self.workers.values())).wait_until(
+            lambda: self.registry.db.execute(ledger, (str(utterance_id),)).fetchone() is not None
+        )
+
+    def get(self, utterance_id: uuid.UUID) -> Any:
+        return self.registry.db.execute(
+            "SELECT review_allowed, review_blocked FROM clips WHERE utterance_id = ?", (str(utterance_id),)
+        ).fetchone()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, database: str | None) -> Iterator[Cloud]:
+    broker = Broker(tmp_path)
+    broker.start()
+    data = tmp_path / "cloud"
+    create_key(data)
+    workers: dict[str, RunningPipeline] = {}
+    for name in ("worker-a", "worker-b"):
+        settings = PipelineSettings(
+            data_dir=data,
+            database=database,
+            client_id=name,
+            mqtt=MqttSettings(port=broker.port),
+            ingest=IngestSettings(stream_timeout_seconds=3.0, gap_wait_seconds=0.3),
+        )
+        workers[name] = RunningPipeline(
+            settings, model=None, enrolled=[("kitchen-1", "h-42"), ("hall-2", "h-42"), ("flat-9", "h-7")]
+        )
+    registry = Registry(data, database=database)
+    for household in ("h-42", "h-7"):
+        registry.create_household(household, household.upper())
+    registry.set_consent("h-42", True, "ana", Channel.APP)  # v2 allows review: a lie would pay
+    yield Cloud(broker, data, workers, registry)
+    for worker in workers.values():  # those a test stopped are gone from here
+        worker.stop()
+    registry.close()
+    broker.stop()
+
+
+def other(worker: str) -> str:
+    return "worker-b" if worker == "worker-a" else "worker-a"
+
+
+def test_a_conflicting_start_on_another_worker_while_streaming_leaves_it_unreviewable(cloud: Cloud) -> None:
+    device = RoutedDevice(cloud.broker)
+    utterance = uuid.uuid4()
+    first = device.start_claimed(utterance, review_allowed=False, consent_version=2)
+    cloud.admitted(utterance)
+    # mosquitto deals the group's starts out in turn: the second lands on the other worker.
+    second = device.start_claimed(utterance, review_allowed=True, consent_version=2)
+    assert second == other(first)
+    device.routes[utterance] = first
+    device.audio(utterance)
+    device.wait_receipt(utterance)
+    clip = cloud.stored(utterance)
+    assert (clip.review_allowed, clip.review_blocked) == (False, "conflicting_start")  # the first tag is kept
+    stats = cloud.worker(second).service.stats
+    assert cloud.worker(second).wait_until(lambda: stats.rejected["conflicting_start"] == 1)
+    assert cloud.registry.sample(1.0) == 0
+    assert cloud.registry.verdict(str(utterance)) == "blocked_by_cloud"
+    device.close()
+
+
+def test_a_conflicting_start_reaching_the_worker_that_did_not_store_narrows_the_stored_clip(cloud: Cloud) -> None:
+    device = RoutedDevice(cloud.broker)
+    utterance = uuid.uuid4()
+    storer = device.start_claimed(utterance, review_allowed=True, consent_version=2)
+    device.audio(utterance)
+    device.wait_receipt(utterance)
+    assert cloud.stored(utterance).review_blocked is None
+    # Another household's tag, sent after the store: the next start goes to the other worker.
+    assert device.start_claimed(utterance, review_allowed=True, consent_version=2, household_id="h-7") == other(storer)
+    assert cloud.worker(storer).wait_until(lambda: cloud.get(utterance)[1] == "conflicting_start")
+    # An identical start after that is a duplicate, on either worker, and changes nothing.
+    honest = uuid.uuid4()
+    device.start_claimed(honest, review_allowed=True, consent_version=2)
+    device.audio(honest)
+    device.wait_receipt(honest)
+    device.start(honest, review_allowed=True, consent_version=2)
+    device.start(honest, review_allowed=True, consent_version=2)
+    stats = [worker.service.stats for worker in cloud.workers.values()]
+    assert cloud.worker(storer).wait_until(lambda: sum(s.duplicates for s in stats) >= 2)
+    assert cloud.registry.sample(1.0) == 1  # only `honest`
+    assert cloud.registry.verdict(str(utterance)) == "blocked_by_cloud"
+    assert cloud.registry.verdict(str(honest)) == "eligible"
+    device.close()
+
+
+def test_delete_today_covers_a_request_resent_to_another_worker_after_its_first_worker_stopped(
+    cloud: Cloud,
+) -> None:
+    kitchen = RoutedDevice(cloud.broker)
+    on_its_way = uuid.uuid4()
+    first = kitchen.start_claimed(on_its_way)
+    cloud.admitted(on_its_way)
+    kitchen.audio(on_its_way, end=False)  # the request is mid-stream ...
+    cloud.worker(first).stop()  # ... when its worker stops: it lets the part go
+    del cloud.workers[first]
+    # Said on the hall speaker, after the kitchen's request reached the cloud.
+    command = uuid.uuid4()
+    said_at = datetime.now(UTC)
+    assert cloud.registry.delete_spoken("hall-2", str(command), today=True) >= 1
+    # The kitchen's uplink sends the request again, whole, to the worker still there.
+    assert kitchen.start_claimed(on_its_way) == other(first)
+    kitchen.audio(on_its_way)
+    kitchen.wait_receipt(on_its_way)  # answered as done: the device may forget it
+    # Never seen by the cloud before the command, but captured before it today: also gone.
+    offline = uuid.uuid4()
+    kitchen.start_claimed(offline, capture_started_at=(said_at - timedelta(seconds=1)).isoformat())
+    kitchen.audio(offline)
+    kitchen.wait_receipt(offline)
+    # Said after the command: kept.
+    later = uuid.uuid4()
+    kitchen.start_claimed(later)
+    kitchen.audio(later)
+    kitchen.wait_receipt(later)
+    assert cloud.stored(later) is not None
+    assert cloud.get(on_its_way) is None and cloud.get(offline) is None
+    assert cloud.registry.sample(1.0) == 1  # only `later`
+    kitchen.close()
+
+
+def test_forget_that_covers_the_last_request_while_it_is_still_on_its_way(cloud: Cloud) -> None:
+    kitchen = RoutedDevice(cloud.broker)
+    kept = uuid.uuid4()
+    kitchen.start_claimed(kept)
+    kitchen.audio(kept)
+    kitchen.wait_receipt(kept)
+    last = uuid.uuid4()
+    first = kitchen.start_claimed(last)
+    cloud.admitted(last)
+    kitchen.audio(last, end=False)
+    cloud.worker(first).stop()
+    del cloud.workers[first]
+    command = uuid.uuid4()
+    assert cloud.registry.delete_spoken("kitchen-1", str(command), today=False) == 2  # `last` and the command
+    assert kitchen.start_claimed(last) == other(first)
+    kitchen.audio(last)
+    kitchen.wait_receipt(last)
+    assert cloud.get(last) is None
+    assert cloud.get(kept) is not None  # one request before the last is not "what I just said"
+    kitchen.close()
+
+
+def test_an_utterance_id_of_another_device_vetoes_nothing(cloud: Cloud) -> None:
+    kitchen = RoutedDevice(cloud.broker)
+    neighbour = RoutedDevice(cloud.broker, device="hall-2")
+    utterance = uuid.uuid4()
+    kitchen.start_claimed(utterance)
+    cloud.admitted(utterance)
+    neighbour.start_claimed(utterance, review_allowed=False, consent_version=0)  # same id, another device
+    kitchen.audio(utterance)
+    kitchen.wait_receipt(utterance)
+    assert cloud.stored(utterance).review_blocked is None
+    stats = [worker.service.stats for worker in cloud.workers.values()]
+    assert next(iter(cloud.workers.values())).wait_until(
+        lambda: sum(s.rejected["identity_mismatch"] for s in stats) == 1
+    )
+    kitchen.close()
+    neighbour.close()
