@@ -1,100 +1,101 @@
-"""One speaker answers: when several devices of a household wake on the same request.
+"""One speaker answers when several devices of a household wake on the same request.
 
-Pure and fed the cloud's own clock. The first start of a household opens a contest;
-every start of that household within `window_seconds` joins it. The contest is decided
-`decide_after_seconds` after it opened: the best wake score wins (the earliest on a
-tie), everyone else loses at once. A start that arrives after the decision, still inside
-the window, loses on arrival: the winner is already streaming and answering, and a
-request must not change hands half-way. Deciding early is what keeps a loser's stream
-short (it stops within the decision time plus a round trip), at the price of a late
-device with a better score losing; devices that hear the same words wake within tens of
-milliseconds of each other.
+The contest lives in the database (`contest_entries`, see `pipeline.store`), so it is one
+contest whichever workers the speakers' requests reach. This module holds its rules,
+pure and fed the database's clock:
 
-A wake score is a device's claim; at worst a device of the household wins its own
-household's contests. It can never make another household's speaker stop.
+* **Who enters.** A household's live request (captured moments ago, admitted for the
+  first time) joins the household's contest opened within `window_seconds`, or opens
+  one. A resend of a request captured earlier never contests a live one (it is served
+  alone), and a device that opened or joined more than `contests_per_minute` contests in
+  the last minute is served alone too: a stream of fake wakes cannot hold a household's
+  requests hostage.
+* **Who wins.** Decided once the window is closed and every entrant has finished, or
+  `settle_seconds` after the first entrant that spoke finished (the speakers heard the
+  same words and end together; a straggler is not waited for). Only an entrant that
+  *spoke* can win (it ended on silence or at its length limit, with audio kept): one
+  that ended with no speech, muted, abandoned or cancelled never takes a request from
+  another, so a silent or lying speaker cannot make a household's request vanish. Among
+  those, the cloud ranks by what it measured itself: a recognized transcript first, then
+  the speech level it received; a device's claimed wake score is not used.
+* **The others** are cancelled, and kept nothing: they streamed their audio to their
+  own workers until the decision, so whichever one wins, its request is whole. If nobody
+  spoke, nobody cancels anybody: each keeps its own record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from uuid import UUID
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+class Outcome(enum.StrEnum):
+    """What a contest decided for one entrant."""
+
+    ANSWERS = "answers"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
-class Entrant:
-    """One device's request in a contest."""
+class ContestRules:
+    """The numbers of arbitration, from the ingest settings."""
 
-    utterance_id: UUID
-    device_id: str
-    score: float
-    arrived_at: float
-
-
-@dataclass
-class Contest:
-    """The requests one household started within one window."""
-
-    household_id: str
-    opened_at: float
-    entrants: list[Entrant] = field(default_factory=list)
-    winner: Entrant | None = None
-
-    @property
-    def decided(self) -> bool:
-        """Whether the winner is known."""
-        return self.winner is not None
+    window_seconds: float
+    settle_seconds: float
+    give_up_seconds: float  # after the first finish: a worker that died never reports
+    live_seconds: float = 5.0  # a start captured longer ago than this is a resend, not a live request
+    contests_per_minute: int = 12
 
 
-class Arbiter:
-    """Contests by household; one per household with a request in the last window."""
+@dataclass(frozen=True)
+class Entry:
+    """One entrant as the database holds it."""
 
-    def __init__(self, window_seconds: float, decide_after_seconds: float) -> None:
-        self._window_seconds = window_seconds
-        self._decide_after_seconds = decide_after_seconds
-        self._contests: dict[str, Contest] = {}
+    utterance_id: str
+    entered_at: datetime
+    finished_at: datetime | None = None
+    spoke: bool = False
+    recognized: bool = False
+    level_db: float = -math.inf
 
-    @property
-    def decide_after_seconds(self) -> float:
-        """How long after a contest opens it is decided."""
-        return self._decide_after_seconds
 
-    def enter(self, household_id: str, entrant: Entrant) -> tuple[Contest | None, bool]:
-        """Join (or open) the household's contest; returns it and whether this one opened it.
+def is_live(capture_started_at: datetime, received_at: datetime, rules: ContestRules) -> bool:
+    """Whether a start is a request being spoken now (a resend of an older one is not)."""
+    return abs((received_at - capture_started_at).total_seconds()) <= rules.live_seconds
 
-        A contest already decided means the entrant lost: see `lost`. A second request of a
-        device already in the contest is no rival (one speaker cannot hear one request twice):
-        it is not contested (None), and its own limits apply.
-        """
-        contest = self._contests.get(household_id)
-        opened = contest is None or entrant.arrived_at >= contest.opened_at + self._window_seconds
-        if contest is None or opened:
-            contest = Contest(household_id, entrant.arrived_at)
-            self._contests[household_id] = contest
-        elif any(e.device_id == entrant.device_id for e in contest.entrants):
-            return None, False
-        contest.entrants.append(entrant)
-        return contest, opened
 
-    @staticmethod
-    def lost(contest: Contest, entrant: Entrant) -> bool:
-        """Whether `entrant` lost a decided contest."""
-        return contest.winner is not None and contest.winner.utterance_id != entrant.utterance_id
+def decide(
+    entries: Sequence[Entry], opened_at: datetime, now: datetime, rules: ContestRules
+) -> dict[str, Outcome] | None:
+    """Every entrant's outcome, or None while the contest must still wait."""
+    if now < opened_at + timedelta(seconds=rules.window_seconds) or not entries:
+        return None  # another speaker may still join
+    finished = [e for e in entries if e.finished_at is not None]
+    spoke = [e for e in finished if e.spoke]
+    if len(finished) < len(entries):
+        settled = spoke and now >= min(e.finished_at for e in spoke if e.finished_at) + timedelta(
+            seconds=rules.settle_seconds
+        )
+        given_up = finished and now >= min(e.finished_at for e in finished if e.finished_at) + timedelta(
+            seconds=rules.give_up_seconds
+        )
+        if not (settled or given_up):
+            return None
+    if not spoke:
+        return {e.utterance_id: Outcome.ANSWERS for e in entries}
+    winner = max(spoke, key=lambda e: (e.recognized, e.level_db, -e.entered_at.timestamp()))
+    return {e.utterance_id: Outcome.ANSWERS if e is winner else Outcome.CANCELLED for e in entries}
 
-    def decide(self, contest: Contest) -> list[Entrant]:
-        """Pick the winner now; returns the losers."""
-        if contest.winner is None:
-            contest.winner = max(contest.entrants, key=lambda e: (e.score, -e.arrived_at))
-        return [e for e in contest.entrants if e.utterance_id != contest.winner.utterance_id]
 
-    @property
-    def window_seconds(self) -> float:
-        """How long a contest takes new entrants."""
-        return self._window_seconds
+def speech_level_db(pcm: bytes) -> float:
+    """The RMS level of 16-bit PCM in dB full scale (-inf for silence or nothing)."""
+    import numpy as np
 
-    def close(self, contest: Contest) -> None:
-        """The window is over: forget the contest (called by whoever keeps the time)."""
-        if self._contests.get(contest.household_id) is contest:
-            del self._contests[contest.household_id]
-
-    def __len__(self) -> int:
-        return len(self._contests)
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float64)
+    if samples.size == 0:
+        return -math.inf
+    rms = math.sqrt(float(np.mean(samples * samples)))
+    return 20.0 * math.log10(rms / 32768.0) if rms > 0 else -math.inf

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -57,7 +58,7 @@ from contract.messages import (
     encode_json,
 )
 from contract.mqtt import build_client, connect_in_background
-from pipeline.arbitration import Arbiter, Contest, Entrant
+from pipeline.arbitration import Outcome, speech_level_db
 from pipeline.device_claims import (
     ConsentTag,
     DeviceRateLimit,
@@ -77,6 +78,10 @@ _LOGGER = logging.getLogger(__name__)
 _FINISHED_REMEMBERED = 10_000  # recent utterances answered from memory; older ones from the store
 _BATCH_PER_TURN = 500  # messages handled per loop turn before other tasks get a go
 _PRESENCE_RENEW_SECONDS = 20.0  # the retained presence expires after three missed renewals
+# A contested request asks the database this often whether its contest is decided: only
+# while several speakers of one household stream the same words, for about a second.
+_CONTEST_POLL_SECONDS = 0.05
+_CONTEST_CHECK_SECONDS = 0.25  # while still streaming: has another speaker already won?
 # Audio that is not kept: a press of mute, or a wake in which nobody spoke.
 _NO_AUDIO_REASONS = {EndReason.MUTED, EndReason.NO_SPEECH}
 
@@ -150,7 +155,6 @@ class _Stream:
         self.start = start
         self.tag = ConsentTag.of(start)
         self.received_at: datetime | None = None  # the database's, at the first start any worker admitted
-        self.arrived_at = time.monotonic()  # for arbitration between a household's speakers
         self.reassembler = Reassembler(limits.window_chunks)
         self.audio = bytearray()
         self.capped = False  # reached the cloud's max_utterance_seconds
@@ -169,7 +173,11 @@ class _Stream:
         self.first_live_sequence: int | None = None  # the first chunk from after the wake word
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.arbitrated = asyncio.Event()  # set once it is known whether this one answers
+        self.contest_id: str | None = None  # its household's contest, in the database (None: answers alone)
+        self.outcome: Outcome | None = None  # what the contest decided for it, once known
+        self.admitted_at = time.monotonic()
+        self.alone = False  # its contest's window closed with no rival: it may show partials
+        self.held_partial: str | None = None  # the latest partial transcript not shown yet
         self.cancelled = False  # another speaker of the household answers: nothing is kept
         self.followed = False  # a chunk or the end came after the claim
         self.let_go = False  # the broker connection broke, or we stop: the device sends it all again
@@ -198,7 +206,7 @@ class IngestService:
         self._limits = StreamLimits(settings.ingest)
         self._quotas = StreamQuotas(settings.ingest)
         self._rate_limit = DeviceRateLimit(settings.ingest, time.monotonic)
-        self._arbiter = Arbiter(settings.ingest.arbitration_window_seconds, settings.ingest.arbitration_decide_seconds)
+        self._contest_rules = settings.ingest.contest_rules()
         self.stats = IngestStats()
         self._streams: dict[UUID, _Stream] = {}
         self._finished: collections.OrderedDict[UUID, ConsentTag] = collections.OrderedDict()
@@ -320,7 +328,7 @@ class IngestService:
         connect_in_background(client, self._settings.mqtt, "the pipeline")
         chores = [
             asyncio.create_task(self._sweep_orphans(), name="orphan-sweeper"),
-            asyncio.create_task(self._reconcile_saves(), name="save-reconciler"),
+            asyncio.create_task(self._tidy_ledger(), name="ledger-pruner"),
             asyncio.create_task(self._renew_presence(), name="presence"),
         ]
         try:
@@ -567,16 +575,15 @@ class IngestService:
                 self.stats.orphan_chunks_dropped += chunks
                 _LOGGER.warning("dropped %d chunks of %d streams: no valid start message", chunks, len(expired))
 
-    async def _reconcile_saves(self) -> None:
-        """Finish or remove interrupted saves while serving, not only at start."""
+    async def _tidy_ledger(self) -> None:
+        """Forget old utterance-ledger entries now and then (any worker may; it is idempotent)."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._settings.ingest.reconcile_interval_seconds)
             try:
-                await loop.run_in_executor(self._io, self._store.reconcile)
                 await loop.run_in_executor(self._io, self._store.prune_ledger)
             except Exception:
-                _LOGGER.exception("reconciling interrupted saves failed; retrying next round")
+                _LOGGER.exception("pruning the utterance ledger failed; retrying next round")
 
     # -- one utterance ------------------------------------------------------------------
 
@@ -585,7 +592,6 @@ class IngestService:
         try:
             if await self._admit(stream):
                 status = await self._receive(stream)
-                await stream.arbitrated.wait()  # never longer than the decision time after admission
                 if status == "let_go":
                     self.stats.let_go += 1
                 elif not stream.followed:
@@ -623,7 +629,7 @@ class IngestService:
             start.consent_version,
             start.capture_started_at,
         )
-        known = await loop.run_in_executor(self._io, self._store.admit_start, claim)
+        known = await loop.run_in_executor(self._io, self._store.admit_start, claim, self._contest_rules)
         if stream.let_go:
             return False
         if known.foreign:
@@ -647,45 +653,60 @@ class IngestService:
         self._quotas.admit_household(start.household_id)
         stream.household_id = start.household_id
         stream.keep_audio = known.keep_audio
-        # Before the recognizer (tens of ms on a busy machine): speakers of one household
-        # should meet in the contest as close together as they reached the cloud.
-        self._enter_contest(stream)
+        stream.contest_id, stream.outcome = known.contest_id, known.outcome
+        stream.admitted_at = time.monotonic()
+        if stream.outcome is Outcome.CANCELLED:
+            self._lose(stream)  # its contest was decided: another speaker is answering
         if self._model is not None:
             # Creating a recognizer costs up to ~60 ms of CPU: never on the loop.
             grammar = list(self._settings.grammar)
             stream.recognizer = await loop.run_in_executor(self._cpu, StreamingRecognizer, self._model, grammar)
         return True
 
-    # -- one speaker answers (see pipeline.arbitration) -----------------------------------
+    # -- one speaker answers (see pipeline.arbitration; the contest is in the database) ---
 
-    def _enter_contest(self, stream: _Stream) -> None:
-        start = stream.start
-        entrant = Entrant(start.utterance_id, start.device_id, start.wake_score, stream.arrived_at)
-        contest, opened = self._arbiter.enter(start.household_id, entrant)
-        if contest is None:
-            stream.arbitrated.set()  # the same speaker again: nobody to arbitrate with
-        elif opened:
-            # Timed from when the start reached the cloud, not from its admission.
-            loop = asyncio.get_running_loop()
-            since = time.monotonic() - entrant.arrived_at
-            loop.call_later(max(self._arbiter.decide_after_seconds - since, 0.0), self._decide, contest)
-            loop.call_later(max(self._arbiter.window_seconds - since, 0.0), self._arbiter.close, contest)
-        elif Arbiter.lost(contest, entrant):
-            self._lose(stream)  # the answer is under way on another speaker
-
-    def _decide(self, contest: Contest) -> None:
-        for loser in self._arbiter.decide(contest):
-            stream = self._streams.get(loser.utterance_id)
-            if stream is not None and not stream.arbitrated.is_set():
+    async def _contest_decided(self, stream: _Stream) -> None:
+        """While a contested stream runs: learn whether another speaker already won it, and
+        whether it has a rival at all (a speaker alone once the window closed shows partials)."""
+        if stream.contest_id is None or stream.outcome is not None:
+            return
+        loop = asyncio.get_running_loop()
+        utterance_id = stream.start.utterance_id
+        outcome = await loop.run_in_executor(self._io, self._store.contest_outcome, utterance_id)
+        if outcome is not None:
+            stream.outcome = outcome
+            if outcome is Outcome.CANCELLED and not stream.cancelled:
                 self._lose(stream)
-        for entrant in contest.entrants:
-            stream = self._streams.get(entrant.utterance_id)
-            if stream is not None:
-                stream.arbitrated.set()
+        elif time.monotonic() - stream.admitted_at >= self._contest_rules.window_seconds and not stream.alone:
+            stream.alone = await loop.run_in_executor(self._io, self._store.contest_entrants, utterance_id) == 1
+            self._show_partial(stream)
+
+    async def _settle_contest(self, stream: _Stream, end_reason: EndReason, final: RecognitionResult) -> None:
+        """Report how this entrant ended, then wait (bounded by the contest rules) for the decision."""
+        if stream.contest_id is None or stream.outcome is not None:
+            return
+        live = stream.audio[sum(stream.preroll_chunks.values()) :]
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(
+            self._io,
+            functools.partial(
+                self._store.settle_contest,
+                stream.start.utterance_id,
+                self._contest_rules,
+                spoke=end_reason in (EndReason.SILENCE, EndReason.MAX_LENGTH) and len(live) > 0,
+                recognized=bool(final.text.strip()),
+                level_db=speech_level_db(bytes(live)),
+            ),
+        )
+        while outcome is None:
+            await asyncio.sleep(_CONTEST_POLL_SECONDS)
+            outcome = await loop.run_in_executor(
+                self._io, self._store.contest_outcome, stream.start.utterance_id, self._contest_rules
+            )
+        stream.outcome = outcome
 
     def _lose(self, stream: _Stream) -> None:
         stream.cancelled = True
-        stream.arbitrated.set()
         stream.wake.set()
         self.stats.arbitration_cancelled += 1
         self._publish(stream.start.device_id, UtteranceCancelled(utterance_id=stream.start.utterance_id))
@@ -728,6 +749,11 @@ class IngestService:
             if self._clock.online and now >= deadline:
                 return status if stream.heard_epoch == self._epoch else "let_go"
             timeout = max(deadline - now, 0.01) if self._clock.online else None
+            if stream.contest_id is not None and stream.outcome is None:
+                await self._contest_decided(stream)
+                if stream.cancelled:
+                    return "cancelled"
+                timeout = _CONTEST_CHECK_SECONDS if timeout is None else min(timeout, _CONTEST_CHECK_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stream.wake.wait(), timeout)
 
@@ -752,11 +778,21 @@ class IngestService:
         loop = asyncio.get_running_loop()
         partial = await loop.run_in_executor(self._cpu, stream.recognizer.accept, pcm)
         if partial is not None:
-            self._publish(
-                stream.start.device_id,
-                RecognitionResult(utterance_id=stream.start.utterance_id, final=False, text=partial),
-            )
-            self.stats.partials_published += 1
+            stream.held_partial = partial
+            self._show_partial(stream)
+
+    def _show_partial(self, stream: _Stream) -> None:
+        """The latest partial, unless the speaker may yet lose its household's contest (then
+        it waits: shown once the speaker is known to be alone or to answer)."""
+        shown = stream.contest_id is None or stream.alone or stream.outcome is Outcome.ANSWERS
+        if stream.held_partial is None or not shown:
+            return
+        self._publish(
+            stream.start.device_id,
+            RecognitionResult(utterance_id=stream.start.utterance_id, final=False, text=stream.held_partial),
+        )
+        stream.held_partial = None
+        self.stats.partials_published += 1
 
     async def _finish(self, stream: _Stream, status: str) -> None:
         if not stream.capped:
@@ -784,6 +820,12 @@ class IngestService:
                 text="",
                 not_recognized="muted" if muted else "no_recognizer",
             )
+        await self._settle_contest(stream, end_reason, final)
+        self._show_partial(stream)
+        if stream.outcome is Outcome.CANCELLED:
+            self._lose(stream)  # another speaker of the household answers: nothing of this one is kept
+            stream.settled = True
+            return
         # Muted: the user cut the request off. No speech: nothing was said. Don't keep:
         # the household asked for nothing to be kept. A record of the request (with its
         # tag) stays; the audio is never written, and with it goes the transcript.

@@ -14,6 +14,7 @@ from contract import paths
 from contract.config import LayeredSettings
 from contract.mqtt import MqttSettings
 from contract.topics import SafeId
+from pipeline.arbitration import ContestRules
 from pipeline.database import check_url
 from pipeline.errors import DatabaseUnavailable
 
@@ -49,7 +50,7 @@ class IngestSettings(BaseModel):
         2_000, ge=100, description="messages one device may send at once (an outbox resent after a reconnect)"
     )
     max_payload_bytes: int = Field(64 * 1024, ge=1024, description="anything larger is rejected unread")
-    reconcile_interval_seconds: float = Field(60.0, gt=0, description="how often interrupted saves are finished")
+    reconcile_interval_seconds: float = Field(60.0, gt=0, description="how often old ledger entries go")
     recognized_preroll_seconds: float = Field(
         0.3,
         ge=0,
@@ -60,16 +61,27 @@ class IngestSettings(BaseModel):
     arbitration_window_seconds: float = Field(
         1.0, ge=0, le=10, description="requests of one household starting this close are one request: one answers"
     )
-    arbitration_decide_seconds: float = Field(
-        0.15, ge=0, le=2, description="when the best wake score is chosen, after a household's first start"
+    arbitration_settle_seconds: float = Field(
+        0.5, ge=0, le=5, description="how long after the first speaker that spoke ends the others may still end"
     )
+    arbitration_contests_per_minute: int = Field(
+        12, ge=1, le=600, description="a device entering more contests than this answers alone, cancelling no one"
+    )
+
+    def contest_rules(self) -> ContestRules:
+        """Arbitration's numbers (a worker that died never reports: its entrants are given up
+        on after the longest request it could have been streaming)."""
+        return ContestRules(
+            window_seconds=self.arbitration_window_seconds,
+            settle_seconds=self.arbitration_settle_seconds,
+            give_up_seconds=self.max_utterance_seconds + self.end_grace_seconds,
+            contests_per_minute=self.arbitration_contests_per_minute,
+        )
 
     @model_validator(mode="after")
     def _quotas_nest(self) -> IngestSettings:
         if not self.max_streams_per_device <= self.max_streams_per_household <= self.max_streams:
             raise ValueError("stream quotas must nest: per device <= per household <= max_streams")
-        if self.arbitration_decide_seconds > self.arbitration_window_seconds:
-            raise ValueError("arbitration_decide_seconds must not exceed arbitration_window_seconds")
         return self
 
 

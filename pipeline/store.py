@@ -1,29 +1,31 @@
-"""The clip store: one row per utterance, its audio (if kept) as a file, never one without the other.
+"""The clip store: one row per utterance and its audio (if kept), in the database, in one transaction.
 
 Every row carries the household's review-consent tag as the device sent it
 (`review_allowed`, `consent_version`, both NOT NULL), the cloud's own receipt time
-(`received_at`: retention and eligibility never trust the device's clock) and, when
-the cloud narrowed review itself (`review_blocked`), why. A clip without a valid tag
-is rejected before anything touches the disk. `audio_path` is NULL when no audio was
-kept (muted, "don't keep my recordings", a wake with no speech).
+(`received_at`, the database's clock: retention and eligibility never trust the
+device's) and, when the cloud narrowed review itself (`review_blocked`), why. A clip
+without a valid tag is rejected before anything is written. `audio_bytes` is NULL when
+no audio was kept (muted, "don't keep my recordings", a wake with no speech).
 
-Atomicity and idempotence: the audio is written to `clips/.incoming/*.part` (0600) and
-fsynced; the row is inserted *only if the utterance is not stored yet* and committed;
-then the file is renamed to its final name. A redelivered utterance therefore never
-touches what is stored. A crash leaves at most a `.part` file: with a committed row
-`reconcile()` finishes the rename, without one it deletes it. Only `.incoming/` is ever
-scanned, so reconciling costs nothing at a million clips and runs while serving.
+The audio (raw 16 kHz mono PCM) lives in `clip_audio`, beside its row: workers on
+several machines share nothing but the broker and the database, a save is one commit
+(row and audio, or neither), and a deletion removes both at once. The row is inserted
+*only if the utterance is not stored yet*, so a redelivered utterance never touches
+what is stored. Stores of earlier releases (audio as WAV files under `clips/`) are
+moved in at the first open (`pipeline.file_audio`).
+
+The rules that span messages are decided here too, in the transaction that stores:
+`utterances` records every admitted start (first tag, first receipt), see `admit_start`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
-import secrets
 import sqlite3
 import threading
-import time
 import wave
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +36,7 @@ from uuid import UUID
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, bytes_to_seconds
 from contract.errors import ContractError
 from contract.topics import check_id
+from pipeline.arbitration import ContestRules, Entry, Outcome, decide, is_live
 from pipeline.database import (
     SQLITE,
     Database,
@@ -46,6 +49,7 @@ from pipeline.database import (
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
 from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
 from pipeline.errors import ClipRejected, DatabaseUnavailable
+from pipeline.file_audio import move_file_audio
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -118,10 +122,38 @@ _SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS utterances_device ON utterances (device_id, received_at)",
     "CREATE INDEX IF NOT EXISTS utterances_received ON utterances (received_at)",
+    # A clip's audio as raw PCM, kept apart so that reading rows (the sampler, the app's
+    # lists) never reads audio.
+    """CREATE TABLE IF NOT EXISTS clip_audio (
+        utterance_id  TEXT PRIMARY KEY,
+        pcm           BLOB NOT NULL
+    )""",
+    # One answer per household request, whichever workers its speakers reach
+    # (pipeline.arbitration): each live request is an entry of its household's contest.
+    """CREATE TABLE IF NOT EXISTS contest_entries (
+        utterance_id  TEXT PRIMARY KEY,
+        contest_id    TEXT NOT NULL,
+        household_id  TEXT NOT NULL,
+        device_id     TEXT NOT NULL,
+        entered_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        spoke         INTEGER NOT NULL DEFAULT 0 CHECK (spoke IN (0, 1)),
+        recognized    INTEGER NOT NULL DEFAULT 0 CHECK (recognized IN (0, 1)),
+        level_db      REAL NOT NULL DEFAULT -200.0,
+        outcome       TEXT CHECK (outcome IN ('answers', 'cancelled'))
+    )""",
+    "CREATE INDEX IF NOT EXISTS contest_household ON contest_entries (household_id, entered_at)",
+    "CREATE INDEX IF NOT EXISTS contest_members ON contest_entries (contest_id)",
+    "CREATE INDEX IF NOT EXISTS contest_device ON contest_entries (device_id, entered_at)",
 ]
 # Version 5: "delete today" also covers requests the cloud had not seen yet, by the
 # device's capture time, but only within the day it names (a clock days behind is no cover).
-_MIGRATE_TO_5 = ["ALTER TABLE forgotten_before ADD COLUMN captured_since TEXT"]
+# The audio moved into the database: `audio_bytes` says how much a clip kept (NULL: none);
+# `audio_path` stays only for the move from file-backed stores (pipeline.file_audio).
+_MIGRATE_TO_5 = [
+    "ALTER TABLE forgotten_before ADD COLUMN captured_since TEXT",
+    "ALTER TABLE clips ADD COLUMN audio_bytes INTEGER CHECK (audio_bytes >= 0)",
+]
 # Version 1 (before the cloud stamped receipt times) had no received_at / review_blocked
 # and a NOT NULL audio_path: rebuild the table, taking stored_at as the receipt time.
 _MIGRATE_FROM_1 = [
@@ -138,7 +170,7 @@ _MIGRATE_FROM_1 = [
 _CLIP_COLUMNS = (
     "utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, duration_seconds, "
     "transcript, end_reason, status, missing_chunks, wake_word, firmware_version, review_allowed, "
-    "consent_version, review_blocked, audio_path"
+    "consent_version, review_blocked, audio_bytes"
 )
 
 
@@ -177,6 +209,11 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
             connection.close()
             raise
     _record_engine(data_dir, engine)
+    try:
+        move_file_audio(db, data_dir)  # a store an earlier release left, once
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -318,7 +355,7 @@ class Clip:
     review_allowed: bool
     consent_version: int
     review_blocked: str | None = None  # why the cloud itself ruled review out, if it did
-    audio_path: Path | None = None  # set by the store; None when no audio was kept
+    audio_bytes: int | None = None  # set by the store: PCM bytes kept, None when no audio was kept
 
 
 @dataclass(frozen=True)
@@ -344,6 +381,8 @@ class DeviceAdmission:
     received_at: datetime | None = None  # the database's clock at the utterance's first admitted start
     conflicting: bool = False  # this start's tag or household differs from the first one's
     foreign: bool = False  # the utterance id is another device's
+    contest_id: str | None = None  # the household contest it is an entrant of (None: it answers alone)
+    outcome: Outcome | None = None  # what that contest decided for it already
 
 
 class ClipStore(Protocol):
@@ -353,8 +392,22 @@ class ClipStore(Protocol):
         """Enrolment, storage policy and any stored copy of this utterance."""
         ...
 
-    def admit_start(self, claim: StartClaim) -> DeviceAdmission:
+    def admit_start(self, claim: StartClaim, rules: ContestRules | None = None) -> DeviceAdmission:
         """Record a start in the utterance ledger and decide, in that transaction, what it is."""
+        ...
+
+    def settle_contest(
+        self, utterance_id: UUID, rules: ContestRules, *, spoke: bool, recognized: bool, level_db: float
+    ) -> Outcome | None:
+        """Report how a contest entrant ended; its outcome if the contest can be decided now."""
+        ...
+
+    def contest_outcome(self, utterance_id: UUID, rules: ContestRules | None = None) -> Outcome | None:
+        """A contest entrant's outcome (deciding it if it can be, given `rules`)."""
+        ...
+
+    def contest_entrants(self, utterance_id: UUID) -> int:
+        """How many speakers are in this entrant's contest so far."""
         ...
 
     def note_conflict(self, utterance_id: UUID) -> None:
@@ -369,10 +422,6 @@ class ClipStore(Protocol):
         """Forget ledger entries past LEDGER_LIFETIME (stored clips keep their tag)."""
         ...
 
-    def reconcile(self) -> int:
-        """Finish or remove interrupted saves; return how many files were handled."""
-        ...
-
     def get(self, utterance_id: UUID) -> Clip | None:
         """A stored clip."""
         ...
@@ -383,22 +432,12 @@ class ClipStore(Protocol):
 
 
 class SqlClipStore:
-    """Rows in the cloud's database (SQLite in `data_dir`, or PostgreSQL at `database`),
-    audio as WAV files under `data_dir/clips/`."""
+    """Rows and audio in the cloud's database (SQLite in `data_dir`, or PostgreSQL at `database`)."""
 
     def __init__(self, data_dir: Path, *, database: str | None = None, crash_hook: object = None) -> None:
         self._data_dir = data_dir
-        self._clips_dir = data_dir / "clips"
-        self._incoming = self._clips_dir / ".incoming"
-        for directory in (data_dir, self._clips_dir, self._incoming):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = open_database(data_dir, database)
         self._crash_hook = crash_hook  # a test seam: called at named points inside save()
-        try:
-            self.reconcile()
-        except BaseException:
-            self._db.close()
-            raise
 
     def _crash_point(self, name: str) -> None:
         if callable(self._crash_hook):
@@ -446,14 +485,15 @@ class SqlClipStore:
             forgotten=forgotten is not None,
         )
 
-    def admit_start(self, claim: StartClaim) -> DeviceAdmission:
+    def admit_start(self, claim: StartClaim, rules: ContestRules | None = None) -> DeviceAdmission:
         """Record a start in the utterance ledger and decide what it is, in one transaction.
 
         The first start any worker admits fixes the utterance's tag, household and receipt
         time (the database's clock). A later start, on any worker, before or after the clip
         is stored, is compared with it: another tag or household marks the utterance
         conflicting, and its clip (stored, or stored later by whoever does) unreviewable.
-        A start for another device's utterance id changes nothing.
+        A start for another device's utterance id changes nothing. With `rules`, a live
+        request also enters its household's contest (see `pipeline.arbitration`).
         """
         utterance_id = str(claim.utterance_id)
         tag = (claim.household_id, claim.review_allowed, claim.consent_version)
@@ -488,6 +528,11 @@ class SqlClipStore:
                 (utterance_id,),
             ).fetchone()
             forgotten = _forgotten(db, utterance_id, claim.device_id, claim.household_id, received_at, capture)
+            contest = db.execute(
+                "SELECT contest_id, outcome FROM contest_entries WHERE utterance_id = ?", (utterance_id,)
+            ).fetchone()
+            if contest is None and first is None and rules is not None and stored is None and not forgotten:
+                contest = _enter_contest(db, claim, received_at, rules)
         return DeviceAdmission(
             household_id=None if enrolled is None else str(enrolled[0]),
             keep_audio=True if enrolled is None else bool(enrolled[1]),
@@ -495,7 +540,42 @@ class SqlClipStore:
             forgotten=forgotten,
             received_at=datetime.fromisoformat(received_at),
             conflicting=conflicting,
+            contest_id=None if contest is None else str(contest[0]),
+            outcome=None if contest is None or contest[1] is None else Outcome(contest[1]),
         )
+
+    def settle_contest(
+        self, utterance_id: UUID, rules: ContestRules, *, spoke: bool, recognized: bool, level_db: float
+    ) -> Outcome | None:
+        """Report how an entrant ended and decide its contest if it can be: its outcome, or
+        None while the contest must still wait (then ask again with `contest_outcome`)."""
+        with self._db.writing() as db:
+            db.execute(
+                "UPDATE contest_entries SET finished_at = ?, spoke = ?, recognized = ?, level_db = ? "
+                "WHERE utterance_id = ? AND finished_at IS NULL",
+                (utc_text(db.now()), int(spoke), int(recognized), max(level_db, -200.0), str(utterance_id)),
+            )
+            return _decide_contest(db, str(utterance_id), rules)
+
+    def contest_entrants(self, utterance_id: UUID) -> int:
+        """How many speakers are in this entrant's contest so far (itself included)."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM contest_entries WHERE contest_id = "
+            "(SELECT contest_id FROM contest_entries WHERE utterance_id = ?)",
+            (str(utterance_id),),
+        ).fetchone()
+        return int(row[0])
+
+    def contest_outcome(self, utterance_id: UUID, rules: ContestRules | None = None) -> Outcome | None:
+        """An entrant's outcome once decided (None: not yet). With `rules`, decide it if it can
+        be now (under the writer lock: one decision, whichever worker makes it)."""
+        if rules is None:
+            row = self._db.execute(
+                "SELECT outcome FROM contest_entries WHERE utterance_id = ?", (str(utterance_id),)
+            ).fetchone()
+            return None if row is None or row[0] is None else Outcome(row[0])
+        with self._db.writing() as db:
+            return _decide_contest(db, str(utterance_id), rules)
 
     def note_conflict(self, utterance_id: UUID) -> None:
         """A second start with another tag reached this worker: never reviewable, on every worker."""
@@ -507,53 +587,28 @@ class SqlClipStore:
         up, and a stored clip keeps its own tag (a start after this is compared with it)."""
         with self._db.writing() as db:
             cutoff = utc_text(db.now() - LEDGER_LIFETIME)
-            return db.execute("DELETE FROM utterances WHERE received_at < ?", (cutoff,)).rowcount
+            pruned = db.execute("DELETE FROM utterances WHERE received_at < ?", (cutoff,)).rowcount
+            # Contests matter for seconds, and a minute for the per-device contest rate.
+            db.execute("DELETE FROM contest_entries WHERE entered_at < ?", (utc_text(db.now() - timedelta(hours=1)),))
+            return int(pruned)
 
     def save(self, clip: Clip, audio: bytes | None) -> bool:
-        """Store a clip atomically; False (touching nothing stored) if the utterance is stored already.
+        """Store a clip and its audio in one transaction; False (touching nothing stored) if the
+        utterance is stored already.
 
         A clip its household deleted before it arrived here is settled without being written.
         """
         _validate(clip)
-        final = self._clips_dir / clip.household_id / f"{clip.utterance_id}.wav"
-        partial = None
-        if audio is not None:
-            partial = self._incoming / f"{clip.utterance_id}.{secrets.token_hex(4)}.part"
-            _write_wav(partial, audio)
-            _fsync_dir(self._incoming)  # the .part's name is durable before a row can point at it
-            self._crash_point("audio_written")
-        try:
-            with self._db.writing():
-                inserted = self._insert(clip, partial, final, round(bytes_to_seconds(len(audio or b"")), 3))
-        except BaseException:
-            # Only ever our own .part: stored audio is never touched. Kept when the COMMIT
-            # itself failed (a connection lost mid-COMMIT may have committed): reconcile()
-            # then finishes it if the row is there, and removes it if not.
-            if partial is not None and not self._db.commit_outcome_unknown:
-                partial.unlink(missing_ok=True)
-            raise
+        with self._db.writing():
+            inserted = self._insert(clip, audio)
         if inserted is None:  # deleted by its household before it got here
-            if partial is not None:
-                partial.unlink(missing_ok=True)
             _LOGGER.info("utterance %s was deleted by its household before it was stored", clip.utterance_id)
             return True
-        if not inserted:
-            if partial is not None:
-                partial.unlink(missing_ok=True)
-            return False
-        if partial is not None:
+        if inserted:
             self._crash_point("committed")
-            _move_into_place(partial, final)
-            # A household may have deleted it between our commit and the rename (the
-            # deletion found no file to remove then): its audio must not outlive its row.
-            if (
-                self._db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (str(clip.utterance_id),)).fetchone()
-                is None
-            ):
-                final.unlink(missing_ok=True)
-        return True
+        return inserted
 
-    def _insert(self, clip: Clip, partial: Path | None, final: Path, audio_seconds: float) -> bool | None:
+    def _insert(self, clip: Clip, audio: bytes | None) -> bool | None:
         """The row, in the caller's write transaction: True if inserted, False if stored already,
         None if forgotten.
 
@@ -578,13 +633,13 @@ class SqlClipStore:
             f"INSERT INTO clips ({_CLIP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant
             "ON CONFLICT (utterance_id) DO NOTHING",
             (
-                str(clip.utterance_id),
+                utterance_id,
                 clip.device_id,
                 clip.household_id,
                 utc_text(clip.capture_started_at),
                 received_at,
                 utc_text(clip.stored_at),
-                audio_seconds,
+                round(bytes_to_seconds(len(audio or b"")), 3),
                 clip.transcript,
                 clip.end_reason,
                 clip.status,
@@ -594,9 +649,11 @@ class SqlClipStore:
                 int(clip.review_allowed),
                 clip.consent_version,
                 review_blocked,
-                None if partial is None else str(final.relative_to(self._data_dir)),
+                None if audio is None else len(audio),
             ),
         ).rowcount
+        if inserted and audio is not None:
+            self._db.execute("INSERT INTO clip_audio (utterance_id, pcm) VALUES (?, ?)", (utterance_id, audio))
         self._crash_point("row_inserted")
         return bool(inserted)
 
@@ -633,38 +690,17 @@ class SqlClipStore:
             review_allowed=bool(row[13]),
             consent_version=row[14],
             review_blocked=row[15],
-            audio_path=None if row[16] is None else self._data_dir / row[16],
+            audio_bytes=None if row[16] is None else int(row[16]),
         )
+
+    def audio(self, utterance_id: UUID) -> bytes | None:
+        """A stored clip's audio as a WAV file's bytes, or None."""
+        row = self._db.execute("SELECT pcm FROM clip_audio WHERE utterance_id = ?", (str(utterance_id),)).fetchone()
+        return None if row is None else wav_bytes(bytes(row[0]))
 
     def count(self) -> int:
         """How many clips are stored."""
         return int(self._db.execute("SELECT COUNT(*) FROM clips").fetchone()[0])
-
-    def reconcile(self, grace_seconds: float = 60.0) -> int:
-        """Finish or remove interrupted saves: the `.part` files in `.incoming/`.
-
-        Files younger than `grace_seconds` are spared: a save (here or in another process
-        sharing the data directory) may be between its write and its commit.
-        """
-        handled = 0
-        cutoff = time.time() - grace_seconds
-        for part in self._incoming.glob("*.part"):
-            with contextlib.suppress(FileNotFoundError):
-                if part.stat().st_mtime > cutoff:
-                    continue
-                utterance_id = part.name.split(".", 1)[0]
-                row = self._db.execute(
-                    "SELECT audio_path FROM clips WHERE utterance_id = ?", (utterance_id,)
-                ).fetchone()
-                final = self._data_dir / row[0] if row is not None and row[0] is not None else None
-                if final is not None and not final.exists():
-                    _LOGGER.warning("finishing an interrupted save of %s", utterance_id)
-                    _move_into_place(part, final)
-                else:
-                    _LOGGER.warning("removing an interrupted save of %s (never committed)", utterance_id)
-                    part.unlink()
-                handled += 1
-        return handled
 
     def close(self) -> None:
         """Close the database."""
@@ -693,6 +729,81 @@ def _first_start(db: Database, utterance_id: str) -> Any:
         return row
     db.execute(_LEDGER_FROM_CLIP, (utterance_id,))
     return db.execute(_LEDGER_ROW, (utterance_id,)).fetchone()
+
+
+def _enter_contest(
+    db: Database, claim: StartClaim, received_at: str, rules: ContestRules
+) -> tuple[str, str | None] | None:
+    """Enter a live request in its household's contest, in the admitting transaction:
+    (contest id, outcome so far), or None when it answers alone."""
+    now = datetime.fromisoformat(received_at)
+    if not is_live(claim.capture_started_at, now, rules):
+        return None  # captured a while ago (an outbox sent late): it contests no live request
+    recent = db.execute(
+        "SELECT COUNT(*) FROM contest_entries WHERE device_id = ? AND entered_at >= ?",
+        (claim.device_id, utc_text(now - timedelta(minutes=1))),
+    ).fetchone()[0]
+    if recent >= rules.contests_per_minute:
+        _LOGGER.warning("device %s enters too many contests: its request answers alone", claim.device_id)
+        return None
+    opened = db.execute(
+        "SELECT utterance_id FROM contest_entries WHERE household_id = ? AND entered_at > ? "
+        "AND contest_id = utterance_id ORDER BY entered_at DESC LIMIT 1",
+        (claim.household_id, utc_text(now - timedelta(seconds=rules.window_seconds))),
+    ).fetchone()
+    utterance_id = str(claim.utterance_id)
+    contest_id, outcome = utterance_id, None
+    if opened is not None:
+        members = db.execute(
+            "SELECT device_id, outcome FROM contest_entries WHERE contest_id = ?", (opened[0],)
+        ).fetchall()
+        if any(device == claim.device_id for device, _ in members):
+            return None  # the same speaker again: one speaker cannot hear one request twice
+        contest_id = str(opened[0])
+        if any(decided is not None for _, decided in members):
+            outcome = Outcome.CANCELLED.value  # decided already: another speaker is answering
+    db.execute(
+        "INSERT INTO contest_entries (utterance_id, contest_id, household_id, device_id, entered_at, outcome) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (utterance_id, contest_id, claim.household_id, claim.device_id, received_at, outcome),
+    )
+    return contest_id, outcome
+
+
+def _decide_contest(db: Database, utterance_id: str, rules: ContestRules) -> Outcome | None:
+    """This entrant's outcome, deciding its contest now if `arbitration.decide` says it can be."""
+    row = db.execute(
+        "SELECT contest_id, outcome FROM contest_entries WHERE utterance_id = ?", (utterance_id,)
+    ).fetchone()
+    if row is None:
+        return Outcome.ANSWERS  # no contest (or one long forgotten): it answers alone
+    if row[1] is not None:
+        return Outcome(row[1])
+    rows = db.execute(
+        "SELECT utterance_id, entered_at, finished_at, spoke, recognized, level_db FROM contest_entries "
+        "WHERE contest_id = ?",
+        (row[0],),
+    ).fetchall()
+    entries = [
+        Entry(
+            str(r[0]),
+            datetime.fromisoformat(r[1]),
+            None if r[2] is None else datetime.fromisoformat(r[2]),
+            bool(r[3]),
+            bool(r[4]),
+            float(r[5]),
+        )
+        for r in rows
+    ]
+    opened_at = min(e.entered_at for e in entries)
+    decision = decide(entries, opened_at, db.now(), rules)
+    if decision is None:
+        return None
+    db.executemany(
+        "UPDATE contest_entries SET outcome = ? WHERE utterance_id = ? AND outcome IS NULL",
+        [(outcome.value, entrant) for entrant, outcome in decision.items()],
+    )
+    return decision[utterance_id]
 
 
 def _mark_conflict(db: Database, utterance_id: str) -> None:
@@ -725,22 +836,15 @@ def _forgotten(db: Database, utterance_id: str, device_id: str, household_id: st
     )
 
 
-def _write_wav(path: Path, audio: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from the first byte
-    with os.fdopen(fd, "wb") as handle:
-        with wave.open(handle, "wb") as out:
-            out.setnchannels(CHANNELS)
-            out.setsampwidth(SAMPLE_WIDTH_BYTES)
-            out.setframerate(SAMPLE_RATE_HZ)
-            out.writeframes(audio)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _move_into_place(partial: Path, final: Path) -> None:
-    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial.replace(final)
-    _fsync_dir(final.parent)
+def wav_bytes(pcm: bytes) -> bytes:
+    """Raw clip PCM as a WAV file (what the app and reviewers' browsers play)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(CHANNELS)
+        wav.setsampwidth(SAMPLE_WIDTH_BYTES)
+        wav.setframerate(SAMPLE_RATE_HZ)
+        wav.writeframes(pcm)
+    return out.getvalue()
 
 
 def _validate(clip: Clip) -> None:
@@ -754,11 +858,3 @@ def _validate(clip: Clip) -> None:
         raise ClipRejected("clip has no valid review_allowed tag")
     if type(clip.consent_version) is not int or clip.consent_version < 0:
         raise ClipRejected("clip has no valid consent_version")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

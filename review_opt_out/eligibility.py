@@ -33,7 +33,7 @@ JOINS: Final = """
 
 VERDICT: Final = """
     CASE
-        WHEN c.audio_path IS NULL THEN 'no_audio'
+        WHEN c.audio_bytes IS NULL THEN 'no_audio'
         WHEN c.review_blocked IS NOT NULL THEN 'blocked_by_cloud'
         WHEN c.review_allowed = 0 AND c.consent_version = 0 THEN 'tag_unknown'
         WHEN c.review_allowed = 0 THEN 'tag_denied'

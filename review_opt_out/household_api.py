@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from review_opt_out import auth, members
@@ -181,13 +181,13 @@ def recordings(
 
 
 @router.get("/api/recordings/{clip_id}/audio")
-def recording_audio(clip_id: str, session: Member, shared: Shared) -> FileResponse:
+def recording_audio(clip_id: str, session: Member, shared: Shared) -> Response:
     """One of the household's own recordings."""
     try:
-        path = shared.registry.recording_audio_path(session.household_id or "", clip_id)
+        wav = shared.registry.recording_audio(session.household_id or "", clip_id)
     except NotFound as err:
         raise HTTPException(404, "no such recording") from err
-    return FileResponse(path, media_type="audio/wav")
+    return Response(wav, media_type="audio/wav")
 
 
 @router.delete("/api/recordings/{clip_id}")

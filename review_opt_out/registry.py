@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract.messages import ConsentState
 from pipeline.database import SQLITE, Database, migrate_postgresql, postgresql_versions
-from pipeline.store import open_database, utc_text
+from pipeline.store import open_database, utc_text, wav_bytes
 from review_opt_out import audit
 from review_opt_out.eligibility import ELIGIBLE, JOINS, VERDICT
 from review_opt_out.errors import CountChanged, NotFound, ReviewError
@@ -136,7 +136,8 @@ CREATE TABLE IF NOT EXISTS consent_outbox (
 -- it reads every household's signed payload each time.
 CREATE INDEX IF NOT EXISTS consent_outbox_unpublished ON consent_outbox (household_id) WHERE published = 0;
 -- Audio files whose rows are deleted, until the files are gone too: a crash between the
--- commit and the unlink leaves a row here, finished at the next open.
+-- commit and the unlink leaves a row here, finished at the next open. Only releases whose
+-- audio was kept as files wrote here; it now lives in clip_audio, deleted with its row.
 CREATE TABLE IF NOT EXISTS audio_deletions (
     path  TEXT PRIMARY KEY
 );
@@ -247,7 +248,7 @@ class Registry:
                 )
                 # Another process may have opened the same old database at the same moment.
                 db.execute("INSERT INTO migrations VALUES ('storage_policy') ON CONFLICT (name) DO NOTHING")
-        self._finish_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
+        self._finish_file_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
         # Eligibility's retention cutoff follows this module's clock on both engines.
         self._db.install_cutoff(self._now)
 
@@ -546,15 +547,16 @@ class Registry:
         with self.reading() as db:
             return dict(db.execute("SELECT household_id, COUNT(*) FROM review_pool GROUP BY household_id"))
 
-    def _eligible_clip(self, db: Database, clip_id: str) -> tuple[str, str] | None:
+    def _eligible_clip(self, db: Database, clip_id: str) -> str | None:
+        """The clip's household if a reviewer may hear it at this moment, else None."""
         row = db.execute(
             f"""
-            SELECT c.audio_path, c.household_id FROM {JOINS}
+            SELECT c.household_id FROM {JOINS}
             WHERE c.utterance_id = ? AND {ELIGIBLE}
             """,  # noqa: S608 - only constant SQL is interpolated
             (clip_id,),
         ).fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else str(row[0])
 
     # -- reviewers ----------------------------------------------------------------------
 
@@ -639,8 +641,9 @@ class Registry:
                 return str(pseudonym)
             return None
 
-    def reviewer_audio_path(self, reviewer_id: str, pseudonym: str) -> Path:
-        """The audio of an assigned clip, only if the clip is eligible at this moment."""
+    def reviewer_audio(self, reviewer_id: str, pseudonym: str) -> bytes:
+        """The audio (WAV) of an assigned clip, only if the clip is eligible at this moment:
+        checked and read in one transaction, so no opt-out can fall between the two."""
         with self.transaction() as db:
             row = db.execute(
                 "SELECT a.clip_id FROM assignments a JOIN review_pool p ON p.pseudonym = a.pseudonym "
@@ -648,11 +651,14 @@ class Registry:
                 (pseudonym, reviewer_id),
             ).fetchone()
             eligible = self._eligible_clip(db, row[0]) if row is not None else None
-            audit.append(db, reviewer_id, "review.fetch" if eligible else "review.fetch_refused", pseudonym)
-        if eligible is None:
+            pcm = None
+            if eligible is not None:
+                pcm = db.execute("SELECT pcm FROM clip_audio WHERE utterance_id = ?", (row[0],)).fetchone()
+            audit.append(db, reviewer_id, "review.fetch" if pcm else "review.fetch_refused", pseudonym)
+        if pcm is None:
             # One answer for "not yours", "no such id" and "no longer eligible": ids cannot be probed.
             raise NotFound("no such assignment")
-        return self._data_dir / str(eligible[0])
+        return wav_bytes(bytes(pcm[0]))
 
     def submit(self, reviewer_id: str, pseudonym: str, transcript: str) -> None:
         """Record a corrected transcript for an open, still-eligible assignment."""
@@ -694,7 +700,7 @@ class Registry:
             # Fixed SQL; every value is bound.
             query = (
                 "SELECT c.utterance_id, c.device_id, c.capture_started_at, c.duration_seconds, c.transcript, "  # noqa: S608
-                f"c.review_allowed, c.audio_path IS NOT NULL, {ELIGIBLE} FROM {JOINS} WHERE {condition} "
+                f"c.review_allowed, c.audio_bytes IS NOT NULL, {ELIGIBLE} FROM {JOINS} WHERE {condition} "
                 "ORDER BY c.capture_started_at DESC, c.utterance_id DESC"
             )
             if limit is not None:  # neither engine takes one spelling of "no limit"
@@ -729,15 +735,17 @@ class Registry:
             )
             return [str(r[0]) for r in rows]
 
-    def recording_audio_path(self, household_id: str, clip_id: str) -> Path:
-        """A household's own clip audio (NotFound for anyone else's)."""
+    def recording_audio(self, household_id: str, clip_id: str) -> bytes:
+        """A household's own clip audio as WAV (NotFound for anyone else's)."""
         with self.reading() as db:
             row = db.execute(
-                "SELECT audio_path FROM clips WHERE utterance_id = ? AND household_id = ?", (clip_id, household_id)
+                "SELECT a.pcm FROM clips c JOIN clip_audio a ON a.utterance_id = c.utterance_id "
+                "WHERE c.utterance_id = ? AND c.household_id = ?",
+                (clip_id, household_id),
             ).fetchone()
-        if row is None or row[0] is None:
+        if row is None:
             raise NotFound("no such recording")
-        return self._data_dir / str(row[0])
+        return wav_bytes(bytes(row[0]))
 
     def delete(self, household_id: str, actor: str, *, clip_id: str | None = None,
                since: datetime | None = None, until: datetime | None = None, device_id: str | None = None,
@@ -755,12 +763,11 @@ class Registry:
             condition += " AND c.utterance_id = ?"
             params.append(clip_id)
         with self.transaction() as db:
-            rows = db.execute(f"SELECT utterance_id, audio_path FROM clips c WHERE {condition}", params).fetchall()  # noqa: S608
+            rows = db.execute(f"SELECT utterance_id FROM clips c WHERE {condition}", params).fetchall()  # noqa: S608
             if expected_count is not None and len(rows) != expected_count:
                 raise CountChanged(len(rows))
-            paths = _delete_rows(db, rows)
+            _delete_rows(db, [row[0] for row in rows])
             audit.append(db, actor, "recordings.delete", household_id, count=len(rows), clip_id=clip_id)
-        self._finish_deletions(paths)
         return len(rows)
 
     def device_household(self, device_id: str) -> str | None:
@@ -798,7 +805,7 @@ class Registry:
             if not fresh:
                 return 0  # a redelivered command: done already
             command = db.execute(
-                "SELECT utterance_id, audio_path, received_at FROM clips "
+                "SELECT utterance_id, received_at FROM clips "
                 "WHERE utterance_id = ? AND device_id = ? AND household_id = ?",
                 (command_id, device_id, household_id),
             ).fetchone()
@@ -807,7 +814,7 @@ class Registry:
                 midnight = now.astimezone(zone(str(tz_row[0]))).replace(hour=0, minute=0, second=0, microsecond=0)
                 since = utc_text(midnight)
                 rows = db.execute(
-                    "SELECT utterance_id, audio_path FROM clips WHERE household_id = ? "
+                    "SELECT utterance_id FROM clips WHERE household_id = ? "
                     "AND (capture_started_at >= ? OR received_at >= ?)",
                     (household_id, since, since),
                 ).fetchall()
@@ -825,18 +832,18 @@ class Registry:
                     "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [(utterance_id, device_id, utc_text(now)) for utterance_id in in_flight],
                 )
-            rows = list({row[0]: row for row in [*rows, *([command[:2]] if command else [])]}.values())
-            paths = _delete_rows(db, rows)
+            ids = list(dict.fromkeys([*(str(row[0]) for row in rows), *([str(command[0])] if command else [])]))
+            _delete_rows(db, ids)
             audit.append(
-                db, actor, "recordings.delete", household_id, count=len(rows) + len(in_flight), channel="voice",
+                db, actor, "recordings.delete", household_id, count=len(ids) + len(in_flight), channel="voice",
                 scope="today" if today else "last_request",
             )  # fmt: skip
-        self._finish_deletions(paths)
-        return len(rows) + len(in_flight) + (command is None)
+        return len(ids) + len(in_flight) + (command is None)
 
-    def _finish_deletions(self, paths: list[str]) -> None:
+    def _finish_file_deletions(self, paths: list[str]) -> None:
+        """Audio files an earlier release deleted the rows of but crashed before unlinking."""
         if not paths:
-            return  # the usual case at open and for records without audio: no write transaction
+            return  # the usual case: no write transaction at open
         for path in paths:
             (self._data_dir / path).unlink(missing_ok=True)
         with self.transaction() as db:
@@ -937,7 +944,7 @@ def _just_said(
     db: Database, device_id: str, household_id: str, command_id: str, now: datetime
 ) -> tuple[list[Any], list[str]]:
     """The device's last request before the command (one with speech, received within
-    JUST_SAID): ([(utterance_id, audio_path)] if it is stored, [utterance_id] if it is
+    JUST_SAID): ([(utterance_id,)] if it is stored, [utterance_id] if it is
     still on its way to whichever worker will store it).
 
     Receipt times are the utterance ledger's, the first any worker recorded: a request
@@ -949,7 +956,7 @@ def _just_said(
     before = str(command[0]) if command is not None else utc_text(now)
     window = (device_id, household_id, command_id, before, utc_text(now - JUST_SAID))
     stored = db.execute(
-        "SELECT c.utterance_id, c.audio_path, COALESCE(u.received_at, c.received_at) AS at FROM clips c "
+        "SELECT c.utterance_id, COALESCE(u.received_at, c.received_at) AS at FROM clips c "
         "LEFT JOIN utterances u ON u.utterance_id = c.utterance_id WHERE c.device_id = ? AND c.household_id = ? "
         "AND c.utterance_id != ? AND COALESCE(u.received_at, c.received_at) <= ? "
         "AND COALESCE(u.received_at, c.received_at) >= ? AND c.end_reason NOT IN ('no_speech', 'muted') "
@@ -962,22 +969,19 @@ def _just_said(
         "ORDER BY received_at DESC LIMIT 1",
         window,
     ).fetchone()
-    if pending is not None and (stored is None or str(pending[1]) > str(stored[2])):
+    if pending is not None and (stored is None or str(pending[1]) > str(stored[1])):
         return [], [str(pending[0])]
-    return ([(stored[0], stored[1])] if stored is not None else []), []
+    return ([(stored[0],)] if stored is not None else []), []
 
 
-def _delete_rows(db: Database, rows: list[Any]) -> list[str]:
-    """Delete these clips (utterance_id, audio_path) everywhere review can see them, in the
-    caller's transaction; returns the audio paths, recorded for unlinking after commit."""
-    ids = [r[0] for r in rows]
+def _delete_rows(db: Database, ids: list[str]) -> None:
+    """Delete these clips, their audio and everything review holds of them, in the caller's
+    transaction: row and audio go in the same commit."""
     for chunk_start in range(0, len(ids), 500):
         batch = ids[chunk_start : chunk_start + 500]
         marks = ",".join("?" * len(batch))
         db.execute(f"DELETE FROM assignments WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
+        db.execute(f"DELETE FROM clip_audio WHERE utterance_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
-    paths = [str(r[1]) for r in rows if r[1] is not None]
-    db.executemany("INSERT INTO audio_deletions VALUES (?) ON CONFLICT DO NOTHING", [(path,) for path in paths])
-    return paths

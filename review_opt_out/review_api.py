@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from review_opt_out import auth, members
@@ -58,13 +58,13 @@ def review_next(session: Reviewer, shared: Shared) -> dict[str, Any]:
 
 
 @router.get("/api/review/clips/{pseudonym}/audio")
-def review_audio(pseudonym: str, session: Reviewer, shared: Shared) -> FileResponse:
+def review_audio(pseudonym: str, session: Reviewer, shared: Shared) -> Response:
     """An assigned clip's audio, if it may still be heard."""
     try:
-        path = shared.registry.reviewer_audio_path(session.principal_id, pseudonym)
+        wav = shared.registry.reviewer_audio(session.principal_id, pseudonym)
     except NotFound as err:
         raise HTTPException(404, "no such clip") from err
-    return FileResponse(path, media_type="audio/wav")
+    return Response(wav, media_type="audio/wav")
 
 
 @router.post("/api/review/clips/{pseudonym}/transcript")

@@ -38,7 +38,13 @@ from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import create_key, public_key_path
 
 HOUSEHOLDS = 10_000
-INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows only: the consent paths never read audio, so `audio_bytes` says 2 s were kept and
+# `clip_audio` stays empty (a million clips of audio would be ~64 GB on this disk).
+INSERT_CLIP = (
+    "INSERT INTO clips (utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
+    "duration_seconds, transcript, end_reason, status, missing_chunks, wake_word, firmware_version, review_allowed, "
+    "consent_version, review_blocked, audio_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def build(workdir: Path, clips: int, pool: int, database: str | None = None) -> tuple[Registry, list[str]]:
@@ -85,7 +91,7 @@ def populate(registry: Registry, clips: int, pool: int) -> list[str]:
             household = households[i % HOUSEHOLDS]
             clip_id = str(uuid.UUID(int=i))
             batch.append((clip_id, f"d-{household}", household, now, now, now, 2.0, "", "silence", "complete", 0,
-                          "alexa", "bench", 1, 2, None, f"clips/{household}/{clip_id}.wav"))  # fmt: skip
+                          "alexa", "bench", 1, 2, None, 64_000))  # fmt: skip
             nth = i // HOUSEHOLDS
             if nth < per_household_pool:
                 pseudonym = f"p{i}"

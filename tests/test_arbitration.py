@@ -1,58 +1,74 @@
-"""One speaker of a household answers: the arbiter, fed the cloud's clock."""
+"""The rules of a household contest, pure: who enters, when it is decided, who answers."""
 
 from __future__ import annotations
 
-import uuid
+import math
+from datetime import UTC, datetime, timedelta
 
-import pytest
-from pydantic import ValidationError
+import numpy as np
 
-from pipeline.arbitration import Arbiter, Entrant
-from pipeline.settings import IngestSettings
+from pipeline.arbitration import ContestRules, Entry, Outcome, decide, is_live, speech_level_db
 
-
-def entrant(device: str, score: float, at: float) -> Entrant:
-    return Entrant(uuid.uuid4(), device, score, at)
+RULES = ContestRules(window_seconds=1.0, settle_seconds=0.5, give_up_seconds=20.0)
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
-def test_the_best_wake_score_answers_and_a_tie_goes_to_the_first() -> None:
-    arbiter = Arbiter(window_seconds=1.0, decide_after_seconds=0.15)
-    kitchen, hall, den = entrant("kitchen", 0.91, 10.00), entrant("hall", 0.99, 10.05), entrant("den", 0.99, 10.10)
-    contest, opened = arbiter.enter("parks", kitchen)
-    assert opened and contest is not None
-    for other in (hall, den):
-        assert arbiter.enter("parks", other) == (contest, False)
-    assert arbiter.decide(contest) == [kitchen, den]
-    assert contest.winner == hall
-    assert arbiter.decide(contest) == [kitchen, den]  # decided once
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
 
 
-def test_a_late_speaker_loses_on_arrival_and_the_window_closes() -> None:
-    arbiter = Arbiter(window_seconds=1.0, decide_after_seconds=0.15)
-    first = entrant("kitchen", 0.5, 0.0)
-    contest, _ = arbiter.enter("parks", first)
-    assert contest is not None
-    arbiter.decide(contest)
-    late = entrant("hall", 1.0, 0.6)  # a better score, but the answer is under way
-    assert arbiter.enter("parks", late) == (contest, False) and Arbiter.lost(contest, late)
-    assert not Arbiter.lost(contest, first)
-    again, opened = arbiter.enter("parks", entrant("hall", 0.7, 1.2))  # past the window: a new request
-    assert opened and again is not contest
-    arbiter.close(contest)  # the old window's timer, late: the new contest stays
-    assert len(arbiter) == 1
-    arbiter.close(again)
-    assert len(arbiter) == 0
+def test_nothing_is_decided_while_the_window_is_open_or_a_speaker_still_streams() -> None:
+    near = Entry("near", at(0.0), finished_at=at(0.8), spoke=True, level_db=-20)
+    assert decide([near], at(0.0), at(0.9), RULES) is None  # another speaker may still join
+    assert decide([near], at(0.0), at(1.0), RULES) == {"near": Outcome.ANSWERS}
+    far = Entry("far", at(0.1))  # still streaming
+    assert decide([near, far], at(0.0), at(1.2), RULES) is None
+    # The speakers heard the same words: once the first that spoke has ended, a straggler
+    # is waited for only `settle_seconds`.
+    assert decide([near, far], at(0.0), at(1.3), RULES) == {"near": Outcome.ANSWERS, "far": Outcome.CANCELLED}
 
 
-def test_households_and_a_speakers_second_request_are_no_rivals() -> None:
-    arbiter = Arbiter(window_seconds=1.0, decide_after_seconds=0.15)
-    parks, _ = arbiter.enter("parks", entrant("kitchen", 0.9, 0.0))
-    neighbours, opened = arbiter.enter("lees", entrant("flat", 0.95, 0.01))
-    assert opened and neighbours is not parks
-    assert arbiter.enter("parks", entrant("kitchen", 1.0, 0.1)) == (None, False)
-    assert parks is not None and len(parks.entrants) == 1
+def test_the_louder_speech_the_cloud_received_answers_and_a_recognized_one_comes_first() -> None:
+    near = Entry("near", at(0.05), at(3.0), spoke=True, level_db=-18)
+    far = Entry("far", at(0.0), at(3.0), spoke=True, level_db=-30)
+    assert decide([far, near], at(0.0), at(3.0), RULES) == {"near": Outcome.ANSWERS, "far": Outcome.CANCELLED}
+    heard = Entry("far", at(0.0), at(3.0), spoke=True, recognized=True, level_db=-30)
+    assert decide([heard, near], at(0.0), at(3.0), RULES) == {"far": Outcome.ANSWERS, "near": Outcome.CANCELLED}
+    tie = Entry("near", at(0.05), at(3.0), spoke=True, level_db=-30)
+    assert decide([tie, far], at(0.0), at(3.0), RULES) == {"far": Outcome.ANSWERS, "near": Outcome.CANCELLED}
 
 
-def test_the_decision_comes_within_the_window() -> None:
-    with pytest.raises(ValidationError, match="arbitration_decide_seconds"):
-        IngestSettings(arbitration_window_seconds=0.1, arbitration_decide_seconds=0.2)
+def test_a_speaker_that_did_not_speak_never_takes_the_request() -> None:
+    # A loud liar that ended with no speech, muted or abandoned: the honest speaker answers.
+    liar = Entry("liar", at(0.0), at(0.5), spoke=False, level_db=0.0)
+    speaking = Entry("honest", at(0.2))
+    assert decide([liar, speaking], at(0.0), at(1.0), RULES) is None  # the honest one still speaks
+    honest = Entry("honest", at(0.2), at(3.0), spoke=True, level_db=-35)
+    assert decide([liar, honest], at(0.0), at(3.0), RULES) == {"liar": Outcome.CANCELLED, "honest": Outcome.ANSWERS}
+    # Nobody spoke: nobody cancels anybody (each keeps its own record).
+    quiet = Entry("quiet", at(0.2), at(4.0), spoke=False)
+    assert decide([liar, quiet], at(0.0), at(4.0), RULES) == {"liar": Outcome.ANSWERS, "quiet": Outcome.ANSWERS}
+
+
+def test_a_contest_whose_other_worker_died_is_given_up_on() -> None:
+    silent = Entry("silent", at(0.0), at(4.0), spoke=False)
+    vanished = Entry("vanished", at(0.1))  # its worker died; its device resends to another
+    assert decide([silent, vanished], at(0.0), at(23.9), RULES) is None
+    assert decide([silent, vanished], at(0.0), at(24.0), RULES) == {
+        "silent": Outcome.ANSWERS,
+        "vanished": Outcome.ANSWERS,
+    }
+
+
+def test_only_a_request_being_spoken_now_is_live() -> None:
+    assert is_live(at(0.0), at(1.6), RULES)
+    assert not is_live(at(0.0), at(30.0), RULES)  # captured long ago: a resend from an outbox
+    assert not is_live(at(60.0), at(0.0), RULES)  # a clock far ahead is no live request either
+
+
+def test_speech_level_is_measured_from_the_audio() -> None:
+    full = (np.ones(1600) * 32767).astype("<i2").tobytes()
+    half = (np.ones(1600) * 16384).astype("<i2").tobytes()
+    assert abs(speech_level_db(full)) < 0.01
+    assert abs(speech_level_db(half) - (-6.02)) < 0.05
+    assert speech_level_db(b"") == -math.inf and speech_level_db(bytes(3200)) == -math.inf

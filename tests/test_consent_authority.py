@@ -170,15 +170,15 @@ def test_keeping_nothing_writes_no_audio_and_a_wake_without_speech_keeps_none(cl
     cloud.registry.set_keep_recordings("h-42", False, "ana")
     not_kept = send(device, review_allowed=True, consent_version=2)
     clip = cloud.stored(not_kept)
-    assert (clip.audio_path, clip.transcript, clip.review_allowed) == (None, "", True)  # the record and its tag
+    assert (clip.audio_bytes, clip.transcript, clip.review_allowed) == (None, "", True)  # the record and its tag
     cloud.registry.set_keep_recordings("h-42", True, "ana")
     no_speech = uuid.uuid4()
     device.start(no_speech, review_allowed=True, consent_version=2)
     for sequence, pcm in enumerate(AUDIO):
         device.chunk(no_speech, sequence, pcm)
     device.end(no_speech, len(AUDIO), EndReason.NO_SPEECH)
-    assert cloud.stored(no_speech).audio_path is None
-    assert [p for p in (cloud.data / "clips").rglob("*.wav")] == []
+    assert cloud.stored(no_speech).audio_bytes is None
+    assert cloud.registry.db.execute("SELECT COUNT(*) FROM clip_audio").fetchone()[0] == 0
     assert cloud.registry.sample(1.0) == 0
     assert cloud.registry.verdict(str(not_kept)) == cloud.registry.verdict(str(no_speech)) == "no_audio"
     device.close()

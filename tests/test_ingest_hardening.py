@@ -61,14 +61,8 @@ def rss_mib() -> float:
 
 
 def stored(pipeline: RunningPipeline, utterance_id: uuid.UUID) -> Any:
-    """The clip once its save is whole: the row commits first, then the audio is renamed into
-    place (a busy machine showed the row without its file yet)."""
-
-    def saved() -> bool:
-        clip = pipeline.store.get(utterance_id)
-        return clip is not None and (clip.audio_path is None or clip.audio_path.exists())
-
-    assert pipeline.wait_until(saved)
+    """The clip once saved (row and audio commit together)."""
+    assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
     return pipeline.store.get(utterance_id)
 
 
@@ -127,8 +121,8 @@ def test_a_redelivered_utterance_after_a_restart_changes_nothing(
     device.start(utterance_id)
     device.chunk(utterance_id, 0, b"\x01\x00" * 2560)
     device.end(utterance_id, 1)
-    clip = stored(pipeline, utterance_id)
-    original = clip.audio_path.read_bytes()
+    stored(pipeline, utterance_id)
+    original = pipeline.store.audio(utterance_id)
     pipeline.stop()
     restarted = start_pipeline(tmp_path, broker)
     try:
@@ -137,8 +131,7 @@ def test_a_redelivered_utterance_after_a_restart_changes_nothing(
         device.chunk(utterance_id, 0, CHUNK)
         device.end(utterance_id, 1)
         assert restarted.wait_until(lambda: restarted.service.stats.duplicates >= 1)
-        again = restarted.store.get(utterance_id)
-        assert again is not None and again.audio_path is not None and again.audio_path.read_bytes() == original
+        assert original is not None and restarted.store.audio(utterance_id) == original
         assert restarted.store.count() == 1
     finally:
         restarted.stop()

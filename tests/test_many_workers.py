@@ -17,11 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from contract import topics
+from contract.messages import EndReason
 from contract.mqtt import MqttSettings
 from pipeline.settings import IngestSettings, PipelineSettings
+from pipeline.store import SqlClipStore, StartClaim
 from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import create_key
 from tests.broker import Broker
@@ -40,6 +43,7 @@ class RoutedDevice(Injector):
         self._answers = threading.Condition()
         self.claims: dict[uuid.UUID, list[str]] = {}
         self.receipts: set[uuid.UUID] = set()
+        self.cancellations: set[uuid.UUID] = set()
         self.routes: dict[uuid.UUID, str] = {}
         self.client.message_callback_add(topics.results(device), self._on_result)
         result, mid = self.client.subscribe(topics.results(device), qos=1)
@@ -53,6 +57,8 @@ class RoutedDevice(Injector):
                 self.claims.setdefault(utterance_id, []).append(answer["worker_id"])
             elif answer["type"] == "utterance_stored":
                 self.receipts.add(utterance_id)
+            elif answer["type"] == "utterance_cancelled":
+                self.cancellations.add(utterance_id)
             self._answers.notify_all()
 
     def start_claimed(self, utterance_id: uuid.UUID, **changes: Any) -> str:
@@ -73,6 +79,10 @@ class RoutedDevice(Injector):
     def wait_receipt(self, utterance_id: uuid.UUID) -> None:
         with self._answers:
             assert self._answers.wait_for(lambda: utterance_id in self.receipts, WAIT_SECONDS)
+
+    def wait_cancelled(self, utterance_id: uuid.UUID) -> bool:
+        with self._answers:
+            return self._answers.wait_for(lambda: utterance_id in self.cancellations, WAIT_SECONDS)
 
     def topic(self, utterance_id: uuid.UUID, part: topics.UtterancePart) -> str:
         worker = None if part is topics.UtterancePart.START else self.routes[utterance_id]
@@ -263,3 +273,143 @@ def test_an_utterance_id_of_another_device_vetoes_nothing(cloud: Cloud) -> None:
     )
     kitchen.close()
     neighbour.close()
+
+
+def loud(seconds: float = 0.96) -> list[bytes]:
+    """Contract-sized chunks of a loud tone (what a near microphone hears)."""
+    samples = int(seconds * 16000)
+    tone = (np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000) * 12000).astype("<i2").tobytes()
+    return [tone[i : i + 5120] for i in range(0, len(tone), 5120)]
+
+
+def cancelled(device: RoutedDevice, utterance_id: uuid.UUID) -> bool:
+    return utterance_id in device.cancellations
+
+
+@pytest.mark.parametrize("reason", [EndReason.NO_SPEECH, EndReason.MUTED, EndReason.ABANDONED])
+def test_a_speaker_that_wins_by_claim_and_then_says_nothing_hands_the_request_to_the_one_that_spoke(
+    cloud: Cloud, reason: EndReason
+) -> None:
+    honest = RoutedDevice(cloud.broker, device="kitchen-1")
+    liar = RoutedDevice(cloud.broker, device="hall-2")
+    request, fake = uuid.uuid4(), uuid.uuid4()
+    # The liar claims a perfect wake and sends loud audio first, then ends without speech.
+    workers = {liar.start_claimed(fake, wake_score=1.0), honest.start_claimed(request, wake_score=0.6)}
+    assert workers == {"worker-a", "worker-b"}  # one contest across two workers
+    for sequence, pcm in enumerate(loud()):
+        liar.chunk(fake, sequence, pcm)
+    liar.end(fake, len(loud()), reason)
+    honest.audio(request)
+    honest.wait_receipt(request)
+    clip = cloud.stored(request)
+    assert clip.end_reason == "silence"  # the household's request was answered and kept
+    assert liar.wait_cancelled(fake) and cloud.get(fake) is None  # nothing of the liar's
+    assert not cancelled(honest, request)
+    honest.close()
+    liar.close()
+
+
+def test_two_speakers_on_two_workers_hear_one_request_and_only_the_nearer_answers(cloud: Cloud) -> None:
+    near = RoutedDevice(cloud.broker, device="kitchen-1")
+    far = RoutedDevice(cloud.broker, device="hall-2")
+    said, heard_far = uuid.uuid4(), uuid.uuid4()
+    # The far one claims the better wake score: the cloud goes by what it received.
+    workers = {far.start_claimed(heard_far, wake_score=0.99), near.start_claimed(said, wake_score=0.7)}
+    assert workers == {"worker-a", "worker-b"}
+    quiet = [bytes(np.frombuffer(pcm, "<i2") // 8) for pcm in loud()]
+    for sequence, (a, b) in enumerate(zip(loud(), quiet, strict=True)):
+        near.chunk(said, sequence, a)
+        far.chunk(heard_far, sequence, b)
+    near.end(said, len(quiet))
+    far.end(heard_far, len(quiet))
+    near.wait_receipt(said)
+    assert far.wait_cancelled(heard_far)
+    assert cloud.stored(said) is not None and cloud.get(heard_far) is None
+    assert not cancelled(near, said)
+    near.close()
+    far.close()
+
+
+def test_resent_requests_never_contest_and_every_one_is_stored(cloud: Cloud) -> None:
+    # After a worker was killed, six speakers of one household send what their outboxes
+    # held, captured a while ago, at once; a seventh speaks now.
+    speakers = [f"s-{n}" for n in range(7)]
+    for speaker in speakers:
+        cloud.worker("worker-a").store.enroll(speaker, "h-42")
+    devices = [RoutedDevice(cloud.broker, device=speaker) for speaker in speakers]
+    queued = (datetime.now(UTC) - timedelta(seconds=40)).isoformat()
+    requests = []
+    for index, device in enumerate(devices):
+        utterance = uuid.uuid4()
+        device.start_claimed(utterance, **({} if index == 6 else {"capture_started_at": queued}))
+        requests.append(utterance)
+    for device, utterance in zip(devices, requests, strict=True):
+        device.audio(utterance)
+    for device, utterance in zip(devices, requests, strict=True):
+        device.wait_receipt(utterance)
+        assert cloud.stored(utterance) is not None and not cancelled(device, utterance)
+    for device in devices:
+        device.close()
+
+
+def test_a_device_that_enters_too_many_contests_answers_alone(tmp_path: Path, database: str | None) -> None:
+    store = SqlClipStore(tmp_path, database=database)
+    store.enroll("kitchen-1", "h-42")
+    # A window of zero: each request is a contest of its own (no waiting a second between them).
+    rules = IngestSettings(arbitration_window_seconds=0).contest_rules()
+    entered = []
+    for _ in range(rules.contests_per_minute + 3):
+        claim = StartClaim(uuid.uuid4(), "kitchen-1", "h-42", False, 1, datetime.now(UTC))
+        entered.append(store.admit_start(claim, rules).contest_id is not None)
+    assert entered == [True] * rules.contests_per_minute + [False] * 3
+    store.close()
+
+
+def test_two_workers_with_data_directories_of_their_own_share_only_broker_and_database(tmp_path: Path) -> None:
+    # As on two machines: nothing on disk in common. SQLite lives in its data directory,
+    # so this is PostgreSQL's case.
+    from tests.postgres import fresh_database
+
+    broker = Broker(tmp_path)
+    broker.start()
+    workers: list[RunningPipeline] = []
+    with fresh_database() as url:
+        try:
+            for name in ("machine-a", "machine-b"):
+                settings = PipelineSettings(
+                    data_dir=tmp_path / name,
+                    database=url,
+                    client_id=name,
+                    mqtt=MqttSettings(port=broker.port),
+                    ingest=IngestSettings(stream_timeout_seconds=3.0, gap_wait_seconds=0.3),
+                )
+                workers.append(RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42")]))
+            create_key(tmp_path / "app")
+            registry = Registry(tmp_path / "app", database=url)  # the app, on a third machine
+            registry.create_household("h-42", "H-42")
+            registry.set_consent("h-42", True, "ana", Channel.APP)
+            device = RoutedDevice(broker)
+            said = [uuid.uuid4() for _ in range(4)]
+            claimers = set()
+            for utterance in said:
+                claimers.add(device.start_claimed(utterance))
+                device.audio(utterance, end=True)
+            for utterance in said:
+                device.wait_receipt(utterance)
+            assert claimers == {"machine-a", "machine-b"}
+            for utterance in said:  # every clip's audio, whichever machine stored it
+                assert registry.recording_audio("h-42", str(utterance))[:4] == b"RIFF"
+            # Conflicting starts for clips stored on each machine: both are ruled out of review.
+            assert {device.claims[u][0] for u in said[:2]} == {"machine-a", "machine-b"}
+            for utterance in said[:2]:
+                device.start(utterance, review_allowed=False)
+            for utterance in said[:2]:
+                assert workers[0].wait_until(lambda u=utterance: registry.verdict(str(u)) == "blocked_by_cloud")
+            assert registry.sample(1.0) == 2
+            assert not any((tmp_path / name / "clips").exists() for name in ("machine-a", "machine-b"))
+            device.close()
+            registry.close()
+        finally:
+            for worker in workers:
+                worker.stop()
+            broker.stop()

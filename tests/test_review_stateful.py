@@ -13,6 +13,13 @@ that tag what they send with what they last believed. Whatever the order:
 * right after an opt-out, the household has nothing in the review pool;
 * a device never believes a newer consent than the registry's, and after the publisher
   reconnects it learns the current one again, whatever the broker forgot.
+
+Requests also go through two workers (two clip-store connections, as two pipeline
+processes have): a start admitted by one, sent again to the other after a worker is
+killed, a second start with another tag on either worker before or after the save, a
+"delete everything I said today" while a request is on its way. Whatever the order, a
+request with two tags is never reviewed, and one the household deleted by voice before
+it was stored is never stored.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import contextlib
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import HealthCheck, event, settings
@@ -30,13 +38,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from contract.consent_signature import load_public_key
 from firmware.uplink import ConsentCache
+from pipeline.store import Clip, SqlClipStore, StartClaim
 from review_opt_out.auth import hash_password
 from review_opt_out.cli import apply_retention
 from review_opt_out.errors import NotFound
 from review_opt_out.registry import Channel
 from review_opt_out.signing import public_key_path
 from tests.postgres import fresh_database
-from tests.review_helpers import capture, open_both
+from tests.review_helpers import capture, make_clip, open_both
 
 HOUSEHOLDS = ("h0", "h1", "h2")
 _HASH = hash_password("pw")  # argon2 is slow by design; hash once
@@ -50,6 +59,15 @@ class CapturedClip:
     blocked: bool = False  # the cloud saw a conflicting duplicate start
 
 
+@dataclass
+class Request:
+    """A request some worker admitted and nobody stored yet."""
+
+    captured: CapturedClip
+    clip: Clip
+    forgotten: bool = False  # the household said "delete everything I said today" since
+
+
 class ReviewPrivacy(RuleBasedStateMachine):
     """The model: each household's consent, and what each clip was captured under."""
 
@@ -61,6 +79,10 @@ class ReviewPrivacy(RuleBasedStateMachine):
         self.resources = contextlib.ExitStack()
         database = self.resources.enter_context(fresh_database()) if self.postgresql else None
         self.store, self.registry = open_both(self.dir, database)
+        self.database = database
+        self.workers = [self.store, SqlClipStore(self.dir, database=database)]  # two pipeline processes
+        self.requests: dict[uuid.UUID, Request] = {}
+        self.stored_requests: dict[uuid.UUID, Clip] = {}  # requests stored through the workers
         self.consent: dict[str, tuple[bool, int]] = {}
         self.clips: dict[uuid.UUID, CapturedClip] = {}
         self.reviewers: list[str] = []
@@ -74,11 +96,13 @@ class ReviewPrivacy(RuleBasedStateMachine):
         for household in HOUSEHOLDS:
             created = self.registry.create_household(household, household.upper())
             self.consent[household] = (created.review_allowed, created.consent_version)
+            self.store.enroll(f"dev-{household}", household)
         self.reviewers = [self.registry.add_reviewer(name, _HASH) for name in ("rita", "sam")]
 
     def teardown(self) -> None:
         self.registry.close()
-        self.store.close()
+        for worker in self.workers:
+            worker.close()
         self.resources.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -118,6 +142,90 @@ class ReviewPrivacy(RuleBasedStateMachine):
         self.clips[clip] = CapturedClip(household, now_allowed, now_version, blocked=conflicting_duplicate)
         if conflicting_duplicate:
             self.store.block_review(clip, "conflicting_start")  # what the pipeline does on a second, different start
+
+    # -- several workers ----------------------------------------------------------------
+
+    @rule(household=st.sampled_from(HOUSEHOLDS), worker=st.integers(0, 1), claims=st.booleans())
+    def request_starts(self, household: str, worker: int, claims: bool) -> None:
+        """A device's start reaches one worker, tagged current (or claiming consent it lacks)."""
+        allowed, version = self.consent[household]
+        now = datetime.now(UTC)
+        clip = make_clip(
+            device_id=f"dev-{household}",
+            household_id=household,
+            capture_started_at=now,
+            received_at=now,
+            review_allowed=True if claims else allowed,
+            consent_version=version,
+        )
+        self.workers[worker].admit_start(_claim(clip))
+        self.requests[clip.utterance_id] = Request(CapturedClip(household, allowed, version), clip)
+
+    @rule(data=st.data(), worker=st.integers(0, 1), conflicting=st.booleans(), stored=st.booleans())
+    def start_again(self, data: st.DataObject, worker: int, conflicting: bool, stored: bool) -> None:
+        """The same start sent again (a resend after a worker died), or one with another tag."""
+        if stored:
+            pool = [c for c in self.clips if c in self.stored_requests]
+            if not pool:
+                return
+            utterance_id = data.draw(st.sampled_from(pool))
+            clip, captured = self.stored_requests[utterance_id], self.clips[utterance_id]
+        else:
+            if not self.requests:
+                return
+            utterance_id = data.draw(st.sampled_from(sorted(self.requests)))
+            clip, captured = self.requests[utterance_id].clip, self.requests[utterance_id].captured
+        self._start_again(clip, captured, worker, conflicting=conflicting, stored=stored)
+
+    def start_again_of(self, utterance_id: uuid.UUID, worker: int, *, conflicting: bool) -> None:
+        if utterance_id in self.requests:
+            request = self.requests[utterance_id]
+            self._start_again(request.clip, request.captured, worker, conflicting=conflicting, stored=False)
+        elif utterance_id in self.clips:
+            clip, captured = self.stored_requests[utterance_id], self.clips[utterance_id]
+            self._start_again(clip, captured, worker, conflicting=conflicting, stored=True)
+
+    def _start_again(self, clip: Clip, captured: CapturedClip, worker: int, *, conflicting: bool, stored: bool) -> None:
+        if conflicting:
+            clip = replace(clip, review_allowed=not clip.review_allowed)
+            captured.blocked = True
+            event("a conflicting start on " + ("a stored clip" if stored else "a request on its way"))
+        self.workers[worker].admit_start(_claim(clip))
+
+    @rule(worker=st.integers(0, 1))
+    def worker_killed(self, worker: int) -> None:
+        """A worker dies and another takes its place: nothing of its memory survives."""
+        self.workers[worker].close()
+        self.workers[worker] = SqlClipStore(self.dir, database=self.database)
+        if worker == 0:
+            self.store = self.workers[0]
+
+    @rule(data=st.data(), worker=st.integers(0, 1))
+    def request_stored(self, data: st.DataObject, worker: int) -> None:
+        """Whichever worker the device's resend reached stores the request."""
+        if not self.requests:
+            return
+        self.store_request(data.draw(st.sampled_from(sorted(self.requests))), worker)
+
+    def store_request(self, utterance_id: uuid.UUID, worker: int) -> None:
+        request = self.requests.pop(utterance_id)
+        self.workers[worker].save(request.clip, bytes(3200))
+        kept = self.store.get(utterance_id)
+        if request.forgotten:
+            assert kept is None, "a request deleted by voice before it was stored was stored"
+            return
+        assert kept is not None
+        self.clips[utterance_id] = request.captured
+        self.stored_requests[utterance_id] = request.clip
+
+    @rule(household=st.sampled_from(HOUSEHOLDS))
+    def delete_today_by_voice(self, household: str) -> None:
+        self.registry.delete_spoken(f"dev-{household}", str(uuid.uuid4()), today=True)
+        for request in self.requests.values():
+            if request.captured.household == household:
+                request.forgotten = True
+        remaining = {r["id"] for r in self.registry.recordings(household)}
+        self.clips = {c: v for c, v in self.clips.items() if v.household != household or str(c) in remaining}
 
     @rule(household=st.sampled_from(HOUSEHOLDS), ahead=st.integers(1, 2))
     def forgery_ahead_of_an_opt_in(self, household: str, ahead: int) -> None:
@@ -204,10 +312,10 @@ class ReviewPrivacy(RuleBasedStateMachine):
             "SELECT clip_id FROM assignments WHERE pseudonym = ?", (pseudonym,)
         ).fetchone()[0]
         try:
-            path = self.registry.reviewer_audio_path(reviewer_id, pseudonym)
+            wav = self.registry.reviewer_audio(reviewer_id, pseudonym)
         except NotFound:
             return
-        assert path.read_bytes()[:4] == b"RIFF"
+        assert wav[:4] == b"RIFF"
         event("a reviewer received audio")
         self.fetched += 1
         captured = self.clips[uuid.UUID(clip_id)]
@@ -244,9 +352,41 @@ class ReviewPrivacy(RuleBasedStateMachine):
                 assert household not in pool
 
     @invariant()
+    def a_clip_with_two_tags_is_never_eligible(self) -> None:
+        for clip, captured in self.clips.items():
+            if captured.blocked:
+                assert self.registry.verdict(str(clip)) != "eligible", "a clip with two tags could be reviewed"
+
+    @rule(household=st.sampled_from(HOUSEHOLDS), first=st.integers(0, 1), second=st.integers(0, 1), data=st.data())
+    def opted_in_request_split_over_workers(self, household: str, first: int, second: int, data: st.DataObject) -> None:
+        """The attack across workers in one step: an opted-in household's request, a second
+        start with another tag reaching a worker, the clip stored by either."""
+        self.change_consent(household, True, Channel.APP)
+        self.request_starts(household, first, claims=False)
+        utterance_id = max(self.requests, key=lambda u: self.requests[u].clip.capture_started_at)
+        if data.draw(st.booleans()):
+            self.start_again_of(utterance_id, second, conflicting=True)
+            self.store_request(utterance_id, data.draw(st.integers(0, 1)))
+        else:
+            self.store_request(utterance_id, data.draw(st.integers(0, 1)))
+            self.start_again_of(utterance_id, second, conflicting=True)
+        self.registry.sample(1.0)
+
+    @invariant()
     def every_pooled_clip_exists(self) -> None:
         pooled = {row[0] for row in self.registry.db.execute("SELECT clip_id FROM review_pool")}
         assert pooled <= {str(c) for c in self.clips}
+
+
+def _claim(clip: Clip) -> StartClaim:
+    return StartClaim(
+        clip.utterance_id,
+        clip.device_id,
+        clip.household_id,
+        clip.review_allowed,
+        clip.consent_version,
+        clip.capture_started_at,
+    )
 
 
 class ReviewPrivacyOnPostgreSQL(ReviewPrivacy):

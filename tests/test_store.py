@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 import stat
@@ -27,8 +28,8 @@ def test_saved_clip_reads_back_with_its_tag_and_audio(tmp_path: Path, database: 
     store.save(clip, bytes(32000))
     got = store.get(clip.utterance_id)
     assert got is not None and got.review_allowed is False and got.consent_version == 0
-    assert got.duration_seconds == 1.0 and got.audio_path is not None
-    with wave.open(str(got.audio_path)) as w:
+    assert got.duration_seconds == 1.0 and got.audio_bytes == 32000
+    with wave.open(io.BytesIO(store.audio(clip.utterance_id) or b"")) as w:
         assert w.getnframes() == 16000 and w.getframerate() == 16000
 
 
@@ -49,7 +50,7 @@ def test_a_clip_without_a_valid_tag_is_never_stored(
     with pytest.raises(ClipRejected):
         store.save(make_clip(**changes), bytes(3200))
     assert store.count() == 0
-    assert [p for p in (tmp_path / "clips").rglob("*") if p.is_file()] == []
+    assert store._db.execute("SELECT COUNT(*) FROM clip_audio").fetchone()[0] == 0
 
 
 def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path, database: str | None) -> None:
@@ -59,17 +60,16 @@ def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path, databas
         db.execute(
             "INSERT INTO clips (utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
             "duration_seconds, transcript, end_reason, status, wake_word, firmware_version, consent_version, "
-            "audio_path) VALUES ('u', 'd', 'h', 't', 't', 't', 1, '', 'silence', 'complete', 'alexa', '0', 1, 'p')"
+            "audio_bytes) VALUES ('u', 'd', 'h', 't', 't', 't', 1, '', 'silence', 'complete', 'alexa', '0', 1, 2)"
         )
 
 
-@pytest.mark.parametrize("point", ["audio_written", "row_inserted", "committed"])
+@pytest.mark.parametrize("point", ["row_inserted", "committed"])
 def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(
     tmp_path: Path, point: str, database: str | None
 ) -> None:
-    # A child process dies (os._exit, no cleanup) at a point inside save(); reconciling
-    # (here while the store is open, as the pipeline does every minute) must leave
-    # neither a row without audio nor audio without a row.
+    # A child process dies (os._exit, no cleanup) at a point inside save(): row and audio
+    # are one commit, so there is both or neither, with nothing to reconcile.
     clip = make_clip()
     script = textwrap.dedent(
         f"""
@@ -88,34 +88,32 @@ def test_a_crash_never_leaves_audio_without_a_row_nor_a_row_without_audio(
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60, check=False)
     assert done.returncode == 17
     store = SqlClipStore(tmp_path, database=database)
-    assert store.reconcile(grace_seconds=0) == 1  # on open it spares files younger than a minute
-    files = [p for p in (tmp_path / "clips").rglob("*") if p.is_file()]
     saved = store.get(clip.utterance_id)
+    audio_rows = store._db.execute("SELECT COUNT(*) FROM clip_audio").fetchone()[0]
     if point == "committed":
-        assert saved is not None and saved.audio_path is not None and files == [saved.audio_path]
-        assert saved.audio_path.stat().st_size == 44 + 3200
+        assert saved is not None and saved.audio_bytes == 3200 and audio_rows == 1
+        assert len(store.audio(clip.utterance_id) or b"") == 44 + 3200
     else:
-        assert store.count() == 0 and files == []
+        assert store.count() == 0 and audio_rows == 0
     again = make_clip()
     assert store.save(again, bytes(3200))
-    stored = store.get(again.utterance_id)
-    assert stored is not None and stored.audio_path is not None and stored.audio_path.exists()
+    assert store.audio(again.utterance_id) is not None
+    assert not (tmp_path / "clips").exists()  # nothing of a clip is a file
 
 
 def test_a_redelivered_utterance_never_touches_what_is_stored(tmp_path: Path, database: str | None) -> None:
     store = SqlClipStore(tmp_path, database=database)
     clip = make_clip(transcript="first")
     assert store.save(clip, b"\x01\x00" * 1600)
-    stored = store.get(clip.utterance_id)
-    assert stored is not None and stored.audio_path is not None
-    original = stored.audio_path.read_bytes()
+    original = store.audio(clip.utterance_id)
+    assert original is not None
     store.close()
     store = SqlClipStore(tmp_path, database=database)  # after a restart: the "already stored" check is the database
     assert store.save(clip, bytes(6400)) is False
     assert store.save(make_clip(utterance_id=clip.utterance_id, transcript="second"), None) is False
     again = store.get(clip.utterance_id)
-    assert again is not None and again.transcript == "first" and stored.audio_path.read_bytes() == original
-    assert store.count() == 1 and list((tmp_path / "clips" / ".incoming").iterdir()) == []
+    assert again is not None and again.transcript == "first" and store.audio(clip.utterance_id) == original
+    assert store.count() == 1
 
 
 def test_a_clip_without_audio_keeps_its_record_and_tag(tmp_path: Path, database: str | None) -> None:
@@ -123,9 +121,9 @@ def test_a_clip_without_audio_keeps_its_record_and_tag(tmp_path: Path, database:
     clip = make_clip(review_allowed=True, consent_version=4, transcript="")
     assert store.save(clip, None)
     got = store.get(clip.utterance_id)
-    assert got is not None and got.audio_path is None and got.duration_seconds == 0.0
+    assert got is not None and got.audio_bytes is None and got.duration_seconds == 0.0
     assert (got.review_allowed, got.consent_version) == (True, 4)
-    assert [p for p in (tmp_path / "clips").rglob("*") if p.is_file()] == []
+    assert store.audio(clip.utterance_id) is None
 
 
 def test_data_at_rest_is_private_from_the_start(tmp_path: Path) -> None:
@@ -137,11 +135,10 @@ def test_data_at_rest_is_private_from_the_start(tmp_path: Path) -> None:
         saved = store.get(clip.utterance_id)
     finally:
         os.umask(old)
-    assert saved is not None and saved.audio_path is not None
+    assert saved is not None and saved.audio_bytes is not None
     cloud = tmp_path / "cloud"
-    for path in [cloud, cloud / "clips", saved.audio_path.parent, cloud / "clips" / ".incoming"]:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
-    for path in [saved.audio_path, *cloud.glob("earmark.sqlite3*")]:
+    assert stat.S_IMODE(cloud.stat().st_mode) == 0o700
+    for path in cloud.glob("earmark.sqlite3*"):  # the audio is in the database
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert len(list(cloud.glob("earmark.sqlite3*"))) >= 2  # the database and its WAL
     assert store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
@@ -295,7 +292,48 @@ def test_a_save_whose_commit_answer_was_lost_keeps_its_audio(tmp_path: Path, mon
             store.save(clip, bytes(3200))
         monkeypatch.setattr(conn, "execute", real_execute)
         assert store.save(clip, bytes(3200)) is False  # the device's resend: stored already
-        assert store.reconcile(grace_seconds=0) == 1  # the kept .part is finished, not lost
-        saved = store.get(clip.utterance_id)
-        assert saved is not None and saved.audio_path is not None and saved.audio_path.stat().st_size == 44 + 3200
+        saved = store.get(clip.utterance_id)  # and its audio with it: one commit
+        assert (
+            saved is not None and saved.audio_bytes == 3200 and len(store.audio(clip.utterance_id) or b"") == 44 + 3200
+        )
         store.close()
+
+
+def _old_wav(path: Path, pcm: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm)
+
+
+def test_a_file_backed_store_moves_its_audio_into_the_database(tmp_path: Path, database: str | None) -> None:
+    # A data directory as the releases before this one left it: rows pointing at WAV files
+    # under clips/, a save interrupted after its commit (its .part not yet renamed), one
+    # interrupted before (no row), and a row whose file went missing.
+    store = SqlClipStore(tmp_path, database=database)
+    moved, interrupted, missing = make_clip(), make_clip(), make_clip()
+    never_committed = uuid.uuid4()
+    for clip in (moved, interrupted, missing):
+        store.save(clip, None)
+        store._db.execute(
+            "UPDATE clips SET audio_path = ?, audio_bytes = NULL WHERE utterance_id = ?",
+            (f"clips/{clip.household_id}/{clip.utterance_id}.wav", str(clip.utterance_id)),
+        )
+    store.close()
+    _old_wav(tmp_path / "clips" / moved.household_id / f"{moved.utterance_id}.wav", b"\x01\x00" * 800)
+    _old_wav(tmp_path / "clips" / ".incoming" / f"{interrupted.utterance_id}.1a2b.part", b"\x02\x00" * 400)
+    _old_wav(tmp_path / "clips" / ".incoming" / f"{never_committed}.3c4d.part", b"\x03\x00" * 400)
+
+    store = SqlClipStore(tmp_path, database=database)
+    assert (store.audio(moved.utterance_id) or b"")[44:] == b"\x01\x00" * 800
+    assert (store.audio(interrupted.utterance_id) or b"")[44:] == b"\x02\x00" * 400
+    assert store.audio(missing.utterance_id) is None
+    got = {clip.utterance_id: store.get(clip.utterance_id) for clip in (moved, interrupted, missing)}
+    assert [c.audio_bytes if c else -1 for c in got.values()] == [1600, 800, None]
+    assert store._db.execute("SELECT COUNT(*) FROM clips WHERE audio_path IS NOT NULL").fetchone()[0] == 0
+    assert store.count() == 3 and store.get(never_committed) is None
+    assert not (tmp_path / "clips").exists()  # the move is done, and no file is left behind
+    store.close()
+    SqlClipStore(tmp_path, database=database).close()  # opening again moves nothing

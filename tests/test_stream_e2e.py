@@ -385,7 +385,7 @@ def test_a_fuzzing_device_cannot_take_ingest_down_or_widen_review(
             assert type(clip.review_allowed) is bool and 0 <= clip.consent_version < 2**31
             if registry.verdict(str(utterance_id)) == "eligible":
                 assert (clip.household_id, clip.review_allowed, clip.consent_version) == ("h-42", True, 2)
-                assert clip.review_blocked is None and clip.audio_path is not None
+                assert clip.review_blocked is None and clip.audio_bytes is not None
         # Still serving, with recognition: a real request afterwards gets its transcript.
         good = Injector(broker).stream(pcm_chunks(command_wav))
         assert pipeline.wait_until(lambda: pipeline.store.get(good) is not None)

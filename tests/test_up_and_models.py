@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -48,7 +49,8 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
     finals = [line for line in lines if line["type"] == "transcript" and line["final"]]
     assert len(finals) == 1 and finals[0]["words"]
     assert any(line["type"] == "transcript" and not line["final"] for line in lines)
-    assert list((tmp_path / "cloud" / "clips" / "home").glob("*.wav"))
+    with sqlite3.connect(tmp_path / "cloud" / "earmark.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM clip_audio").fetchone()[0] == 1  # audio beside its row
     [app] = [line["message"] for line in lines if line["type"] == "notice" and "companion app" in line["message"]]
     assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
 
@@ -70,10 +72,11 @@ def test_up_keeps_the_clouds_rows_in_postgresql_when_told(tmp_path: Path) -> Non
                 "SELECT household_id, transcript, review_allowed FROM clips"
             ).fetchall()
             homes = db.execute("SELECT household_id FROM households").fetchall()
+            [(audio,)] = db.execute("SELECT COUNT(*) FROM clip_audio").fetchall()
     assert (household, review_allowed) == ("home", 0) and transcript
     assert homes == [("home",)]  # the companion app's household, in the same database
-    assert list((tmp_path / "cloud" / "clips" / "home").glob("*.wav"))  # audio stays in the data directory
-    assert not list((tmp_path / "cloud").glob("earmark.sqlite3*"))
+    assert audio == 1  # the audio too: nothing of a clip stays in the data directory
+    assert not list((tmp_path / "cloud").glob("earmark.sqlite3*")) and not (tmp_path / "cloud" / "clips").exists()
 
 
 @pytest.mark.parametrize(
