@@ -53,7 +53,9 @@ async def _serve(settings: PipelineSettings) -> None:
     store = SqlClipStore(settings.data_dir, database=settings.database)
     # PostgreSQL checkpoints by itself; SQLite's WAL is moved off the request path here.
     checkpointer = Checkpointer(settings.data_dir).start() if settings.database is None else None
-    service = IngestService(settings, store, model)
+    # A second connection for contest decisions (see IngestService).
+    contests = SqlClipStore(settings.data_dir, database=settings.database)
+    service = IngestService(settings, store, model, contest_store=contests)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop)
@@ -71,6 +73,7 @@ async def _serve(settings: PipelineSettings) -> None:
     finally:
         if checkpointer is not None:
             checkpointer.stop()
+        contests.close()
         store.close()
 
 

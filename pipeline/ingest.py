@@ -197,9 +197,13 @@ class IngestService:
         *,
         client_factory: Callable[..., Any] = build_client,
         clock: Callable[[], float] = time.monotonic,
+        contest_store: ClipStore | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
+        # Contest decisions come right before a request's answer: on a connection and thread
+        # of their own (when given one) they never queue behind another request's save.
+        self._contests = contest_store or store
         self._model = model
         self._client_factory = client_factory
         self._clock = OnlineClock(clock)
@@ -225,6 +229,7 @@ class IngestService:
         # Vosk work runs here; the store gets one thread of its own (SQLite connection).
         self._cpu = ThreadPoolExecutor(settings.recognition_threads, thread_name_prefix="recognize")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="clip-store")
+        self._contest_io = self._io if contest_store is None else ThreadPoolExecutor(1, thread_name_prefix="contests")
 
     # -- MQTT thread side: hand off only ------------------------------------------------
 
@@ -354,6 +359,7 @@ class IngestService:
             client.disconnect()
             self._cpu.shutdown(wait=True)
             self._io.shutdown(wait=True)
+            self._contest_io.shutdown(wait=True)
 
     def stop(self) -> None:
         """Ask `run()` to return (thread-safe)."""
@@ -672,13 +678,14 @@ class IngestService:
             return
         loop = asyncio.get_running_loop()
         utterance_id = stream.start.utterance_id
-        outcome = await loop.run_in_executor(self._io, self._store.contest_outcome, utterance_id)
+        outcome = await loop.run_in_executor(self._contest_io, self._contests.contest_outcome, utterance_id)
         if outcome is not None:
             stream.outcome = outcome
             if outcome is Outcome.CANCELLED and not stream.cancelled:
                 self._lose(stream)
-        elif time.monotonic() - stream.admitted_at >= self._contest_rules.window_seconds and not stream.alone:
-            stream.alone = await loop.run_in_executor(self._io, self._store.contest_entrants, utterance_id) == 1
+        elif time.monotonic() - stream.admitted_at >= self._contest_rules.window_seconds:
+            entrants = await loop.run_in_executor(self._contest_io, self._contests.contest_entrants, utterance_id)
+            stream.alone = entrants == 1
             self._show_partial(stream)
 
     async def _settle_contest(self, stream: _Stream, end_reason: EndReason, final: RecognitionResult) -> None:
@@ -688,9 +695,9 @@ class IngestService:
         live = stream.audio[sum(stream.preroll_chunks.values()) :]
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
-            self._io,
+            self._contest_io,
             functools.partial(
-                self._store.settle_contest,
+                self._contests.settle_contest,
                 stream.start.utterance_id,
                 self._contest_rules,
                 spoke=end_reason in (EndReason.SILENCE, EndReason.MAX_LENGTH) and len(live) > 0,
@@ -701,7 +708,7 @@ class IngestService:
         while outcome is None:
             await asyncio.sleep(_CONTEST_POLL_SECONDS)
             outcome = await loop.run_in_executor(
-                self._io, self._store.contest_outcome, stream.start.utterance_id, self._contest_rules
+                self._contest_io, self._contests.contest_outcome, stream.start.utterance_id, self._contest_rules
             )
         stream.outcome = outcome
 
@@ -749,7 +756,8 @@ class IngestService:
             if self._clock.online and now >= deadline:
                 return status if stream.heard_epoch == self._epoch else "let_go"
             timeout = max(deadline - now, 0.01) if self._clock.online else None
-            if stream.contest_id is not None and stream.outcome is None:
+            # Alone once the window closed: nobody can join but to lose, so no more asking.
+            if stream.contest_id is not None and stream.outcome is None and not stream.alone:
                 await self._contest_decided(stream)
                 if stream.cancelled:
                     return "cancelled"

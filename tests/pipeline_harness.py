@@ -22,7 +22,8 @@ class RunningPipeline:
         self.store = SqlClipStore(settings.data_dir, database=settings.database)
         for device_id, household_id in enrolled:
             self.store.enroll(device_id, household_id)
-        self.service = IngestService(settings, self.store, model)
+        self.contests = SqlClipStore(settings.data_dir, database=settings.database)
+        self.service = IngestService(settings, self.store, model, contest_store=self.contests)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
@@ -52,6 +53,7 @@ class RunningPipeline:
     def stop(self) -> None:
         self.service.stop()
         self._thread.join(timeout=30)
+        self.contests.close()
         self.store.close()
         if self._error is not None:
             raise self._error
