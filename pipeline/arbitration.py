@@ -46,7 +46,10 @@ class ContestRules:
     window_seconds: float
     settle_seconds: float
     give_up_seconds: float  # after the first finish: a worker that died never reports
-    live_seconds: float = 5.0  # a start captured longer ago than this is a resend, not a live request
+    # A live start arrives about a pre-roll (1.5 s) after its capture began; a resend after
+    # its worker was lost comes at least the device's 2 s grace later. Between the two: a
+    # resend never contests a live request (a device with a longer pre-roll answers alone).
+    live_seconds: float = 3.0
     contests_per_minute: int = 12
 
 

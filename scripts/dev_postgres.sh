@@ -27,6 +27,9 @@ as_postgres() { $sudo runuser -u postgres -- psql -v ON_ERROR_STOP=1 -Atq -c "$1
 if [ -z "$(as_postgres "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" ]; then
   as_postgres "CREATE ROLE $role LOGIN CREATEDB PASSWORD '$role'"
 fi
+# Each test drops its database WITH (FORCE); an autovacuum worker busy in it belongs to
+# the superuser, and ending it takes pg_signal_backend.
+as_postgres "GRANT pg_signal_backend TO $role"
 port="$($sudo pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c {print $3}')"
 echo "dev_postgres: PostgreSQL $version/$cluster on 127.0.0.1:$port; tests connect as $role"
 if [ "$port" != 5432 ] && [ -z "${EARMARK_TEST_POSTGRES:-}" ]; then

@@ -99,3 +99,86 @@ class Injector:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class RoutedInjector(Injector):
+    """A device for several workers: it sees which worker claims each start (or answers it
+    as stored) and addresses that one; the parts of a start nobody claims go to the
+    workers in turn (round-robin), as a hostile device might split them."""
+
+    ANSWER_SECONDS = 2.0  # how long a start waits for a claim or a receipt before moving on
+
+    def __init__(self, broker: Broker, device: str = "kitchen-1", household: str = "h-42") -> None:
+        super().__init__(broker, device, household)
+        self._answers = threading.Condition()
+        self.claims: dict[uuid.UUID, list[str]] = {}
+        self.receipts: set[uuid.UUID] = set()
+        self.cancellations: set[uuid.UUID] = set()
+        self.routes: dict[uuid.UUID, str] = {}
+        self._turn = 0
+        self.client.message_callback_add(topics.results(device), self._on_result)
+        result, _mid = self.client.subscribe(topics.results(device), qos=1)
+        assert result == 0
+
+    def _on_result(self, _client: Any, _userdata: Any, message: Any) -> None:
+        answer = json.loads(message.payload)
+        utterance_id = uuid.UUID(answer["utterance_id"])
+        with self._answers:
+            if answer["type"] == "utterance_claimed":
+                self.claims.setdefault(utterance_id, []).append(answer["worker_id"])
+            elif answer["type"] == "utterance_stored":
+                self.receipts.add(utterance_id)
+            elif answer["type"] == "utterance_cancelled":
+                self.cancellations.add(utterance_id)
+            self._answers.notify_all()
+
+    def start(self, utterance_id: uuid.UUID, **changes: Any) -> None:
+        """Send a start; the rest goes to the first worker that claimed the utterance, as
+        the real uplink does (a second claim of a start it sent again is ignored)."""
+        worker = self._send_start(utterance_id, False, changes)
+        if worker is not None:
+            self.routes.setdefault(utterance_id, worker)
+
+    def start_claimed(self, utterance_id: uuid.UUID, **changes: Any) -> str | None:
+        """Send a start as a new attempt (a resend after a lost worker): the rest goes to the
+        worker that claims it now; returns it (asserting that one did)."""
+        worker = self._send_start(utterance_id, True, changes)
+        assert worker is not None, f"no worker claimed {utterance_id}"
+        self.routes[utterance_id] = worker
+        return worker
+
+    def _send_start(self, utterance_id: uuid.UUID, required: bool, changes: dict[str, Any]) -> str | None:
+        with self._answers:
+            before = len(self.claims.get(utterance_id, []))
+            stored_before = utterance_id in self.receipts
+        Injector.start(self, utterance_id, **changes)
+
+        def answered() -> bool:
+            return len(self.claims.get(utterance_id, [])) > before or (
+                not required and not stored_before and utterance_id in self.receipts
+            )
+
+        with self._answers:
+            self._answers.wait_for(answered, 30.0 if required else self.ANSWER_SECONDS)
+            claims = self.claims.get(utterance_id, [])
+            return claims[before] if len(claims) > before else None
+
+    def wait_receipt(self, utterance_id: uuid.UUID) -> None:
+        with self._answers:
+            assert self._answers.wait_for(lambda: utterance_id in self.receipts, 30.0)
+
+    def wait_cancelled(self, utterance_id: uuid.UUID) -> bool:
+        with self._answers:
+            return self._answers.wait_for(lambda: utterance_id in self.cancellations, 30.0)
+
+    def topic(self, utterance_id: uuid.UUID, part: topics.UtterancePart) -> str:
+        if part is topics.UtterancePart.START:
+            return topics.utterance(self.device, utterance_id, part)
+        worker = self.routes.get(utterance_id)
+        if worker is None:  # nobody claimed it: the workers in turn
+            with self._workers_seen:
+                self._workers_seen.wait_for(lambda: bool(self._workers), 10)
+                workers = sorted(self._workers)
+            worker = workers[self._turn % len(workers)]
+            self._turn += 1
+        return topics.utterance(self.device, utterance_id, part, worker)

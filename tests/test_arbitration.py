@@ -61,7 +61,8 @@ def test_a_contest_whose_other_worker_died_is_given_up_on() -> None:
 
 
 def test_only_a_request_being_spoken_now_is_live() -> None:
-    assert is_live(at(0.0), at(1.6), RULES)
+    assert is_live(at(0.0), at(1.6), RULES)  # the pre-roll, then the start
+    assert not is_live(at(0.0), at(3.5), RULES)  # the earliest resend after a lost worker
     assert not is_live(at(0.0), at(30.0), RULES)  # captured long ago: a resend from an outbox
     assert not is_live(at(60.0), at(0.0), RULES)  # a clock far ahead is no live request either
 

@@ -1,8 +1,10 @@
 """The cloud decides consent: a device's tag may narrow review, never widen it.
 
 Each test runs the real mosquitto, the real pipeline (recognition off: consent does not
-depend on it) and the real registry on one data directory, and plays a device that
-lies: about its consent version, its types, its household, its duplicates, its clock.
+depend on it) with one worker and again with two (starts dealt round-robin by the
+broker, unclaimed parts split between them), and the real registry on one database, and
+plays a device that lies: about its consent version, its types, its household, its
+duplicates, its clock.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import ConsentSigner, create_key
 from tests.broker import Broker
 from tests.conftest import wait_until
-from tests.injector import Injector, client
+from tests.injector import RoutedInjector as Injector
+from tests.injector import client
 from tests.pipeline_harness import RunningPipeline
 
 AUDIO = [bytes(5120)] * 3  # three contract-sized chunks of silence
@@ -43,33 +46,54 @@ AUDIO = [bytes(5120)] * 3  # three contract-sized chunks of silence
 class Cloud:
     broker: Broker
     data: Path
-    pipeline: RunningPipeline
+    workers: list[RunningPipeline]
     registry: Registry
     database: str | None  # None: SQLite in `data`
+
+    @property
+    def pipeline(self) -> RunningPipeline:
+        """Any worker: they share the database, so any one's store shows every clip."""
+        return self.workers[0]
+
+    def count(self, counter: str, key: str | None = None) -> int:
+        """One of the workers' counters, summed over them all."""
+        values = [getattr(worker.service.stats, counter) for worker in self.workers]
+        return sum(value[key] if key is not None else value for value in values)
+
+    def admitted(self, utterance_id: uuid.UUID) -> None:
+        """Wait until a worker recorded the utterance's first start (its claim comes before that)."""
+        ledger = "SELECT 1 FROM utterances WHERE utterance_id = ?"
+        assert self.pipeline.wait_until(
+            lambda: self.registry.db.execute(ledger, (str(utterance_id),)).fetchone() is not None
+        )
 
     def stored(self, utterance_id: uuid.UUID) -> Any:
         assert self.pipeline.wait_until(lambda: self.pipeline.store.get(utterance_id) is not None)
         return self.pipeline.store.get(utterance_id)
 
 
-@pytest.fixture
-def cloud(tmp_path: Path, database: str | None) -> Iterator[Cloud]:
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def cloud(tmp_path: Path, database: str | None, request: pytest.FixtureRequest) -> Iterator[Cloud]:
     broker = Broker(tmp_path)
     broker.start()
     data = tmp_path / "cloud"
     create_key(data)
-    settings = PipelineSettings(
-        data_dir=data,
-        database=database,
-        mqtt=MqttSettings(port=broker.port),
-        ingest=IngestSettings(stream_timeout_seconds=3.0, gap_wait_seconds=0.3),
-    )
-    pipeline = RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42"), ("hall-2", "h-7")])
+    workers = []
+    for n in range(request.param):
+        settings = PipelineSettings(
+            data_dir=data,
+            database=database,
+            client_id=f"worker-{n}",
+            mqtt=MqttSettings(port=broker.port),
+            ingest=IngestSettings(stream_timeout_seconds=3.0, gap_wait_seconds=0.3),
+        )
+        workers.append(RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42"), ("hall-2", "h-7")]))
     registry = Registry(data, database=database)
     for household in ("h-42", "h-7"):
         registry.create_household(household, household.upper())  # v1: review off
-    yield Cloud(broker, data, pipeline, registry, database)
-    pipeline.stop()
+    yield Cloud(broker, data, workers, registry, database)
+    for worker in workers:
+        worker.stop()
     registry.close()
     broker.stop()
 
@@ -108,9 +132,8 @@ def test_a_coerced_tag_is_a_schema_violation_and_nothing_is_stored(cloud: Cloud,
     cloud.registry.set_consent("h-42", True, "ana", Channel.APP)  # v2 allows review: the lie would pay
     device = Injector(cloud.broker)
     lie = send(device, **{"review_allowed": True, "consent_version": 2, field: value})
-    stats = cloud.pipeline.service.stats
-    assert cloud.pipeline.wait_until(lambda: stats.rejected["schema_violation"] >= 1)
-    assert cloud.pipeline.wait_until(lambda: stats.orphan_chunks_dropped >= len(AUDIO), timeout_seconds=10)
+    assert cloud.pipeline.wait_until(lambda: cloud.count("rejected", "schema_violation") >= 1)
+    assert cloud.pipeline.wait_until(lambda: cloud.count("orphan_chunks_dropped") >= len(AUDIO), timeout_seconds=10)
     assert cloud.pipeline.store.get(lie) is None and cloud.registry.sample(1.0) == 0
     device.close()
 
@@ -121,6 +144,7 @@ def test_conflicting_starts_force_the_utterance_out_of_review(cloud: Cloud) -> N
     # A second start for one utterance with another tag, while it streams.
     open_conflict = uuid.uuid4()
     device.start(open_conflict, review_allowed=False, consent_version=2)
+    cloud.admitted(open_conflict)  # with two workers the second start may reach the other one
     device.start(open_conflict, review_allowed=True, consent_version=2)
     for sequence, pcm in enumerate(AUDIO):
         device.chunk(open_conflict, sequence, pcm)
@@ -136,11 +160,11 @@ def test_conflicting_starts_force_the_utterance_out_of_review(cloud: Cloud) -> N
     duplicate = send(device, review_allowed=True, consent_version=2)
     cloud.stored(duplicate)
     device.start(duplicate, review_allowed=True, consent_version=2)
-    assert cloud.pipeline.wait_until(lambda: cloud.pipeline.service.stats.duplicates >= 1)
+    assert cloud.pipeline.wait_until(lambda: cloud.count("duplicates") >= 1)
     assert cloud.registry.sample(1.0) == 1  # only `duplicate`
     assert cloud.registry.verdict(str(open_conflict)) == "blocked_by_cloud"
     assert cloud.registry.verdict(str(stored_first)) == "blocked_by_cloud"
-    assert cloud.pipeline.service.stats.rejected["conflicting_start"] == 2
+    assert cloud.pipeline.wait_until(lambda: cloud.count("rejected", "conflicting_start") == 2)
     device.close()
 
 
@@ -155,8 +179,7 @@ def test_moving_a_device_to_another_household_takes_effect_at_its_next_start(clo
         other.execute("UPDATE devices SET household_id = 'h-7' WHERE device_id = 'kitchen-1'")
     other.close()
     stale = send(device, review_allowed=True, consent_version=2)
-    stats = cloud.pipeline.service.stats
-    assert cloud.pipeline.wait_until(lambda: stats.rejected["identity_mismatch"] >= 1)
+    assert cloud.pipeline.wait_until(lambda: cloud.count("rejected", "identity_mismatch") >= 1)
     moved = send(Injector(cloud.broker, device="kitchen-1", household="h-7"), review_allowed=False, consent_version=1)
     assert cloud.stored(moved).household_id == "h-7"
     assert cloud.pipeline.store.get(stale) is None

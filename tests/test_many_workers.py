@@ -8,8 +8,6 @@ as a buggy or hostile device could; the registry is the real one.
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contract import topics
 from contract.messages import EndReason
 from contract.mqtt import MqttSettings
 from pipeline.settings import IngestSettings, PipelineSettings
@@ -28,65 +25,24 @@ from pipeline.store import SqlClipStore, StartClaim
 from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import create_key
 from tests.broker import Broker
-from tests.injector import Injector
+from tests.injector import RoutedInjector
 from tests.pipeline_harness import RunningPipeline
 
 AUDIO = [bytes(5120)] * 3  # three contract-sized chunks of silence
 WAIT_SECONDS = 30.0
 
 
-class RoutedDevice(Injector):
-    """A device that sees which worker claims each start and addresses that one (or any)."""
-
-    def __init__(self, broker: Broker, device: str = "kitchen-1", household: str = "h-42") -> None:
-        super().__init__(broker, device, household)
-        self._answers = threading.Condition()
-        self.claims: dict[uuid.UUID, list[str]] = {}
-        self.receipts: set[uuid.UUID] = set()
-        self.cancellations: set[uuid.UUID] = set()
-        self.routes: dict[uuid.UUID, str] = {}
-        self.client.message_callback_add(topics.results(device), self._on_result)
-        result, mid = self.client.subscribe(topics.results(device), qos=1)
-        assert result == 0, mid
-
-    def _on_result(self, _client: Any, _userdata: Any, message: Any) -> None:
-        answer = json.loads(message.payload)
-        utterance_id = uuid.UUID(answer["utterance_id"])
-        with self._answers:
-            if answer["type"] == "utterance_claimed":
-                self.claims.setdefault(utterance_id, []).append(answer["worker_id"])
-            elif answer["type"] == "utterance_stored":
-                self.receipts.add(utterance_id)
-            elif answer["type"] == "utterance_cancelled":
-                self.cancellations.add(utterance_id)
-            self._answers.notify_all()
-
-    def start_claimed(self, utterance_id: uuid.UUID, **changes: Any) -> str:
-        """Send a start; return the worker that claimed it (and route the rest there)."""
-        with self._answers:
-            before = len(self.claims.get(utterance_id, []))
-        self.start(utterance_id, **changes)
-        with self._answers:
-            assert self._answers.wait_for(lambda: len(self.claims.get(utterance_id, [])) > before, WAIT_SECONDS)
-            worker = self.claims[utterance_id][before]
-        self.routes[utterance_id] = worker
-        return worker
+class RoutedDevice(RoutedInjector):
+    """The routed device, at the fixture's consent version; it sends a whole request in one call."""
 
     def start(self, utterance_id: uuid.UUID, **changes: Any) -> None:
         # The fixture's households are at consent version 2, which allows review for h-42.
         super().start(utterance_id, **{"consent_version": 2, **changes})
 
-    def wait_receipt(self, utterance_id: uuid.UUID) -> None:
-        with self._answers:
-            assert self._answers.wait_for(lambda: utterance_id in self.receipts, WAIT_SECONDS)
-
-    def wait_cancelled(self, utterance_id: uuid.UUID) -> bool:
-        with self._answers:
-            return self._answers.wait_for(lambda: utterance_id in self.cancellations, WAIT_SECONDS)
-
-    def topic(self, utterance_id: uuid.UUID, part: topics.UtterancePart) -> str:
-        worker = None if part is topics.UtterancePart.START else self.routes[utterance_id]
-        return topics.utterance(self.device, utterance_id, part, worker)
+    def start_claimed(self, utterance_id: uuid.UUID, **changes: Any) -> str:
+        worker = super().start_claimed(utterance_id, **{"consent_version": 2, **changes})
+        assert worker is not None
+        return worker
 
     def audio(self, utterance_id: uuid.UUID, end: bool = True) -> None:
         for sequence, pcm in enumerate(AUDIO):
@@ -337,7 +293,9 @@ def test_resent_requests_never_contest_and_every_one_is_stored(cloud: Cloud) -> 
     for speaker in speakers:
         cloud.worker("worker-a").store.enroll(speaker, "h-42")
     devices = [RoutedDevice(cloud.broker, device=speaker) for speaker in speakers]
-    queued = (datetime.now(UTC) - timedelta(seconds=40)).isoformat()
+    # The youngest a resend after a lost worker can be: the pre-roll (1.5 s) and the
+    # device's 2 s grace for the worker's presence.
+    queued = (datetime.now(UTC) - timedelta(seconds=3.5)).isoformat()
     requests = []
     for index, device in enumerate(devices):
         utterance = uuid.uuid4()
