@@ -8,6 +8,7 @@ as a buggy or hostile device could; the registry is the real one.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -371,3 +372,37 @@ def test_two_workers_with_data_directories_of_their_own_share_only_broker_and_da
             for worker in workers:
                 worker.stop()
             broker.stop()
+
+
+def test_requests_resent_together_after_their_worker_stopped_keep_their_own_contests(cloud: Cloud) -> None:
+    # Six speakers of one household each say something of their own, a second or more
+    # apart (the broker deals their starts to both workers in turn); one worker goes away
+    # mid-way; the uplinks of its requests send them again to the other worker at once.
+    # Arriving together makes them no contest: each keeps the contest it entered when it
+    # was spoken, and every one is stored.
+    speakers = [f"s-{n}" for n in range(6)]
+    for speaker in speakers:
+        cloud.worker("worker-a").store.enroll(speaker, "h-42")
+    devices = [RoutedDevice(cloud.broker, device=speaker) for speaker in speakers]
+    said: list[tuple[RoutedDevice, uuid.UUID, str, str]] = []
+    for device in devices:
+        utterance, captured = uuid.uuid4(), datetime.now(UTC).isoformat()
+        worker = device.start_claimed(utterance, capture_started_at=captured)
+        cloud.admitted(utterance)
+        device.audio(utterance, end=False)
+        said.append((device, utterance, captured, worker))
+        time.sleep(IngestSettings().arbitration_window_seconds + 0.1)  # the next one is a moment of its own
+    doomed = said[0][3]
+    resent = [(d, u, c) for d, u, c, w in said if w == doomed]
+    assert len(resent) >= 3
+    cloud.worker(doomed).stop()
+    del cloud.workers[doomed]
+    for device, utterance, captured in resent:
+        assert device.start_claimed(utterance, capture_started_at=captured) == other(doomed)
+    for device, utterance, _captured, _worker in said:
+        device.audio(utterance)
+    for device, utterance, _captured, _worker in said:
+        device.wait_receipt(utterance)
+        assert cloud.stored(utterance) is not None and not cancelled(device, utterance)
+    for device in devices:
+        device.close()
