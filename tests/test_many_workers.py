@@ -67,6 +67,13 @@ class Cloud:
         assert next(iter(self.workers.values())).wait_until(lambda: store.get(utterance_id) is not None)
         return store.get(utterance_id)
 
+    def speakers(self, count: int) -> list[RoutedDevice]:
+        """`count` more speakers enrolled in household h-42."""
+        names = [f"s-{n}" for n in range(count)]
+        for name in names:
+            next(iter(self.workers.values())).store.enroll(name, "h-42")
+        return [RoutedDevice(self.broker, device=name) for name in names]
+
     def admitted(self, utterance_id: uuid.UUID) -> None:
         """Wait until a worker recorded the utterance's first start (a claim comes before that)."""
         ledger = "SELECT 1 FROM utterances WHERE utterance_id = ?"
@@ -290,10 +297,7 @@ def test_two_speakers_on_two_workers_hear_one_request_and_only_the_nearer_answer
 def test_resent_requests_never_contest_and_every_one_is_stored(cloud: Cloud) -> None:
     # After a worker was killed, six speakers of one household send what their outboxes
     # held, captured a while ago, at once; a seventh speaks now.
-    speakers = [f"s-{n}" for n in range(7)]
-    for speaker in speakers:
-        cloud.worker("worker-a").store.enroll(speaker, "h-42")
-    devices = [RoutedDevice(cloud.broker, device=speaker) for speaker in speakers]
+    devices = cloud.speakers(7)
     # The youngest a resend after a lost worker can be: the pre-roll (1.5 s) and the
     # device's 2 s grace for the worker's presence.
     queued = (datetime.now(UTC) - timedelta(seconds=3.5)).isoformat()
@@ -380,10 +384,7 @@ def test_requests_resent_together_after_their_worker_stopped_keep_their_own_cont
     # mid-way; the uplinks of its requests send them again to the other worker at once.
     # Arriving together makes them no contest: each keeps the contest it entered when it
     # was spoken, and every one is stored.
-    speakers = [f"s-{n}" for n in range(6)]
-    for speaker in speakers:
-        cloud.worker("worker-a").store.enroll(speaker, "h-42")
-    devices = [RoutedDevice(cloud.broker, device=speaker) for speaker in speakers]
+    devices = cloud.speakers(6)
     said: list[tuple[RoutedDevice, uuid.UUID, str, str]] = []
     for device in devices:
         utterance, captured = uuid.uuid4(), datetime.now(UTC).isoformat()
