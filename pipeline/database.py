@@ -145,9 +145,6 @@ class Database:
         self._writer = writer_lock
         self._reopen = reopen
         self._in_transaction = False
-        # Whether the last write transaction failed at its COMMIT: then nobody knows whether it
-        # committed (a connection lost mid-COMMIT may have committed on the server).
-        self.commit_outcome_unknown = False
         self._clock: Callable[[], datetime] | None = None
         self._write_lock = threading.RLock()  # one connection may serve several threads
 
@@ -212,7 +209,6 @@ class Database:
                 raise RuntimeError("a write transaction inside a write transaction")
             self._ensure_open()
             self._in_transaction = True
-            self.commit_outcome_unknown = False
             try:
                 try:
                     if self.dialect == SQLITE:
@@ -226,11 +222,7 @@ class Database:
                     with contextlib.suppress(*self.errors):
                         self._conn.execute("ROLLBACK")
                     raise
-                try:
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self.commit_outcome_unknown = True
-                    raise
+                self._conn.execute("COMMIT")
             finally:
                 self._in_transaction = False
 

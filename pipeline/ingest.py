@@ -651,7 +651,7 @@ class IngestService:
             stream.settled = True
             self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))
             return False
-        if known.stored_tag is not None:
+        if known.stored:
             self.stats.duplicates += 1  # redelivered after a restart: what is stored stays as it is
             stream.settled = True
             self._publish(start.device_id, UtteranceStored(utterance_id=start.utterance_id))

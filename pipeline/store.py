@@ -376,7 +376,7 @@ class DeviceAdmission:
 
     household_id: str | None  # None: the device is not enrolled
     keep_audio: bool
-    stored_tag: tuple[str, bool, int] | None  # (household, review_allowed, version) if already stored
+    stored: bool  # the utterance is stored already: what is stored stays as it is
     forgotten: bool = False  # its household deleted it before it was stored: served as a duplicate
     received_at: datetime | None = None  # the database's clock at the utterance's first admitted start
     conflicting: bool = False  # this start's tag or household differs from the first one's
@@ -387,10 +387,6 @@ class DeviceAdmission:
 
 class ClipStore(Protocol):
     """What the pipeline needs from a clip store."""
-
-    def admission(self, device_id: str, utterance_id: UUID) -> DeviceAdmission:
-        """Enrolment, storage policy and any stored copy of this utterance."""
-        ...
 
     def admit_start(self, claim: StartClaim, rules: ContestRules | None = None) -> DeviceAdmission:
         """Record a start in the utterance ledger and decide, in that transaction, what it is."""
@@ -464,27 +460,6 @@ class SqlClipStore:
         row = self._db.execute("SELECT household_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def admission(self, device_id: str, utterance_id: UUID) -> DeviceAdmission:
-        """Enrolment, storage policy and any stored copy of this utterance (two indexed lookups)."""
-        row = self._db.execute(
-            "SELECT d.household_id, COALESCE(p.keep_audio, 1) FROM devices d "
-            "LEFT JOIN storage_policy p ON p.household_id = d.household_id WHERE d.device_id = ?",
-            (device_id,),
-        ).fetchone()
-        stored = self._db.execute(
-            "SELECT household_id, review_allowed, consent_version FROM clips WHERE utterance_id = ?",
-            (str(utterance_id),),
-        ).fetchone()
-        forgotten = self._db.execute(
-            "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ?", (str(utterance_id), device_id)
-        ).fetchone()
-        return DeviceAdmission(
-            household_id=None if row is None else str(row[0]),
-            keep_audio=True if row is None else bool(row[1]),
-            stored_tag=None if stored is None else (str(stored[0]), bool(stored[1]), int(stored[2])),
-            forgotten=forgotten is not None,
-        )
-
     def admit_start(self, claim: StartClaim, rules: ContestRules | None = None) -> DeviceAdmission:
         """Record a start in the utterance ledger and decide what it is, in one transaction.
 
@@ -507,7 +482,7 @@ class SqlClipStore:
             conflicting = False
             if first is not None:
                 if first[0] != claim.device_id:
-                    return DeviceAdmission(None, True, None, foreign=True)
+                    return DeviceAdmission(None, True, False, foreign=True)
                 conflicting = (first[1], bool(first[2]), int(first[3])) != tag
                 if conflicting:
                     _mark_conflict(db, utterance_id)
@@ -515,7 +490,7 @@ class SqlClipStore:
             else:
                 if enrolled is None or str(enrolled[0]) != claim.household_id:
                     # Refused by the caller (check_enrolment); nothing recorded for a stranger.
-                    return DeviceAdmission(None if enrolled is None else str(enrolled[0]), True, None)
+                    return DeviceAdmission(None if enrolled is None else str(enrolled[0]), True, False)
                 received_at, capture = utc_text(db.now()), utc_text(claim.capture_started_at)
                 db.execute(
                     "INSERT INTO utterances (utterance_id, device_id, household_id, review_allowed, consent_version, "
@@ -523,20 +498,17 @@ class SqlClipStore:
                     (utterance_id, claim.device_id, claim.household_id, int(claim.review_allowed),
                      claim.consent_version, capture, received_at),
                 )  # fmt: skip
-            stored = db.execute(
-                "SELECT household_id, review_allowed, consent_version FROM clips WHERE utterance_id = ?",
-                (utterance_id,),
-            ).fetchone()
+            stored = db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (utterance_id,)).fetchone() is not None
             forgotten = _forgotten(db, utterance_id, claim.device_id, claim.household_id, received_at, capture)
             contest = db.execute(
                 "SELECT contest_id, outcome FROM contest_entries WHERE utterance_id = ?", (utterance_id,)
             ).fetchone()
-            if contest is None and first is None and rules is not None and stored is None and not forgotten:
+            if contest is None and first is None and rules is not None and not stored and not forgotten:
                 contest = _enter_contest(db, claim, received_at, rules)
         return DeviceAdmission(
             household_id=None if enrolled is None else str(enrolled[0]),
             keep_audio=True if enrolled is None else bool(enrolled[1]),
-            stored_tag=None if stored is None else (str(stored[0]), bool(stored[1]), int(stored[2])),
+            stored=stored,
             forgotten=forgotten,
             received_at=datetime.fromisoformat(received_at),
             conflicting=conflicting,
@@ -586,11 +558,11 @@ class SqlClipStore:
         """Forget ledger entries older than LEDGER_LIFETIME: by then every outbox has given
         up, and a stored clip keeps its own tag (a start after this is compared with it)."""
         with self._db.writing() as db:
-            cutoff = utc_text(db.now() - LEDGER_LIFETIME)
-            pruned = db.execute("DELETE FROM utterances WHERE received_at < ?", (cutoff,)).rowcount
+            now = db.now()
+            pruned = db.execute("DELETE FROM utterances WHERE received_at < ?", (utc_text(now - LEDGER_LIFETIME),))
             # Contests matter for seconds, and a minute for the per-device contest rate.
-            db.execute("DELETE FROM contest_entries WHERE entered_at < ?", (utc_text(db.now() - timedelta(hours=1)),))
-            return int(pruned)
+            db.execute("DELETE FROM contest_entries WHERE entered_at < ?", (utc_text(now - timedelta(hours=1)),))
+            return int(pruned.rowcount)
 
     def save(self, clip: Clip, audio: bytes | None) -> bool:
         """Store a clip and its audio in one transaction; False (touching nothing stored) if the

@@ -807,19 +807,21 @@ class Registry:
             if not fresh:
                 return 0  # a redelivered command: done already
             command = db.execute(
-                "SELECT utterance_id, received_at FROM clips "
-                "WHERE utterance_id = ? AND device_id = ? AND household_id = ?",
+                "SELECT utterance_id FROM clips WHERE utterance_id = ? AND device_id = ? AND household_id = ?",
                 (command_id, device_id, household_id),
             ).fetchone()
             in_flight: list[str] = []
             if today:
                 midnight = now.astimezone(zone(str(tz_row[0]))).replace(hour=0, minute=0, second=0, microsecond=0)
                 since = utc_text(midnight)
-                rows = db.execute(
-                    "SELECT utterance_id FROM clips WHERE household_id = ? "
-                    "AND (capture_started_at >= ? OR received_at >= ?)",
-                    (household_id, since, since),
-                ).fetchall()
+                ids = [
+                    str(row[0])
+                    for row in db.execute(
+                        "SELECT utterance_id FROM clips WHERE household_id = ? "
+                        "AND (capture_started_at >= ? OR received_at >= ?)",
+                        (household_id, since, since),
+                    )
+                ]
                 # Requests still on their way are decided when stored (pipeline.store): by the
                 # first receipt any worker recorded, or a capture earlier today.
                 db.execute(
@@ -829,12 +831,12 @@ class Registry:
                     (household_id, utc_text(now), since),
                 )
             else:
-                rows, in_flight = _just_said(db, device_id, household_id, command_id, now)
+                ids, in_flight = _just_said(db, device_id, household_id, command_id, now)
                 db.executemany(
                     "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [(utterance_id, device_id, utc_text(now)) for utterance_id in in_flight],
                 )
-            ids = list(dict.fromkeys([*(str(row[0]) for row in rows), *([str(command[0])] if command else [])]))
+            ids = list(dict.fromkeys([*ids, *([str(command[0])] if command else [])]))
             _delete_rows(db, ids)
             audit.append(
                 db, actor, "recordings.delete", household_id, count=len(ids) + len(in_flight), channel="voice",
@@ -944,13 +946,13 @@ def zone(name: str) -> ZoneInfo:
 
 def _just_said(
     db: Database, device_id: str, household_id: str, command_id: str, now: datetime
-) -> tuple[list[Any], list[str]]:
+) -> tuple[list[str], list[str]]:
     """The device's last request before the command (one with speech, received within
-    JUST_SAID): ([(utterance_id,)] if it is stored, [utterance_id] if it is
-    still on its way to whichever worker will store it).
+    JUST_SAID): ([its id] if it is stored, []) or ([], [its id]) if it is still on its way
+    to whichever worker will store it.
 
-    Receipt times are the utterance ledger's, the first any worker recorded: a request
-    sent again after the command is still the one said before it.
+    Receipt times are the utterance ledger's, the first any worker recorded (a stored clip
+    carries it too): a request sent again after the command is still one said before it.
     """
     command = db.execute("SELECT received_at FROM utterances WHERE utterance_id = ?", (command_id,)).fetchone()
     if command is None:
@@ -958,11 +960,9 @@ def _just_said(
     before = str(command[0]) if command is not None else utc_text(now)
     window = (device_id, household_id, command_id, before, utc_text(now - JUST_SAID))
     stored = db.execute(
-        "SELECT c.utterance_id, COALESCE(u.received_at, c.received_at) AS at FROM clips c "
-        "LEFT JOIN utterances u ON u.utterance_id = c.utterance_id WHERE c.device_id = ? AND c.household_id = ? "
-        "AND c.utterance_id != ? AND COALESCE(u.received_at, c.received_at) <= ? "
-        "AND COALESCE(u.received_at, c.received_at) >= ? AND c.end_reason NOT IN ('no_speech', 'muted') "
-        "ORDER BY at DESC LIMIT 1",
+        "SELECT utterance_id, received_at FROM clips WHERE device_id = ? AND household_id = ? "
+        "AND utterance_id != ? AND received_at <= ? AND received_at >= ? "
+        "AND end_reason NOT IN ('no_speech', 'muted') ORDER BY received_at DESC LIMIT 1",
         window,
     ).fetchone()
     pending = db.execute(
@@ -973,7 +973,7 @@ def _just_said(
     ).fetchone()
     if pending is not None and (stored is None or str(pending[1]) > str(stored[1])):
         return [], [str(pending[0])]
-    return ([(stored[0],)] if stored is not None else []), []
+    return ([str(stored[0])] if stored is not None else []), []
 
 
 def _delete_rows(db: Database, ids: list[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.store import StartClaim
 from review_opt_out import audit
 from review_opt_out.auth import hash_password
 from review_opt_out.cli import apply_retention
@@ -287,7 +288,7 @@ def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None
     registry.db.execute("DROP TABLE migrations")
     registry.close()
     Registry(tmp_path).close()
-    assert store.admission("kitchen-1", uuid.uuid4()).keep_audio is False
+    assert store.admit_start(start_of("kitchen-1", "h1", uuid.uuid4())).keep_audio is False
 
 
 def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: Path, database: str | None) -> None:
@@ -322,8 +323,8 @@ def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: 
     assert store.get(old) is not None
     late = make_clip(utterance_id=command, device_id="kitchen-1", household_id="h1")
     assert store.save(late, bytes(3200)) and store.get(command) is None  # the tombstone holds
-    assert store.admission("kitchen-1", command).forgotten  # and a resent start is a duplicate
-    assert not store.admission("hall-2", command).forgotten  # keyed by device: no veto on others
+    assert store.admit_start(start_of("kitchen-1", "h1", command)).forgotten  # and a resent start is a duplicate
+    assert not store.admit_start(start_of("hall-2", "h1", command)).forgotten  # keyed by device: no veto on others
 
     today = uuid.uuid4()
     on_its_way = make_clip(device_id="hall-2", household_id="h1", received_at=now)  # another speaker, mid-save
@@ -340,6 +341,11 @@ def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: 
     ]
     with pytest.raises(NotFound):
         registry.delete_spoken("stranger", str(uuid.uuid4()), today=True)
+
+
+def start_of(device_id: str, household_id: str, utterance_id: uuid.UUID) -> StartClaim:
+    """A start as a device sends it, for the store's admission."""
+    return StartClaim(utterance_id, device_id, household_id, False, 1, datetime.now(UTC))
 
 
 def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
