@@ -85,7 +85,26 @@ def _parser() -> argparse.ArgumentParser:
     sat.add_argument("--sound-device", help="output device index or name substring")
     sat.add_argument("--no-zeroconf", action="store_true", help="do not advertise _wyoming._tcp")
     sat.add_argument("--no-sounds", action="store_true", help="no wake, done, error or timer sounds")
+    sat.add_argument("--state-dir", type=Path, help="where the pinned Home Assistant and a pause are kept")
+    pair = sub.add_parser(
+        "satellite-pair",
+        help="forget the Home Assistant the satellite is pinned to: the next one to run it is pinned (works live)",
+    )
+    pair.add_argument("--config", type=Path, help="TOML settings file (for its state_dir)")
+    pair.add_argument("--state-dir", type=Path, help="the satellite's state directory")
     return parser
+
+
+def _pair(args: argparse.Namespace) -> int:
+    """Release the pin: needs a shell on the speaker, which a stranger on the LAN has not."""
+    from firmware.satellite.control import Control
+
+    overrides: dict[str, Any] = {} if args.state_dir is None else {"state_dir": args.state_dir}
+    settings = config.load_settings(SpeakerFileSettings, args.config, **overrides)
+    previous = Control.open(settings.state_dir).release()
+    released = f"released {previous}" if previous else "no Home Assistant was pinned"
+    print(f"{released}: the next Home Assistant to run the speaker is pinned to it")
+    return 0
 
 
 def _satellite(args: argparse.Namespace) -> int:
@@ -102,6 +121,8 @@ def _satellite(args: argparse.Namespace) -> int:
     satellite: dict[str, Any] = {
         key: getattr(args, key) for key in ("host", "name", "area", "sound_device") if getattr(args, key)
     }
+    if args.state_dir is not None:
+        overrides["state_dir"] = args.state_dir
     if args.port is not None:  # 0 is a port too: any free one
         satellite["port"] = args.port
     if args.no_zeroconf:
@@ -253,6 +274,8 @@ def _main(argv: list[str]) -> int:
             return 0 if all(c.ok for c in checks) else 1
         if args.command == "satellite":
             return _satellite(args)
+        if args.command == "satellite-pair":
+            return _pair(args)
         overrides: dict[str, Any] = {}
         if args.input is not None:
             overrides["input"] = args.input

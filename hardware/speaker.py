@@ -56,7 +56,7 @@ def run(settings: SpeakerSettings, notifier: Notifier, pin_factory: Any | None =
         # Home Assistant's satellite: nothing is sent to the Earmark cloud, whatever else is configured.
         from firmware.satellite.runner import start_link
 
-        link = start_link(settings.satellite, frontend, detector.wake_words)
+        link = start_link(settings.satellite, settings.state_dir, frontend, detector.wake_words)
     elif settings.identity is not None:
         # What comes back holds what the household said: logged at DEBUG only.
         session = start_cloud_session(settings, frontend, lambda line: _LOGGER.debug("%s", line))

@@ -179,11 +179,27 @@ class MicrophoneFeed:
         self._thread.join(timeout=5)
 
 
-class HomeAssistantSide:
-    """Home Assistant's end: connects, answers pings, and reads what the satellite sends."""
+class _FromAddress(AsyncTcpClient):
+    """A Wyoming client whose connections come from `source_host` (any 127.x.y.z reaches
+    loopback on Linux): another machine of the LAN, as the speaker sees it."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, host: str, port: int, source_host: str) -> None:
+        super().__init__(host, port)
+        self.source_host = source_host
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(
+            host=self.host, port=self.port, local_addr=(self.source_host, 0)
+        )
+
+
+class HomeAssistantSide:
+    """Home Assistant's end: connects, answers pings, and reads what the satellite sends.
+    With `source_host` it connects from that address (a stranger, or another Home Assistant)."""
+
+    def __init__(self, port: int, source_host: str | None = None) -> None:
         self.port = port
+        self.source_host = source_host
         self.client: AsyncTcpClient | None = None
         self.events: list[Event] = []
 
@@ -191,7 +207,11 @@ class HomeAssistantSide:
         """Connect once the speaker listens (it loads its models first)."""
         deadline = time.monotonic() + timeout_seconds
         while True:
-            client = AsyncTcpClient("127.0.0.1", self.port)
+            client = (
+                AsyncTcpClient("127.0.0.1", self.port)
+                if self.source_host is None
+                else _FromAddress("127.0.0.1", self.port, self.source_host)
+            )
             try:
                 await client.connect()
                 self.client = client

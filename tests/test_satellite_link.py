@@ -11,6 +11,7 @@ import json
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from wyoming.info import Describe, Info
@@ -20,6 +21,7 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from firmware.audio.output import Begin
 from firmware.events import WakeDetected
+from firmware.satellite.control import Control
 from firmware.satellite.discovery import SERVICE_TYPE, instance_name
 from firmware.satellite.link import MAX_PEERS, SatelliteLink
 from firmware.satellite.settings import SatelliteSettings
@@ -29,10 +31,11 @@ from tests.conftest import wait_until
 
 
 @pytest.fixture
-def link(request: pytest.FixtureRequest) -> Iterator[SatelliteLink]:
+def link(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SatelliteLink]:
     name = f"earmark-test-{uuid.uuid4().hex[:8]}"
     zeroconf = getattr(request, "param", False)
-    link = SatelliteLink(SatelliteSettings(port=0, host="0.0.0.0", zeroconf=zeroconf, name=name), ["alexa"], None)  # noqa: S104
+    settings = SatelliteSettings(port=0, host="0.0.0.0", zeroconf=zeroconf, name=name)  # noqa: S104
+    link = SatelliteLink(settings, ["alexa"], None, Control.open(tmp_path))
     link.start()
     yield link
     link.stop()
@@ -147,7 +150,11 @@ def test_a_malformed_event_is_ignored_without_dropping_home_assistant(
 
 
 def test_connections_past_the_limit_are_refused_and_the_first_ones_kept(link: SatelliteLink) -> None:
-    held = [socket.create_connection(("127.0.0.1", link.port), timeout=10) for _ in range(MAX_PEERS)]
+    # From as many addresses: one address holds at most two (test_satellite_peers.py).
+    held = [
+        socket.create_connection(("127.0.0.1", link.port), timeout=10, source_address=(f"127.0.0.{10 + n}", 0))
+        for n in range(MAX_PEERS)
+    ]
     try:
         for sock in held:  # each one is being served
             sock.sendall(b'{"type": "ping"}\n')

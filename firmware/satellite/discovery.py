@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
 import socket
+from collections.abc import Awaitable
 
 from zeroconf import Error as ZeroconfError
 from zeroconf import IPVersion
@@ -18,11 +21,23 @@ _LOGGER = logging.getLogger(__name__)
 SERVICE_TYPE = "_wyoming._tcp.local."
 
 
+def announceable(host: str) -> bool:
+    """Whether listening on `host` is something to tell the LAN about: a speaker kept on
+    loopback (a test, a proxy in front) must not invite Home Assistant to an address that
+    is not there."""
+    if on_every_interface(host):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
+
+
 def _addresses(host: str) -> list[str]:
     """The IPv4 addresses Home Assistant can reach: the bound one, or every one on the LAN
     (never loopback or link-local: an announcement of those only misleads)."""
     if not on_every_interface(host):
-        return [host]
+        return [host] if announceable(host) else []
     import ifaddr
 
     found = []
@@ -53,6 +68,7 @@ class Advertiser:
     def __init__(self) -> None:
         self._zeroconf: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
+        self._broadcast: asyncio.Future[object] | None = None  # the announcements still being sent
 
     async def start(self, name: str, host: str, port: int) -> bool:
         """Announce the service on the local network; False (and nothing held) when there is
@@ -71,7 +87,9 @@ class Advertiser:
         )
         self._zeroconf = AsyncZeroconf(ip_version=IPVersion.V4Only)
         try:
-            await self._zeroconf.async_register_service(self._info, allow_name_change=True)
+            self._broadcast = asyncio.ensure_future(
+                await self._zeroconf.async_register_service(self._info, allow_name_change=True)
+            )
         except (OSError, ZeroconfError) as err:
             _LOGGER.warning("zeroconf announcement failed (%s)", err)
             await self._zeroconf.async_close()
@@ -82,7 +100,22 @@ class Advertiser:
 
     async def stop(self) -> None:
         """Withdraw the announcement (Home Assistant then stops offering it)."""
+        if self._broadcast is not None:
+            # Stopped while still announcing: left pending, the task would be destroyed
+            # with the loop ("Task was destroyed but it is pending!").
+            self._broadcast.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError, ZeroconfError):
+                await self._broadcast
+            self._broadcast = None
         if self._zeroconf is not None and self._info is not None:
-            await self._zeroconf.async_unregister_service(self._info)
+            with contextlib.suppress(OSError, ZeroconfError):
+                await await_goodbye(await self._zeroconf.async_unregister_service(self._info))
             await self._zeroconf.async_close()
         self._zeroconf = None
+
+
+async def await_goodbye(sent: Awaitable[object]) -> None:
+    """Wait (briefly) for the goodbye packets, so Home Assistant drops the speaker at once."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            await sent

@@ -10,6 +10,11 @@ Threads: the front end calls `handle` on the audio thread; everything that touch
 connection runs on this link's own asyncio loop, reached with `call_soon_threadsafe`.
 The audio thread learns of a request Home Assistant cannot take through
 `cancelled_utterance`, and cancels it itself (the front end is not thread-safe).
+
+Strangers on the LAN can connect too (Wyoming has no authentication). Only the pinned
+Home Assistant may run the speaker (`control.py`); others may describe and ping, a few
+at a time, and are hung up on when idle. Home Assistant is never refused because
+strangers hold the slots: the oldest stranger makes room for it.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from contract.audio import CHANNELS, FRAME_BYTES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_B
 from firmware.audio.output import Begin, Player
 from firmware.errors import SatelliteError
 from firmware.events import FrontEndEvent, SpeechEnded, SpeechStarted, StateChanged, UtteranceAudio, WakeDetected
-from firmware.satellite.discovery import Advertiser
+from firmware.satellite.control import Control, host_of
+from firmware.satellite.discovery import Advertiser, announceable
 from firmware.satellite.info import describe
 from firmware.satellite.settings import SatelliteSettings
 from firmware.satellite.wire import MAX_HEADER_BYTES, PeerError, read_event
@@ -52,6 +58,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _OUTBOX_EVENTS = 512  # ~40 s of 80 ms chunks: a peer further behind than that is gone
 MAX_PEERS = 4  # Home Assistant holds one; its config flow and a doctor may briefly add others
+MAX_PEERS_PER_ADDRESS = 2  # a reconnecting Home Assistant may overlap its old connection once
 MAX_TIMERS = 32
 _MAX_ID_CHARS = 128
 _MAX_PING_TEXT = 256
@@ -66,7 +73,9 @@ class _Peer:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self.address = str(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        self.address = str(peername)
+        self.host = host_of(peername[0]) if peername else ""  # "": hung up before it was served
         self._outbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=_OUTBOX_EVENTS)
         self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
@@ -90,8 +99,11 @@ class _Peer:
 class SatelliteLink:
     """The Wyoming server; subscribe `handle` to the front end."""
 
-    def __init__(self, settings: SatelliteSettings, wake_words: Sequence[str], player: Player | None) -> None:
+    def __init__(
+        self, settings: SatelliteSettings, wake_words: Sequence[str], player: Player | None, control: Control
+    ) -> None:
         self._settings = settings
+        self._control = control
         self._wake_words = list(wake_words)
         self._player = player if player is not None and player.available else None
         if player is not None and self._player is None:
@@ -103,13 +115,12 @@ class SatelliteLink:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="wyoming", daemon=True)
         self._server: asyncio.Server | None = None
-        self._advertiser = Advertiser() if settings.zeroconf else None
+        self._advertiser = Advertiser() if settings.zeroconf and announceable(settings.host) else None
         self._announcer: asyncio.Task[None] | None = None
         self._peer: _Peer | None = None  # the connection that sent run-satellite last
-        self._peers: set[_Peer] = set()
+        self._peers: dict[_Peer, None] = {}  # oldest first: the first to make room
         # Whole 80 ms frames, so every chunk Home Assistant gets is one frame.
         self._preroll_bytes = -(-seconds_to_bytes(settings.preroll_seconds) // FRAME_BYTES) * FRAME_BYTES
-        self._paused = False
         self._muted = False
         self._streaming: UUID | None = None
         self._cancel: UUID | None = None
@@ -146,6 +157,10 @@ class SatelliteLink:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         _LOGGER.info("Wyoming satellite %r listening on %s:%d", self.name, self._settings.host, self.port)
+        if self._control.paused:
+            _LOGGER.info("paused, as Home Assistant left it: nothing is sent until it runs the speaker again")
+        if self._settings.zeroconf and self._advertiser is None:
+            _LOGGER.info("not announced over zeroconf: %s is not on the LAN", self._settings.host)
         if self._advertiser is not None:
             self._announcer = asyncio.get_running_loop().create_task(self._announce(self._advertiser))
 
@@ -172,6 +187,12 @@ class SatelliteLink:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self._server.wait_closed()
+        # Whatever still runs (connection handlers, senders) ends here, not with the loop:
+        # a task the loop drops while pending is an error at exit.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # -- the audio thread ---------------------------------------------------------------
 
@@ -222,7 +243,7 @@ class SatelliteLink:
             self._send(self._info())
 
     def _wake(self, event: WakeDetected) -> None:
-        if self._peer is None or self._paused:
+        if self._peer is None or self._control.paused:
             self._cancel_request(event.utterance_id)
             if self._peer is None:
                 _LOGGER.warning("wake word heard, but no Home Assistant is connected")
@@ -267,14 +288,15 @@ class SatelliteLink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _Peer(writer)
-        if len(self._peers) >= MAX_PEERS:
-            _LOGGER.warning("refused a connection from %s: %d already open", peer.address, len(self._peers))
+        refusal = self._admit(peer)
+        if refusal is not None:
+            _LOGGER.warning("refused a connection from %s: %s", peer.address, refusal)
             peer.close()
             return
-        self._peers.add(peer)
+        self._peers[peer] = None
         _LOGGER.info("connection from %s", peer.address)
         try:
-            while (event := await read_event(reader)) is not None:
+            while (event := await self._next_event(peer, reader)) is not None:
                 try:
                     self._from_peer(peer, event)
                 except (KeyError, TypeError, ValueError) as err:
@@ -285,9 +307,44 @@ class SatelliteLink:
             pass
         finally:
             peer.close()
-            self._peers.discard(peer)
+            self._peers.pop(peer, None)
             if self._peer is peer:
                 self._lost(peer)
+
+    async def _next_event(self, peer: _Peer, reader: asyncio.StreamReader) -> Event | None:
+        """The peer's next event; None when it hung up or, unless it runs the speaker, went
+        quiet for `idle_seconds` (four silent sockets must not keep Home Assistant out).
+        The running Home Assistant is exempt: it may sit paused for days without a word."""
+        idle = None if peer is self._peer else self._settings.idle_seconds
+        try:
+            async with asyncio.timeout(idle):
+                return await read_event(reader)
+        except TimeoutError:
+            _LOGGER.info("closing the connection from %s: nothing sent in %.0f s", peer.address, idle)
+            return None
+
+    def _admit(self, peer: _Peer) -> str | None:
+        """Why `peer` cannot be served now, or None once there is room for it. The pinned
+        Home Assistant always gets in: the oldest connection in its way is closed."""
+        if not peer.host or not self._control.admits(peer.host):
+            return "not in satellite.allowed_peers"
+        pinned = peer.host == self._control.pinned_address
+        same_host = [p for p in self._peers if p.host == peer.host]
+        if len(same_host) >= MAX_PEERS_PER_ADDRESS:
+            if not pinned:
+                return f"{len(same_host)} already open from that address"
+            self._evict(same_host[0])  # Home Assistant again: its old connection is stale
+        if len(self._peers) >= MAX_PEERS:
+            strangers = [p for p in self._peers if p.host != self._control.pinned_address]
+            if not pinned or not strangers:
+                return f"{len(self._peers)} already open"
+            self._evict(strangers[0])
+        return None
+
+    def _evict(self, peer: _Peer) -> None:
+        _LOGGER.warning("closing the connection from %s to make room for Home Assistant", peer.address)
+        self._peers.pop(peer, None)
+        peer.close()  # its handler ends on the closed stream and tidies up (`_lost` if it ran us)
 
     def _from_peer(self, peer: _Peer, event: Event) -> None:
         if Ping.is_type(event.type):
@@ -296,7 +353,11 @@ class SatelliteLink:
         elif Describe.is_type(event.type):
             peer.send(self._info())
         elif RunSatellite.is_type(event.type):
-            self._adopt(peer)
+            if self._control.may_run(peer.host):
+                self._adopt(peer)
+            else:
+                _LOGGER.warning("refused run-satellite from %s: the speaker is paired with another peer", peer.address)
+                peer.send(Error(text="this speaker is paired with another Home Assistant", code="not-paired").event())
         elif peer is not self._peer:
             _LOGGER.debug("ignored %s from %s, which has not run the satellite", event.type, peer.address)
         elif PauseSatellite.is_type(event.type):
@@ -351,21 +412,22 @@ class SatelliteLink:
 
     def _adopt(self, peer: _Peer) -> None:
         if self._peer is not None and self._peer is not peer:
-            # One Home Assistant drives a satellite; the newest connection is the live one.
+            # One Home Assistant drives a satellite; from the pinned address, the newest
+            # connection is the live one (Home Assistant restarted).
             _LOGGER.info("Home Assistant reconnected from %s: closing %s", peer.address, self._peer.address)
             old, self._peer = self._peer, None
             old.close()
             self._abandon_request()
         if self._peer is not peer:
             self._timers.clear()  # another Home Assistant (or a restarted one) keeps its own
+        self._control.run(peer.host)
         self._peer = peer
-        self._paused = False
         self.ready.set()
         _LOGGER.info("Home Assistant at %s runs the satellite", peer.address)
 
     def _pause(self) -> None:
         _LOGGER.info("Home Assistant paused the satellite")
-        self._paused = True
+        self._control.pause()
         self.ready.clear()
         self._abandon_request()
 

@@ -7,12 +7,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from contract.audio import FRAME_BYTES, FRAME_SECONDS
 from firmware.audio.output import Player
 from firmware.events import FrontEndEvent, UtteranceAudio
 from firmware.frontend import FrontEnd
+from firmware.satellite.control import Control
 from firmware.satellite.link import SatelliteLink
 from firmware.satellite.settings import SatelliteSettings
 from firmware.settings import DeviceSettings
@@ -27,10 +29,13 @@ def is_file(input_spec: str) -> bool:
     return input_spec not in ("mic", "-")
 
 
-def start_link(settings: SatelliteSettings, frontend: FrontEnd, wake_words: Sequence[str]) -> SatelliteLink:
-    """Open the speaker output, start the Wyoming server and subscribe it to the front end."""
+def start_link(
+    settings: SatelliteSettings, state_dir: Path, frontend: FrontEnd, wake_words: Sequence[str]
+) -> SatelliteLink:
+    """Open the speaker output, start the Wyoming server and subscribe it to the front end.
+    The pinned Home Assistant and the pause are kept in `state_dir`."""
     player = Player(settings.sound_device, settings.volume)
-    link = SatelliteLink(settings, wake_words, player)
+    link = SatelliteLink(settings, wake_words, player, Control.open(state_dir, settings.allowed_peers))
     link.start()
     frontend.subscribe(link.handle)
     return link
@@ -105,7 +110,7 @@ def serve(settings: DeviceSettings, out: TextIO, stop: threading.Event) -> int:
                 line(event.summary())
 
         frontend.subscribe(on_event)
-        link = start_link(settings.satellite, frontend, detector.wake_words)
+        link = start_link(settings.satellite, settings.state_dir, frontend, detector.wake_words)
         try:
             line({"type": "satellite_listening", "name": link.name, "port": link.port})
             feed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,7 +42,21 @@ class SatelliteSettings(BaseModel):
         description="audio from before the wake word fired that Home Assistant receives; the wake word"
         " itself lies before it, and speech-to-text would otherwise hear it as part of the request",
     )
-    zeroconf: bool = Field(True, description="advertise _wyoming._tcp so Home Assistant discovers the speaker")
+    zeroconf: bool = Field(
+        True, description="advertise _wyoming._tcp so Home Assistant discovers the speaker (never on loopback)"
+    )
+    allowed_peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
+        (),
+        max_length=32,
+        description='addresses or networks that may connect at all, e.g. ["192.168.1.20"] for Home Assistant;'
+        " empty: any, and the first to run the speaker is pinned",
+    )
+    idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a connection that is not running the speaker and sends nothing this long is closed",
+    )
     sound_device: str | None = Field(None, description="output device index or name substring; default output")
     sounds: bool = Field(True, description="play the wake, done, error and timer sounds")
     volume: float = Field(0.8, ge=0, le=1, description="loudness of sounds and replies")
