@@ -12,7 +12,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
+from urllib.parse import parse_qs, urlsplit
 
 from contract.errors import EarmarkError, report
 
@@ -60,3 +62,52 @@ def entry(default_prog: str, body: Callable[[list[str]], int], argv: Sequence[st
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = sum(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
     return run_cli(prog_name(default_prog), lambda: body(args), verbose)
+
+
+DATABASE_ENV = "EARMARK_DATABASE"
+
+
+def add_database_arguments(parser: argparse.ArgumentParser, about: str) -> None:
+    """`--database URL` and `--database-file PATH`, for every command that opens the cloud's database."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--database",
+        metavar="URL",
+        help=f"{about} (default: ${DATABASE_ENV}, else SQLite in the data directory); a password here shows in `ps`:"
+        f" prefer --database-file or ${DATABASE_ENV}",
+    )
+    group.add_argument("--database-file", type=Path, metavar="PATH", help="a file whose first line is the database URL")
+
+
+def database_url(args: argparse.Namespace, prog: str) -> str | None:
+    """The database URL from --database, --database-file or $EARMARK_DATABASE; None for the default."""
+    if args.database is not None:
+        if _has_password(args.database):
+            # Still honoured (scripts rely on it), but every local user can read a command line.
+            print(  # noqa: T201 - the CLI boundary
+                f"{prog}: warning: --database puts the database password on the command line, where any local user"
+                f" can read it; use ${DATABASE_ENV} or --database-file PATH",
+                file=sys.stderr,
+            )
+        return str(args.database)
+    if args.database_file is not None:
+        from contract.config import ConfigError  # pydantic: only for the commands that have a database
+
+        path: Path = args.database_file
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise ConfigError(f"--database-file {path}: {reason}") from err
+        if not lines or not lines[0].strip():
+            raise ConfigError(f"--database-file {path}: its first line should be the database URL, and it is empty")
+        return lines[0].strip()
+    return os.environ.get(DATABASE_ENV) or None
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable: warn if it might hold a password (the database layer names the problem)
+        return "@" in url
+    return parts.password is not None or "password" in parse_qs(parts.query)

@@ -17,6 +17,8 @@ gets a new account and a removed one loses its account and ACL. `credentials.tom
 holds the new passwords plus any earlier ones still in it. A running broker picks the
 change up on SIGHUP.
 
+Everything is checked before anything is written; the files are made in a staging
+directory beside DIR's and then moved in, so a run that fails leaves DIR as it was.
 Every file is created 0600 in a 0700 directory. Run as root, the files the broker reads
 are handed to `--broker-user` (default `mosquitto`, the user mosquitto drops to), which
 must be able to reach DIR; the CA key and credentials.toml stay root's. Without --tls
@@ -31,11 +33,14 @@ network in clear text by default. devices.toml:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,37 +148,54 @@ def write_password_file(path: Path, identities: list[Identity]) -> None:
     write_private(path, "".join(password_line(i.username, i.password) for i in identities))
 
 
-def make_tls(out: Path, hostname: str = "localhost", days: int = 825) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate for the broker; returns (ca, cert, key).
+def _kept_server_cert(out: Path, hostname: str) -> bool:
+    names = ("server.crt", "server.key", "server.hostname")
+    return all((out / n).exists() for n in names) and (out / "server.hostname").read_text() == hostname
+
+
+def check_tls(out: Path, hostname: str) -> None:
+    """Raise ConfigError if `make_tls` could not proceed (checked before anything is written)."""
+    if (out / "ca.crt").exists() and not (out / "ca.key").exists() and not _kept_server_cert(out, hostname):
+        # The CA key was taken offline, as it should be: the CA every speaker trusts is kept,
+        # and this is said only when a new server certificate would need the key.
+        raise ConfigError(f"a new server certificate for {hostname} needs the CA key: put it back as {out / 'ca.key'}")
+
+
+def make_tls(
+    out: Path, hostname: str = "localhost", days: int = 825, into: Path | None = None
+) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for the broker; returns (ca, cert, key) as paths in `out`.
 
     An existing CA is kept (every flashed speaker trusts it), and so is a server
-    certificate issued for the same hostname.
+    certificate issued for the same hostname. New files are made in `into` (default
+    `out`), so a caller can move them into place only once everything has worked.
     """
-    ca_key, ca, key, csr, cert = (out / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
-    issued_for = out / "server.hostname"
+    work = out if into is None else into
+    check_tls(out, hostname)
+    final = (out / "ca.crt", out / "server.crt", out / "server.key")
 
     def openssl(*args: str) -> None:
         # umask 077 in openssl only: its keys (and everything else) are born 0600.
         subprocess.run(["openssl", *args], check=True, capture_output=True, umask=0o077)
 
-    if ca.exists() and not ca_key.exists():
-        # The CA key was taken offline, as it should be: keep the CA every speaker trusts,
-        # and only say so if a new server certificate would need the key.
-        if cert.exists() and key.exists() and issued_for.exists() and issued_for.read_text() == hostname:
-            return ca, cert, key
-        raise ConfigError(f"a new server certificate for {hostname} needs the CA key: put it back as {ca_key}")
-    if not ca.exists():
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
-                "-days", str(days), "-subj", "/CN=Earmark broker CA")  # fmt: skip
-    if cert.exists() and key.exists() and issued_for.exists() and issued_for.read_text() == hostname:
-        return ca, cert, key
+    new_ca = not (out / "ca.crt").exists()
+    if new_ca:
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(work / "ca.key"),
+                "-out", str(work / "ca.crt"), "-days", str(days), "-subj", "/CN=Earmark broker CA")  # fmt: skip
+    elif _kept_server_cert(out, hostname):
+        return final
+    ca_dir = work if new_ca else out
+    key, csr, cert, ext = (work / n for n in ("server.key", "server.csr", "server.crt", "server.ext"))
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={hostname}")
-    ext = out / "server.ext"
     write_private(ext, f"subjectAltName=DNS:{hostname},IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-out", str(cert), "-days", str(days), "-extfile", str(ext))  # fmt: skip
-    write_private(issued_for, hostname)
-    return ca, cert, key
+    serial = work / "ca.srl"
+    if work != out and (out / "ca.srl").exists():
+        write_private(serial, (out / "ca.srl").read_text())  # the CA's serials keep counting up
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_dir / "ca.crt"), "-CAkey", str(ca_dir / "ca.key"),
+            "-CAserial", str(serial), "-CAcreateserial", "-out", str(cert), "-days", str(days),
+            "-extfile", str(ext))  # fmt: skip
+    write_private(work / "server.hostname", hostname)
+    return final
 
 
 def mosquitto_conf(port: int, broker_dir: Path, tls: tuple[Path, Path, Path] | None,
@@ -242,9 +264,9 @@ def _existing_credentials(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path}: {err}; move it away to provision afresh") from err
 
 
-def update_accounts(out: Path, devices: list[DeviceEntry], workers: int = 1) -> Change:
-    """Write `passwords`, `acl` and `credentials.toml` for these devices and pipeline
-    workers, keeping every account that is still wanted exactly as it was."""
+def plan_accounts(out: Path, devices: list[DeviceEntry], workers: int = 1) -> tuple[Change, dict[str, str]]:
+    """The `passwords`, `acl` and `credentials.toml` for these devices and pipeline workers
+    (file name -> text), keeping every account that is still wanted exactly as it was."""
     wanted = [*pipeline_users(workers), CONSENT_USER, *(d.device_id for d in devices)]
     if len(set(wanted)) != len(wanted):
         raise ConfigError("devices.toml lists a device id twice (or one named like a service account)")
@@ -256,36 +278,53 @@ def update_accounts(out: Path, devices: list[DeviceEntry], workers: int = 1) -> 
         lines[name] = password_line(name, identity.password)
         credentials[name] = identity.password
     removed = sorted(set(lines) - set(wanted))
-    acl = acl_text(devices, workers)  # checks every id: nothing is written for a devices.toml with a bad one
-    # The plain passwords first: a password line whose password was never written down
-    # would make the next run keep an account nobody can flash.
-    write_private(
-        out / "credentials.toml", "".join(f'"{n}" = "{credentials[n]}"\n' for n in wanted if n in credentials)
-    )
-    write_private(out / "passwords", "".join(lines[name] for name in wanted))
-    write_private(out / "acl", acl)
-    return Change(added, removed, [name for name in wanted if name not in added])
+    files = {
+        "credentials.toml": "".join(f'"{n}" = "{credentials[n]}"\n' for n in wanted if n in credentials),
+        "passwords": "".join(lines[name] for name in wanted),
+        "acl": acl_text(devices, workers),  # checks every id
+    }
+    return Change(added, removed, [name for name in wanted if name not in added]), files
+
+
+def _umask() -> int:
+    current = os.umask(0o077)
+    os.umask(current)
+    return current
+
+
+def _broker_account(user: str) -> tuple[int, int]:
+    """The uid and gid of the broker's user, or ConfigError naming it."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError as err:
+        raise ConfigError(f"--broker-user {user}: no such user on this machine") from err
+    return entry.pw_uid, entry.pw_gid
 
 
 def _reachable_by(user: str, directory: Path) -> None:
     """Raise ConfigError if `user` cannot walk down to `directory` (mosquitto would fail later, less clearly)."""
     import grp
-    import pwd
 
-    entry = pwd.getpwnam(user)
-    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    uid, gid = _broker_account(user)
+    groups = {gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
     for parent in reversed(directory.parents):
-        info = parent.stat()
-        if info.st_uid == entry.pw_uid:
-            ok = info.st_mode & 0o100
-        elif info.st_gid in groups:
-            ok = info.st_mode & 0o010
+        if parent.exists():
+            info = parent.stat()
+            owner, group, mode = info.st_uid, info.st_gid, info.st_mode & 0o777
+        else:  # made by this run like `mkdir -p`: ours, with the umask's mode
+            owner, group, mode = os.geteuid(), os.getegid(), 0o777 & ~_umask()
+        if owner == uid:
+            ok = mode & 0o100
+        elif group in groups:
+            ok = mode & 0o010
         else:
-            ok = info.st_mode & 0o001
+            ok = mode & 0o001
         if not ok:
             raise ConfigError(
-                f"the broker's user {user} cannot reach {directory}: {parent} is mode "
-                f"{info.st_mode & 0o777:o}; choose an --out such as /etc/earmark/broker"
+                f"the broker's user {user} cannot reach {directory}: {parent} is{' to be' * (not parent.exists())}"
+                f" mode {mode:o}; choose an --out such as /etc/earmark/broker"
             )
 
 
@@ -296,22 +335,83 @@ def hand_to_broker_user(out: Path, user: str) -> None:
     the CA, the keys or credentials.toml that the next run keeps; the files it reads are
     root's and group-readable; `state/` (its persistence) is its own.
     """
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    if entry.pw_uid == 0:
+    uid, gid = _broker_account(user)
+    if uid == 0:
         return  # a broker run as root (tests, or by choice) reads everything already
-    _reachable_by(user, out)
     readable = {"mosquitto.conf", "passwords", "acl", "ca.crt", "server.crt", "server.key"}
-    os.chown(out, 0, entry.pw_gid)
+    os.chown(out, 0, gid)
     out.chmod(0o750)
     for path in out.iterdir():
         if path.name in readable:
-            os.chown(path, 0, entry.pw_gid, follow_symlinks=False)
+            os.chown(path, 0, gid, follow_symlinks=False)
             path.chmod(0o640)
     state = out / "state"
-    for path in [state, *state.iterdir()]:
-        os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    if state.exists():
+        for path in [state, *state.iterdir()]:
+            os.chown(path, uid, gid, follow_symlinks=False)
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A private directory on `out`'s file system for the new files; removed unless they were moved out."""
+    if out.exists():
+        work = Path(tempfile.mkdtemp(prefix=".provision-", dir=out))
+    else:
+        base = next(parent for parent in out.parents if parent.exists())
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.provision-", dir=base))
+    try:
+        yield work
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+
+
+def _commit(work: Path, out: Path) -> None:
+    """Move the staged files into `out` (a new `out` is the staging directory renamed)."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work.rename(out)
+        return
+    # The plain passwords first: a password line whose password was never written down
+    # (a crash between two moves) would make the next run keep an account nobody can flash.
+    for path in sorted(work.iterdir(), key=lambda path: path.name != "credentials.toml"):
+        path.replace(out / path.name)  # atomic per file: a reader sees the old file or the new one
+
+
+def provision(
+    out: Path, devices: list[DeviceEntry], workers: int, tls_hostname: str | None, port: int, bind: str,
+    broker_user: str | None,
+) -> tuple[Change, bool]:  # fmt: skip
+    """Check everything, make the broker's files beside `out`, then move them in; returns (change, tls).
+
+    Any error leaves `out` as it was (or absent): a half-written directory would hold
+    passwords in credentials.toml that no broker knows, or the reverse.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: not a directory")
+    if broker_user is not None:
+        if os.geteuid() != 0:
+            raise ConfigError("--broker-user needs root: only root can hand the files to another user")
+        _reachable_by(broker_user, out)
+    change, files = plan_accounts(out, devices, workers)
+    if tls_hostname is not None:
+        check_tls(out, tls_hostname)
+    with _staging(out) as work:
+        for name, text in files.items():
+            write_private(work / name, text)
+        tls = None if tls_hostname is None else make_tls(out, tls_hostname, into=work)
+        for leftover in ("server.csr", "server.ext"):
+            (work / leftover).unlink(missing_ok=True)  # only openssl's working files
+        state = out / "state"  # the broker's persistence: the only place it writes
+        if not state.is_dir():
+            (work / "state").mkdir(mode=0o700)
+        write_private(work / "mosquitto.conf", mosquitto_conf(port, out, tls, bind, broker_user, state))
+        if broker_user is not None:
+            hand_to_broker_user(work, broker_user)  # before the move: the broker never sees root-only files
+        _commit(work, out)
+    if broker_user is not None:
+        hand_to_broker_user(out, broker_user)  # the files this run kept, and a directory it did not make
+    return change, tls is not None
 
 
 def _default_broker_user() -> str | None:
@@ -360,16 +460,8 @@ def _main(argv: list[str]) -> int:
         except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as err:
             raise ConfigError(f"{args.devices}: {err}") from err
         broker_user = args.broker_user or _default_broker_user()
-        if broker_user is not None and os.geteuid() != 0:
-            raise ConfigError("--broker-user needs root: only root can hand the files to another user")
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        change = update_accounts(out, devices, args.workers)
-        tls = make_tls(out, args.hostname) if args.tls else None
-        state = out / "state"  # the broker's persistence: the only place it writes
-        state.mkdir(mode=0o700, exist_ok=True)
-        write_private(out / "mosquitto.conf", mosquitto_conf(args.port, out, tls, bind, broker_user, state))
-        if broker_user is not None:
-            hand_to_broker_user(out, broker_user)
+        hostname = args.hostname if args.tls else None
+        change, tls = provision(out, devices, args.workers, hostname, args.port, bind, broker_user)
         summary = [f"added {', '.join(change.added)}" if change.added else "added nobody"]
         if change.removed:
             summary.append(f"removed {', '.join(change.removed)}")

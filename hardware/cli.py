@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from contract import paths
-from contract.cli import PROG_ENV, OneLineParser, entry, run_cli
+from contract.cli import PROG_ENV, OneLineParser, database_url, entry, run_cli
 
 # name -> (what it does, how it runs). "module:" runs `python -m module` with the given
 # leading arguments; "local:" calls a device-side entry point in this process.
@@ -106,7 +106,7 @@ def _up(argv: list[str], root: Path) -> int:
         with_app=args.app,
         grammar=grammar,
         app_port=args.app_port,
-        database=args.database,
+        database=database_url(args, "earmark up"),
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from contract import paths
+from contract.cli import add_database_arguments
 from contract.config import ConfigError
 from hardware.broker_config import common_conf_lines, write_private
 
@@ -232,11 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_APP_PORT,
         help=f"the companion app's HTTPS port (default {DEFAULT_APP_PORT})",
     )
-    parser.add_argument(
-        "--database",
-        default=os.environ.get("EARMARK_DATABASE"),
-        help="the cloud's database: postgresql://… (default: $EARMARK_DATABASE, else SQLite in DATA/cloud)",
-    )
+    add_database_arguments(parser, "the cloud's database: postgresql://…")
     parser.add_argument("--reply-dir", type=Path, help="write spoken replies here as WAV instead of playing them")
     parser.add_argument("--language", choices=["en", "ko"], help="the speaker's sentences and replies (default en)")
     parser.add_argument(

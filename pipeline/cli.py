@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, add_database_arguments, database_url, entry, prog_name
 from contract.config import ConfigError, load_settings
 from contract.errors import EarmarkError, report
 from pipeline.settings import PipelineSettings
@@ -26,11 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("--data-dir", type=Path, help="the cloud's data directory (default: DATA/cloud)")
-    parser.add_argument(
-        "--database",
-        default=os.environ.get("EARMARK_DATABASE"),
-        help="postgresql://… (default: $EARMARK_DATABASE, else SQLite in the data directory)",
-    )
+    add_database_arguments(parser, "postgresql://…")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve every device's utterance streams")
     run.add_argument("--broker", help="HOST:PORT")
@@ -97,9 +93,10 @@ def _main(argv: list[str]) -> int:
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
-    if args.database is not None:
-        overrides["database"] = args.database
     try:
+        database = database_url(args, prog_name("earmark-pipeline"))
+        if database is not None:
+            overrides["database"] = database
         if args.command == "enroll":
             from pipeline.store import SqlClipStore
 

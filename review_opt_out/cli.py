@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import ClassVar
 from pydantic import ConfigDict
 
 from contract import paths
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, add_database_arguments, database_url, entry, prog_name
 from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
@@ -106,6 +107,17 @@ def _check_port_free(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror}); choose another with --port") from err
 
 
+def _proxy_address(value: str) -> str:
+    """An IP address or network for --trusted-proxy, written the way uvicorn compares it."""
+    try:
+        return str(ipaddress.ip_network(value, strict=True)) if "/" in value else str(ipaddress.ip_address(value))
+    except ValueError as err:
+        # A name would be compared as a literal string and never match a peer address.
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/24)"
+        ) from err
+
+
 def _serve(args: argparse.Namespace, registry: Registry) -> int:
     import uvicorn
 
@@ -156,6 +168,11 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
             log_level="warning",
             ssl_certfile=None if certificate is None else str(certificate[0]),
             ssl_keyfile=None if certificate is None else str(certificate[1]),
+            # The sign-in limits count the client's address. uvicorn would otherwise believe
+            # X-Forwarded-For from 127.0.0.1, so any local client could claim a new address
+            # per guess; only a proxy the operator names may say who the client is.
+            proxy_headers=bool(args.trusted_proxy),
+            forwarded_allow_ips=args.trusted_proxy or [],
         )
     finally:
         stop.set()
@@ -179,11 +196,7 @@ def _main(argv: list[str]) -> int:
         default=None,
         help="the cloud's data directory (default: DATA/cloud)",
     )
-    parser.add_argument(
-        "--database",
-        default=os.environ.get("EARMARK_DATABASE"),
-        help="postgresql://… (default: $EARMARK_DATABASE, else SQLite in the data directory)",
-    )
+    add_database_arguments(parser, "postgresql://…")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="companion app + reviewer API + consent publisher")
@@ -192,6 +205,15 @@ def _main(argv: list[str]) -> int:
     serve.add_argument("--cert", type=Path, help="a PEM certificate to serve with instead of setup's self-signed one")
     serve.add_argument("--key", type=Path, help="the PEM private key of --cert")
     serve.add_argument("--plain-http", action="store_true", help="no TLS (only behind a proxy that does it)")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        type=_proxy_address,
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy's IP address or network whose X-Forwarded-For names the client (repeatable);"
+        " without it the header is ignored",
+    )
     serve.add_argument(
         "--public-name", action="append", default=[], help="another name phones use for this machine (repeatable)"
     )
@@ -232,7 +254,7 @@ def _main(argv: list[str]) -> int:
             names = ", ".join(tls.certificate_names(cert))
             print(f"{'created' if made else 'kept the existing'} the app's self-signed certificate {cert} ({names})")  # noqa: T201
             return 0
-        args.database = check_url(args.database)
+        args.database = check_url(database_url(args, prog_name("earmark-review")))
         if args.command == "audit" and args.database is None and not database_path(args.data_dir).exists():
             # Opening the registry would create an empty database and call its empty chain intact.
             raise ConfigError(f"no Earmark database in {args.data_dir}: nothing to verify (is --data-dir right?)")

@@ -34,7 +34,8 @@ if [ "$profile" != device ]; then apt_packages+=(mosquitto mosquitto-clients); f
 # ffmpeg: Home Assistant converts every spoken reply for a satellite with it (the one
 # end-to-end test that runs Home Assistant itself).
 # postgresql: the store, registry and privacy tests run on PostgreSQL too (scripts/dev_postgres.sh).
-if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot ffmpeg postgresql); fi
+# nginx: the companion app is tested behind a real reverse proxy (--trusted-proxy).
+if [ "$profile" = dev ]; then apt_packages+=(chromium mtools dosfstools systemd openssl debootstrap qemu-user-static proot ffmpeg postgresql nginx); fi
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 include_dir="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 if [ ! -f "$include_dir/Python.h" ]; then apt_packages+=(python3-dev); fi

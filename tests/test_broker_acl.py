@@ -431,6 +431,7 @@ def test_the_readme_broker_command_works_as_root_and_a_directory_it_cannot_reach
     unreachable = provision(tmp_path / "b", "--tls", as_root_user=None)
     assert unreachable.returncode == 2 and unreachable.stderr.count("\n") == 1
     assert f"the broker's user mosquitto cannot reach {tmp_path / 'b'}" in unreachable.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["devices.toml"]  # no passwords left behind (issue 24)
     # Somewhere the broker's user can walk into, as /etc/earmark is.
     with tempfile.TemporaryDirectory(dir="/tmp") as home:
         Path(home).chmod(0o711)
@@ -475,6 +476,66 @@ def test_a_bad_id_writes_nothing_and_an_offline_ca_key_keeps_the_ca(tmp_path: Pa
     renamed = provision(out, "--tls", "--hostname", "broker.example.org")
     assert renamed.returncode == 2 and "needs the CA key" in renamed.stderr
     assert (out / "ca.crt").read_bytes() == ca
+
+
+def tree(root: Path) -> dict[str, tuple[bytes | None, int]]:
+    """Every path under root with its content (None for a directory) and mode."""
+    return {
+        str(path.relative_to(root)): (None if path.is_dir() else path.read_bytes(), mode(path))
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_provision_that_fails_anywhere_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "b"
+    # openssl missing: it fails only after the accounts' files were made (in the staging directory).
+    without_openssl = tmp_path / "empty-path"
+    without_openssl.mkdir()
+    listed = tmp_path / "new-devices.toml"
+    listed.write_text('[[device]]\ndevice_id = "kitchen-1"\nhousehold_id = "h-42"\n')
+    command = [sys.executable, "-m", "hardware.broker_config", "--devices", str(listed), "--out", str(out), "--tls"]
+    if os.geteuid() == 0:
+        command += ["--broker-user", "root"]
+    failed = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PATH": str(without_openssl)}
+    )
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "openssl" in failed.stderr, failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-path", "new-devices.toml"]  # not even new/
+
+    # A broker user that does not exist (or, without root, cannot be handed files).
+    nobody = provision(tmp_path / "c", "--broker-user", "no-such-user", as_root_user=None)
+    assert nobody.returncode == 2 and nobody.stderr.count("\n") == 1
+    assert ("no-such-user: no such user" if os.geteuid() == 0 else "needs root") in nobody.stderr
+    assert not (tmp_path / "c").exists()
+
+    # An --out that is a file.
+    (tmp_path / "file").write_text("mine\n")
+    not_dir = provision(tmp_path / "file")
+    assert not_dir.returncode == 2 and "not a directory" in not_dir.stderr
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+    # A working directory, then a run that adds a speaker and renames the broker without the
+    # CA key: refused after the new account was planned, and every file is as it was.
+    out = tmp_path / "b"
+    assert provision(out, "--tls").returncode == 0
+    (out / "ca.key").rename(tmp_path / "ca.key.offline")
+    before = tree(out)
+    refused = provision(
+        out, "--tls", "--hostname", "broker.example.org", devices=[*DEVICES, DeviceEntry("porch-3", "h-42")]
+    )
+    assert refused.returncode == 2 and "needs the CA key" in refused.stderr
+    assert tree(out) == before
+    (tmp_path / "ca.key.offline").rename(out / "ca.key")
+    renamed = provision(out, "--tls", "--hostname", "broker.example.org")
+    assert renamed.returncode == 0, renamed.stderr
+    assert (out / "server.hostname").read_text() == "broker.example.org"
+    verified = subprocess.run(  # the new certificate is signed by the CA every speaker already trusts
+        ["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "server.crt")], capture_output=True, check=False
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".provision-")]  # the staging is gone
+    for name in ("passwords", "acl", "mosquitto.conf", "credentials.toml", "ca.key", "server.key"):
+        assert mode(out / name) == 0o600, name
 
 
 def test_workers_share_starts_and_hear_only_their_own_audio(secured: tuple[int, Path, dict[str, Identity]]) -> None:

@@ -132,3 +132,46 @@ def test_global_flags_are_taken_from_anywhere_but_after_a_double_dash() -> None:
         0,
         ["up", "--", "--data-dir", "x"],
     )
+
+
+@pytest.mark.parametrize("command", ["up", "pipeline", "review"])
+def test_a_database_file_that_cannot_be_used_is_named_in_one_line(command: str, tmp_path: Path) -> None:
+    tail = {"up": ["--input", "sample"], "pipeline": ["enroll", "d1", "h1"], "review": ["retention"]}[command]
+    missing = earmark(command, "--database-file", str(tmp_path / "nowhere"), *tail, data=tmp_path / "data")
+    one_line_error(missing, f"earmark {command}: error: --database-file {tmp_path / 'nowhere'}: No such file")
+    (tmp_path / "empty").write_text("\n")
+    empty = earmark(command, "--database-file", str(tmp_path / "empty"), *tail, data=tmp_path / "data")
+    one_line_error(empty, f"--database-file {tmp_path / 'empty'}: its first line should be the database URL")
+
+
+def test_the_database_url_comes_from_a_file_or_the_environment_and_a_typed_password_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    import psycopg
+
+    from tests.postgres import fresh_database
+
+    data = tmp_path / "data"
+    with fresh_database() as url:
+        password = url.split("@")[0].rsplit(":", 1)[1]
+        (tmp_path / "url").write_text(f"{url}\nthe rest of the file is not read\n")
+        from_file = earmark("pipeline", "--database-file", str(tmp_path / "url"), "enroll", "d1", "h1", data=data)
+        assert from_file.returncode == 0 and from_file.stderr == "", from_file.stderr
+        env = {**os.environ, "EARMARK_DATA_DIR": str(data), "EARMARK_DATABASE": url}
+        env.pop("EARMARK_PROG", None)
+        from_env = subprocess.run(
+            [sys.executable, "-m", "hardware.cli", "pipeline", "enroll", "d2", "h1"],
+            cwd=REPO, capture_output=True, text=True, check=False, timeout=120, env=env,
+        )  # fmt: skip
+        assert from_env.returncode == 0 and from_env.stderr == "", from_env.stderr
+        typed = earmark("pipeline", "--database", url, "enroll", "d3", "h1", data=data)
+        assert typed.returncode == 0  # still honoured ...
+        [warning] = typed.stderr.splitlines()  # ... with one line that says what to use instead
+        assert warning.startswith("earmark pipeline: warning: --database puts the database password")
+        assert "$EARMARK_DATABASE" in warning and "--database-file" in warning and password not in warning
+        both = earmark("review", "--database", url, "--database-file", str(tmp_path / "url"), "retention", data=data)
+        one_line_error(both, "not allowed with argument")
+        with psycopg.connect(url) as db:
+            rows = db.execute("SELECT device_id FROM devices ORDER BY device_id").fetchall()
+    assert rows == [("d1",), ("d2",), ("d3",)]
+    assert not list(data.rglob("*.sqlite3"))  # every run used PostgreSQL

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,18 +56,65 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
     assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
 
 
+def descendants(root: int) -> list[int]:
+    """The processes under `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def test_up_keeps_the_clouds_rows_in_postgresql_when_told(tmp_path: Path) -> None:
     import psycopg
 
     from tests.postgres import fresh_database
 
     with fresh_database() as url:
-        done = earmark(
-            "up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL), "--app",
-            "--app-port", str(free_port()), "--database", url,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert url.split("@")[0].split(":")[-1] not in done.stdout + done.stderr  # the password is never printed
+        secret = tmp_path / "database-url"
+        secret.write_text(url + "\n")
+        out, err = tmp_path / "stdout", tmp_path / "stderr"  # files: a full pipe would stall it
+        with out.open("w") as stdout_file, err.open("w") as stderr_file:
+            up = subprocess.Popen(
+                [sys.executable, "-m", "hardware.cli", "up", "--input", "sample", "--data-dir", str(tmp_path),
+                 "--vosk-model", str(KO_MODEL), "--app", "--app-port", str(free_port()),
+                 "--database-file", str(secret)],
+                cwd=REPO, stdout=stdout_file, stderr=stderr_file,
+            )  # fmt: skip
+        # Every process it starts, while it runs: the URL is in their environment, never on
+        # a command line (which any local user reads from /proc or `ps`).
+        command_lines: dict[int, str] = {}
+        given: set[int] = set()
+        deadline = time.monotonic() + 180
+        while up.poll() is None and time.monotonic() < deadline:
+            for pid in [up.pid, *descendants(up.pid)]:
+                try:
+                    command_lines.setdefault(pid, Path(f"/proc/{pid}/cmdline").read_bytes().decode())
+                    if f"EARMARK_DATABASE={url}" in Path(f"/proc/{pid}/environ").read_bytes().decode():
+                        given.add(pid)
+                except OSError:
+                    continue  # it ended while we looked
+            time.sleep(0.05)  # a sampling interval, not a synchronisation
+        if up.poll() is None:
+            up.kill()
+            up.wait(timeout=10)
+        stdout, stderr = out.read_text(), err.read_text()
+        assert up.returncode == 0, stderr[-2000:]
+        assert url.split("@")[0].split(":")[-1] not in stdout + stderr  # the password is never printed
+        assert "warning: --database" not in stderr  # nothing to warn about: no password on the command line
+        assert not [line for line in command_lines.values() if "postgresql" in line]
+        started = {pid: command_lines[pid] for pid in given}
+        assert any("pipeline.cli" in line for line in started.values()), command_lines
+        assert any("review_opt_out.cli\0--data-dir" in line and "serve" in line for line in started.values())
         with psycopg.connect(url) as db:
             [(household, transcript, review_allowed)] = db.execute(
                 "SELECT household_id, transcript, review_allowed FROM clips"
