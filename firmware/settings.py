@@ -15,8 +15,9 @@ from contract import config
 from contract.mqtt import MqttSettings
 from firmware.assistant.settings import AssistantSettings
 from firmware.frontend import FrontEndSettings
+from firmware.outbox import UplinkSettings
 from firmware.satellite.settings import DeviceMode, SatelliteSettings
-from firmware.uplink import DeviceIdentity, UplinkSettings
+from firmware.uplink import DeviceIdentity
 from firmware.wake import WakeSettings
 
 

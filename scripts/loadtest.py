@@ -43,8 +43,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import topics
 from contract.messages import EndReason, RecognitionResult, UtteranceClaimed, UtteranceStored, decode_cloud_message
 from contract.mqtt import MqttSettings
+from firmware.consent_cache import ConsentCache
 from firmware.events import SpeechEnded, UtteranceAudio, WakeDetected
-from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
+from firmware.outbox import UplinkSettings
+from firmware.uplink import DeviceIdentity, Uplink
 from scripts.speech import espeak, silence
 
 REPO = Path(__file__).resolve().parent.parent

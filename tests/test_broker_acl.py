@@ -26,7 +26,7 @@ from contract.errors import ContractError
 from contract.limits import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES
 from contract.messages import ConsentState
 from contract.mqtt import MqttSettings, build_client
-from firmware.uplink import ConsentCache
+from firmware.consent_cache import ConsentCache
 from hardware.broker_config import (
     CONSENT_USER,
     PIPELINE_USER,

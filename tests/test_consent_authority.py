@@ -25,7 +25,7 @@ from contract import topics
 from contract.consent_signature import load_public_key
 from contract.messages import ConsentState, EndReason, encode_json
 from contract.mqtt import MqttSettings
-from firmware.uplink import ConsentCache
+from firmware.consent_cache import ConsentCache
 from pipeline.settings import IngestSettings, PipelineSettings
 from pipeline.store import open_database
 from review_opt_out import registry as registry_module

@@ -22,8 +22,10 @@ from contract import topics
 from contract.audio import seconds_to_bytes
 from contract.messages import CHUNK_SECONDS, EndReason, UtteranceEnd, encode_json
 from contract.mqtt import MqttSettings, build_client, connect_in_background
+from firmware.consent_cache import ConsentCache
 from firmware.frontend import FrontEnd
-from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
+from firmware.outbox import UplinkSettings
+from firmware.uplink import DeviceIdentity, Uplink
 from firmware.wake import WakeWordDetector
 from pipeline.device_claims import DeviceRateLimit
 from pipeline.settings import IngestSettings, PipelineSettings

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.mqtt import MqttSettings
+from firmware.consent_cache import ConsentCache
 from firmware.events import FrontEndEvent, UtteranceReady
 from firmware.frontend import FrontEnd
-from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
+from firmware.outbox import UplinkSettings
+from firmware.uplink import DeviceIdentity, Uplink
 from firmware.wake import WakeWordDetector
 from pipeline.settings import IngestSettings, PipelineSettings
 from review_opt_out.publisher import ConsentPublisher

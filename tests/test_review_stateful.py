@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from contract.consent_signature import load_public_key
-from firmware.uplink import ConsentCache
+from firmware.consent_cache import ConsentCache
 from pipeline.store import Clip, SqlClipStore, StartClaim
 from review_opt_out.auth import hash_password
 from review_opt_out.cli import apply_retention

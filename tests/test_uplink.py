@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from contract.mqtt import MqttSettings
+from firmware.consent_cache import ConsentCache
 from firmware.events import FrontEndEvent, UtteranceReady
 from firmware.frontend import FrontEnd
-from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
+from firmware.outbox import UplinkSettings
+from firmware.uplink import DeviceIdentity, Uplink
 from firmware.wake import WakeWordDetector
 from pipeline.settings import IngestSettings, PipelineSettings
 from tests.broker import Broker

@@ -30,8 +30,10 @@ from contract.messages import (
     encode_json,
 )
 from contract.mqtt import MqttSettings
+from firmware.consent_cache import ConsentCache
 from firmware.events import SpeechEnded, UtteranceAudio, WakeDetected
-from firmware.uplink import ConsentCache, DeviceIdentity, Uplink, UplinkSettings
+from firmware.outbox import UplinkSettings
+from firmware.uplink import DeviceIdentity, Uplink
 from tests.broker import Broker
 from tests.conftest import wait_until
 

@@ -18,10 +18,11 @@ from firmware.assistant.assistant import Assistant, Record
 from firmware.assistant.intents import IntentMatcher
 from firmware.assistant.voice import load_voice
 from firmware.audio.output import Player
+from firmware.consent_cache import ConsentCache
 from firmware.events import FrontEndEvent, WakeDetected
 from firmware.frontend import FrontEnd
 from firmware.settings import DeviceSettings
-from firmware.uplink import ConsentCache, Uplink, result_line
+from firmware.uplink import Uplink, result_line
 
 _LOGGER = logging.getLogger(__name__)
 
