@@ -104,11 +104,28 @@ def add_member(
     return members.insert_member(registry, household_id, email, name, hash_password(password), role, actor)
 
 
+# An address may have an account in several households (members.py), and sign-in tries the
+# password on each: at least this many checks run whatever the count, so the time taken
+# tells a guesser nothing about how many households hold an address (up to this many).
+MEMBER_CHECKS = 2
+
+
 def _verify(stored: str | None, password: str) -> bool:
+    # An account without a password (a reviewer not activated yet) costs the same argon2
+    # work as any other and never matches.
     try:
-        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _HASHER.verify(stored or _DUMMY_HASH, password) and bool(stored)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _first_match(stored: list[str], password: str, checks: int) -> int | None:
+    """The index of the first hash `password` matches; every hash (and dummies up to
+    `checks`) is tried, so the work does not depend on which one matched."""
+    matches = [_verify(hashed, password) for hashed in stored]
+    for _ in range(checks - len(stored)):
+        _verify(None, password)
+    return matches.index(True) if True in matches else None
 
 
 def _here(work: Callable[[], T]) -> T:
@@ -124,16 +141,22 @@ def sign_in(
     """
     with registry.reading() as db:
         if kind == "member":
-            row = db.execute(
-                "SELECT member_id, password_hash, household_id FROM members WHERE email = ?", (login.lower(),)
-            ).fetchone()
+            # The operator-verified account first: a person in two households with one
+            # password signs in to the one an operator vouched for.
+            rows = db.execute(
+                "SELECT member_id, password_hash, household_id FROM members WHERE email = ? "
+                "ORDER BY email_status = 'verified' DESC, member_id",
+                (login.lower(),),
+            ).fetchall()
         else:
-            row = db.execute(
+            rows = db.execute(
                 "SELECT reviewer_id, password_hash, NULL FROM reviewers WHERE name = ?", (login,)
-            ).fetchone()
-    stored = row[1] if row else None
-    if not check(lambda: _verify(stored, password)) or row is None:
+            ).fetchall()
+    checks = MEMBER_CHECKS if kind == "member" else 1
+    matched = check(lambda: _first_match([r[1] for r in rows], password, checks))
+    if matched is None:
         return None
+    row = rows[matched]
     rehashed = check(lambda: hash_password(password)) if _HASHER.check_needs_rehash(row[1]) else None
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires = (datetime.now(UTC) + timedelta(hours=SESSION_HOURS)).isoformat()

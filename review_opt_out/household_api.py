@@ -299,7 +299,8 @@ def invitation(body: InvitationToken, shared: Shared) -> dict[str, str]:
 
 @router.post("/api/invitation/accept")
 def accept(body: AcceptBody, shared: Shared) -> dict[str, str]:
-    """Join the household with a new password; then sign in as usual."""
+    """Join the household with a new password; then sign in as usual. Whether other
+    households know the address plays no part (members.py)."""
     try:
         members.check_password(body.password)
         info = members.invitation(shared.registry, body.token)

@@ -4,6 +4,16 @@ Owners invite and remove members; every member sees the household's recordings a
 consent switch. An invitation is a one-time link (a random token, only its hash stored)
 that the owner passes on however they like; whoever opens it sets their own password.
 A household always keeps at least one owner.
+
+Addresses. Earmark sends no mail, so an invitation proves nothing about the address: the
+owner may have opened the link himself. An account made from one is therefore
+`unverified`, and an address belongs to no one: each household keeps its own account for
+it (one per household), so an account an owner made up for someone else's address sits
+in *his* household and never keeps its real owner out. The real owner joins her own
+household from her own invitation, with her own password, whatever other households hold
+for the address. Sign-in tries the password on every account of the address at the same
+argon2 cost (`auth.MEMBER_CHECKS`), so neither it nor invite nor accept tells anyone
+whether an address is used elsewhere. Only an operator's add-member is `verified`.
 """
 
 from __future__ import annotations
@@ -23,6 +33,13 @@ MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 200
 INVITE_DAYS = 7
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+
+
+class EmailStatus(StrEnum):
+    """How far a member's address is known to be theirs."""
+
+    VERIFIED = "verified"  # vouched for by an operator (add-member)
+    UNVERIFIED = "unverified"  # from an invitation link: the inviter may have made it up
 
 
 class Role(StrEnum):
@@ -55,7 +72,7 @@ def token_hash(token: str) -> str:
 def insert_member(
     registry: Registry, household_id: str, email: str, name: str, password_hash: str, role: Role, actor: str
 ) -> str:
-    """A new member of an existing household; ReviewError if the email is taken."""
+    """A new member of an existing household; ReviewError if it already has the address."""
     email = checked_email(email)
     if not name.strip() or len(name) > 100:
         raise ReviewError("a member's name must be 1-100 characters")
@@ -63,8 +80,8 @@ def insert_member(
     with registry.transaction() as db:
         if db.execute("SELECT 1 FROM households WHERE household_id = ?", (household_id,)).fetchone() is None:
             raise NotFound(f"no household {household_id!r}; create it with add-household first")
-        if db.execute("SELECT 1 FROM members WHERE email = ?", (email,)).fetchone():
-            raise ReviewError(f"a member with email {email} already exists")
+        if db.execute("SELECT 1 FROM members WHERE household_id = ? AND email = ?", (household_id, email)).fetchone():
+            raise ReviewError(f"household {household_id!r} already has a member with email {email}")
         db.execute(
             "INSERT INTO members (member_id, household_id, email, display_name, password_hash, role) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -79,7 +96,8 @@ def listing(registry: Registry, household_id: str) -> list[dict[str, Any]]:
     now = datetime.now(UTC).isoformat()
     with registry.reading() as db:
         members = db.execute(
-            "SELECT member_id, email, display_name, role FROM members WHERE household_id = ? ORDER BY display_name",
+            "SELECT member_id, email, display_name, role, email_status FROM members WHERE household_id = ? "
+            "ORDER BY display_name",
             (household_id,),
         ).fetchall()
         invited = db.execute(
@@ -87,9 +105,14 @@ def listing(registry: Registry, household_id: str) -> list[dict[str, Any]]:
             "ORDER BY email",
             (household_id, now),
         ).fetchall()
-    return [{"id": m[0], "email": m[1], "name": m[2], "role": m[3], "invited_until": None} for m in members] + [
-        {"id": None, "email": i[0], "name": i[1], "role": i[2], "invited_until": i[3]} for i in invited
-    ]
+    return [
+        {"id": m[0], "email": m[1], "name": m[2], "role": m[3], "email_status": m[4], "invited_until": None}
+        for m in members
+    ] + [
+        {"id": None, "email": i[0], "name": i[1], "role": i[2], "email_status": EmailStatus.UNVERIFIED,
+         "invited_until": i[3]}
+        for i in invited
+    ]  # fmt: skip
 
 
 def invite(registry: Registry, household_id: str, email: str, name: str, role: Role, actor: str) -> str:
@@ -99,8 +122,8 @@ def invite(registry: Registry, household_id: str, email: str, name: str, role: R
         raise ReviewError("a member's name must be 1-100 characters")
     token = secrets.token_urlsafe(32)
     expires = (datetime.now(UTC) + timedelta(days=INVITE_DAYS)).isoformat()
-    # No "already has an account" answer here: an owner must not learn who uses Earmark.
-    # Whoever opens the link is told, since the address is theirs.
+    # No "already has an account" answer here, and no look-up that would make one branch
+    # slower: an owner must not learn who uses Earmark. Accepting does not tell either.
     with registry.transaction() as db:
         db.execute(
             "INSERT INTO invitations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (household_id, email) DO UPDATE SET "
@@ -126,7 +149,11 @@ def invitation(registry: Registry, token: str) -> dict[str, str]:
 
 
 def accept(registry: Registry, token: str, password_hash: str) -> str:
-    """Turn an invitation into a member with this password; the token is spent."""
+    """Turn an invitation into an unverified member with this password; the token is spent.
+
+    Other households' accounts for the address are neither looked at nor touched; only a
+    member of this same household with the address is refused (its owner knows them).
+    """
     with registry.transaction() as db:
         row = db.execute(
             "SELECT household_id, email, display_name, role FROM invitations WHERE token_hash = ? AND expires_at > ?",
@@ -134,16 +161,17 @@ def accept(registry: Registry, token: str, password_hash: str) -> str:
         ).fetchone()
         if row is None:
             raise NotFound("this invitation is unknown, used or expired; ask for a new one")
+        household_id, email, name, role = row
         db.execute("DELETE FROM invitations WHERE token_hash = ?", (token_hash(token),))
-        if db.execute("SELECT 1 FROM members WHERE email = ?", (row[1],)).fetchone():
-            raise ReviewError(f"{row[1]} already has an Earmark account")
+        if db.execute("SELECT 1 FROM members WHERE household_id = ? AND email = ?", (household_id, email)).fetchone():
+            raise ReviewError(f"{email} is already a member of this household: sign in instead")
         member_id = secrets.token_hex(8)
         db.execute(
-            "INSERT INTO members (member_id, household_id, email, display_name, password_hash, role) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (member_id, row[0], row[1], row[2], password_hash, row[3]),
+            "INSERT INTO members (member_id, household_id, email, display_name, password_hash, role, email_status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (member_id, household_id, email, name, password_hash, role, EmailStatus.UNVERIFIED.value),
         )
-        audit.append(db, member_id, "member.join", row[0], role=row[3])
+        audit.append(db, member_id, "member.join", household_id, role=role)
     return member_id
 
 

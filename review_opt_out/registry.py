@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import logging
 import secrets
 import threading
@@ -48,13 +49,17 @@ CREATE TABLE IF NOT EXISTS households (
     created_at       TEXT NOT NULL,
     time_zone        TEXT NOT NULL DEFAULT 'UTC'
 );
+-- email_status 'unverified': joined from an invitation link the inviter handled, so nobody
+-- proved the address. An address is unique per household, not overall (members.py).
 CREATE TABLE IF NOT EXISTS members (
     member_id      TEXT PRIMARY KEY,
     household_id   TEXT NOT NULL REFERENCES households (household_id),
-    email          TEXT NOT NULL UNIQUE,
+    email          TEXT NOT NULL,
     display_name   TEXT NOT NULL,
     password_hash  TEXT NOT NULL,
-    role           TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))
+    role           TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member')),
+    email_status   TEXT NOT NULL DEFAULT 'verified' CHECK (email_status IN ('verified', 'unverified')),
+    UNIQUE (household_id, email)
 );
 CREATE TABLE IF NOT EXISTS invitations (
     token_hash    TEXT PRIMARY KEY,
@@ -75,11 +80,16 @@ CREATE TABLE IF NOT EXISTS consent_history (
     changed_at      TEXT NOT NULL,
     PRIMARY KEY (household_id, version)
 );
+-- A reviewer's password_hash is '' until its person activates the account through the
+-- one-time link whose SHA-256 is activation_hash; created_by is the admin who made it.
 CREATE TABLE IF NOT EXISTS reviewers (
     reviewer_id    TEXT PRIMARY KEY,
     name           TEXT NOT NULL UNIQUE,
     role           TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),
-    password_hash  TEXT NOT NULL
+    password_hash  TEXT NOT NULL,
+    created_by     TEXT,
+    activation_hash        TEXT,
+    activation_expires_at  TEXT
 );
 CREATE TABLE IF NOT EXISTS review_pool (
     clip_id       TEXT PRIMARY KEY,
@@ -165,6 +175,7 @@ class Channel(StrEnum):
 
 JUST_SAID = timedelta(minutes=10)  # "what I just said" never reaches further back than this
 _TOMBSTONE_LIFETIME = timedelta(days=1)
+ACTIVATION_TIME = timedelta(hours=72)  # a reviewer's one-time activation link
 
 RETENTION_CHOICES = {"3_months": 90, "18_months": 540, "never": None}
 
@@ -267,6 +278,27 @@ class Registry:
             self._db.execute(
                 "ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member'))"
             )
+        if "email_status" not in {row[1] for row in self._db.execute("PRAGMA table_info(members)")}:
+            self._members_v3()
+        if "created_by" not in {row[1] for row in self._db.execute("PRAGMA table_info(reviewers)")}:
+            for column in ("created_by", "activation_hash", "activation_expires_at"):
+                self._db.execute(f"ALTER TABLE reviewers ADD COLUMN {column} TEXT")
+
+    def _members_v3(self) -> None:
+        """Version 3 (PostgreSQL's 0003.sql): who joined from an invitation link never proved
+        the address, and an address is unique per household. SQLite cannot drop a column's
+        UNIQUE, so the table is rebuilt (nothing references it) in one transaction."""
+        with self.transaction() as db:
+            db.execute("ALTER TABLE members RENAME TO members_v2")
+            start = SCHEMA.index("CREATE TABLE IF NOT EXISTS members")
+            db.execute(SCHEMA[start : SCHEMA.index(";", start)])  # not executescript: it would commit
+            db.execute(
+                "INSERT INTO members (member_id, household_id, email, display_name, password_hash, role, email_status) "
+                "SELECT member_id, household_id, email, display_name, password_hash, role, "
+                "CASE WHEN member_id IN (SELECT actor FROM audit_log WHERE action = 'member.join') "
+                "THEN 'unverified' ELSE 'verified' END FROM members_v2"
+            )
+            db.execute("DROP TABLE members_v2")
 
     def _now(self) -> datetime:
         """The database's clock (taken under the connection's lock: web threads share it)."""
@@ -562,8 +594,22 @@ class Registry:
 
     # -- reviewers ----------------------------------------------------------------------
 
-    def add_reviewer(self, name: str, password_hash: str, role: str = "reviewer", actor: str = "admin") -> str:
-        """A reviewer account; returns its id (ReviewError if the name is taken)."""
+    def add_reviewer(self, name: str, password_hash: str, role: str = "reviewer", actor: str = "operator") -> str:
+        """An account with a password the operator set on the server (`earmark-review add-reviewer`:
+        the first admin); returns its id (ReviewError if the name is taken). Admins use invite_reviewer."""
+        return self._insert_reviewer(name, role, actor, password_hash, None, client="server")
+
+    def invite_reviewer(self, name: str, role: str, actor: str, client: str) -> tuple[str, str]:
+        """An account that cannot sign in until its person activates it: (id, one-time activation token).
+
+        Only the token's SHA-256 is stored; it works once, within ACTIVATION_HOURS.
+        """
+        token = secrets.token_urlsafe(32)
+        return self._insert_reviewer(name, role, actor, "", token, client=client), token
+
+    def _insert_reviewer(
+        self, name: str, role: str, actor: str, password_hash: str, token: str | None, client: str
+    ) -> str:
         if role not in ("reviewer", "admin"):
             raise ReviewError(f"a reviewer's role is reviewer or admin, not {role!r}")
         if not name.strip() or len(name) > 100:
@@ -572,9 +618,46 @@ class Registry:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM reviewers WHERE name = ?", (name,)).fetchone():
                 raise ReviewError(f"a reviewer named {name!r} already exists")
-            db.execute("INSERT INTO reviewers VALUES (?, ?, ?, ?)", (reviewer_id, name, role, password_hash))
-            audit.append(db, actor, "reviewer.create", reviewer_id, role=role)
+            expires = None if token is None else (self._now() + ACTIVATION_TIME).isoformat()
+            db.execute(
+                "INSERT INTO reviewers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (reviewer_id, name, role, password_hash, actor, None if token is None else _sha256(token), expires),
+            )
+            audit.append(
+                db, actor, "reviewer.create", reviewer_id, role=role, created_by=actor, activation=token is not None,
+                client=client,
+            )  # fmt: skip
         return reviewer_id
+
+    def reviewer_activation(self, token: str) -> dict[str, str]:
+        """The name and role an activation link is for, or NotFound if it is unknown, used or expired."""
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT name, role FROM reviewers WHERE activation_hash = ? AND activation_expires_at > ?",
+                (_sha256(token), self._now().isoformat()),
+            ).fetchone()
+        if row is None:
+            raise NotFound("this activation link is unknown, used or expired; ask an admin for a new account")
+        return {"name": row[0], "role": row[1]}
+
+    def activate_reviewer(self, token: str, password_hash: str, client: str) -> str:
+        """Set the password the person chose; the link is spent. Returns the account's id."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT reviewer_id, created_by FROM reviewers WHERE activation_hash = ? AND activation_expires_at > ?",
+                (_sha256(token), self._now().isoformat()),
+            ).fetchone()
+            if row is None:
+                raise NotFound("this activation link is unknown, used or expired; ask an admin for a new account")
+            db.execute(
+                "UPDATE reviewers SET password_hash = ?, activation_hash = NULL, activation_expires_at = NULL "
+                "WHERE reviewer_id = ?",
+                (password_hash, row[0]),
+            )
+            # With the creating admin and the address: an activation by the admin who holds the link
+            # shows as the same address soon after the creation entry.
+            audit.append(db, row[0], "reviewer.activate", row[0], created_by=row[1], client=client)
+        return str(row[0])
 
     def reviewer_role(self, reviewer_id: str) -> str | None:
         """'reviewer' or 'admin', or None if there is no such account (any more)."""
@@ -588,10 +671,15 @@ class Registry:
             rows = db.execute(
                 "SELECT r.reviewer_id, r.name, r.role, "
                 "(SELECT count(*) FROM assignments a WHERE a.reviewer_id = r.reviewer_id AND a.status = 'open'), "
-                "(SELECT count(*) FROM assignments a WHERE a.reviewer_id = r.reviewer_id AND a.status = 'submitted') "
-                "FROM reviewers r ORDER BY r.name"
+                "(SELECT count(*) FROM assignments a WHERE a.reviewer_id = r.reviewer_id AND a.status = 'submitted'), "
+                "r.password_hash <> '', COALESCE(c.name, r.created_by) "
+                "FROM reviewers r LEFT JOIN reviewers c ON c.reviewer_id = r.created_by ORDER BY r.name"
             ).fetchall()
-        return [{"id": r[0], "name": r[1], "role": r[2], "open": r[3], "submitted": r[4]} for r in rows]
+        return [
+            {"id": r[0], "name": r[1], "role": r[2], "open": r[3], "submitted": r[4], "activated": bool(r[5]),
+             "created_by": r[6]}
+            for r in rows
+        ]  # fmt: skip
 
     def remove_reviewer(self, reviewer_id: str, actor: str) -> None:
         """Delete a reviewer account: its sessions end and its open assignments are revoked."""
@@ -974,6 +1062,11 @@ def _just_said(
     if pending is not None and (stored is None or str(pending[1]) > str(stored[1])):
         return [], [str(pending[0])]
     return ([str(stored[0])] if stored is not None else []), []
+
+
+def _sha256(token: str) -> str:
+    """What is stored of a one-time token: its SHA-256, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _delete_rows(db: Database, ids: list[str]) -> None:

@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import topics
 from contract.mqtt import MqttSettings
 from pipeline.store import SqlClipStore
+from review_opt_out import members
 from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
 from review_opt_out.publisher import ConsentPublisher
@@ -324,7 +325,7 @@ def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
 
         owner.reload()
         cy = owner.locator("#members li", has_text="cy@example.org")
-        expect(cy).to_contain_text("member")
+        expect(cy).to_contain_text("member · email not verified")  # Earmark never saw proof of the address
         cy.get_by_role("button", name="Remove").click()
         expect(owner.locator("#confirm-text")).to_have_text(
             "Remove Cy from your household? They are signed out at once."
@@ -333,6 +334,24 @@ def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
         expect(owner.locator("#members li")).to_have_count(1)
         guest.reload()
         expect(guest.locator("#signin")).to_be_visible()  # signed out: the session ended with the membership
+
+
+def test_the_household_page_says_which_addresses_nobody_proved(live: Live) -> None:
+    from playwright.sync_api import expect
+
+    def join(household: str, email: str, name: str, password: str) -> None:
+        token = members.invite(live.registry, household, email, name, members.Role.MEMBER, "operator")
+        members.accept(live.registry, token, hash_password(password))
+
+    join("h1", "cy@example.org", "Cy", "a squatter's pick")
+    live.registry.create_household("h2", "The Kims")
+    join("h2", "cy@example.org", "Cy", "the real cy's password")  # the address's owner, in her own household
+    with chromium() as browser:
+        owner, _ = open_page(browser, live.url, PHONE)
+        sign_in_page(owner, "ana@example.org", "correct horse")
+        expect(owner.locator("#members li span")).to_have_text(
+            ["Ana <ana@example.org> · owner", "Cy <cy@example.org> · member · email not verified"]
+        )
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
@@ -389,9 +408,20 @@ def test_a_reviewer_hears_and_corrects_a_clip_and_an_admin_manages_reviewers(
         expect(admin.locator("#reviewers tr")).to_have_count(2)
         expect(admin.locator("#reviewing")).to_be_hidden()  # an admin does not hear clips
         admin.locator("#new-name").fill("tom")
-        admin.locator("#new-password").fill("tom's password")
         admin.get_by_role("button", name="Add").click()
         expect(admin.locator("#reviewers tr")).to_have_count(3)
+        expect(admin.locator("#reviewers tr", has_text="tom")).to_contain_text("waiting for activation")
+        link = admin.locator("#activation-link")
+        expect(link).to_contain_text("/review#activate=")
+        # Tom opens his link and chooses his own password: the admin never knows it.
+        tom, _ = open_page(browser, link.inner_text(), viewport)
+        expect(tom.locator("#activate-name")).to_have_text("tom")
+        tom.get_by_label("New password (10+ characters)").fill("tom's own password")
+        tom.get_by_role("button", name="Activate and sign in").click()
+        expect(tom.locator("#reviewing")).to_be_visible()
+        expect(tom.locator("#activate")).to_be_hidden()
+        admin.reload()
+        expect(admin.locator("#reviewers tr", has_text="tom")).not_to_contain_text("waiting for activation")
         check_screenshot(admin, tmp_path / "admin.png", viewport)
         admin.reload()  # signed in from before: still no way to remove oneself
         expect(admin.locator("#reviewers tr")).to_have_count(3)

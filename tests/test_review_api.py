@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,21 @@ def sign_in(client: TestClient, email: str, path: str = "/api/login", password: 
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     return str(response.json()["csrf_token"])
+
+
+def activate(client: TestClient, token: str, password: str) -> None:
+    """Open an activation link and choose a password, as the reviewer's page does."""
+    account = client.post("/api/review/activation", json={"token": token})
+    assert account.status_code == 200, account.text
+    done = client.post("/api/review/activate", json={"token": token, "password": password})
+    assert done.json() == {"name": account.json()["name"]}
+
+
+def invite_link(client: TestClient, headers: dict[str, str], email: str, name: str = "Cy") -> str:
+    """An owner's invitation token for `email`."""
+    made = client.post("/api/members/invite", json={"email": email, "name": name}, headers=headers)
+    assert made.status_code == 200, made.text
+    return str(made.json()["invite_path"]).removeprefix("/#invite=")
 
 
 def test_no_session_is_401_and_a_wrong_password_too(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
@@ -296,11 +312,15 @@ def test_review_admins_manage_reviewers_and_reviewers_review(
     assert client.get("/api/review/next").status_code == 403  # an admin does not hear clips
     names = [r["name"] for r in client.get("/api/review/reviewers").json()]
     assert names == ["ada", "rita", "sam"]
-    new = {"name": "tom", "role": "reviewer", "password": "tom's password"}
-    assert client.post("/api/review/reviewers", json={**new, "password": "short"}, headers=admin).status_code == 422
-    tom_id = client.post("/api/review/reviewers", json=new, headers=admin).json()["id"]
+    new = {"name": "tom", "role": "reviewer"}
+    chosen = client.post("/api/review/reviewers", json={**new, "password": "admin's pick"}, headers=admin)
+    assert chosen.status_code == 422  # an admin sets no reviewer's password
+    made = client.post("/api/review/reviewers", json=new, headers=admin).json()
+    tom_id, token = made["id"], made["activation_path"].removeprefix("/review#activate=")
+    assert made["valid_hours"] == 72 and len(token) >= 40
     assert client.post("/api/review/reviewers", json=new, headers=admin).status_code == 422  # the name is taken
     tom = TestClient(client.app, base_url="http://127.0.0.1")
+    activate(tom, token, "tom's password")
     tom_headers = {"X-CSRF-Token": sign_in(tom, "tom", path="/api/review/login", password="tom's password")}
     assert tom.get("/api/review/next").json()["clip"] is not None
     assert tom.get("/api/review/reviewers").status_code == 403  # a reviewer does not manage accounts
@@ -335,3 +355,175 @@ def test_an_invitation_is_the_inviting_households_own_and_says_nothing_about_oth
     # Only its own household's invitations can be withdrawn.
     gone = bo_client.post("/api/members/withdraw-invitation", json={"email": "bo@example.org"}, headers=bo)
     assert gone.status_code == 404
+
+
+def test_a_reviewer_account_works_only_once_its_person_activates_it_and_every_step_is_audited(
+    world: tuple[SqlClipStore, Registry, TestClient],
+) -> None:
+    store, registry, client = world
+    ada_id = registry.add_reviewer("ada", hash_password("admin password"), "admin")
+    version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
+    capture(store, "h1", True, version)
+    registry.sample(1.0)
+    admin = {"X-CSRF-Token": sign_in(client, "ada", path="/api/review/login", password="admin password")}
+    made = client.post("/api/review/reviewers", json={"name": "tom"}, headers=admin).json()
+    token = made["activation_path"].removeprefix("/review#activate=")
+    stored = registry.db.execute("SELECT password_hash, activation_hash, created_by FROM reviewers WHERE name = 'tom'")
+    assert stored.fetchone() == ("", hashlib.sha256(token.encode()).hexdigest(), ada_id)  # never the token
+    tom = TestClient(client.app, base_url="http://127.0.0.1")
+    # Not activated: nothing signs in, answered like any wrong password.
+    refused = tom.post("/api/review/login", json={"login": "tom", "password": "tom's password"})
+    assert (refused.status_code, refused.json()) == (401, {"detail": "Wrong name or password."})
+    listed = {r["name"]: r for r in client.get("/api/review/reviewers").json()}
+    assert (listed["tom"]["activated"], listed["tom"]["created_by"]) == (False, "ada")
+    assert tom.post("/api/review/activation", json={"token": token}).json() == {"name": "tom", "role": "reviewer"}
+    short = tom.post("/api/review/activate", json={"token": token, "password": "short"})
+    assert short.status_code == 422 and "at least 10 characters" in short.json()["detail"]
+    activate(tom, token, "tom's own password")
+    # Single use: the link cannot set the password again, nor say whose it was.
+    again = tom.post("/api/review/activate", json={"token": token, "password": "someone else's"})
+    assert again.status_code == 404 and "unknown, used or expired" in again.json()["detail"]
+    assert tom.post("/api/review/activation", json={"token": token}).status_code == 404
+    sign_in(tom, "tom", path="/api/review/login", password="tom's own password")
+    assert client.get("/api/review/reviewers").json()[2]["activated"] is True
+    clip = tom.get("/api/review/next").json()["clip"]
+    for _ in range(2):  # each time the audio is served, once more in the audit
+        assert tom.get(f"/api/review/clips/{clip}/audio").status_code == 200
+    tom_id = made["id"]
+    entries = registry.db.execute(
+        "SELECT actor, action, subject, detail FROM audit_log WHERE action <> 'reviewer.sign_in' "
+        "AND (action LIKE 'reviewer.%' OR action LIKE 'review.%') ORDER BY seq"
+    ).fetchall()
+    trail = [(actor, action, subject) for actor, action, subject, _ in entries]
+    assert trail[-5:] == [
+        (ada_id, "reviewer.create", tom_id),
+        (tom_id, "reviewer.activate", tom_id),
+        (tom_id, "review.assign", clip),
+        (tom_id, "review.fetch", clip),
+        (tom_id, "review.fetch", clip),
+    ]
+    created, activated = (json.loads(detail) for *_, detail in entries[-5:-3])
+    assert created == {"activation": True, "client": "testclient", "created_by": ada_id, "role": "reviewer"}
+    assert activated == {"client": "testclient", "created_by": ada_id}
+
+
+def test_an_activation_link_expires(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
+    _, registry, client = world
+    _, token = registry.invite_reviewer("tom", "reviewer", actor="ada", client="127.0.0.1")
+    registry.db.execute("UPDATE reviewers SET activation_expires_at = '2000-01-01T00:00:00+00:00' WHERE name = 'tom'")
+    late = client.post("/api/review/activate", json={"token": token, "password": "tom's password"})
+    assert late.status_code == 404 and "ask an admin for a new account" in late.json()["detail"]
+    assert client.post("/api/review/login", json={"login": "tom", "password": "tom's password"}).status_code == 401
+
+
+def test_an_invitation_answers_alike_whether_or_not_the_address_has_an_account(
+    world: tuple[SqlClipStore, Registry, TestClient], database: str | None
+) -> None:
+    _, registry, client = world
+    ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    statements: list[str] = []
+    if database is None:  # SQLite shows every statement the invite runs (PostgreSQL runs the same code)
+        registry.db._conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
+
+    def answer(email: str) -> tuple[int, list[str], int, int, list[str]]:
+        statements.clear()
+        made = client.post("/api/members/invite", json={"email": email, "name": "X"}, headers=ana)
+        body = made.json()
+        # The statements with their values taken out: the token, time and address differ.
+        shapes = [s.split(" VALUES")[0] for s in statements if "audit_log" not in s and "sessions" not in s]
+        return made.status_code, sorted(body), body["valid_days"], len(body["invite_path"]), shapes
+
+    has_account, has_none = answer("bo@example.org"), answer("nobody@example.org")
+    assert has_account == has_none and has_account[0] == 200
+    assert database is not None or any("invitations" in s for s in has_account[4])
+    assert not any("members" in s for s in has_account[4])  # the invite never looks the address up
+
+
+def test_an_owner_who_opens_his_own_invitation_cannot_keep_the_address_from_its_owner(
+    world: tuple[SqlClipStore, Registry, TestClient],
+) -> None:
+    _, _, client = world
+    ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    # The attack: Ana invites an address she does not own and opens the link herself.
+    squat = TestClient(client.app, base_url="http://127.0.0.1")
+    squatted = squat.post("/api/invitation/accept", json={"token": invite_link(client, ana, "cy@example.org"),
+                                                          "password": "ana's pick for cy"})  # fmt: skip
+    assert squatted.json() == {"email": "cy@example.org"}
+    sign_in(squat, "cy@example.org", password="ana's pick for cy")
+    listed = {m["name"]: m for m in client.get("/api/members").json()}
+    assert (listed["Cy"]["email"], listed["Cy"]["email_status"]) == ("cy@example.org", "unverified")
+    # The real Cy joins her own household (Bo's) through its invitation, with her own password.
+    bo_client = TestClient(client.app, base_url="http://127.0.0.1")
+    bo = {"X-CSRF-Token": sign_in(bo_client, "bo@example.org")}
+    cy = TestClient(client.app, base_url="http://127.0.0.1")
+    joined = cy.post("/api/invitation/accept", json={"token": invite_link(bo_client, bo, "cy@example.org"),
+                                                     "password": "cy's own password"})  # fmt: skip
+    assert joined.json() == squatted.json()  # answered as any join
+    sign_in(cy, "cy@example.org", password="cy's own password")
+    assert cy.get("/api/me").json()["household"] == "H2"
+    # Ana's made-up account stays in Ana's household, and opens nothing of Cy's.
+    assert squat.get("/api/me").json()["household"] == "H1"
+    again = TestClient(client.app, base_url="http://127.0.0.1")
+    sign_in(again, "cy@example.org", password="ana's pick for cy")
+    assert again.get("/api/me").json()["household"] == "H1"
+    in_h2 = {m["email"]: m["email_status"] for m in bo_client.get("/api/members").json()}
+    assert in_h2["cy@example.org"] == "unverified"
+    # Nobody can knock Cy out either: another invitation accepted for her address changes nothing of hers.
+    third = TestClient(client.app, base_url="http://127.0.0.1")
+    refused = third.post("/api/invitation/accept", json={"token": invite_link(client, ana, "cy@example.org"),
+                                                         "password": "yet another pick"})  # fmt: skip
+    # Only Ana's own household is named: she knows its members anyway.
+    assert refused.status_code == 422 and "already a member of this household" in refused.json()["detail"]
+    assert cy.get("/api/me").json()["household"] == "H2", "Cy's session outlives every other household's doings"
+    sign_in(TestClient(client.app, base_url="http://127.0.0.1"), "cy@example.org", password="cy's own password")
+
+
+def test_accepting_for_an_address_with_an_account_elsewhere_answers_alike_and_touches_nothing(
+    world: tuple[SqlClipStore, Registry, TestClient],
+) -> None:
+    _, registry, client = world
+    ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    bo_phone = TestClient(client.app, base_url="http://127.0.0.1")
+    sign_in(bo_phone, "bo@example.org")  # Bo's address was vouched for by the operator
+    guest = TestClient(client.app, base_url="http://127.0.0.1")
+    answers = [
+        guest.post("/api/invitation/accept", json={"token": invite_link(client, ana, email), "password": "ana's pick!"})
+        for email in ("bo@example.org", "dee@example.org")
+    ]
+    assert [(a.status_code, a.json()) for a in answers] == [
+        (200, {"email": "bo@example.org"}),
+        (200, {"email": "dee@example.org"}),
+    ]
+    # Both made-up accounts work alike for whoever chose their passwords (no oracle there
+    # either), and Bo keeps his account, his password and his session.
+    for email in ("bo@example.org", "dee@example.org"):
+        made_up = TestClient(client.app, base_url="http://127.0.0.1")
+        sign_in(made_up, email, password="ana's pick!")
+        assert made_up.get("/api/me").json()["household"] == "H1"
+    assert bo_phone.get("/api/me").json()["household"] == "H2"
+    sign_in(TestClient(client.app, base_url="http://127.0.0.1"), "bo@example.org")
+    assert registry.db.execute(
+        "SELECT household_id, email_status FROM members WHERE email = 'bo@example.org' ORDER BY household_id"
+    ).fetchall() == [("h1", "unverified"), ("h2", "verified")]
+
+
+def test_sign_in_does_the_same_argon2_work_however_many_households_know_an_address(
+    world: tuple[SqlClipStore, Registry, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from review_opt_out import auth
+
+    _, _, client = world
+    ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    TestClient(client.app, base_url="http://127.0.0.1").post(
+        "/api/invitation/accept", json={"token": invite_link(client, ana, "bo@example.org"), "password": "ana's pick!"}
+    ).raise_for_status()
+    checks: list[str | None] = []
+    real = auth._verify
+    monkeypatch.setattr(auth, "_verify", lambda stored, password: checks.append(stored) or real(stored, password))
+    stranger = TestClient(client.app, base_url="http://127.0.0.1")
+    work = {}
+    for email in ("bo@example.org", "ana@example.org", "nobody@example.org"):  # two accounts, one, none
+        checks.clear()
+        assert stranger.post("/api/login", json={"login": email, "password": "a wrong guess"}).status_code == 401
+        work[email] = len(checks)
+    assert set(work.values()) == {auth.MEMBER_CHECKS}, work

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -221,10 +222,11 @@ def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> 
         registry.db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
     with pytest.raises(registry.db.errors, match="append-only"):
         registry.db.execute("DELETE FROM audit_log WHERE seq = 3")
-    where = ["--data-dir", str(tmp_path), *(["--database", database] if database else [])]
+    where = ["--data-dir", str(tmp_path)]
+    env = {**os.environ, "EARMARK_DATABASE": database or "sqlite"}  # never a password on a command line
     ok = subprocess.run(
         [sys.executable, "-m", "review_opt_out.cli", *where, "audit", "verify"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO, capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     assert ok.returncode == 0 and "chain intact" in ok.stdout
 
@@ -236,7 +238,7 @@ def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> 
     assert (result.ok, result.first_bad_seq) == (False, 3)
     bad = subprocess.run(
         [sys.executable, "-m", "review_opt_out.cli", *where, "audit", "verify"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO, capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     assert bad.returncode == 1 and "entry 3" in bad.stderr
 
@@ -360,7 +362,7 @@ def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
         return [hashlib.sha256(version.encode()).hexdigest()[:16] for version in versions]
 
     assert digests(STORE_VERSIONS) == ["6f84a494739659d1", "2d4164547fb611ed"]
-    assert digests(REGISTRY_VERSIONS) == ["7e5eb0387f013ba7", "762a9ce4089aca82"]
+    assert digests(REGISTRY_VERSIONS) == ["7e5eb0387f013ba7", "762a9ce4089aca82", "1f4d2456c912e454"]
 
 
 def test_both_databases_have_one_schema(tmp_path: Path) -> None:
@@ -411,3 +413,43 @@ def test_the_background_sampler_catches_up_within_one_round(tmp_path: Path, monk
     stop = threading.Event()
     cli._background(registry, 0.0, 0.01, stop, stop.set)  # one round: the tally stops it
     assert sum(registry.verdicts().values()) == 25
+
+
+def test_an_older_registry_learns_which_addresses_nobody_proved(tmp_path: Path, database: str | None) -> None:
+    # A registry from before schema version 3: members who joined from an invitation link
+    # become unverified (the audit log says who did), the operator's members stay verified,
+    # and reviewers keep their passwords.
+    from review_opt_out import members
+    from review_opt_out.auth import add_member, sign_in
+
+    _, registry = open_both(tmp_path, database)
+    registry.create_household("h1", "H1")
+    ana = add_member(registry, "h1", "ana@example.org", "Ana", "correct horse")
+    cy = members.accept(registry, members.invite(registry, "h1", "cy@example.org", "Cy", members.Role.MEMBER, ana), "x")
+    registry.add_reviewer("rita", hash_password("reviewer pw"))
+    with registry.transaction() as db:  # back to version 2: one account per address, no status
+        for column in ("created_by", "activation_hash", "activation_expires_at"):
+            db.execute(f"ALTER TABLE reviewers DROP COLUMN {column}")
+        db.execute("ALTER TABLE members RENAME TO members_v3")
+        db.execute(
+            "CREATE TABLE members (member_id TEXT PRIMARY KEY, household_id TEXT NOT NULL REFERENCES households "
+            "(household_id), email TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, password_hash TEXT NOT NULL, "
+            "role TEXT NOT NULL DEFAULT 'owner' CHECK (role IN ('owner', 'member')))"
+        )
+        db.execute(
+            "INSERT INTO members SELECT member_id, household_id, email, display_name, password_hash, role "
+            "FROM members_v3"
+        )
+        db.execute("DROP TABLE members_v3")
+        if database is not None:
+            db.execute("UPDATE earmark_schema SET version = 2 WHERE component = 'registry'")
+    registry.close()
+    registry = Registry(tmp_path, database=database)
+    statuses = dict(registry.db.execute("SELECT member_id, email_status FROM members").fetchall())
+    assert statuses == {ana: "verified", cy: "unverified"}
+    # Version 3's point: another household may now hold an account for Cy's address too.
+    registry.create_household("h2", "H2")
+    members.accept(registry, members.invite(registry, "h2", "cy@example.org", "Cy", members.Role.MEMBER, ana), "y")
+    assert sign_in(registry, "reviewer", "rita", "reviewer pw") is not None
+    assert [(r["name"], r["activated"], r["created_by"]) for r in registry.reviewers()] == [("rita", True, None)]
+    registry.close()

@@ -4,8 +4,6 @@ const SIGNED_IN_SECTIONS = ["app", "join"];
 let me = null;
 const pages = { cursors: [null], index: 0, total: 0 };
 
-function show(el, message) { el.textContent = message; el.hidden = false; }
-
 function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
 
 function showConsent(view) {
@@ -119,7 +117,9 @@ async function loadMembers() {
   $("invite-form").hidden = !owner;
   $("members").replaceChildren(...people.map((p) => {
     const li = document.createElement("li");
-    const label = p.id === null ? `${p.name} <${p.email}> · invited` : `${p.name} <${p.email}> · ${p.role}`;
+    // Earmark sends no mail: an address from an invitation link is nobody's proof (members.py).
+    const label = p.id === null ? `${p.name} <${p.email}> · invited`
+      : `${p.name} <${p.email}> · ${p.role}${p.email_status === "unverified" ? " · email not verified" : ""}`;
     li.append(text("span", label));
     if (owner && p.id === null) {
       const withdraw = text("button", "Withdraw", "danger");

@@ -29,6 +29,8 @@ function signedOut() {
   $("signin").hidden = false;
 }
 
+function show(el, message) { el.textContent = message; el.hidden = false; }
+
 function text(tag, value, className) {
   const el = document.createElement(tag);
   el.textContent = value;

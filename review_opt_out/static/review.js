@@ -30,7 +30,8 @@ async function loadReviewers() {
       });
       cell.append(remove);
     }
-    tr.append(text("td", r.name), text("td", r.role), text("td", String(r.open)), text("td", String(r.submitted)), cell);
+    const role = r.activated ? r.role : `${r.role} · waiting for activation`;
+    tr.append(text("td", r.name), text("td", role), text("td", String(r.open)), text("td", String(r.submitted)), cell);
     return tr;
   }));
 }
@@ -73,11 +74,38 @@ $("add-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("add-error").hidden = true;
   try {
-    await api("POST", "/api/review/reviewers", { name: $("new-name").value, role: $("new-role").value, password: $("new-password").value });
+    const name = $("new-name").value;
+    const made = await api("POST", "/api/review/reviewers", { name, role: $("new-role").value });
     $("add-form").reset();
+    $("activation-for").textContent = name;
+    $("activation-link").textContent = new URL(made.activation_path, location.href).href;
+    $("activation-result").hidden = false;
     await loadReviewers();
   } catch (e) { $("add-error").textContent = e.message; $("add-error").hidden = false; }
 });
 $("signout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.replace("/review"); });
 
-enter().catch(() => {});
+async function activate(token) {
+  let account;
+  try { account = await api("POST", "/api/review/activation", { token }); }
+  catch (e) { show($("signin-error"), e.message); return; }
+  $("activate-name").textContent = account.name;
+  $("activate-role").textContent = account.role;
+  $("signin").hidden = true;
+  $("activate").hidden = false;
+  $("activate-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const password = $("activate-password").value;
+    try {
+      await api("POST", "/api/review/activate", { token, password });
+      history.replaceState(null, "", "/review");
+      await api("POST", "/api/review/login", { login: account.name, password });
+      $("activate").hidden = true;
+      await enter();
+    } catch (e) { show($("activate-error"), e.message); }
+  });
+}
+
+const activation = location.hash.startsWith("#activate=") ? location.hash.slice("#activate=".length) : null;
+if (activation) activate(activation);
+else enter().catch(() => {});
