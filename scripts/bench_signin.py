@@ -40,7 +40,8 @@ import sys, uvicorn
 from pathlib import Path
 from review_opt_out.app import create_app
 from review_opt_out.registry import Registry
-uvicorn.run(create_app(Registry(Path(sys.argv[1]))), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+uvicorn.run(create_app(Registry(Path(sys.argv[1]))), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
+            proxy_headers=False)  # as `earmark review serve` runs it without --trusted-proxy
 """
 
 
