@@ -21,7 +21,7 @@ qemu-user with proot, unprivileged. Per release:
    for cold start and peak RSS under emulation.
 
 Prints one JSON report (timings per step, check results, figures); exits 1 if a check
-fails. `tests/test_pi_stand_in.py` runs it for both releases.
+fails. `tests/pi/test_pi_stand_in.py` runs it for both releases.
 """
 
 from __future__ import annotations

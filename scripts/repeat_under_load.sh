@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run one test N times with every core kept busy by another process, and count passes.
-#   bash scripts/repeat_under_load.sh tests/test_stream_e2e.py::test_broker_killed_and_restarted_mid_utterance 20
+#   bash scripts/repeat_under_load.sh tests/e2e/test_stream_e2e.py::test_broker_killed_and_restarted_mid_utterance 20
 # A wait that only holds on an idle machine is a bug; this is how the README's
 # "N out of N under load" figures are made.
 set -uo pipefail

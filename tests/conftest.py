@@ -54,7 +54,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     releases = sorted(
         {item.callspec.params["release"] for item in session.items if item.get_closest_marker("pi")}  # type: ignore[attr-defined]
     )
-    if os.geteuid() != 0 or not releases:
+    if os.geteuid() != 0 or not releases or session.config.option.collectonly:
         return
     workdir = Path(tempfile.mkdtemp(prefix="earmark-pi-runs-"))
     for release in releases:

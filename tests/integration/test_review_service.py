@@ -15,7 +15,7 @@ import pytest
 
 from tests.broker import Broker, free_port, listening_addresses
 from tests.conftest import REPO, wait_until
-from tests.test_companion_browser import retained_consent
+from tests.e2e.test_companion_browser import retained_consent
 
 
 def review(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from contract.messages import ConsentState
 from review_opt_out.signing import ConsentSigner, create_key
 from tests.broker import Broker, free_port
 from tests.conftest import run_cli
-from tests.test_cli import alsa_home
+from tests.integration.test_cli import alsa_home
 
 
 def write_config(path: Path, port: int, consent_key: Path | None = None) -> Path:

@@ -27,7 +27,7 @@ from tests.broker import free_port
 from tests.conftest import FIXTURES, REPO, load_pcm, wait_until
 
 HA_PYTHON = REPO / ".venv-ha" / "bin" / "python"
-HERE = Path(__file__).parent / "homeassistant"
+HERE = Path(__file__).parent.parent / "homeassistant"
 CONFIGURATION = """\
 homeassistant:
   name: Earmark test home
