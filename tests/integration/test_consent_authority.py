@@ -28,7 +28,7 @@ from contract.mqtt import MqttSettings
 from firmware.consent_cache import ConsentCache
 from pipeline.settings import IngestSettings, PipelineSettings
 from pipeline.store import open_database
-from review_opt_out import registry as registry_module
+from review_opt_out import registry_core
 from review_opt_out.cli import apply_retention
 from review_opt_out.publisher import ConsentPublisher
 from review_opt_out.registry import Channel, Registry
@@ -219,7 +219,7 @@ def test_retention_counts_from_the_clouds_receipt_not_the_devices_clock(
     assert apply_retention(cloud.registry) == 0  # received just now
     # 100 days pass (on the cloud's clock): it goes, whatever the device claimed.
     later = datetime.now(UTC) + timedelta(days=100)
-    monkeypatch.setattr(registry_module, "_now", lambda _db: later)
+    monkeypatch.setattr(registry_core, "_now", lambda _db: later)
     assert apply_retention(cloud.registry) == 1
     assert cloud.pipeline.store.get(clip_id) is None
     device.close()
