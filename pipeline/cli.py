@@ -41,9 +41,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(settings: PipelineSettings) -> None:
+    from pipeline.clip_schema import Checkpointer
     from pipeline.ingest import IngestService
     from pipeline.recognizer import load_model
-    from pipeline.store import Checkpointer, SqlClipStore
+    from pipeline.store import SqlClipStore
 
     model = load_model(settings.vosk_model) if settings.vosk_model is not None else None
     store = SqlClipStore(settings.data_dir, database=settings.database)

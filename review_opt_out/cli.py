@@ -22,8 +22,8 @@ from contract.cli import OneLineParser, add_database_arguments, database_url, en
 from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
+from pipeline.clip_schema import Checkpointer, database_path
 from pipeline.database import check_url
-from pipeline.store import Checkpointer, database_path
 from review_opt_out import audit, auth, lan, members, signing, tls
 from review_opt_out.registry import Registry
 from review_opt_out.web_guard import LOOPBACK_HOSTS

@@ -12,8 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.clip_schema import open_database
 from pipeline.database import SQLITE, Database, migrate_postgresql
-from pipeline.store import open_database
 from review_opt_out.errors import NotFound, ReviewError
 from review_opt_out.registry_schema import POSTGRESQL_VERSIONS, upgrade_sqlite
 from review_opt_out.signing import ConsentSigner

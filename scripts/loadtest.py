@@ -357,7 +357,7 @@ def _count(
     every: list[Spoken], cluster: Cluster, speakers: int, workers: int, wall: float, cpu: dict[str, float],
     killed: str | None, resends: dict[str, int], crowd: list[Speaker],
 ) -> Report:  # fmt: skip
-    from pipeline.store import open_database
+    from pipeline.clip_schema import open_database
 
     confirmed = set().union(*(s.uplink.stats.stored for s in crowd)) if crowd else set()
     db = open_database(cluster.data_dir, cluster.database)

@@ -26,8 +26,8 @@ from contract.consent_signature import load_public_key
 from contract.messages import ConsentState, EndReason, encode_json
 from contract.mqtt import MqttSettings
 from firmware.consent_cache import ConsentCache
+from pipeline.clip_schema import open_database
 from pipeline.settings import IngestSettings, PipelineSettings
-from pipeline.store import open_database
 from review_opt_out import registry_core
 from review_opt_out.cli import apply_retention
 from review_opt_out.publisher import ConsentPublisher

@@ -355,7 +355,7 @@ def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
     # new file, never as an edit of one that databases already have.
     import hashlib
 
-    from pipeline.store import POSTGRESQL_VERSIONS as STORE_VERSIONS
+    from pipeline.clip_schema import POSTGRESQL_VERSIONS as STORE_VERSIONS
     from review_opt_out.registry import POSTGRESQL_VERSIONS as REGISTRY_VERSIONS
 
     def digests(versions: list[str]) -> list[str]:
