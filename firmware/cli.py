@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import sys
@@ -90,9 +91,15 @@ def _parser() -> argparse.ArgumentParser:
         "satellite-pair",
         help="forget the Home Assistant the satellite is pinned to: the next one to run it is pinned (works live)",
     )
-    pair.add_argument("--config", type=Path, help="TOML settings file (for its state_dir)")
+    pair.add_argument(
+        "--config", type=Path, help=f"TOML settings file, for its state_dir (default: {_SERVICE_CONFIG} if present)"
+    )
     pair.add_argument("--state-dir", type=Path, help="the satellite's state directory")
+    pair.add_argument("--to", metavar="ADDR", help="pin this Home Assistant address now instead of the next to come")
     return parser
+
+
+_SERVICE_CONFIG = Path("/etc/earmark/device.toml")  # what install.sh gives earmark-speaker
 
 
 def _pair(args: argparse.Namespace) -> int:
@@ -100,10 +107,18 @@ def _pair(args: argparse.Namespace) -> int:
     from firmware.satellite.control import Control
 
     overrides: dict[str, Any] = {} if args.state_dir is None else {"state_dir": args.state_dir}
-    settings = config.load_settings(SpeakerFileSettings, args.config, **overrides)
-    previous = Control.open(settings.state_dir).release()
+    # On a flashed speaker the service's file names the state directory it really uses.
+    path = args.config if args.config is not None or not _SERVICE_CONFIG.exists() else _SERVICE_CONFIG
+    settings = config.load_settings(SpeakerFileSettings, path, **overrides)
+    if args.to is not None:
+        try:
+            ipaddress.ip_address(args.to)
+        except ValueError as err:
+            raise config.ConfigError(f"--to {args.to!r} is not an IP address") from err
+    previous = Control.open(settings.state_dir).release(args.to)
     released = f"released {previous}" if previous else "no Home Assistant was pinned"
-    print(f"{released}: the next Home Assistant to run the speaker is pinned to it")
+    then = f"only {args.to} may run the speaker" if args.to else "the next Home Assistant to run the speaker is pinned"
+    print(f"{released}: {then} ({settings.state_dir.expanduser()})")
     return 0
 
 

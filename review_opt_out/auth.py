@@ -187,6 +187,11 @@ def locked_out_message(refusal: Refusal) -> str:
     return f"{_LOCKED_OUT[refusal.scope]} Sign-in is paused; try again in {minutes} minute{'s' * (minutes != 1)}."
 
 
+def _accounts(registry: Registry, login: str) -> int:
+    with registry.reading() as db:
+        return int(db.execute("SELECT count(*) FROM members WHERE email = ?", (login.lower(),)).fetchone()[0])
+
+
 def guarded_sign_in(
     registry: Registry, guard: SignInGuard, failures: FailedSignIns, kind: str, login: str, password: str, client: str
 ) -> tuple[str, Session] | Refusal | None:
@@ -200,7 +205,11 @@ def guarded_sign_in(
     try:
         signed = sign_in(registry, kind, login, password, check=guard.check)
     finally:
-        guard.settle(admitted, signed is not None)
+        # A right password clears this client's count for the address, unless other
+        # households hold accounts for it too: then signing in to one's own made-up account
+        # would reset the count of guesses at someone else's.
+        succeeded = signed is not None
+        guard.settle(admitted, succeeded, clear=succeeded and (kind != "member" or _accounts(registry, login) == 1))
     if signed is None:
         failures.record(kind, "wrong_password")
     return signed

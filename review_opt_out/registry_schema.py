@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS members (
     email_status   TEXT NOT NULL DEFAULT 'verified' CHECK (email_status IN ('verified', 'unverified')),
     UNIQUE (household_id, email)
 );
+CREATE INDEX IF NOT EXISTS members_by_email ON members (email);
 CREATE TABLE IF NOT EXISTS invitations (
     token_hash    TEXT PRIMARY KEY,
     household_id  TEXT NOT NULL REFERENCES households (household_id),
@@ -168,4 +169,5 @@ def _members_v3(db: Database) -> None:
             "CASE WHEN member_id IN (SELECT actor FROM audit_log WHERE action = 'member.join') "
             "THEN 'unverified' ELSE 'verified' END FROM members_v2"
         )
-        tx.execute("DROP TABLE members_v2")
+        tx.execute("DROP TABLE members_v2")  # and the index it took along: made again for the new table
+        tx.execute("CREATE INDEX IF NOT EXISTS members_by_email ON members (email)")

@@ -159,8 +159,9 @@ class SignInGuard:
                 self._take(key, limit)
             return Ticket(tuple(key for _scope, key, _limit in scoped))
 
-    def settle(self, ticket: Ticket, succeeded: bool) -> None:
-        """Release the slots; a wrong password stays counted, a right one clears its pair."""
+    def settle(self, ticket: Ticket, succeeded: bool, *, clear: bool = True) -> None:
+        """Release the slots; a wrong password stays counted, a right one clears its pair
+        (unless `clear` is False: it then counts as neither)."""
         with self._lock:
             now = self._clock()
             for key in ticket.keys:
@@ -169,7 +170,7 @@ class SignInGuard:
                 if not succeeded:
                     counter.failures.append(now)
                     del counter.failures[: -counter.limit]
-            if succeeded:
+            if succeeded and clear:
                 self._counters[ticket.keys[0]].failures.clear()
 
     def check(self, work: Callable[[], T]) -> T:

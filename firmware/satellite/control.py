@@ -9,8 +9,10 @@ pinned Home Assistant runs the speaker again: across reconnects and restarts, be
 is written here before it takes effect.
 
 What this cannot stop: a device on the LAN that takes over the pinned address (ARP or
-DHCP spoofing) is that address. `satellite.allowed_peers`, a separate network for
-speakers, or a firewall rule narrow who can try.
+DHCP spoofing) is that address; and before the first pin (or after a release) whoever
+runs the speaker first is pinned, so a household that knows its Home Assistant's address
+pins it outright (`earmark-device satellite-pair --to ADDR`). `satellite.allowed_peers`,
+a separate network for speakers, or a firewall rule narrow who can try.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Control:
     def __init__(self, path: Path, allowed_peers: tuple[IpNetwork, ...] = ()) -> None:
         self._path = path
         self._allowed = allowed_peers
+        self._unsaved = False  # the disk refused the last write: memory is the truth until one succeeds
         self._state = self._read()
 
     @classmethod
@@ -81,11 +84,10 @@ class Control:
 
     def may_run(self, host: str) -> bool:
         """Whether `host` may run the speaker. Re-reads the file first: the household may
-        have released the pin from another process while this one serves."""
+        have released or moved the pin from another process while this one serves."""
         if not self.admits(host):
             return False
-        if self._state.pinned_address not in (None, host):
-            self._state = self._read()
+        self._refresh()
         return self._state.pinned_address in (None, host)
 
     def run(self, host: str) -> None:
@@ -98,13 +100,23 @@ class Control:
 
     def pause(self) -> None:
         """The pinned peer paused the speaker: nothing is sent until it runs it again."""
+        self._refresh()  # never write back a pin the household released meanwhile
         self._write(self._state.model_copy(update={"paused": True}))
 
-    def release(self) -> str | None:
-        """Forget the pinned peer (the pause stays); the previously pinned address."""
-        previous = self._read().pinned_address
-        self._write(self._state.model_copy(update={"pinned_address": None}))
+    def release(self, pin_to: str | None = None) -> str | None:
+        """Forget the pinned peer, or pin `pin_to` instead (the pause stays); the
+        previously pinned address. Pinning an address outright leaves no moment in which
+        whoever speaks first on the LAN is pinned."""
+        self._refresh()
+        previous = self._state.pinned_address
+        self._write(self._state.model_copy(update={"pinned_address": None if pin_to is None else host_of(pin_to)}))
         return previous
+
+    def _refresh(self) -> None:
+        """Take the file's state, unless the disk refused our last write: then memory is
+        the truth, and a file that still says "not paused" must not undo a pause."""
+        if not self._unsaved:
+            self._state = self._read()
 
     def _read(self) -> ControlState:
         try:
@@ -121,5 +133,7 @@ class Control:
         self._state = state  # in force now, even if the disk refuses it
         try:
             write_atomically(self._path, state.model_dump_json())
+            self._unsaved = False
         except OSError as err:
+            self._unsaved = True
             _LOGGER.error("cannot keep the pin and pause in %s (%s): in force until restart", self._path, err)

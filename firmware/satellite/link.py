@@ -333,7 +333,11 @@ class SatelliteLink:
         if len(same_host) >= MAX_PEERS_PER_ADDRESS:
             if not pinned:
                 return f"{len(same_host)} already open from that address"
-            self._evict(same_host[0])  # Home Assistant again: its old connection is stale
+            # Home Assistant again: an old connection of its is stale, but never the live one.
+            stale = [p for p in same_host if p is not self._peer]
+            if not stale:
+                return f"{len(same_host)} already open from that address"
+            self._evict(stale[0])
         if len(self._peers) >= MAX_PEERS:
             strangers = [p for p in self._peers if p.host != self._control.pinned_address]
             if not pinned or not strangers:

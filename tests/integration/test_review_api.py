@@ -527,3 +527,27 @@ def test_sign_in_does_the_same_argon2_work_however_many_households_know_an_addre
         assert stranger.post("/api/login", json={"login": email, "password": "a wrong guess"}).status_code == 401
         work[email] = len(checks)
     assert set(work.values()) == {auth.MEMBER_CHECKS}, work
+
+
+def test_signing_in_to_ones_own_made_up_account_does_not_reset_the_guesses_at_anothers(
+    world: tuple[SqlClipStore, Registry, TestClient],
+) -> None:
+    _, _, client = world
+    ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
+    # Ana makes up an account for Bo's address in her own household, with a password she knows.
+    TestClient(client.app, base_url="http://127.0.0.1").post(
+        "/api/invitation/accept", json={"token": invite_link(client, ana, "bo@example.org"), "password": "ana's pick!"}
+    ).raise_for_status()
+    guesser = TestClient(client.app, base_url="http://127.0.0.1")
+
+    def attempt(password: str) -> int:
+        return guesser.post("/api/login", json={"login": "bo@example.org", "password": password}).status_code
+
+    assert [attempt(f"guess {n}") for n in range(4)] == [401] * 4
+    assert attempt("ana's pick!") == 200  # her own account: the count of guesses at Bo's stays
+    assert attempt("guess 5") == 401
+    assert attempt("guess 6") == 429, "five wrong passwords for the address from this client, whatever came between"
+    # Bo, at home, is not counted down by his own right passwords either.
+    bo = TestClient(client.app, base_url="http://127.0.0.1", client=("192.0.2.7", 50000))
+    for _ in range(6):
+        assert bo.post("/api/login", json={"login": "bo@example.org", "password": "correct horse"}).status_code == 200

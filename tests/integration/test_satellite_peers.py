@@ -286,3 +286,68 @@ def test_loopback_is_never_announced_and_ctrl_c_exits_cleanly(tmp_path: Path) ->
     assert speaker.returncode == 0, stderr
     assert "not announced over zeroconf: 127.0.0.1 is not on the LAN" in stderr
     assert "advertised" not in stderr and "Task was destroyed" not in stderr and "Traceback" not in stderr
+
+
+def test_a_pin_or_pause_the_disk_refused_is_kept_and_never_undone_by_a_stranger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firmware.satellite import control as control_module
+
+    control = Control.open(tmp_path)
+    control.run(HOME_ASSISTANT)
+
+    def disk_full(_path: Path, _text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(control_module, "write_atomically", disk_full)
+    control.pause()  # not on disk: the file still says "running"
+    assert control.paused and not control.may_run(STRANGER), "memory stays the truth until a write succeeds"
+    fresh = Control.open(tmp_path / "empty")  # a first pin the disk refused
+    fresh.run(HOME_ASSISTANT)
+    assert not fresh.may_run(STRANGER), "the missing file does not unpin Home Assistant"
+
+
+def test_a_release_by_the_household_is_not_written_back_by_a_pause_and_an_address_can_be_pinned_outright(
+    tmp_path: Path,
+) -> None:
+    service = Control.open(tmp_path)
+    service.run(HOME_ASSISTANT)
+    assert Control.open(tmp_path).release() == HOME_ASSISTANT  # `satellite-pair`, another process
+    service.pause()  # the old Home Assistant pauses: the release stays
+    assert service.paused and Control.open(tmp_path).pinned_address is None
+    Control.open(tmp_path).release(pin_to="::ffff:127.0.0.3")
+    assert not service.may_run(STRANGER) and service.may_run("127.0.0.3")
+
+
+def test_a_second_connection_from_home_assistant_never_closes_its_live_one(make_link: LinkFactory) -> None:
+    link = make_link()
+
+    async def crowd() -> list[str]:
+        ha = await running(link)
+        extra = [socket.create_connection(("127.0.0.1", link.port), timeout=10) for _ in range(MAX_PEERS_PER_ADDRESS)]
+        try:
+            for sock in extra:  # describe probes from the same machine
+                sock.sendall(b'{"type": "ping"}\n')
+            evicted = await asyncio.to_thread(wait_until, lambda: sum(hung_up_later(s) for s in extra) >= 1, 30)
+            assert evicted, "one of the probes made room: one address holds at most two connections"
+            request(link)
+            return [e.type for e in await ha.until("audio-start")]
+        finally:
+            for sock in extra:
+                sock.close()
+            await ha.close()
+
+    assert asyncio.run(crowd()) == ["detection", "run-pipeline", "audio-start"]
+
+
+def hung_up_later(sock: socket.socket) -> bool:
+    """Whether the speaker has closed `sock` (without waiting for it)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.setblocking(True)

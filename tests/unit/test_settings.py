@@ -99,3 +99,20 @@ def test_bad_environment_json_and_bad_toml_are_one_line_errors(tmp_path: Path, m
     bad.write_text("input = \n")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_settings(bad)
+
+
+def test_a_state_file_is_written_whole_private_and_owned_by_its_directorys_owner(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from firmware.state_file import write_atomically
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() == 0:
+        os.chown(state, 65534, 65534)  # the service's directory; the household runs `sudo earmark device …`
+    write_atomically(state / "satellite.json", '{"paused": true}')
+    written = (state / "satellite.json").stat()
+    assert stat.S_IMODE(written.st_mode) == 0o600 and (state / "satellite.json").read_text() == '{"paused": true}'
+    assert written.st_uid == state.stat().st_uid, "the service must still read what a root CLI wrote"
+    assert [p.name for p in state.iterdir()] == ["satellite.json"], "no temporary file is left behind"

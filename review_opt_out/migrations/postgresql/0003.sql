@@ -9,6 +9,8 @@ UPDATE members SET email_status = 'unverified'
     WHERE member_id IN (SELECT actor FROM audit_log WHERE action = 'member.join');
 ALTER TABLE members DROP CONSTRAINT members_email_key;
 ALTER TABLE members ADD CONSTRAINT members_household_id_email_key UNIQUE (household_id, email);
+-- Sign-in looks an address up in every household.
+CREATE INDEX members_by_email ON members (email);
 -- Reviewer accounts are activated by their person through a one-time link (only its
 -- SHA-256 stored); the admin who made the account is recorded.
 ALTER TABLE reviewers ADD COLUMN created_by TEXT COLLATE "C";
