@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.database import Database
+from pipeline.database import SQLITE, Database
 from pipeline.store import utc_text, wav_bytes
 from review_opt_out import audit
 from review_opt_out.eligibility import ELIGIBLE, JOINS
@@ -340,3 +340,9 @@ def _delete_rows(db: Database, ids: list[str]) -> None:
         db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM clip_audio WHERE utterance_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
+    if db.dialect == SQLITE:
+        # SQLite gives a new row max(rowid) + 1: once the newest clips are gone, ids at or
+        # below the sampler's mark would be handed out again and never considered (the app
+        # would call them "may be reviewed" for ever). The mark comes down with the clips,
+        # so every id handed out later is above it. PostgreSQL's clip_seq never repeats.
+        db.execute("UPDATE sampler_mark SET last_rowid = min(last_rowid, (SELECT coalesce(max(rowid), 0) FROM clips))")

@@ -67,6 +67,21 @@ def test_the_sampler_reads_forward_in_small_batches(tmp_path: Path, database: st
     assert admits == 4
 
 
+def test_clips_saved_after_everything_was_deleted_are_still_considered(tmp_path: Path, database: str | None) -> None:
+    # SQLite reuses the ids of deleted newest rows: the sampler's mark must not skip them.
+    store, registry = open_both(tmp_path, database)
+    registry.create_household("h1", "The Parks")
+    version = registry.set_consent("h1", True, "member-1", Channel.APP).consent_version
+    for _ in range(5):
+        capture(store, "h1", True, version)
+    assert registry.sample(1.0) == 5
+    assert registry.delete("h1", "member-1") == 5  # "Delete all my recordings"
+    again = [capture(store, "h1", True, version) for _ in range(2)]
+    assert registry.sample(1.0) == 2, "new clips are considered, whatever ids they got"
+    pooled = {row[0] for row in registry.db.execute("SELECT clip_id FROM review_pool")}
+    assert pooled == {str(c) for c in again}
+
+
 def test_opt_out_purges_the_pool_and_revokes_assignments_in_one_step(tmp_path: Path, database: str | None) -> None:
     store, registry = open_both(tmp_path, database)
     registry.create_household("h1", "The Parks")
