@@ -184,7 +184,17 @@ $("retention").addEventListener("change", async (event) => {
   showConsent(await api("PUT", "/api/settings", { retention: event.target.value }));
 });
 $("dont-keep").addEventListener("change", async (event) => {
-  showConsent(await api("PUT", "/api/settings", { keep_recordings: !event.target.checked }));
+  const toggle = event.target;
+  if (toggle.checked) {
+    // "Don't keep" deletes what is kept too: asked first, with the count, like every delete.
+    const { count } = await api("POST", "/api/recordings/count", { all: true });
+    const also = count ? ` and delete the ${plural(count, "recording", "recordings")} kept so far` : "";
+    if (!(await confirmDialog(`Stop keeping your recordings${also}? This cannot be undone.`))) {
+      toggle.checked = false;
+      return;
+    }
+  }
+  showConsent(await api("PUT", "/api/settings", { keep_recordings: !toggle.checked }));
 });
 for (const id of ["filter-device", "since", "until"]) $(id).addEventListener("change", () => restartPages());
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); restartPages(); });

@@ -293,6 +293,30 @@ def test_recordings_in_pages_filtered_by_speaker_and_deleted_only_after_a_count(
     assert not [line for line in console if "Content Security Policy" in line]
 
 
+def test_dont_keep_asks_first_with_the_count_and_cancel_keeps_everything(live: Live) -> None:
+    from playwright.sync_api import expect
+
+    version = live.registry.household("h1").consent_version
+    for n in range(1, 9):  # 8 more beside the fixture's one
+        capture(live.store, "h1", False, version, age_days=n)
+    with chromium() as browser:
+        page, _ = open_page(browser, live.url, PHONE)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        expect(page.locator("#recordings-summary")).to_have_text("9 recordings")
+        switch = page.get_by_role("switch", name="Don't keep my recordings at all")
+        switch.click()
+        expect(page.locator("#confirm-text")).to_have_text(
+            "Stop keeping your recordings and delete the 9 recordings kept so far? This cannot be undone."
+        )
+        page.get_by_role("button", name="Cancel").click()
+        expect(switch).not_to_be_checked()
+        assert live.registry.household("h1").keep_recordings, "cancelled: nothing changed"
+        switch.click()
+        page.locator("#confirm-ok").click()
+        expect(page.locator("#keep-note")).to_be_visible()
+        assert not live.registry.household("h1").keep_recordings
+
+
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
     live: Live, tmp_path: Path, viewport: dict[str, int]
