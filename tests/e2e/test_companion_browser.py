@@ -171,8 +171,11 @@ def test_switching_review_off_in_the_browser(live: Live, tmp_path: Path) -> None
         expect(page.locator("#history tr").first).to_contain_text("Review off")
         expect(page.locator("#history tr").first).to_contain_text("Ana, in the app")
         page.screenshot(path=str(tmp_path / "after.png"), full_page=True)
-        # "Don't keep my recordings": the page says what happens to requests from now on.
+        # "Don't keep my recordings": asked first (it deletes what is kept), then the page
+        # says what happens to requests from now on.
         page.get_by_role("switch", name="Don't keep my recordings at all").click()
+        expect(page.locator("#confirm-text")).to_contain_text("Stop keeping your recordings")
+        page.locator("#confirm-ok").click()
         expect(page.locator("#keep-note")).to_be_visible()
         expect(page.locator("#keep-note")).to_contain_text("deletes each request within a minute")
         browser.close()
