@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import sys
@@ -104,20 +103,19 @@ _SERVICE_CONFIG = Path("/etc/earmark/device.toml")  # what install.sh gives earm
 
 def _pair(args: argparse.Namespace) -> int:
     """Release the pin: needs a shell on the speaker, which a stranger on the LAN has not."""
-    from firmware.satellite.control import Control
+    from firmware.satellite.control import Control, host_of
 
     overrides: dict[str, Any] = {} if args.state_dir is None else {"state_dir": args.state_dir}
     # On a flashed speaker the service's file names the state directory it really uses.
     path = args.config if args.config is not None or not _SERVICE_CONFIG.exists() else _SERVICE_CONFIG
     settings = config.load_settings(SpeakerFileSettings, path, **overrides)
-    if args.to is not None:
-        try:
-            ipaddress.ip_address(args.to)
-        except ValueError as err:
-            raise config.ConfigError(f"--to {args.to!r} is not an IP address") from err
-    previous = Control.open(settings.state_dir).release(args.to)
+    try:
+        pin = None if args.to is None else host_of(args.to)
+    except ValueError as err:
+        raise config.ConfigError(f"--to {args.to!r} is not an IP address") from err
+    previous = Control.open(settings.state_dir).release(pin)
     released = f"released {previous}" if previous else "no Home Assistant was pinned"
-    then = f"only {args.to} may run the speaker" if args.to else "the next Home Assistant to run the speaker is pinned"
+    then = f"only {pin} may run the speaker" if pin else "the next Home Assistant to run the speaker is pinned"
     print(f"{released}: {then} ({settings.state_dir.expanduser()})")
     return 0
 

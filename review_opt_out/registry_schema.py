@@ -170,4 +170,5 @@ def _members_v3(db: Database) -> None:
             "THEN 'unverified' ELSE 'verified' END FROM members_v2"
         )
         tx.execute("DROP TABLE members_v2")  # and the index it took along: made again for the new table
-        tx.execute("CREATE INDEX IF NOT EXISTS members_by_email ON members (email)")
+        index = SCHEMA.index("CREATE INDEX IF NOT EXISTS members_by_email")
+        tx.execute(SCHEMA[index : SCHEMA.index(";", index)])

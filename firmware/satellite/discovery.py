@@ -37,7 +37,7 @@ def _addresses(host: str) -> list[str]:
     """The IPv4 addresses Home Assistant can reach: the bound one, or every one on the LAN
     (never loopback or link-local: an announcement of those only misleads)."""
     if not on_every_interface(host):
-        return [host] if announceable(host) else []
+        return [host]  # the link never advertises a host that is not announceable
     import ifaddr
 
     found = []

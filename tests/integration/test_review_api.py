@@ -52,6 +52,14 @@ def invite_link(client: TestClient, headers: dict[str, str], email: str, name: s
     return str(made.json()["invite_path"]).removeprefix("/#invite=")
 
 
+def made_up_account(client: TestClient, owner: dict[str, str], email: str, password: str) -> None:
+    """The owner invites `email` and opens the link himself, choosing its password."""
+    joined = TestClient(client.app, base_url="http://127.0.0.1").post(
+        "/api/invitation/accept", json={"token": invite_link(client, owner, email), "password": password}
+    )
+    assert joined.json() == {"email": email}
+
+
 def test_no_session_is_401_and_a_wrong_password_too(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, _, client = world
     assert client.get("/api/me").status_code == 401
@@ -514,9 +522,7 @@ def test_sign_in_does_the_same_argon2_work_however_many_households_know_an_addre
 
     _, _, client = world
     ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
-    TestClient(client.app, base_url="http://127.0.0.1").post(
-        "/api/invitation/accept", json={"token": invite_link(client, ana, "bo@example.org"), "password": "ana's pick!"}
-    ).raise_for_status()
+    made_up_account(client, ana, "bo@example.org", "ana's pick!")
     checks: list[str | None] = []
     real = auth._verify
     monkeypatch.setattr(auth, "_verify", lambda stored, password: checks.append(stored) or real(stored, password))
@@ -535,9 +541,7 @@ def test_signing_in_to_ones_own_made_up_account_does_not_reset_the_guesses_at_an
     _, _, client = world
     ana = {"X-CSRF-Token": sign_in(client, "ana@example.org")}
     # Ana makes up an account for Bo's address in her own household, with a password she knows.
-    TestClient(client.app, base_url="http://127.0.0.1").post(
-        "/api/invitation/accept", json={"token": invite_link(client, ana, "bo@example.org"), "password": "ana's pick!"}
-    ).raise_for_status()
+    made_up_account(client, ana, "bo@example.org", "ana's pick!")
     guesser = TestClient(client.app, base_url="http://127.0.0.1")
 
     def attempt(password: str) -> int:
