@@ -125,6 +125,7 @@ def test_a_compressed_image_is_unpacked_and_configured(tmp_path: Path) -> None:
         ("no-fat", "holds no FAT file system"),
         ("not-an-image", "no partition table"),
         ("bad-xz", "corrupt or truncated .xz"),
+        ("xz-of-truncated", "truncated"),
     ],
 )
 def test_a_damaged_image_gives_a_clear_error_and_writes_nothing(tmp_path: Path, damage: str, message: str) -> None:
@@ -136,11 +137,16 @@ def test_a_damaged_image_gives_a_clear_error_and_writes_nothing(tmp_path: Path, 
         image.write_bytes(data[: BOOT_START * 512] + bytes(512) + data[BOOT_START * 512 + 512 :])
     elif damage == "not-an-image":
         image.write_bytes(b"this is a text file, not a disk image\n" * 100)
-    else:
+    elif damage == "bad-xz":
         image = tmp_path / "raspios.img.xz"
         image.write_bytes(lzma.compress(data, preset=0)[:4096])
-    with pytest.raises(FlashError, match=message):
+    else:  # unpacks fine; the damage shows only in the unpacked working copy
+        image = tmp_path / "raspios.img.xz"
+        image.write_bytes(lzma.compress(data[: 20 * MIB], preset=0))
+    with pytest.raises(FlashError, match=message) as raised:
         configure_image(image, tmp_path / "out" / "kitchen.img", CONFIG)
+    # The error names the user's image, never the working copy it was found in.
+    assert str(raised.value).startswith(f"{image}: ") and ".earmark-flash-" not in str(raised.value)
     assert list((tmp_path / "out").iterdir()) == []  # no output, no temporary leftovers
 
 
@@ -257,6 +263,30 @@ def test_only_a_block_device_is_written_and_a_file_needs_image_out(tmp_path: Pat
     explicit = flash_cli(image, config, "--wheel", str(wheel), "--image-out", str(out))
     assert explicit.returncode == 0, explicit.stderr
     assert "kitchen-speaker" in read_file(out, "user-data")
+
+
+def leftovers(folder: Path) -> list[str]:
+    """What earmark-flash made beside its output and should have removed."""
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith(".earmark-"))
+
+
+def test_the_wheel_it_builds_is_removed_after_a_failed_run_and_a_good_one(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "raspios.img")
+    packed = tmp_path / "raspios.img.xz"  # passes the quick checks; its damage shows after unpacking
+    packed.write_bytes(lzma.compress(image.read_bytes()[: 20 * MIB], preset=0))
+    config = tmp_path / "device-config.toml"
+    config.write_text(
+        f'[device]\nhostname = "hall"\nmode = "home_assistant"\nssh_public_key = "{CONFIG.ssh_public_key}"\n'
+    )
+    failed = flash_cli(packed, config)  # no --wheel: one is built from this checkout first
+    assert failed.returncode == 2 and f"{packed}: truncated" in failed.stderr, failed.stderr
+    assert leftovers(tmp_path) == [] and not (tmp_path / "raspios.earmark.img").exists()
+    done = flash_cli(image, config)
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run([need("mdir"), "-b", "-i", f"{tmp_path / 'raspios.earmark.img'}@@{BOOT_START * 512}",
+                              "::earmark"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "earmark-0.1.0-py3-none-any.whl" in listing
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(

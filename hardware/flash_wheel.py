@@ -1,0 +1,66 @@
+"""The earmark wheel a speaker installs at first boot, built from this checkout.
+
+`earmark-flash` builds it in a hidden folder beside the output image and removes that
+folder whatever happens: a successful run, a failed one, or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from contract.config import ConfigError
+from hardware.flash_image import FlashError
+
+WHEEL_FOLDER_PREFIX = ".earmark-wheel-"
+
+
+def _build_into(folder: Path) -> Path:
+    """Build the wheel into the empty `folder` (the Pi installs its dependencies from PyPI)."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / "pyproject.toml").is_file():
+        raise ConfigError("not running from a source checkout: pass --wheel earmark-*.whl")
+    # Built from a copy: setuptools' in-tree build/ keeps modules deleted since the last
+    # build, and they would ship to the speaker. Hidden folders (.git, virtual
+    # environments, caches) hold nothing a wheel needs and can be hundreds of MB.
+    tree = folder / "src"
+    shutil.copytree(
+        source,
+        tree,
+        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "reports", "tests"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder), str(tree)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    shutil.rmtree(tree, ignore_errors=True)
+    wheels = list(folder.glob("earmark-*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise FlashError(f"could not build the earmark wheel: {done.stderr.strip()[-300:]}")
+    return wheels[0]
+
+
+def build_wheel(where: Path) -> Path:
+    """A wheel of this checkout, in a new folder under `where` that the caller removes.
+
+    Prefer `temporary_wheel`, which removes it. A build that fails leaves nothing behind.
+    """
+    folder = Path(tempfile.mkdtemp(dir=where, prefix=WHEEL_FOLDER_PREFIX))
+    try:
+        return _build_into(folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def temporary_wheel(where: Path, build: Callable[[Path], Path] = _build_into) -> Iterator[Path]:
+    """A wheel of this checkout (`build` fills an empty folder), whose folder under `where`
+    is removed on leaving, whatever happened."""
+    with tempfile.TemporaryDirectory(dir=where, prefix=WHEEL_FOLDER_PREFIX) as folder:
+        yield build(Path(folder))
