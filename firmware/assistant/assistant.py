@@ -2,9 +2,10 @@
 
 Runs on the device in cloud mode. The cloud only turns speech into text; what the text
 means is decided here, with hassil, so timers and volume work on the device and keep
-working when the network is gone. Privacy commands are the exception: they go to the
-consent service as a `PrivacyRequest`, which can only narrow what is kept or reviewed;
-"let people review my recordings" is refused here and has no message at all.
+working when the network is gone. What each intent does is its handler's business
+(`handlers/`, looked up by name): this module never names an intent. Handlers only decide;
+the answering happens here, so privacy commands all wait for the consent service the same
+way (it can only narrow what is kept or reviewed), and every request gets an answer.
 
 One worker thread owns the state (timers, pending answers); the audio thread, the
 uplink's inbox thread and the timers only queue jobs for it, so nothing here blocks the
@@ -14,18 +15,16 @@ microphone. Barge-in: a wake word cuts whatever is playing (a reply, a ringing t
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import queue
 import threading
 import time
 import uuid
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 from uuid import UUID
 
 from contract.audio import bytes_to_seconds
@@ -36,13 +35,14 @@ from contract.messages import (
     RecognitionResult,
     UtteranceCancelled,
 )
-from firmware.assistant import replies
+from firmware.assistant.handlers import AskConsent, Context, Hush, IntentRegistry, Say, consent_reply, default_registry
 from firmware.assistant.intents import Intent, IntentMatcher
 from firmware.assistant.replies import say
 from firmware.assistant.settings import AssistantSettings
+from firmware.assistant.speaking import ReplySpeaker
 from firmware.assistant.timers import TimerBook
 from firmware.assistant.voice import Voice
-from firmware.audio.output import Begin, Player
+from firmware.audio.output import Player
 from firmware.events import FrontEndEvent, SpeechEnded, WakeDetected
 from firmware.segmenter import EndReason
 from firmware.sounds import Sound, render
@@ -52,13 +52,6 @@ _LOGGER = logging.getLogger(__name__)
 _QUEUE_JOBS = 256
 _ECHO_MARGIN_SECONDS = 0.15  # output latency: the cue is still audible this long after its last write
 _ANSWERED_REQUESTS = {EndReason.SILENCE, EndReason.MAX_LENGTH}
-_PRIVACY = {
-    "EarmarkDeleteLast": PrivacyAction.DELETE_LAST,
-    "EarmarkDeleteToday": PrivacyAction.DELETE_TODAY,
-    "EarmarkStopReview": PrivacyAction.STOP_REVIEW,
-    "EarmarkReviewStatus": PrivacyAction.REVIEW_STATUS,
-}
-_VOLUME_STEP = 0.1
 
 Record = dict[str, Any]  # one JSON-safe line for whoever prints what the speaker does
 
@@ -85,15 +78,16 @@ class Assistant:
         reply_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         local_now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        handlers: IntentRegistry | None = None,
     ) -> None:
         self._settings = settings
         self._language = settings.language
         self._matcher = matcher
-        self._voice = voice
+        self._handlers = handlers if handlers is not None else default_registry()
         self._player = player if player is not None and player.available else None
+        self._speaker = ReplySpeaker(voice, self._player, reply_dir, clock)
         self._send_privacy = send_privacy
         self._on_record = on_record
-        self._reply_dir = reply_dir
         self._clock = clock
         self._local_now = local_now
         self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=_QUEUE_JOBS)
@@ -103,13 +97,10 @@ class Assistant:
         self._given_up: set[UUID] = set()
         self._answered: collections.OrderedDict[UUID, None] = collections.OrderedDict()  # bounded, see _answer
         self._ringing = False  # a finished timer is ringing: "stop" silences it, cancels no other
-        self._barge_ins = 0  # counts wake words: a reply being spoken stops when this moves
         self._idle = threading.Condition()
         self._busy_jobs = 0
         self._sounds = {sound: render(sound) for sound in Sound} if settings.sounds else {}
         self._thread = threading.Thread(target=self._run, name="assistant", daemon=True)
-        self._speaking = threading.Event()
-        self.first_audio_at: dict[UUID, float] = {}  # for the benchmark: when a reply's first sample was played
 
     # -- other threads: queue only ------------------------------------------------------
 
@@ -133,7 +124,7 @@ class Assistant:
         """Front-end subscriber (audio thread)."""
         if isinstance(event, WakeDetected):
             # Barge-in now, from here: the worker may be busy synthesizing a reply.
-            self._barge_ins += 1
+            self._speaker.barge_in()
             self._cut()
             self._put("wake", event.utterance_id)
         elif isinstance(event, SpeechEnded):
@@ -151,7 +142,12 @@ class Assistant:
     @property
     def speaking(self) -> bool:
         """A spoken reply is playing now (for the lights)."""
-        return self._speaking.is_set()
+        return self._speaker.speaking
+
+    @property
+    def first_audio_at(self) -> dict[UUID, float]:
+        """For the benchmark: when each reply's first sample was played (on `clock`)."""
+        return self._speaker.first_audio_at
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every request and command has its answer (or gave up): real seconds,
@@ -278,60 +274,34 @@ class Assistant:
             self._act(utterance_id, intent)
 
     def _act(self, utterance_id: UUID, intent: Intent) -> None:
-        lang = self._language
-        name = intent.name
-        if name in _PRIVACY:
-            self._ask_consent_service(utterance_id, intent, _PRIVACY[name])
-        elif name == "EarmarkAllowReview":
-            # Anyone in the room can talk to a speaker: turning review ON takes the app.
-            self._reply(utterance_id, intent, say("review_voice_refused", lang))
-        elif name == "HassGetCurrentTime":
-            self._reply(utterance_id, intent, replies.clock_time(self._local_now(), lang))
-        elif name == "HassGetCurrentDate":
-            self._reply(utterance_id, intent, replies.date(self._local_now(), lang))
-        elif name == "HassStartTimer":
-            seconds = sum(
-                int(intent.slots.get(unit, 0)) * size
-                for unit, size in (("hours", 3600), ("minutes", 60), ("seconds", 1))
-            )
-            timer = self._timers.start(seconds, self._clock()) if seconds > 0 else None
-            text = (
-                say("timer_set", lang, duration=replies.duration(seconds, lang)) if timer else say("timers_full", lang)
-            )
-            self._reply(utterance_id, intent, text)
-        elif name == "HassTimerStatus":
-            soonest = self._timers.soonest()
-            text = (
-                say("timer_left", lang, duration=replies.duration(soonest.due_at - self._clock(), lang))
-                if soonest
-                else say("no_timer", lang)
-            )
-            self._reply(utterance_id, intent, text)
-        elif name == "HassCancelTimer" and self._ringing:
-            self._cut()  # "stop the timer" while it rings: that one, not the next
-            self._on_record({"type": "answer", "utterance_id": str(utterance_id), "intent": name, "reply": ""})
-        elif name == "HassCancelTimer":
-            cancelled = self._timers.cancel_soonest()
-            self._reply(utterance_id, intent, say("timer_cancelled" if cancelled else "no_timer", lang))
-        elif name in ("HassSetVolume", "EarmarkVolumeUp", "EarmarkVolumeDown"):
-            self._reply(utterance_id, intent, self._volume(intent))
-        elif name == "HassNevermind":
-            self._cut()  # stops a reply or a ringing timer; nothing is said
-            self._on_record({"type": "answer", "utterance_id": str(utterance_id), "intent": name, "reply": ""})
-        else:
-            self._reply(utterance_id, intent, say("unknown", lang))  # a custom intent with no action
+        handler = self._handlers.get(intent.name)
+        if handler is None:
+            self._reply(utterance_id, intent, say("unknown", self._language))  # e.g. a custom sentence's own intent
+            return
+        outcome = handler.handle(intent, self._context())
+        match outcome:
+            case Say(text):
+                self._reply(utterance_id, intent, text)
+            case Hush():
+                self._cut()  # stops a reply or a ringing timer; nothing is said
+                self._on_record(
+                    {"type": "answer", "utterance_id": str(utterance_id), "intent": intent.name, "reply": ""}
+                )
+            case AskConsent(action):
+                self._ask_consent_service(utterance_id, intent, action)
+            case _:
+                assert_never(outcome)
 
-    def _volume(self, intent: Intent) -> str:
-        current = self._player.volume if self._player is not None else self._settings.volume
-        if intent.name == "HassSetVolume":
-            scale = 10 if self._language.value == "ko" else 100  # "볼륨 오" is 5 of 10
-            wanted = int(intent.slots.get("volume", 0)) / scale
-        else:
-            wanted = current + (_VOLUME_STEP if intent.name == "EarmarkVolumeUp" else -_VOLUME_STEP)
-        wanted = min(max(wanted, 0.0), 1.0)
-        if self._player is not None:
-            self._player.volume = wanted
-        return say("volume", self._language, percent=round(wanted * 100))
+    def _context(self) -> Context:
+        return Context(
+            language=self._language,
+            now_seconds=self._clock(),
+            local_now=self._local_now(),
+            timers=self._timers,
+            ringing=self._ringing,
+            volume=self._player,
+            configured_volume=self._settings.volume,
+        )
 
     def _ask_consent_service(self, utterance_id: UUID, intent: Intent, action: PrivacyAction) -> None:
         if self._send_privacy is None:
@@ -352,17 +322,7 @@ class Assistant:
         pending = self._privacy.pop(message.request_id, None)
         if pending is None:
             return  # not ours, or too late: the error was said
-        lang = self._language
-        if not message.ok:
-            text = say("privacy_failed", lang)
-        elif message.action is PrivacyAction.DELETE_LAST:
-            text = say("deleted_last", lang)
-        elif message.action is PrivacyAction.DELETE_TODAY:
-            text = say("deleted_today", lang, count=message.deleted)
-        elif message.action is PrivacyAction.STOP_REVIEW:
-            text = say("review_stopped", lang)
-        else:
-            text = say("review_on" if message.review_allowed else "review_off", lang)
+        text = consent_reply(message, self._language)
         self._reply(pending.utterance_id, pending.intent, text, deleted=message.deleted if message.ok else None)
 
     # -- output -------------------------------------------------------------------------
@@ -370,7 +330,7 @@ class Assistant:
     def _cut(self) -> None:
         if self._player is not None:
             self._player.stop()
-        self._speaking.clear()
+        self._speaker.silenced()
         self._ringing = False
 
     def _sound(self, sound: Sound) -> None:
@@ -386,55 +346,7 @@ class Assistant:
             "reply": text,
             **{k: v for k, v in extra.items() if v is not None},
         }
-        if self._voice is not None:
-            saved = self._speak(utterance_id, text)
-            if saved is not None:
-                record["saved_to"] = str(saved)
+        saved = self._speaker.speak(utterance_id, text)
+        if saved is not None:
+            record["saved_to"] = str(saved)
         self._on_record(record)
-
-    def _speak(self, utterance_id: UUID, text: str) -> Path | None:
-        assert self._voice is not None  # noqa: S101 - checked by the caller
-        speech = self._voice.speak(text)
-        writer = None
-        path = partial = None
-        if self._reply_dir is not None:
-            self._reply_dir.mkdir(parents=True, exist_ok=True)
-            path = self._reply_dir / f"{utterance_id}.wav"
-            partial = path.with_suffix(".wav.part")
-            writer = wave.open(str(partial), "wb")  # noqa: SIM115 - closed below
-            writer.setnchannels(1)
-            writer.setsampwidth(2)
-            writer.setframerate(speech.sample_rate_hz)
-        play = self._player is not None and self._reply_dir is None
-        barge_ins = self._barge_ins
-        try:
-            if play:
-                assert self._player is not None  # noqa: S101
-                self._player.begin(
-                    Begin(speech.sample_rate_hz, 2, 1, on_started=lambda: self._first_audio(utterance_id))
-                )
-            for chunk in speech.chunks:
-                if writer is not None:
-                    writer.writeframes(chunk)
-                if play and self._barge_ins != barge_ins:
-                    play = False  # cut off by a wake word: synthesize no further for the speaker
-                    if writer is None:
-                        break
-                if play:
-                    assert self._player is not None  # noqa: S101
-                    self._player.write(chunk)
-        finally:
-            if play:
-                assert self._player is not None  # noqa: S101
-                self._player.end(self._speaking.clear)
-            if writer is not None and partial is not None and path is not None:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    partial.replace(path)  # a reader never sees half a reply
-        return path
-
-    def _first_audio(self, utterance_id: UUID) -> None:
-        self.first_audio_at[utterance_id] = self._clock()
-        self._speaking.set()
-        if len(self.first_audio_at) > 1000:
-            self.first_audio_at.pop(next(iter(self.first_audio_at)))
