@@ -19,12 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 from contract.errors import EarmarkError, report
 
 _LOGGER = logging.getLogger(__name__)
-PROG_ENV = "EARMARK_PROG"  # set by `earmark` for the command it runs: errors then say `earmark review`
-
-
-def prog_name(default: str) -> str:
-    """The name a command reports under: `earmark review` when run by `earmark`, else its own."""
-    return os.environ.get(PROG_ENV, default)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,11 +51,11 @@ def run_cli(prog: str, command: Callable[[], int], verbose: int = 0) -> int:
         return 2
 
 
-def entry(default_prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
-    """A console script's `main`: run `body(argv)` inside the boundary, under its reported name."""
+def entry(prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
+    """A command's `main`: run `body(argv)` inside the boundary, reporting as `prog`."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = sum(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
-    return run_cli(prog_name(default_prog), lambda: body(args), verbose)
+    return run_cli(prog, lambda: body(args), verbose)
 
 
 DATABASE_ENV = "EARMARK_DATABASE"

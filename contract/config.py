@@ -5,7 +5,9 @@ dotenv, email, importlib.metadata) for three sources merged in a few lines here.
 rules are the ones it had: names are case-insensitive, `__` nests
 (`EARMARK_FRONTEND__SEGMENTER__SILENCE_SECONDS=0.9`), a value for a field that holds a
 model, list, tuple or dict is JSON, and an environment variable that names no field is
-ignored (the device and the cloud share one environment on `earmark up`).
+ignored (the device and the cloud share one environment on `earmark up`), unless a model
+lists the name in `moved_fields`: a setting that moved elsewhere, which the model's parent
+moves (so an old variable keeps working for the release that warns about it).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ class LayeredSettings(BaseModel):
     """Base for settings read from flags, environment and an optional TOML file."""
 
     env_prefix: ClassVar[str] = "EARMARK_"
+
+    @classmethod
+    def upgraded(cls, source: dict[str, Any], merged: Mapping[str, Any]) -> dict[str, Any]:
+        """One source (the file, the environment or the flags) with settings that moved put
+        where they are now, before the sources are layered, so a flag still beats a file
+        that uses an old name; `merged` is every source layered as given."""
+        return source
 
 
 S = TypeVar("S", bound=LayeredSettings)
@@ -78,6 +87,8 @@ def _from_environment(cls: type[BaseModel], prefix: str, environ: Mapping[str, s
         for depth, key in enumerate(path):
             field = model.model_fields.get(key) if model is not None else None
             if field is None:
+                if depth == len(path) - 1 and key in getattr(model, "moved_fields", ()):
+                    target[key] = value  # a moved setting: its parent moves it
                 break  # names no field: another program's variable
             if depth == len(path) - 1:
                 try:
@@ -105,16 +116,21 @@ def _merge(low: dict[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_settings(cls: type[S], config_file: Path | None = None, **overrides: Any) -> S:
     """Build settings from flags (`overrides`), environment and an optional TOML file."""
-    layers: dict[str, Any] = {}
+    from_file: dict[str, Any] = {}
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"{config_file}: no such config file")
         try:
-            layers = tomllib.loads(config_file.read_text())
+            from_file = tomllib.loads(config_file.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{config_file}: {err}") from err
-    layers = _merge(layers, _from_environment(cls, cls.env_prefix, os.environ))
-    layers = _merge(layers, overrides)
+    sources = [from_file, _from_environment(cls, cls.env_prefix, os.environ), overrides]
+    merged: dict[str, Any] = {}
+    for source in sources:
+        merged = _merge(merged, source)
+    layers: dict[str, Any] = {}
+    for source in sources:
+        layers = _merge(layers, cls.upgraded(source, merged))
     try:
         return cls.model_validate(layers)
     except ValidationError as err:

@@ -1,4 +1,4 @@
-"""`earmark-device`: list microphones and run the front end, one JSON line per event."""
+"""`earmark device`: list microphones and run the front end, one JSON line per event."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import threading
-import time
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from uuid import UUID
 
 from contract import config
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, entry
 from contract.errors import EarmarkError, report
 from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, SpeakerFileSettings, load_settings
@@ -35,14 +34,14 @@ def _wake_word_arg(text: str) -> dict[str, Any]:
     return {"model": text}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=prog_name("earmark-device"), description=__doc__)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=prog, description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug logs on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("devices", help="list audio input devices, then output devices")
     doctor = sub.add_parser(
         "doctor",
-        prog="earmark doctor" if prog_name("") == "earmark doctor" else None,
+        prog="earmark doctor" if prog == "earmark doctor" else None,
         help="check microphone, models, broker, TLS, credentials and consent",
     )
     doctor.add_argument("--config", type=Path, help="TOML settings file (e.g. /etc/earmark/device.toml)")
@@ -70,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--reply-dir", type=Path, help="write each spoken reply here as WAV instead of playing it")
     listen.add_argument("--language", choices=["en", "ko"], help="the assistant's sentences and replies")
     listen.add_argument("--no-assistant", action="store_true", help="print transcripts only: no intents, no replies")
+    _output_arguments(listen)
     listen.add_argument(
         "--result-timeout", type=float, default=30.0, help="seconds to wait for final transcripts at the end of input"
     )
@@ -82,9 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     sat.add_argument("--port", type=int, help="TCP port (default 10700; 0: any free port)")
     sat.add_argument("--name", help="the name Home Assistant shows (default: the host name)")
     sat.add_argument("--area", help="suggested Home Assistant area")
-    sat.add_argument("--sound-device", help="output device index or name substring")
     sat.add_argument("--no-zeroconf", action="store_true", help="do not advertise _wyoming._tcp")
-    sat.add_argument("--no-sounds", action="store_true", help="no wake, done, error or timer sounds")
+    _output_arguments(sat)
     sat.add_argument("--state-dir", type=Path, help="where the pinned Home Assistant and a pause are kept")
     pair = sub.add_parser(
         "satellite-pair",
@@ -96,6 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     pair.add_argument("--state-dir", type=Path, help="the satellite's state directory")
     pair.add_argument("--to", metavar="ADDR", help="pin this Home Assistant address now instead of the next to come")
     return parser
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The loudspeaker's flags: the `[output]` table both modes read."""
+    parser.add_argument("--sound-device", help="output device index or name substring")
+    parser.add_argument("--no-sounds", action="store_true", help="no wake, done, error or timer sounds")
+
+
+def _output_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    output: dict[str, Any] = {}
+    if args.sound_device:
+        output["sound_device"] = args.sound_device
+    if args.no_sounds:
+        output["sounds"] = False
+    if output:
+        overrides["output"] = output
 
 
 _SERVICE_CONFIG = Path("/etc/earmark/device.toml")  # what install.sh gives earmark-speaker
@@ -121,9 +136,11 @@ def _pair(args: argparse.Namespace) -> int:
 
 
 def _satellite(args: argparse.Namespace) -> int:
+    """Serve Home Assistant until SIGINT or SIGTERM, one JSON line per event."""
     import signal
 
-    from firmware.satellite.runner import serve
+    from firmware.device import assemble
+    from firmware.satellite.settings import DeviceMode
 
     overrides: dict[str, Any] = {"mode": "home_assistant"}
     for key in ("input", "device"):
@@ -131,25 +148,36 @@ def _satellite(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     if args.wake_word:
         overrides["wake"] = {"words": args.wake_word}
-    satellite: dict[str, Any] = {
-        key: getattr(args, key) for key in ("host", "name", "area", "sound_device") if getattr(args, key)
-    }
+    satellite: dict[str, Any] = {key: getattr(args, key) for key in ("host", "name", "area") if getattr(args, key)}
     if args.state_dir is not None:
         overrides["state_dir"] = args.state_dir
     if args.port is not None:  # 0 is a port too: any free one
         satellite["port"] = args.port
     if args.no_zeroconf:
         satellite["zeroconf"] = False
-    if args.no_sounds:
-        satellite["sounds"] = False
     if satellite:
         overrides["satellite"] = satellite
+    _output_overrides(args, overrides)
     # The speaker's own file also holds tables only the service knows ([gpio]).
     settings = config.load_settings(SpeakerFileSettings, args.config, **overrides)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    return serve(settings, sys.stdout, stop)
+    printer = _Printer(sys.stdout)
+    device = assemble(settings, DeviceMode.HOME_ASSISTANT)
+    try:
+
+        def on_event(event: FrontEndEvent) -> None:
+            if not isinstance(event, UtteranceAudio):
+                printer.line(json.dumps(event.summary()))
+
+        device.frontend.subscribe(on_event)
+        assert device.link is not None  # noqa: S101 - Home Assistant mode has one
+        printer.line(json.dumps({"type": "satellite_listening", "name": device.link.name, "port": device.link.port}))
+        device.run(keep_going=lambda: not stop.is_set())
+        return 0
+    finally:
+        device.close()
 
 
 def _save(save_dir: Path, event: UtteranceReady) -> Path:
@@ -190,19 +218,12 @@ def listen(
     reply_dir: Path | None = None,
 ) -> int:
     """Run the front end over the configured input until it ends; return the exit status."""
-    from firmware.audio.source import open_source
-    from firmware.frontend import FrontEnd
-    from firmware.wake import WakeWordDetector
+    from firmware.device import assemble
+    from firmware.satellite.settings import DeviceMode
 
     printer = _Printer(out)
-    source = open_source(settings.input, settings.device)
-    session = None
+    device = assemble(settings, DeviceMode.CLOUD if stream else None, on_line=printer.line, reply_dir=reply_dir)
     try:
-        frontend = FrontEnd(settings.frontend, WakeWordDetector(settings.wake))
-        if stream:
-            from firmware.assistant.wiring import start_cloud_session
-
-            session = start_cloud_session(settings, frontend, printer.line, reply_dir=reply_dir)
         utterances: list[UUID] = []
 
         def on_event(event: FrontEndEvent) -> None:
@@ -215,19 +236,9 @@ def listen(
                 line["saved_to"] = str(_save(settings.save_dir, event))
             printer.line(json.dumps(line))
 
-        frontend.subscribe(on_event)
-        started = time.monotonic()
-        for frame in source.frames():
-            frontend.process(frame)
-            if session is not None:
-                session.between_frames(frontend)
-            if realtime:
-                ahead = frontend.audio_time_seconds - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            if max_seconds is not None and frontend.audio_time_seconds >= max_seconds:
-                break
-        frontend.end_of_input()
+        device.frontend.subscribe(on_event)
+        device.run(pace=realtime, max_seconds=max_seconds)
+        session = device.session
         if session is not None:
             # An utterance another speaker answers gets no transcript here.
             cancelled = set(session.uplink.stats.cancelled_ids)
@@ -240,18 +251,16 @@ def listen(
                 return 3
         return 0
     finally:
-        if session is not None:
-            session.stop()
-        source.close()
+        device.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-device`."""
-    return entry("earmark-device", _main, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "earmark device") -> int:
+    """Entry point of `earmark device` (`prog`: the name it reports under)."""
+    return entry(prog, lambda args: _main(args, prog), argv)
 
 
-def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _main(argv: list[str], prog: str) -> int:
+    args = _parser(prog).parse_args(argv)
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -272,7 +281,7 @@ def _main(argv: list[str]) -> int:
                         }
                     )
                 )
-            for device in list_output_devices():  # for satellite.sound_device
+            for device in list_output_devices():  # for output.sound_device
                 print(json.dumps({"index": device.index, "name": device.name, "output": True}))
             return 0
         if args.command == "doctor":
@@ -314,6 +323,7 @@ def _main(argv: list[str]) -> int:
             assistant["enabled"] = False
         if assistant:
             overrides["assistant"] = assistant
+        _output_overrides(args, overrides)
         settings = load_settings(args.config, **overrides)
         return listen(
             settings,
@@ -326,7 +336,7 @@ def _main(argv: list[str]) -> int:
             reply_dir=args.reply_dir,
         )
     except EarmarkError as err:
-        return report(prog_name("earmark-device"), err)
+        return report(prog, err)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

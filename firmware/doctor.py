@@ -1,4 +1,4 @@
-"""`earmark-device doctor`: check everything a speaker needs and say how to fix what is wrong."""
+"""`earmark device doctor`: check everything a speaker needs and say how to fix what is wrong."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _microphone(settings: DeviceSettings) -> Check:
             "microphone",
             False,
             str(err),
-            "plug in the microphone, check `arecord -l`, and set `device` to a name from `earmark-device devices`"
+            "plug in the microphone, check `arecord -l`, and set `device` to a name from `earmark device devices`"
             " (with a ReSpeaker HAT: the dtoverlay in /boot/firmware/config.txt, then reboot)",
         )
 
@@ -131,7 +131,7 @@ def _mqtt(settings: DeviceSettings) -> list[Check]:
                     "consent message",
                     False,
                     "no retained consent message for this household (recordings are sent as 'no review')",
-                    "enroll the household with the consent service (earmark-review add-household) so it publishes one",
+                    "enroll the household with the consent service (earmark review add-household) so it publishes one",
                 )
             )
         return checks
@@ -144,8 +144,8 @@ def _consent_key(settings: DeviceSettings) -> Check:
     from contract.consent_signature import key_id, load_public_key
 
     fix = (
-        "copy the consent service's public key (earmark-review setup prints its path) to the device"
-        " and set consent_public_key (earmark-flash does this)"
+        "copy the consent service's public key (earmark review setup prints its path) to the device"
+        " and set consent_public_key (earmark flash does this)"
     )
     if settings.consent_public_key is None:
         return Check("consent key", False, "no consent_public_key: every clip is sent as 'no review'", fix)
@@ -190,11 +190,9 @@ def _speaker(settings: DeviceSettings) -> Check:
     from firmware.audio.output import Player
 
     try:
-        player = Player(settings.satellite.sound_device)
+        player = Player(settings.output.sound_device)
     except EarmarkError as err:
-        return Check(
-            "speaker", False, str(err), "set satellite.sound_device to an output `earmark-device devices` lists"
-        )
+        return Check("speaker", False, str(err), "set output.sound_device to an output `earmark device devices` lists")
     try:
         if player.available:
             return Check("speaker", True, f"sounds and replies play on {player.device_name}")

@@ -6,14 +6,16 @@ Sources, strongest first: command-line flags, `EARMARK_*` environment variables
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from contract import config
 from contract.mqtt import MqttSettings
 from firmware.assistant.settings import AssistantSettings
+from firmware.audio.output_settings import OutputSettings, moved_to_output
 from firmware.frontend import FrontEndSettings
 from firmware.outbox import UplinkSettings
 from firmware.satellite.settings import DeviceMode, SatelliteSettings
@@ -40,12 +42,28 @@ class DeviceSettings(config.LayeredSettings):
     mqtt: MqttSettings = MqttSettings()
     uplink: UplinkSettings = UplinkSettings()
     assistant: AssistantSettings = Field(
-        default_factory=AssistantSettings, description="cloud mode: intents, timers, replies and sounds on the device"
+        default_factory=AssistantSettings, description="cloud mode: intents, timers and replies on the device"
+    )
+    output: OutputSettings = Field(
+        default_factory=OutputSettings, description="both modes: the loudspeaker, its sounds and volume"
     )
     state_dir: Path = Field(Path("~/.local/state/earmark"), description="persisted device state (last consent seen)")
     consent_public_key: Path | None = Field(
         None, description="the consent service's public key (PEM); without it every clip is sent as 'no review'"
     )
+
+    # `[assistant]` and `[satellite]` held the output keys until `[output]`: read for one release.
+    @classmethod
+    def upgraded(cls, source: dict[str, Any], merged: Mapping[str, Any]) -> dict[str, Any]:
+        """One source with old output keys moved to `[output]`, for the mode all sources choose."""
+        moved: dict[str, Any] = moved_to_output(source, merged.get("mode", DeviceMode.CLOUD))
+        return moved
+
+    @model_validator(mode="before")
+    @classmethod
+    def _output_keys_moved(cls, data: Any) -> Any:
+        """Settings built directly (not by `load_settings`) with old output keys: moved too."""
+        return moved_to_output(data)
 
 
 class SpeakerFileSettings(DeviceSettings):

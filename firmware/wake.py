@@ -133,30 +133,6 @@ def load_model(resolved: ResolvedModels) -> WakeRunner:
     return WakeRunner(resolved.melspec_path, resolved.embedding_path, resolved.wake_paths)
 
 
-def load_reference_model(resolved: ResolvedModels) -> Any:
-    """openWakeWord's own `Model` over the same files: the reference the runner is measured against.
-
-    Not a device dependency: the benchmarks and the wake-quality report install it.
-    """
-    if resolved.framework == "tflite":
-        from firmware.litert_shim import ensure_tflite_runtime
-
-        ensure_tflite_runtime()
-    try:
-        import openwakeword
-    except ImportError as err:
-        raise ModelLoadError("openwakeword is not installed (it is the reference, in the dev extra)") from err
-    try:
-        return openwakeword.Model(
-            wakeword_models=[str(p) for p in resolved.wake_paths],
-            inference_framework=resolved.framework,
-            melspec_model_path=str(resolved.melspec_path),
-            embedding_model_path=str(resolved.embedding_path),
-        )
-    except (ValueError, RuntimeError, OSError) as err:
-        raise ModelLoadError(f"cannot load wake word models: {err}") from err
-
-
 class WakeWordDetector:
     """Scores each 80 ms frame and reports a wake word when it crosses its threshold.
 
@@ -215,8 +191,3 @@ class WakeWordDetector:
         self._since_wake_seconds = 0.0
         self._runs = dict.fromkeys(self._specs, 0)
         return best
-
-
-def reference_detector(settings: WakeSettings) -> WakeWordDetector:
-    """A detector over openWakeWord's own `Model` (the reference), for comparisons."""
-    return WakeWordDetector(settings, load_reference_model(resolve_models(settings)))

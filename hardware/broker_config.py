@@ -5,11 +5,11 @@ provisioning; the pipeline and the consent service have identities of their own.
 ACL lets a device publish only under its own `devices/{id}/` topics, read only its own
 results and its household's consent message, and never write any consent message.
 
-    earmark-provision --devices devices.toml --out DIR [--tls] [--hostname broker.example.org] [--bind ADDRESS]
+    earmark provision --devices devices.toml --out DIR [--tls] [--hostname broker.example.org] [--bind ADDRESS]
 
 writes `passwords` (mosquitto_passwd format), `acl`, optional TLS material, a
 `mosquitto.conf` that uses them, and `credentials.toml` with the generated passwords
-(give each device its own via earmark-flash; keep the file offline).
+(give each device its own via earmark flash; keep the file offline).
 
 Run it again with a changed devices.toml to add or remove speakers: accounts still
 listed keep their passwords, the CA and the broker's certificate are kept, a new device
@@ -41,7 +41,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, entry
 from contract.config import ConfigError
 from contract.errors import EarmarkError, report
 from hardware.broker_accounts import (
@@ -132,15 +132,15 @@ def _default_broker_user() -> str | None:
     return "mosquitto"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-provision`."""
-    return entry("earmark-provision", _main, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "earmark provision") -> int:
+    """Entry point of `earmark provision` (`prog`: the name it reports under)."""
+    return entry(prog, lambda args: _main(args, prog), argv)
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], prog: str) -> int:
     import tomllib
 
-    parser = OneLineParser(prog=prog_name("earmark-provision"), description="broker identities, ACL and TLS")
+    parser = OneLineParser(prog=prog, description="broker identities, ACL and TLS")
     parser.add_argument("--devices", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tls", action="store_true")
@@ -177,7 +177,7 @@ def _main(argv: list[str]) -> int:
             print("a running broker takes the change on SIGHUP: sudo kill -HUP $(pidof mosquitto)")  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report(prog_name("earmark-provision"), err)
+        return report(prog, err)
 
 
 if __name__ == "__main__":

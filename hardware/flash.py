@@ -1,4 +1,4 @@
-"""`earmark-flash`: put a device's first-boot configuration into a Raspberry Pi OS image.
+"""`earmark flash`: put a device's first-boot configuration into a Raspberry Pi OS image.
 
 Raspberry Pi OS (Bookworm and later) runs cloud-init from the FAT boot partition:
 `user-data` (hostname, user, SSH key, first-boot commands) and `network-config` (Wi-Fi).
@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, entry
 from contract.config import ConfigError
 from contract.errors import EarmarkError, report
 from hardware.flash_card import check_block_device, check_card, check_target, write_to_device
@@ -68,13 +68,13 @@ def progress_bar(label: str) -> Callable[[int, int], None]:
     return draw
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-flash`."""
-    return entry("earmark-flash", _main, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "earmark flash") -> int:
+    """Entry point of `earmark flash` (`prog`: the name it reports under)."""
+    return entry(prog, lambda args: _main(args, prog), argv)
 
 
-def _main(argv: list[str]) -> int:
-    parser = OneLineParser(prog=prog_name("earmark-flash"), description=__doc__.split("\n")[0])
+def _main(argv: list[str], prog: str) -> int:
+    parser = OneLineParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("image", type=Path, help="Raspberry Pi OS Lite .img or .img.xz")
     parser.add_argument("--config", type=Path, required=True, help="TOML with a [device] table (see README)")
     parser.add_argument(
@@ -110,7 +110,7 @@ def _main(argv: list[str]) -> int:
             print(f"wrote and verified {args.device} (sha256 {digest[:16]}…)", file=sys.stderr)  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report(prog_name("earmark-flash"), err)
+        return report(prog, err)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What `earmark-flash --config` reads: the `[device]` table that describes one new speaker.
+"""What `earmark flash --config` reads: the `[device]` table that describes one new speaker.
 
 Each rule's error reads as a person would say it (`device.wifi.password: must be 8 to 63
 printable ASCII characters (or 64 hex digits)`), not as pydantic names its constraint
@@ -115,7 +115,7 @@ class FlashConfig(BaseModel):
     ] = Field(
         None,
         pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
-        description="PEM the consent service signs with (`earmark-review setup` prints where it is)",
+        description="PEM the consent service signs with (`earmark review setup` prints where it is)",
     )
     wifi: WifiSettings | None = None
     username: Annotated[str, _says("must be 1 to 32 lowercase letters, digits or '-', starting with a letter")] = Field(
@@ -145,14 +145,14 @@ _CLOUD_FIELDS = ("device_id", "household_id", "broker_url", "device_password", "
 # pydantic's words for what no field's own rule covers.
 _WORDS = {
     "missing": "required",
-    "extra_forbidden": "not a setting earmark-flash knows (a typo?)",
+    "extra_forbidden": "not a setting earmark flash knows (a typo?)",
     "model_type": "must be a table",
     "model_attributes_type": "must be a table",
 }
 
 
 class _FlashFile(BaseModel):
-    """The TOML file `earmark-flash --config` reads."""
+    """The TOML file `earmark flash --config` reads."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,4 +1,4 @@
-"""The files `earmark-flash` puts on the boot partition, rendered from a `FlashConfig`.
+"""The files `earmark flash` puts on the boot partition, rendered from a `FlashConfig`.
 
 Raspberry Pi OS (Bookworm and later) runs cloud-init from the FAT boot partition:
 `user-data` (hostname, user, SSH key, first-boot commands) and `network-config` (Wi-Fi).
@@ -24,7 +24,7 @@ CONSENT_KEY_FILE = "/etc/earmark/consent.pub"
 CAPTURE_DEVICE = "earmark"  # the ALSA capture device install.sh defines
 
 _HEADER = f"""\
-The speaker's settings, written by earmark-flash (see docs/flashing.md).
+The speaker's settings, written by earmark flash (see docs/flashing.md).
 device = "{CAPTURE_DEVICE}" is the ALSA capture device install.sh defines. Change `mode` and
 restart the service to switch between the Earmark cloud and Home Assistant."""
 

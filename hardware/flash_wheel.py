@@ -1,6 +1,11 @@
 """The earmark wheel a speaker installs at first boot, built from this checkout.
 
-`earmark-flash` builds it in a hidden folder beside the output image and removes that
+It holds only what a speaker runs: the launcher, `contract`, `firmware` and `hardware`.
+The cloud (`pipeline`, `review_opt_out`), the measuring code (`scripts/`), the tests and
+the documentation stay behind, so a speaker carries no server code it could be talked
+into running, and its `earmark pipeline` says the cloud is not installed there.
+
+`earmark flash` builds it in a hidden folder beside the output image and removes that
 folder whatever happens: a successful run, a failed one, or Ctrl-C.
 """
 
@@ -18,6 +23,9 @@ from contract.config import ConfigError
 from hardware.flash_image import FlashError
 
 WHEEL_FOLDER_PREFIX = ".earmark-wheel-"
+SPEAKER_PACKAGES = ("earmark", "contract", "firmware", "hardware")
+# At the top of the checkout, beside the packages, only what building needs.
+_BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE")
 
 
 def _build_into(folder: Path) -> Path:
@@ -29,11 +37,12 @@ def _build_into(folder: Path) -> Path:
     # build, and they would ship to the speaker. Hidden folders (.git, virtual
     # environments, caches) hold nothing a wheel needs and can be hundreds of MB.
     tree = folder / "src"
-    shutil.copytree(
-        source,
-        tree,
-        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "reports", "tests"),
-    )
+    tree.mkdir()
+    for name in _BUILD_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, tree / name)
+    for package in SPEAKER_PACKAGES:
+        shutil.copytree(source / package, tree / package, ignore=shutil.ignore_patterns(".*", "__pycache__"))
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder), str(tree)],
         capture_output=True, text=True, check=False,

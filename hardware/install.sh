@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Earmark on a Raspberry Pi (run as root; cloud-init runs it at first boot).
 #   EARMARK_AUDIO=usb|respeaker-2mic-v1|respeaker-2mic-v2   (default usb)
-# Reads what earmark-flash left in /boot/firmware/earmark: an earmark wheel, device.toml,
+# Reads what earmark flash left in /boot/firmware/earmark: an earmark wheel, device.toml,
 # credentials.env, optional ca.pem. Idempotent: safe to run again after an update.
 set -euo pipefail
 boot=/boot/firmware/earmark
@@ -39,7 +39,7 @@ install -d -m 0755 /opt/earmark
 [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
 "$venv/bin/pip" install --upgrade pip
 wheels=("$boot"/earmark-*.whl)
-[ -f "${wheels[0]}" ] || { echo "install.sh: no earmark wheel in $boot (earmark-flash puts one there)" >&2; exit 2; }
+[ -f "${wheels[0]}" ] || { echo "install.sh: no earmark wheel in $boot (earmark flash puts one there)" >&2; exit 2; }
 echo "install.sh: installing Earmark and its Python packages (minutes on a Pi Zero)"
 "$venv/bin/pip" install "earmark[device] @ file://${wheels[0]}"
 
@@ -71,7 +71,7 @@ unit=/etc/systemd/system/earmark-speaker.service
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable --now earmark-speaker.service
-  echo "install.sh: earmark-speaker is running; check it with: $venv/bin/earmark-device doctor --config /etc/earmark/device.toml"
+  echo "install.sh: earmark-speaker is running; check it with: $venv/bin/earmark device doctor --config /etc/earmark/device.toml"
 else
   # Not booted with systemd (an image being built, a chroot): enabled, it starts at boot.
   systemctl enable earmark-speaker.service

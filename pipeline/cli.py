@@ -1,4 +1,4 @@
-"""`earmark-pipeline`: run the cloud ingest, enroll devices, manage models."""
+"""`earmark pipeline`: run the cloud ingest, enroll devices, manage models."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.cli import OneLineParser, add_database_arguments, database_url, entry, prog_name
+from contract.cli import OneLineParser, add_database_arguments, database_url, entry
 from contract.config import ConfigError, load_settings
 from contract.errors import EarmarkError, report
 from pipeline.settings import PipelineSettings
@@ -21,8 +21,8 @@ from pipeline.settings import PipelineSettings
 _LOGGER = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=prog_name("earmark-pipeline"), description=__doc__)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=prog, description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("--config", type=Path, help="TOML settings file")
     parser.add_argument("--data-dir", type=Path, help="the cloud's data directory (default: DATA/cloud)")
@@ -74,18 +74,18 @@ async def _serve(settings: PipelineSettings) -> None:
         store.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-pipeline`."""
-    return entry("earmark-pipeline", _main, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "earmark pipeline") -> int:
+    """Entry point of `earmark pipeline` (`prog`: the name it reports under)."""
+    return entry(prog, lambda args: _main(args, prog), argv)
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], prog: str) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "models" in argv[:3]:
         from pipeline.models import main as models_main
 
         return models_main(argv[argv.index("models") + 1 :])
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     os.umask(0o077)  # clips, transcripts and the database are private from the first byte
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
@@ -95,7 +95,7 @@ def _main(argv: list[str]) -> int:
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     try:
-        database = database_url(args, prog_name("earmark-pipeline"))
+        database = database_url(args, prog)
         if database is not None:
             overrides["database"] = database
         if args.command == "enroll":
@@ -131,7 +131,7 @@ def _main(argv: list[str]) -> int:
         asyncio.run(_serve(settings))
         return 0
     except EarmarkError as err:
-        return report(prog_name("earmark-pipeline"), err)
+        return report(prog, err)
 
 
 if __name__ == "__main__":

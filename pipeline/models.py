@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 from contract import paths
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, entry
 from contract.errors import EarmarkError, report
 from pipeline.errors import ModelError
 
@@ -131,13 +131,13 @@ def fetch(url: str, sha256: str, model_dir: Path, timeout_seconds: float = 60.0)
     return target
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark models`."""
-    return entry("earmark models", _main, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "earmark models") -> int:
+    """Entry point of `earmark models` (`prog`: the name it reports under)."""
+    return entry(prog, lambda args: _main(args, prog), argv)
 
 
-def _main(argv: list[str]) -> int:
-    parser = OneLineParser(prog=prog_name("earmark models"), description="Vosk models")
+def _main(argv: list[str], prog: str) -> int:
+    parser = OneLineParser(prog=prog, description="Vosk models")
     parser.add_argument("--dir", type=Path, default=paths.models_dir(), help="where models live (default: DATA/models)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="installed models")
@@ -165,7 +165,7 @@ def _main(argv: list[str]) -> int:
         print(json.dumps({"installed": str(path)}))  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report(prog_name("earmark models"), err)
+        return report(prog, err)
 
 
 if __name__ == "__main__":

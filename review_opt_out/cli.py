@@ -1,4 +1,4 @@
-"""`earmark-review`: the consent service, its admin commands, and the audit verifier."""
+"""`earmark review`: the consent service, its admin commands, and the audit verifier."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import ClassVar
 from pydantic import ConfigDict
 
 from contract import paths
-from contract.cli import OneLineParser, add_database_arguments, database_url, entry, prog_name
+from contract.cli import OneLineParser, add_database_arguments, database_url, entry
 from contract.config import ConfigError, LayeredSettings, load_settings
 from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
@@ -92,7 +92,7 @@ def _app_tls(args: argparse.Namespace) -> tuple[Path, Path] | None:
     cert, key = tls.paths(args.data_dir)
     if not (cert.exists() and key.exists()):
         raise ConfigError(
-            f"no certificate for the app in {cert.parent}: run `earmark-review --data-dir {args.data_dir} setup` "
+            f"no certificate for the app in {cert.parent}: run `earmark review setup` for that data directory "
             "(or give --cert and --key, or --plain-http behind a proxy that does TLS)"
         )
     return cert, key
@@ -183,13 +183,13 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-review`."""
-    return entry("earmark-review", _main, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "earmark review") -> int:
+    """Entry point of `earmark review` (`prog`: the name it reports under)."""
+    return entry(prog, lambda args: _main(args, prog), argv)
 
 
-def _main(argv: list[str]) -> int:
-    parser = OneLineParser(prog=prog_name("earmark-review"), description=__doc__)
+def _main(argv: list[str], prog: str) -> int:
+    parser = OneLineParser(prog=prog, description=__doc__)
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -239,7 +239,7 @@ def _main(argv: list[str]) -> int:
     sample.add_argument("--fraction", type=float, default=0.002)
     sub.add_parser("retention", help="apply auto-delete settings once")
     # Its own name under `earmark audit`, not `earmark audit audit`.
-    audit_prog = "earmark audit" if prog_name("") == "earmark audit" else None
+    audit_prog = "earmark audit" if prog == "earmark audit" else None
     audit_cmd = sub.add_parser("audit", help="audit log tools", prog=audit_prog)
     audit_cmd.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
@@ -254,7 +254,7 @@ def _main(argv: list[str]) -> int:
             names = ", ".join(tls.certificate_names(cert))
             print(f"{'created' if made else 'kept the existing'} the app's self-signed certificate {cert} ({names})")  # noqa: T201
             return 0
-        args.database = check_url(database_url(args, prog_name("earmark-review")))
+        args.database = check_url(database_url(args, prog))
         if args.command == "audit" and args.database is None and not database_path(args.data_dir).exists():
             # Opening the registry would create an empty database and call its empty chain intact.
             raise ConfigError(f"no Earmark database in {args.data_dir}: nothing to verify (is --data-dir right?)")
@@ -285,7 +285,7 @@ def _main(argv: list[str]) -> int:
             print(f"earmark audit: {result.entries} entries, chain intact")  # noqa: T201
         return 0
     except EarmarkError as err:
-        return report(prog_name("earmark-review"), err)
+        return report(prog, err)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ What still relies on trusting admins: the link passes through the admin's hands,
 admin who opens it himself gets a working reviewer account and can hear clips. Nothing
 prevents that; the audit only shows it afterwards, as an activation from the creating
 admin's address and usually soon after the creation. Two admins are no safeguard either:
-each can create accounts alone. The operator who runs `earmark-review add-reviewer` on
+each can create accounts alone. The operator who runs `earmark review add-reviewer` on
 the server sets that account's password and holds the database anyway.
 """
 

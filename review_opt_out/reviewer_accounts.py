@@ -18,7 +18,7 @@ class ReviewerAccounts(RegistryCore):
     """Reviewer and admin accounts."""
 
     def add_reviewer(self, name: str, password_hash: str, role: str = "reviewer", actor: str = "operator") -> str:
-        """An account with a password the operator set on the server (`earmark-review add-reviewer`:
+        """An account with a password the operator set on the server (`earmark review add-reviewer`:
         the first admin); returns its id (ReviewError if the name is taken). Admins use invite_reviewer."""
         return self._insert_reviewer(name, role, actor, password_hash, None, client="server")
 

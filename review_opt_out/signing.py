@@ -1,6 +1,6 @@
 """The consent service's Ed25519 key: it signs every ConsentState it publishes.
 
-The key is made once by `earmark-review setup` (the command that sets the cloud up)
+The key is made once by `earmark review setup` (the command that sets the cloud up)
 and stored 0600; its public half goes onto every device at flash time. Devices accept
 only consent states signed by it, so nobody else who can publish on the broker can
 flip or pin a household's consent.
@@ -74,7 +74,7 @@ class ConsentSigner:
         try:
             key = load_pem_private_key(path.read_bytes(), password=None)
         except FileNotFoundError:
-            raise ReviewError(f"no consent signing key in {path.parent}: run `earmark-review setup` first") from None
+            raise ReviewError(f"no consent signing key in {path.parent}: run `earmark review setup` first") from None
         except ValueError as err:
             raise ReviewError(f"{path}: not a readable private key ({err})") from err
         if not isinstance(key, Ed25519PrivateKey):

@@ -104,7 +104,7 @@ class Cloud:
         toml = (
             f'[identity]\ndevice_id = "{device_id}"\nhousehold_id = "{HOUSEHOLD}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.port}\n'
-            '[assistant]\nlanguage = "ko"\nsound_device = "filespeaker"\nvolume = 0.8\n'
+            '[assistant]\nlanguage = "ko"\n'  # the rig's [output] plays on its file speaker at 0.8
         )
         speaker = SpeakerProcess(tmp, None, mode="cloud", extra_toml=toml)
         deadline = time.monotonic() + 120

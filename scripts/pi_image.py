@@ -1,4 +1,4 @@
-"""A blank disk image laid out as Raspberry Pi OS lays its images out, for `earmark-flash`.
+"""A blank disk image laid out as Raspberry Pi OS lays its images out, for `earmark flash`.
 
 An MBR with a FAT boot partition at 4 MiB holding `config.txt`, and a Linux partition
 after it. The flashing tests and the arm64 stand-in both configure one; no Pi OS image

@@ -7,7 +7,7 @@ qemu-user with proot, unprivileged. Per release:
 
 1. **Base root** (`scripts/pi_stand_in_base.sh`): debootstrap + what Pi OS Lite has.
    Cached under `$EARMARK_PI_CACHE` by a key over that script, so a rerun skips it.
-2. **Flash**: a blank Pi-layout image configured by `earmark-flash`'s own code (a wheel
+2. **Flash**: a blank Pi-layout image configured by `earmark flash`'s own code (a wheel
    of this checkout, device.toml, credentials, consent key, user-data); its boot
    partition's files are copied into the root's `/boot/firmware`.
 3. **First boot**: the command cloud-init would run from `user-data` (the real
@@ -15,9 +15,9 @@ qemu-user with proot, unprivileged. Per release:
 4. **Checks** on what it installed: user and groups, venv, files and modes,
    `/etc/asound.conf`, `config.txt` lines, the unit enabled and passing `systemd-analyze
    verify`, no credentials left on the FAT side.
-5. **Run**: the installed `earmark-device listen` on the bundled sample through ALSA's
+5. **Run**: the installed `earmark device listen` on the bundled sample through ALSA's
    file plugin (a capture device PyAudio opens like a microphone), compared event by
-   event with the same run on this machine; then `earmark-speaker-bench` in the root
+   event with the same run on this machine; then `scripts/speaker_bench.py` in the root
    for cold start and peak RSS under emulation.
 
 Prints one JSON report (timings per step, check results, figures); exits 1 if a check
@@ -191,6 +191,15 @@ class StandIn:
         versions = self.run("/opt/earmark/.venv/bin/python", "-c", _VERSIONS_SCRIPT)
         self.details["installed"] = json.loads(versions)
         self.check("no openWakeWord, onnxruntime, scikit-learn or scipy", not self.details["installed"]["unwanted"])
+        # The speaker's wheel holds no cloud: its launcher says so, in one line.
+        cloud = subprocess.run(
+            proot(root, "/opt/earmark/.venv/bin/earmark", "pipeline", "--help"), capture_output=True, text=True
+        )
+        self.check(
+            "no cloud on the speaker",
+            cloud.returncode == 2 and "the cloud is not installed here" in cloud.stderr,
+            cloud.stderr[-500:],
+        )
         earmark_gid = gids.get("earmark", -1)
         for path, mode, group in (
             ("etc/earmark", 0o750, earmark_gid),
@@ -237,7 +246,7 @@ class StandIn:
         # Under proot alsa-lib runs none of alsa.conf's load hooks (~/.asoundrc, conf.d,
         # /etc/asound.conf), so the file mic is named as a second top-level config.
         output = self.run(
-            "/opt/earmark/.venv/bin/earmark-device", "listen", "--input", "mic", "--device", "fakemic",
+            "/opt/earmark/.venv/bin/earmark", "device", "listen", "--input", "mic", "--device", "fakemic",
             "--max-seconds", str(SAMPLE_SECONDS),
             env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf:/root/file-mic.conf"},
         )  # fmt: skip
@@ -252,8 +261,10 @@ class StandIn:
     def speaker_bench(self) -> None:
         # One second of audio: under emulation every audio second costs ~12 s.
         _write_raw_sample(self.root / "root/one-second.wav", seconds=1.0, wav=True)
+        # Measuring code is not in the speaker's wheel: the script is copied in for the run.
+        shutil.copy(Path(__file__).with_name("speaker_bench.py"), self.root / "root/speaker_bench.py")
         output = self.run(
-            "/opt/earmark/.venv/bin/earmark-speaker-bench", "--runs", "1", "--input", "/root/one-second.wav",
+            "/opt/earmark/.venv/bin/python", "/root/speaker_bench.py", "--runs", "1", "--input", "/root/one-second.wav",
             "--json", "/root/speaker-bench.json",
         )  # fmt: skip
         self.details["speaker_bench_stdout"] = output.splitlines()[:2]

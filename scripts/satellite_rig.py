@@ -78,7 +78,7 @@ class SpeakerProcess:
             f"{extra_toml}\n"
             f"[satellite]\nport = {self.port}\nzeroconf = {str(zeroconf).lower()}\n"
             'name = "Kitchen speaker"\narea = "Kitchen"\n'
-            f'sound_device = "filespeaker"\nvolume = 0.8\ntimer_rings = {timer_rings}\n'
+            f'[output]\nsound_device = "filespeaker"\nvolume = 0.8\ntimer_rings = {timer_rings}\n'
             f"[gpio]\nenabled = true\nmute_button = {BUTTON}\n"
         )
         self.log: list[str] = []

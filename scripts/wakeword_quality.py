@@ -26,7 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ
-from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec, reference_detector
+from firmware.wake import BUNDLED_WAKE_WORDS, WakeSettings, WakeWordDetector, WakeWordSpec
+from scripts.reference_wake import reference_detector
 from scripts.speech import (
     REQUESTS,
     WAKE_PHRASES,

@@ -168,7 +168,7 @@ class CliResult:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, timeout: float = 120
 ) -> CliResult:
-    """Run `earmark-device` as a user would, in a child process."""
+    """Run `earmark device` as a user would, in a child process."""
     done = subprocess.run(
         [sys.executable, "-m", "firmware.cli", *args],
         input=stdin if stdin is not None else b"",

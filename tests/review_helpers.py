@@ -60,7 +60,7 @@ def capture(
 
 def open_both(data_dir: Path, database: str | None = None) -> tuple[SqlClipStore, Registry]:
     """The clip store and the registry on one data directory (and database: None is SQLite
-    in it), as `earmark-review setup` leaves it."""
+    in it), as `earmark review setup` leaves it."""
     create_key(data_dir)
     store = SqlClipStore(data_dir, database=database)
     return store, Registry(data_dir, database=database)

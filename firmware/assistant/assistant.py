@@ -43,6 +43,7 @@ from firmware.assistant.speaking import ReplySpeaker
 from firmware.assistant.timers import TimerBook
 from firmware.assistant.voice import Voice
 from firmware.audio.output import Player
+from firmware.audio.output_settings import OutputSettings
 from firmware.events import FrontEndEvent, SpeechEnded, WakeDetected
 from firmware.segmenter import EndReason
 from firmware.sounds import Sound, render
@@ -52,6 +53,7 @@ _LOGGER = logging.getLogger(__name__)
 _QUEUE_JOBS = 256
 _ECHO_MARGIN_SECONDS = 0.15  # output latency: the cue is still audible this long after its last write
 _ANSWERED_REQUESTS = {EndReason.SILENCE, EndReason.MAX_LENGTH}
+_DEFAULT_OUTPUT = OutputSettings()
 
 Record = dict[str, Any]  # one JSON-safe line for whoever prints what the speaker does
 
@@ -73,6 +75,7 @@ class Assistant:
         voice: Voice | None,
         player: Player | None,
         *,
+        output: OutputSettings = _DEFAULT_OUTPUT,
         send_privacy: Callable[[PrivacyRequest], None] | None = None,
         on_record: Callable[[Record], None] = lambda _record: None,
         reply_dir: Path | None = None,
@@ -81,6 +84,7 @@ class Assistant:
         handlers: IntentRegistry | None = None,
     ) -> None:
         self._settings = settings
+        self._output = output
         self._language = settings.language
         self._matcher = matcher
         self._handlers = handlers if handlers is not None else default_registry()
@@ -99,7 +103,7 @@ class Assistant:
         self._ringing = False  # a finished timer is ringing: "stop" silences it, cancels no other
         self._idle = threading.Condition()
         self._busy_jobs = 0
-        self._sounds = {sound: render(sound) for sound in Sound} if settings.sounds else {}
+        self._sounds = {sound: render(sound) for sound in Sound} if output.sounds else {}
         self._thread = threading.Thread(target=self._run, name="assistant", daemon=True)
 
     # -- other threads: queue only ------------------------------------------------------
@@ -236,7 +240,7 @@ class Assistant:
             self._on_record({"type": "timer_finished", "timer_id": timer.timer_id, "seconds": timer.seconds})
             if self._player is not None and Sound.TIMER in self._sounds:
                 self._ringing = True
-                for _ in range(self._settings.timer_rings):
+                for _ in range(self._output.timer_rings):
                     self._player.play(self._sounds[Sound.TIMER])
                 self._player.end(self._rung)
         if len(self._given_up) > 1000:
@@ -300,7 +304,7 @@ class Assistant:
             timers=self._timers,
             ringing=self._ringing,
             volume=self._player,
-            configured_volume=self._settings.volume,
+            configured_volume=self._output.volume,
         )
 
     def _ask_consent_service(self, utterance_id: UUID, intent: Intent, action: PrivacyAction) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from firmware.audio.output_settings import OUTPUT_KEYS
 
 
 class Language(enum.StrEnum):
@@ -23,18 +26,16 @@ class VoiceEngine(enum.StrEnum):
 
 
 class AssistantSettings(BaseModel):
-    """What the speaker understands and how it answers."""
+    """What the speaker understands and how it answers (what it plays on: `OutputSettings`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    moved_fields: ClassVar[frozenset[str]] = OUTPUT_KEYS  # now [output]; still read for one release
 
     enabled: bool = Field(True, description="match final transcripts to intents and answer aloud")
     language: Language = Field(Language.ENGLISH, description="sentences, replies and voice")
     custom_sentences_dir: Path | None = Field(
         None, description="more hassil sentence files (*.yaml, Home Assistant's format) for the built-in intents"
     )
-    sounds: bool = Field(True, description="wake, done, error and timer sounds")
-    volume: float = Field(0.8, ge=0, le=1, description="loudness of sounds and replies (voice can change it)")
-    sound_device: str | None = Field(None, description="output device index or name substring; default output")
     voice: VoiceEngine = VoiceEngine.ESPEAK_NG
     espeak_voice: str | None = Field(None, max_length=32, description="espeak-ng voice; default: the language's")
     piper_model: Path | None = Field(None, description="Piper voice (.onnx, its .onnx.json beside it)")
@@ -42,5 +43,4 @@ class AssistantSettings(BaseModel):
     answer_timeout_seconds: float = Field(
         8.0, gt=0, le=60, description="no answer from the cloud this long after the request ends: error sound"
     )
-    timer_rings: int = Field(5, ge=1, le=60, description="how many times a finished timer rings unless stopped")
     max_timers: int = Field(10, ge=1, le=100)

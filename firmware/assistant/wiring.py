@@ -1,7 +1,7 @@
 """Cloud mode on the device: the uplink, and the assistant answering what comes back.
 
-The CLI (`earmark-device listen --stream`, behind `earmark up`) and the speaker service
-both start it here, so they cannot drift apart.
+The device assembly (`firmware/device.py`), which the CLI (`earmark device listen
+--stream`, behind `earmark up`) and the speaker service share, starts it here.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from firmware.assistant.assistant import Assistant, Record
 from firmware.assistant.intents import IntentMatcher
 from firmware.assistant.voice import load_voice
 from firmware.audio.output import Player
+from firmware.audio.output_settings import OutputSettings
 from firmware.consent_cache import ConsentCache
 from firmware.events import FrontEndEvent, WakeDetected
 from firmware.frontend import FrontEnd
@@ -55,6 +56,7 @@ def start_cloud_session(
     on_line: Callable[[str], None],
     *,
     reply_dir: Path | None = None,
+    open_player: Callable[[OutputSettings], Player | None],
 ) -> CloudSession:
     """Start the uplink (and the assistant unless switched off); `on_line` gets one JSON
     line per transcript, intent, answer and cancellation (the CLI prints them; the
@@ -80,7 +82,12 @@ def start_cloud_session(
     assistant = player = None
     if settings.assistant.enabled:
         assistant, player = start_assistant(
-            settings, frontend, uplink, lambda record: on_line(json.dumps(record, ensure_ascii=False)), reply_dir
+            settings,
+            frontend,
+            uplink,
+            lambda record: on_line(json.dumps(record, ensure_ascii=False)),
+            open_player,
+            reply_dir,
         )
         answering.append(assistant)
     uplink.start()
@@ -92,18 +99,20 @@ def start_assistant(
     frontend: FrontEnd,
     uplink: Uplink | None,
     on_record: Callable[[Record], None],
+    open_player: Callable[[OutputSettings], Player | None],
     reply_dir: Path | None = None,
 ) -> tuple[Assistant, Player | None]:
     """Load sentences and voice, open the output (not when replies go to `reply_dir`), start."""
     options = settings.assistant
     matcher = IntentMatcher(options.language, options.custom_sentences_dir)
     voice = load_voice(options)
-    player = None if reply_dir is not None else Player(options.sound_device, options.volume)
+    player = None if reply_dir is not None else open_player(settings.output)
     assistant = Assistant(
         options,
         matcher,
         voice,
         player,
+        output=settings.output,
         send_privacy=uplink.send_privacy if uplink is not None else None,
         on_record=on_record,
         reply_dir=reply_dir,

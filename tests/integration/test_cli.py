@@ -1,4 +1,4 @@
-"""`earmark-device` as a user runs it: real files, raw stdin, and a real ALSA capture device.
+"""`earmark device` as a user runs it: real files, raw stdin, and a real ALSA capture device.
 
 No sound card exists here, so the microphone is ALSA's own `file` plugin reading a raw
 file, wrapped in `plug` at 16 kHz mono S16_LE. PyAudio opens it by name through
@@ -163,4 +163,4 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path: Path, case: str) ->
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("earmark-device: error: ") and expected in lines[0]
+    assert lines[0].startswith("earmark device: error: ") and expected in lines[0]

@@ -173,7 +173,7 @@ def test_moving_a_device_to_another_household_takes_effect_at_its_next_start(clo
     device = Injector(cloud.broker, device="kitchen-1", household="h-42")
     before = send(device, review_allowed=True, consent_version=2)
     assert cloud.stored(before).household_id == "h-42"
-    # The operator moves it (another process, as `earmark-pipeline enroll` is), no restart.
+    # The operator moves it (another process, as `earmark pipeline enroll` is), no restart.
     other = open_database(cloud.data, cloud.database)
     with other.writing():
         other.execute("UPDATE devices SET household_id = 'h-7' WHERE device_id = 'kitchen-1'")

@@ -1,4 +1,4 @@
-"""`earmark-device doctor` against a real ALSA capture device and a real mosquitto."""
+"""`earmark device doctor` against a real ALSA capture device and a real mosquitto."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_doctor_shows_home_assistant_mode_and_checks_what_that_mode_needs(tmp_pa
     assert "ok   speaker: sounds and replies play on nullsink" in done.stdout  # this HOME's only output
     assert not any(name in done.stdout for name in ("broker reachable", "credentials", "consent key"))
 
-    config.write_text(config.read_text().replace("[satellite]\n", '[satellite]\nsound_device = "usb-speaker"\n'))
+    config.write_text(config.read_text() + '[output]\nsound_device = "usb-speaker"\n')
     done = run_cli("doctor", "--config", str(config), env=env)
     assert done.returncode == 1
     assert "FAIL speaker: speaker 'usb-speaker': no output device matches" in done.stdout

@@ -4,21 +4,21 @@ never a traceback), one data directory, and flags that work wherever they stand.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from hardware.cli import COMMANDS, split_globals
+from earmark.cli import COMMANDS, split_globals
 from tests.conftest import REPO
 
 
 def earmark(*args: str, data: Path, stdin: str | None = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EARMARK_DATA_DIR": str(data)}
-    env.pop("EARMARK_PROG", None)
     return subprocess.run(
-        [sys.executable, "-m", "hardware.cli", *args],
+        [sys.executable, "-m", "earmark", *args],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=120, env=env, input=stdin,
     )  # fmt: skip
 
@@ -51,8 +51,6 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "review": (["add-member", "h1", "notanemail", "Ana", "--password-file", "/dev/null"], "not an email address"),
     "audit": (["verify"], "no Earmark database in"),
     "models": (["fetch"], "the following arguments are required: url"),
-    "bench": (["frontend", "--minutes", "soon"], "invalid float value"),
-    "speaker-bench": (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 }
 
 
@@ -158,9 +156,8 @@ def test_the_database_url_comes_from_a_file_or_the_environment_and_a_typed_passw
         from_file = earmark("pipeline", "--database-file", str(tmp_path / "url"), "enroll", "d1", "h1", data=data)
         assert from_file.returncode == 0 and from_file.stderr == "", from_file.stderr
         env = {**os.environ, "EARMARK_DATA_DIR": str(data), "EARMARK_DATABASE": url}
-        env.pop("EARMARK_PROG", None)
         from_env = subprocess.run(
-            [sys.executable, "-m", "hardware.cli", "pipeline", "enroll", "d2", "h1"],
+            [sys.executable, "-m", "earmark", "pipeline", "enroll", "d2", "h1"],
             cwd=REPO, capture_output=True, text=True, check=False, timeout=120, env=env,
         )  # fmt: skip
         assert from_env.returncode == 0 and from_env.stderr == "", from_env.stderr
@@ -175,3 +172,16 @@ def test_the_database_url_comes_from_a_file_or_the_environment_and_a_typed_passw
             rows = db.execute("SELECT device_id FROM devices ORDER BY device_id").fetchall()
     assert rows == [("d1",), ("d2",), ("d3",)]
     assert not list(data.rglob("*.sqlite3"))  # every run used PostgreSQL
+
+
+def test_up_checks_what_a_person_can_get_wrong_before_starting_anything(tmp_path: Path) -> None:
+    missing = earmark("up", "--input", str(tmp_path / "nosuch.wav"), data=tmp_path / "a")
+    one_line_error(missing, "earmark up: error:", "nosuch.wav: no such audio file")
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - where the app would listen
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = earmark("up", "--input", "sample", "--app-port", str(port), data=tmp_path / "b")
+    one_line_error(busy, f"cannot listen on port {port}", "choose another with --app-port")
+    # Nothing was started: no broker, no cloud, no data directory.
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

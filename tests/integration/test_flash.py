@@ -1,12 +1,14 @@
-"""earmark-flash on real FAT images the test builds (mkfs.vfat + an MBR partition table)."""
+"""earmark flash on real FAT images the test builds (mkfs.vfat + an MBR partition table)."""
 
 from __future__ import annotations
 
 import hashlib
 import lzma
+import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from hardware.flash import (
     check_target,
     configure_image,
     render,
+    temporary_wheel,
     write_to_device,
 )
 from hardware.speaker import SpeakerSettings
@@ -31,7 +34,7 @@ from tests.conftest import REPO
 
 BOOT_START = BOOT_START_SECTORS
 
-# The consent service's public key, as `earmark-review setup` writes it.
+# The consent service's public key, as `earmark review setup` writes it.
 CONSENT_PUBLIC_KEY = (
     Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
 )
@@ -170,7 +173,7 @@ def test_writes_with_progress_and_verifies_by_reading_back(tmp_path: Path) -> No
 
 
 def flash_cli(image: Path, config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """`earmark-flash IMAGE --config CONFIG ...` as a user runs it."""
+    """`earmark flash IMAGE --config CONFIG ...` as a user runs it."""
     command = [sys.executable, "-m", "hardware.flash", str(image), "--config", str(config), *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
 
@@ -197,7 +200,7 @@ def test_the_command_line(tmp_path: Path) -> None:
     assert "kitchen-speaker" in read_file(tmp_path / "raspios.earmark.img", "user-data")
     config.write_text('[device]\nhostname = "Not A Hostname!"\n')
     bad = flash_cli(image, config)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "earmark-flash: error:" in bad.stderr
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "earmark flash: error:" in bad.stderr
 
 
 def test_home_assistant_mode_is_chosen_at_flash_time_and_switched_by_one_line(tmp_path: Path) -> None:
@@ -266,7 +269,7 @@ def test_only_a_block_device_is_written_and_a_file_needs_image_out(tmp_path: Pat
 
 
 def leftovers(folder: Path) -> list[str]:
-    """What earmark-flash made beside its output and should have removed."""
+    """What earmark flash made beside its output and should have removed."""
     return sorted(path.name for path in folder.iterdir() if path.name.startswith(".earmark-"))
 
 
@@ -305,3 +308,18 @@ def test_a_bad_value_is_refused_by_its_name(tmp_path: Path, table: str, named: s
     bad = flash_cli(image, config, "--wheel", str(tmp_path / "earmark-0.1.0-py3-none-any.whl"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert named in bad.stderr
+
+
+def test_the_speaker_wheel_holds_only_what_a_speaker_runs(tmp_path: Path) -> None:
+    with temporary_wheel(tmp_path) as wheel, zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    packages = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert packages == {"earmark", "contract", "firmware", "hardware"}
+    # The measuring code stays in the checkout: benchmarks, the reference model, the LiteRT shim.
+    assert not [n for n in names if re.search(r"bench|litert_shim|reference_wake|speaker_bench", n)]
+    # What the speaker needs is in it: the sample, the sentences, the unit, install.sh.
+    for needed in ("firmware/samples/", "firmware/assistant/sentences/en.yaml", "hardware/install.sh",
+                   "hardware/systemd/earmark-speaker.service", "earmark/cli.py"):  # fmt: skip
+        assert any(n.startswith(needed) for n in names), needed
+    assert "earmark = earmark.cli:main" in entry_points and "earmark-speaker = hardware.speaker:main" in entry_points

@@ -1,4 +1,4 @@
-"""`earmark-review serve` as an operator runs it: CLI set-up, the page, and the retained consent."""
+"""`earmark review serve` as an operator runs it: CLI set-up, the page, and the retained consent."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
     password = tmp_path / "pw"
     password.write_text("correct horse\n")
     refused = review("add-household", "h1", "The Parks", data_dir=data)
-    assert refused.returncode == 2 and "earmark-review setup" in refused.stderr  # no key: nothing unsigned
+    assert refused.returncode == 2 and "earmark review setup" in refused.stderr  # no key: nothing unsigned
     setup = review("setup", data_dir=data)
     assert setup.returncode == 0 and "created" in setup.stdout
     # ... and the app's self-signed certificate, for phones on the LAN.

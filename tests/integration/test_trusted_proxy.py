@@ -2,7 +2,7 @@
 
 Issue 24: uvicorn believed X-Forwarded-For from 127.0.0.1 by default, so a local client
 naming a new address per guess was never refused. Both tests run the real
-`earmark-review serve` over HTTPS; the second puts Debian's nginx in front of it.
+`earmark review serve` over HTTPS; the second puts Debian's nginx in front of it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
 
 @contextmanager
 def app(tmp_path: Path, *serve_args: str) -> Iterator[tuple[int, Path]]:
-    """`earmark-review serve` on loopback over HTTPS with members ana and bo; yields (port, certificate)."""
+    """`earmark review serve` on loopback over HTTPS with members ana and bo; yields (port, certificate)."""
     data = tmp_path / "data"
     password = tmp_path / "pw"
     password.write_text("correct horse\n")

@@ -21,10 +21,10 @@ from firmware.wake import (
     WakeWordDetector,
     WakeWordSpec,
     load_model,
-    reference_detector,
     resolve_models,
 )
 from firmware.wake_runner import WakeRunner
+from scripts.reference_wake import reference_detector
 from tests.broker import free_port
 from tests.conftest import FIXTURES, REPO, Pcm, load_pcm
 

@@ -1,4 +1,4 @@
-"""earmark-flash before any image is touched: its config, the device.toml it becomes, and input checks."""
+"""earmark flash before any image is touched: its config, the device.toml it becomes, and input checks."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_a_missing_or_unknown_setting_is_said_in_words(tmp_path: Path) -> None:
         load_flash_config(config)
     assert str(raised.value) == (
         f"{config}: device.ssh_public_key: required; device.wifi: must be a table;"
-        " device.broker: not a setting earmark-flash knows (a typo?)"
+        " device.broker: not a setting earmark flash knows (a typo?)"
     )
 
 
@@ -152,7 +152,7 @@ def test_an_unreadable_config_is_named(tmp_path: Path) -> None:
 
 
 def flash(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, float]:
-    """`earmark-flash ARGV` in this process: exit status, stderr, seconds taken."""
+    """`earmark flash ARGV` in this process: exit status, stderr, seconds taken."""
     started = time.monotonic()
     status = main(list(argv))
     return status, capsys.readouterr().err, time.monotonic() - started

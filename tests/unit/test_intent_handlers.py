@@ -27,6 +27,7 @@ from firmware.assistant.handlers import (
 from firmware.assistant.intents import Intent, IntentMatcher
 from firmware.assistant.settings import AssistantSettings, Language
 from firmware.assistant.timers import TimerBook
+from firmware.audio.output_settings import OutputSettings
 from firmware.errors import AssistantError
 from tests.conftest import REPO
 
@@ -134,9 +135,16 @@ def answer_to(tmp_path: Path, text: str, registry: IntentRegistry | None = None)
         with lock:
             records.append(record)
 
-    settings = AssistantSettings(sounds=False)
     matcher = IntentMatcher(Language.ENGLISH, tmp_path)
-    assistant = Assistant(settings, matcher, None, None, on_record=on_record, handlers=registry)
+    assistant = Assistant(
+        AssistantSettings(),
+        matcher,
+        None,
+        None,
+        output=OutputSettings(sounds=False),
+        on_record=on_record,
+        handlers=registry,
+    )
     assistant.start()
     try:
         utterance_id = uuid4()

@@ -1,4 +1,4 @@
-"""`earmark-speaker-bench`: what the speaker service costs to start and to hold in memory.
+"""`python scripts/speaker_bench.py`: what the speaker service costs to start and to hold in memory.
 
 Reported, never asserted. It starts the real `earmark-speaker` (one wake word, VAD,
 uplink, status LEDs through gpiozero's mock pins, a consent key) on the bundled
@@ -6,7 +6,8 @@ request, the way systemd does: a NOTIFY_SOCKET it listens on for READY=1. Per ru
 reports seconds from exec to READY, peak RSS (the kernel's high-water mark, from
 wait4) and CPU. A run with `-X importtime` and one process that imports the same
 top-level packages one by one give import time and resident memory by component.
-Runs on a Pi, in the arm64 stand-in, and here: it needs only the `device` extra
+Runs on a Pi, in the arm64 stand-in (copied into the root: it is measuring code, not
+in the speaker's wheel), and here: it needs only the `device` extra and `contract`
 (a mosquitto on PATH, when there is one, gives the uplink a broker to talk to).
 """
 
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, entry
 
 _READY_TIMEOUT_SECONDS = 600.0  # emulated arm64 is ~50x slower than this machine
 # Our own packages are grouped as "earmark" in the breakdown.
@@ -233,12 +234,12 @@ def bench(python: str, runs: int, source: Path | None = None, audio_input: str =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-speaker-bench`."""
-    return entry("earmark-speaker-bench", _main, argv)
+    """Entry point."""
+    return entry("speaker_bench.py", _main, argv)
 
 
 def _main(argv: list[str]) -> int:
-    parser = OneLineParser(prog=prog_name("earmark-speaker-bench"), description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="speaker_bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--python", default=sys.executable, help="the interpreter whose install is measured")
     parser.add_argument("--source", type=Path, help="run the speaker from this checkout (e.g. an older release)")

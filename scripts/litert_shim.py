@@ -1,5 +1,7 @@
 """Give openWakeWord (the reference the device's runner is measured against) a TFLite interpreter.
 
+Measuring code, not shipped: only `scripts.reference_wake` needs it.
+
 The speaker itself never imports openWakeWord: firmware/wake_runner.py picks
 tflite-runtime or LiteRT directly. openwakeword 0.6 does `import tflite_runtime.interpreter`. tflite-runtime has wheels
 for Python <= 3.11 only; Raspberry Pi OS Trixie ships 3.13, where LiteRT

@@ -4,38 +4,40 @@
 
 `--data-dir` and `-v` may stand anywhere on the line (before or after COMMAND); the data
 directory defaults to `EARMARK_DATA_DIR`, else `~/.local/share/earmark` (XDG), and every
-command uses its part of it (`contract.paths`). Cloud commands run as their own process
-(`python -m pipeline.cli`, ...): nothing here imports cloud code. Any failure is one
-line on stderr and exit status 2.
+command uses its part of it (`contract.paths`). Each command's module is imported only
+when it runs, so `earmark device` never loads the cloud, and on a speaker (whose wheel
+holds no cloud) a cloud command says so. Any failure is one line on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from contract import paths
-from contract.cli import PROG_ENV, OneLineParser, database_url, entry, run_cli
+from contract.cli import OneLineParser, database_url, entry, run_cli
+from contract.config import ConfigError
 
-# name -> (what it does, how it runs). "module:" runs `python -m module` with the given
-# leading arguments; "local:" calls a device-side entry point in this process.
+# name -> (what it does, the module whose `main(argv)` runs it)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("broker + pipeline + companion app + a speaker on this machine", "local:up"),
-    "device": ("the speaker's front end: listen, devices, satellite", "local:device"),
-    "doctor": ("check microphone, models, broker, TLS, credentials and consent", "local:doctor"),
-    "speaker": ("the speaker service (what systemd runs on a Pi)", "local:speaker"),
-    "flash": ("configure a Raspberry Pi OS image and write an SD card", "local:flash"),
-    "provision": ("broker accounts, ACL and TLS for your speakers", "local:provision"),
-    "pipeline": ("the cloud pipeline: run, enroll", "module:pipeline.cli"),
-    "review": ("the consent service, the app and their admin commands", "module:review_opt_out.cli"),
-    "audit": ("audit verify: recompute the audit log's hash chain", "module:review_opt_out.cli"),
-    "models": ("list or fetch Vosk models", "module:pipeline.models"),
-    "bench": ("front-end latency and CPU benchmark", "local:bench"),
-    "speaker-bench": ("the speaker service's start time and memory", "local:speaker-bench"),
+    "up": ("broker + pipeline + companion app + a speaker on this machine", "earmark.up"),
+    "device": ("the speaker's front end: listen, devices, satellite", "firmware.cli"),
+    "doctor": ("check microphone, models, broker, TLS, credentials and consent", "firmware.cli"),
+    "speaker": ("the speaker service (what systemd runs on a Pi)", "hardware.speaker"),
+    "flash": ("configure a Raspberry Pi OS image and write an SD card", "hardware.flash"),
+    "provision": ("broker accounts, ACL and TLS for your speakers", "hardware.broker_config"),
+    "pipeline": ("the cloud pipeline: run, enroll", "pipeline.cli"),
+    "review": ("the consent service, the app and their admin commands", "review_opt_out.cli"),
+    "audit": ("audit verify: recompute the audit log's hash chain", "review_opt_out.cli"),
+    "models": ("list or fetch Vosk models", "pipeline.models"),
 }
 VERBOSE_AWARE = {"device", "doctor", "pipeline", "review", "audit"}
+_CLOUD = ("pipeline", "review_opt_out")
 
 
 def split_globals(argv: Sequence[str]) -> tuple[Path | None, int, list[str]]:
@@ -82,7 +84,8 @@ def _usage() -> str:
 
 
 def _up(argv: list[str], root: Path) -> int:
-    from hardware import up
+    _module_of("up")  # a clear error where the cloud is not installed
+    from earmark import up
 
     parser = OneLineParser(prog="earmark up", description=up.__doc__.split("\n")[0] if up.__doc__ else None)
     up.add_arguments(parser)
@@ -107,38 +110,27 @@ def _up(argv: list[str], root: Path) -> int:
         grammar=grammar,
         app_port=args.app_port,
         database=database_url(args, "earmark up"),
+        exit_when_done=args.exit_when_done,
     )
 
 
-def _local(name: str) -> Callable[[list[str]], int]:
-    if name == "device":
-        from firmware.cli import main as device
+def _module_of(name: str) -> ModuleType:
+    """The command's module, imported now (a speaker's wheel has no cloud to import)."""
+    try:
+        return importlib.import_module(COMMANDS[name][1])
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] not in _CLOUD:
+            raise
+        raise ConfigError(
+            f"earmark {name}: the cloud is not installed here (a speaker's wheel holds only the device);"
+            " run it on the server, or install earmark with the cloud extra: pip install 'earmark[cloud]'"
+        ) from None
 
-        return lambda argv: device(argv)
-    if name == "doctor":
-        from firmware.cli import main as device
 
-        # `-v` belongs to earmark-device itself, before its `doctor`.
-        return lambda argv: device([*(a for a in argv if a == "-v"), "doctor", *(a for a in argv if a != "-v")])
-    if name == "speaker":
-        from hardware.speaker import main as speaker
-
-        return lambda argv: speaker(argv)
-    if name == "flash":
-        from hardware.flash import main as flash
-
-        return lambda argv: flash(argv)
-    if name == "provision":
-        from hardware.broker_config import main as provision
-
-        return lambda argv: provision(argv)
-    if name == "bench":
-        from firmware.bench import main as bench
-
-        return lambda argv: bench(argv)
-    from hardware.speaker_bench import main as speaker_bench
-
-    return lambda argv: speaker_bench(argv)
+def _main_of(name: str) -> Callable[..., int]:
+    """The command's `main(argv, prog)`."""
+    main: Callable[..., int] = _module_of(name).main
+    return main
 
 
 def _run(argv: list[str]) -> int:
@@ -153,23 +145,20 @@ def _run(argv: list[str]) -> int:
     name, args = rest[0], rest[1:]
     root = paths.data_root(explicit)
     os.environ[paths.ENV] = str(root)  # children and their children use the same directory
-    os.environ[PROG_ENV] = f"earmark {name}"
-    flags = ["-v"] * verbose if name in VERBOSE_AWARE else []
-    how = COMMANDS[name][1]
-    if how == "local:up":
+    if name == "up":
         return run_cli("earmark up", lambda: _up(args, root), verbose)
-    if how.startswith("local:"):
-        return _local(how.removeprefix("local:"))([*flags, *args])
-    module = how.removeprefix("module:")
-    if module == "pipeline.models":
+    flags = ["-v"] * verbose if name in VERBOSE_AWARE else []
+    if name == "doctor":  # `earmark device doctor`: -v belongs to `device`, before `doctor`
+        lead = [*flags, "doctor"]
+    elif name == "models":
         lead = ["--dir", str(paths.models_dir(root))]
+    elif name in ("pipeline", "review", "audit"):
+        # The command's own top-level -v, before any of its subcommands.
+        lead = ["--data-dir", str(paths.cloud_dir(root)), *flags, *(["audit"] if name == "audit" else [])]
     else:
-        lead = ["--data-dir", str(paths.cloud_dir(root))]
-    lead += flags  # the command's own top-level -v, before any of its subcommands
-    if name == "audit":
-        lead.append("audit")
-    # Replaces this process: signals, exit status and output are the command's own.
-    os.execv(sys.executable, [sys.executable, "-m", module, *lead, *args])  # noqa: S606 - our own modules
+        lead = flags
+    prog = f"earmark {name}"
+    return run_cli(prog, lambda: _main_of(name)([*lead, *args], prog=prog), verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 Starts a private mosquitto on a free loopback port (with a config it writes), the cloud
 pipeline, and a device on the microphone or a WAV file, then prints the device's events
 and the partial and final transcripts as they arrive. The three run as separate
-processes, exactly as they would on a Pi and a server; nothing here imports cloud code.
+processes, exactly as they would on a Pi and a server.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from contract import paths
 from contract.cli import add_database_arguments
 from contract.config import ConfigError
 from hardware.broker_config import common_conf_lines, write_private
+from pipeline.models import ENGLISH_DEFAULT as DEFAULT_MODEL_NAME  # `earmark models fetch-default`
+from review_opt_out.cli import DEFAULT_APP_PORT
 
-DEFAULT_MODEL_NAME = "vosk-model-small-en-us-0.15"  # `earmark models fetch-default`
 DEVICE_ID = "local-speaker"
-DEFAULT_APP_PORT = 8443  # the companion app's, as `earmark-review serve` has it: a bookmark keeps working
 HOUSEHOLD_ID = "home"
 
 
@@ -127,6 +127,7 @@ def companion_app(cloud_dir: Path, address: str, port: int, env: dict[str, str] 
     )
     # It prints the addresses a phone can open (HTTPS, the certificate `setup` made).
     server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)), env=env)
+    _wait_listening(server, port)
     notice = (
         f"companion app: sign in as {APP_EMAIL} with the password in {password_file} (the browser warns once about"
         " the self-signed certificate); switch review on or off and the device's next clip carries the new consent"
@@ -140,6 +141,21 @@ def companion_app(cloud_dir: Path, address: str, port: int, env: dict[str, str] 
             server.wait(timeout=10)
 
 
+def _wait_listening(server: subprocess.Popen[bytes], port: int) -> None:
+    """Until the app accepts connections; if it exits instead, that is the run's error."""
+    deadline = time.monotonic() + 120  # a bound for a hung start, far above any busy machine's
+    while server.poll() is None:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    server.kill()
+    server.wait()
+    raise ConfigError(f"the companion app did not start on port {port} (its message is above); see --app-port")
+
+
 def _device_command(
     input_spec: str, address: str, state_dir: Path, consent_key: Path, extra: Sequence[str]
 ) -> list[str]:
@@ -148,6 +164,39 @@ def _device_command(
         "--device-id", DEVICE_ID, "--household-id", HOUSEHOLD_ID, "--state-dir", str(state_dir),
         "--consent-key", str(consent_key), *extra,
     )  # fmt: skip
+
+
+def check_inputs(input_spec: str, with_app: bool, app_port: int) -> None:
+    """What a person can get wrong, checked before anything starts (in well under a second)."""
+    if input_spec not in ("mic", "sample", "-") and not Path(input_spec).expanduser().is_file():
+        raise ConfigError(f"{input_spec}: no such audio file (--input takes mic, sample, a WAV file, or -)")
+    if input_spec == "mic":
+        from firmware.audio.mic import list_input_devices
+
+        if not list_input_devices():
+            raise ConfigError("no microphone found (is one connected?); try the bundled request: --input sample")
+    if with_app:
+        # The app listens on every address (phones on the LAN open it): so is that port free?
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("0.0.0.0", app_port))  # noqa: S104 - the app's own address, probed
+            except OSError as err:
+                raise ConfigError(
+                    f"the companion app cannot listen on port {app_port} ({err.strerror}); choose another with"
+                    " --app-port"
+                ) from None
+
+
+def _stay(pipeline: subprocess.Popen[str], input_spec: str) -> None:
+    """The input is done, the demo is not: keep the app and the cloud until Ctrl-C."""
+    notice = (
+        f"{'the sample' if input_spec == 'sample' else 'the input'} is done; the companion app and the cloud keep"
+        " running so you can look at the recording. Press Ctrl-C to stop everything."
+    )
+    print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
+    with contextlib.suppress(KeyboardInterrupt):  # the way a person ends a demo: not a failure
+        pipeline.wait()
 
 
 def up(
@@ -159,13 +208,18 @@ def up(
     grammar: Sequence[str] = (),
     app_port: int = DEFAULT_APP_PORT,
     database: str | None = None,
+    exit_when_done: bool = False,
 ) -> int:
     """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C).
+
+    With the app, a file's end does not end the run (unless `exit_when_done`): the person
+    trying Earmark opens the app next, and it must still be there.
 
     `database` (postgresql://…) puts the cloud's rows there instead of SQLite in the data
     directory; the cloud's processes get it in their environment, not on a command line
     every local user can read.
     """
+    check_inputs(input_spec, with_app, app_port)
     data_dir = data_dir.expanduser()
     env = None if database is None else {**os.environ, "EARMARK_DATABASE": database}
     model = vosk_model.expanduser() if vosk_model else paths.models_dir(data_dir) / DEFAULT_MODEL_NAME
@@ -177,7 +231,7 @@ def up(
         notice = f"private broker at mqtt://{address} (loopback, this run only); cloud data in {data_dir / 'cloud'}"
         print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
         # The consent service signs what it publishes; the device believes only that key
-        # (written by review_opt_out/signing.py, run as its own process: no cloud import here).
+        # (written by review_opt_out/signing.py, in a process of its own as on a server).
         subprocess.run(_python("review_opt_out.cli", *cloud, "setup"), check=True, stdout=subprocess.DEVNULL, env=env)
         consent_key = data_dir / "cloud" / "keys" / "consent-signing.pub"
         enrolled = subprocess.run(
@@ -207,7 +261,10 @@ def up(
                 raise ConfigError("the pipeline did not start; run with -v for its log")
             with app:
                 command = _device_command(input_spec, address, data_dir / "device", consent_key, extra_device_args)
-                return subprocess.run(command, check=False).returncode
+                status = subprocess.run(command, check=False).returncode
+                if with_app and status == 0 and not exit_when_done and input_spec != "mic":
+                    _stay(pipeline, input_spec)
+                return status
         finally:
             pipeline.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -221,6 +278,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vosk-model", type=Path, help=f"Vosk model directory (default: DATA/models/{DEFAULT_MODEL_NAME})"
     )
     parser.add_argument("--realtime", action="store_true", help="pace file input like a microphone")
+    parser.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop everything when a file input ends (by default the app stays until Ctrl-C)",
+    )
     parser.add_argument(
         "--app",
         action=argparse.BooleanOptionalAction,

@@ -1,4 +1,4 @@
-"""`earmark-bench frontend`: CPU cost of the device front end against bare openWakeWord.
+"""`python -m scripts.bench_frontend frontend`: CPU cost of the device front end against bare openWakeWord.
 
 Reported, never asserted. Over the same audio (default 10 minutes: the bundled request
 every 20 s between stretches of pink noise and silence), it measures CPU seconds per
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
-from contract.cli import OneLineParser, entry, prog_name
+from contract.cli import OneLineParser, entry
 from firmware.audio.framer import frames_of
 from firmware.audio.source import SAMPLE_WAV
 from firmware.audio.wav import read_wav
@@ -36,9 +36,9 @@ from firmware.wake import (
     WakeSettings,
     WakeWordDetector,
     WakeWordSpec,
-    load_reference_model,
     resolve_models,
 )
+from scripts.reference_wake import load_reference_model
 
 
 def program_audio(minutes: float, seed: int = 1) -> bytes:
@@ -148,12 +148,12 @@ def bench_frontend(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `earmark-bench`."""
-    return entry("earmark-bench", _main, argv)
+    """Entry point of `python -m scripts.bench_frontend`."""
+    return entry("python -m scripts.bench_frontend", _main, argv)
 
 
 def _main(argv: list[str]) -> int:
-    parser = OneLineParser(prog=prog_name("earmark-bench"), description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m scripts.bench_frontend", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fe = sub.add_parser("frontend", help="front end vs bare openWakeWord CPU cost")
     fe.add_argument("--minutes", type=float, default=10.0)
