@@ -1,11 +1,8 @@
 """The device uplink: streams each utterance to the cloud over MQTT 5 while the user speaks.
 
-* Streaming starts with the pre-roll the moment the wake word fires, in the contract's
-  160 ms chunks (the front end's 80 ms frames are paired up).
-* Every stream opens with the household's consent tag as this device last saw it in a
-  message *signed by the consent service*; unknown consent is sent as
-  `review_allowed=false` (fail closed). The tag only ever narrows review: the cloud
-  checks it against its own registry.
+* What each utterance sends (chunks from the pre-roll on, the start with its consent
+  tag, fail closed) is `firmware.utterance_writer`'s; this module delivers it. The tag
+  only ever narrows review: the cloud checks it against its own registry.
 * Messages wait in a bounded outbox and leave it only when the broker acknowledged them
   (QoS 1), so a broker outage delays an utterance instead of cutting it. They are sent
   only while a pipeline worker announces (retained `PipelineStatus`) that it listens: a
@@ -31,37 +28,26 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
 from contract import topics
-from contract.audio import bytes_to_seconds, seconds_to_bytes
 from contract.errors import ContractError
 from contract.messages import (
-    CHUNK_SECONDS,
-    FLAG_PREROLL,
-    AudioChunk,
-    AudioFormat,
     DeviceStatus,
-    EndReason,
     PipelineStatus,
     PrivacyReply,
     PrivacyRequest,
     RecognitionResult,
     UtteranceCancelled,
     UtteranceClaimed,
-    UtteranceEnd,
-    UtteranceStart,
     UtteranceStored,
     decode_cloud_message,
     decode_json,
@@ -70,8 +56,9 @@ from contract.messages import (
 from contract.mqtt import MqttSettings, build_client, connect_in_background
 from firmware import __version__
 from firmware.consent_cache import ConsentCache
-from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, WakeDetected
+from firmware.events import FrontEndEvent
 from firmware.outbox import Out, Outbox, UplinkSettings, UplinkStats
+from firmware.utterance_writer import UtteranceWriter
 
 _LOGGER = logging.getLogger(__name__)
 _PIPELINES_PREFIX = f"{topics.ROOT}/pipelines/"
@@ -84,19 +71,6 @@ class DeviceIdentity(BaseModel):
 
     device_id: topics.SafeId
     household_id: topics.SafeId
-
-
-@dataclass
-class _Stream:
-    utterance_id: UUID
-    wake_word: str
-    wake_score: float
-    woke_at: datetime
-    next_sequence: int = 0
-    started: bool = False
-    abandoned: bool = False
-    pending: bytearray = field(default_factory=bytearray)  # audio waiting to fill a whole chunk
-    pending_preroll: bool = False
 
 
 class Uplink:
@@ -127,7 +101,7 @@ class Uplink:
         self.connected = threading.Event()
         self.pipeline_listening = threading.Event()
         self._running = threading.Event()
-        self._streams: dict[UUID, _Stream] = {}
+        self._writer = UtteranceWriter(identity.device_id, identity.household_id, consent, self._outbox, self.stats)
         self._cancelled: collections.deque[UUID] = collections.deque(maxlen=64)
         self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
         self._threads: list[threading.Thread] = []
@@ -316,33 +290,11 @@ class Uplink:
 
     def handle(self, event: FrontEndEvent) -> None:
         """Front-end subscriber: turn events into stream messages."""
-        if isinstance(event, WakeDetected):
-            self._streams[event.utterance_id] = _Stream(
-                event.utterance_id, event.wake_word, event.score, datetime.now(UTC)
-            )
-            with self._cond:
-                self._outbox.open(event.utterance_id)
-        elif isinstance(event, UtteranceAudio):
-            stream = self._streams.get(event.utterance_id)
-            if stream is not None and not stream.abandoned:
-                self._stream_audio(stream, event)
-        elif isinstance(event, SpeechEnded):
-            stream = self._streams.pop(event.utterance_id, None)
-            if stream is not None and not stream.abandoned:
-                if not stream.started:
-                    self._open(stream, preroll_seconds=0.0)
-                if not self._send_chunks(stream, flush=True):
-                    return
-                end = UtteranceEnd(
-                    utterance_id=stream.utterance_id, reason=event.reason, chunk_count=stream.next_sequence
-                )
-                self._outbox.enqueue(Out(stream.utterance_id, "", encode_json(end), part=topics.UtterancePart.END))
+        self._writer.handle(event)
 
     def drop(self, utterance_id: UUID) -> None:
         """The cloud cancelled this utterance: send nothing more of it (any thread)."""
-        stream = self._streams.get(utterance_id)
-        if stream is not None:
-            stream.abandoned = True  # the audio thread sends no more audio and no end
+        self._writer.stop_sending(utterance_id)
         with self._cond:
             unsent = self._outbox.cancel(utterance_id)  # nothing of it is stored: nothing to resend
             self.stats.cancelled_ids.add(utterance_id)
@@ -359,76 +311,3 @@ class Uplink:
     def send_privacy(self, request: PrivacyRequest) -> None:
         """Queue a spoken privacy command for the consent service (behind its own request)."""
         self._outbox.enqueue(Out(None, topics.privacy(self._identity.device_id), encode_json(request)))
-
-    def _open(self, stream: _Stream, preroll_seconds: float) -> None:
-        review_allowed, consent_version = self._consent.current()
-        start = UtteranceStart(
-            device_id=self._identity.device_id,
-            household_id=self._identity.household_id,
-            utterance_id=stream.utterance_id,
-            capture_started_at=stream.woke_at - timedelta(seconds=preroll_seconds),
-            audio_format=AudioFormat(),
-            wake_word=stream.wake_word,
-            wake_score=min(max(stream.wake_score, 0.0), 1.0),
-            firmware_version=__version__,
-            review_allowed=review_allowed,
-            consent_version=consent_version,
-        )
-        stream.started = True
-        topic = topics.utterance(self._identity.device_id, stream.utterance_id, topics.UtterancePart.START)
-        self._outbox.enqueue(Out(stream.utterance_id, topic, encode_json(start), part=topics.UtterancePart.START))
-
-    def _stream_audio(self, stream: _Stream, event: UtteranceAudio) -> None:
-        preroll = event.sequence == 0
-        if not stream.started:
-            self._open(stream, preroll_seconds=bytes_to_seconds(len(event.audio)) if preroll else 0.0)
-        if preroll != stream.pending_preroll and not self._send_chunks(stream, flush=True):
-            return  # the pre-roll's tail goes out as a short chunk of its own, flagged as such
-        stream.pending_preroll = preroll
-        stream.pending += event.audio
-        self._send_chunks(stream, flush=False)
-
-    def _send_chunks(self, stream: _Stream, *, flush: bool) -> bool:
-        """Send the pending audio in whole contract-sized chunks (and the rest too if `flush`)."""
-        step = seconds_to_bytes(CHUNK_SECONDS)
-        audio = topics.UtterancePart.AUDIO
-        flags = FLAG_PREROLL if stream.pending_preroll else 0
-        while len(stream.pending) >= step or (flush and stream.pending):
-            pcm = bytes(stream.pending[:step])
-            chunk = AudioChunk(sequence=stream.next_sequence, flags=flags, pcm=pcm)
-            if not self._outbox.enqueue(Out(stream.utterance_id, "", chunk.encode(), audio_bytes=len(pcm), part=audio)):
-                self._abandon(stream)
-                return False
-            del stream.pending[:step]
-            stream.next_sequence += 1
-        return True
-
-    def _abandon(self, stream: _Stream) -> None:
-        """Drop the unsent audio of an utterance and say so; never half-deliver silently."""
-        with self._cond:
-            dropped = self._outbox.remove_unsent(stream.utterance_id, audio_only=True)
-        delivered = stream.next_sequence - len(dropped)
-        stream.abandoned = True
-        self.stats.abandoned += 1
-        end = UtteranceEnd(utterance_id=stream.utterance_id, reason=EndReason.ABANDONED, chunk_count=delivered)
-        self._outbox.enqueue(Out(stream.utterance_id, "", encode_json(end), part=topics.UtterancePart.END))
-        _LOGGER.warning(
-            "utterance %s abandoned: broker unreachable and the outbox is full (%d of %d chunks kept)",
-            stream.utterance_id,
-            delivered,
-            stream.next_sequence,
-        )
-
-
-_NOT_RECOGNIZED = {
-    "no_recognizer": "not transcribed: the cloud runs without a speech recognizer (earmark models fetch-default)",
-    "muted": "not transcribed: the request was cut off by the mute button",
-}
-
-
-def result_line(result: RecognitionResult) -> str:
-    """The JSON line the CLI prints for a recognition result (with a note when nothing was recognized)."""
-    line = {**result.model_dump(mode="json", exclude_none=True), "type": "transcript"}
-    if result.not_recognized is not None:
-        line["note"] = _NOT_RECOGNIZED[result.not_recognized]
-    return json.dumps(line, ensure_ascii=False)

@@ -23,7 +23,7 @@ from firmware.consent_cache import ConsentCache
 from firmware.events import FrontEndEvent, WakeDetected
 from firmware.frontend import FrontEnd
 from firmware.settings import DeviceSettings
-from firmware.uplink import Uplink, result_line
+from firmware.uplink import Uplink
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -127,3 +127,17 @@ def start_assistant(
     frontend.subscribe(assistant.handle)
     assistant.start()
     return assistant, player
+
+
+_NOT_RECOGNIZED = {
+    "no_recognizer": "not transcribed: the cloud runs without a speech recognizer (earmark models fetch-default)",
+    "muted": "not transcribed: the request was cut off by the mute button",
+}
+
+
+def result_line(result: RecognitionResult) -> str:
+    """The JSON line the CLI prints for a recognition result (with a note when nothing was recognized)."""
+    line = {**result.model_dump(mode="json", exclude_none=True), "type": "transcript"}
+    if result.not_recognized is not None:
+        line["note"] = _NOT_RECOGNIZED[result.not_recognized]
+    return json.dumps(line, ensure_ascii=False)
