@@ -12,9 +12,8 @@ The audio thread learns of a request Home Assistant cannot take through
 `cancelled_utterance`, and cancels it itself (the front end is not thread-safe).
 
 Strangers on the LAN can connect too (Wyoming has no authentication). Only the pinned
-Home Assistant may run the speaker (`control.py`); others may describe and ping, a few
-at a time, and are hung up on when idle. Home Assistant is never refused because
-strangers hold the slots: the oldest stranger makes room for it.
+Home Assistant may run the speaker (`control.py`); who may connect at all is
+`peers.py`'s; a connection that does not run the speaker is hung up on when idle.
 """
 
 from __future__ import annotations
@@ -27,17 +26,14 @@ import threading
 from collections.abc import Sequence
 from uuid import UUID
 
-from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event, Eventable, async_write_event
+from wyoming.event import Event, Eventable
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.satellite import PauseSatellite, RunSatellite
 from wyoming.snd import Played
-from wyoming.timer import TimerCancelled, TimerFinished, TimerStarted, TimerUpdated
-from wyoming.tts import Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
 from wyoming.wake import Detection
 
@@ -46,9 +42,11 @@ from firmware.audio.output import Begin, Player
 from firmware.audio.output_settings import OutputSettings
 from firmware.errors import SatelliteError
 from firmware.events import FrontEndEvent, SpeechEnded, SpeechStarted, StateChanged, UtteranceAudio, WakeDetected
-from firmware.satellite.control import Control, host_of
+from firmware.satellite.control import Control
 from firmware.satellite.discovery import Advertiser, announceable
 from firmware.satellite.info import describe
+from firmware.satellite.notices import Notices
+from firmware.satellite.peers import Peer, Peers
 from firmware.satellite.settings import SatelliteSettings
 from firmware.satellite.wire import MAX_HEADER_BYTES, PeerError, read_event
 from firmware.segmenter import EndReason
@@ -57,45 +55,12 @@ from firmware.state import DeviceState
 
 _LOGGER = logging.getLogger(__name__)
 
-_OUTBOX_EVENTS = 512  # ~40 s of 80 ms chunks: a peer further behind than that is gone
-MAX_PEERS = 4  # Home Assistant holds one; its config flow and a doctor may briefly add others
-MAX_PEERS_PER_ADDRESS = 2  # a reconnecting Home Assistant may overlap its old connection once
-MAX_TIMERS = 32
-_MAX_ID_CHARS = 128
 _MAX_PING_TEXT = 256
 _DEFAULT_OUTPUT = OutputSettings()
 
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
-
-
-class _Peer:
-    """One connection from Home Assistant (or anything speaking Wyoming)."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        peername = writer.get_extra_info("peername")
-        self.address = str(peername)
-        self.host = host_of(peername[0]) if peername else ""  # "": hung up before it was served
-        self._outbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=_OUTBOX_EVENTS)
-        self._sender = asyncio.get_running_loop().create_task(self._send_all())
-
-    def send(self, event: Event) -> None:
-        try:
-            self._outbox.put_nowait(event)
-        except asyncio.QueueFull:
-            _LOGGER.warning("Home Assistant at %s stopped reading: dropping the connection", self.address)
-            self.close()
-
-    async def _send_all(self) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            while True:
-                await async_write_event(await self._outbox.get(), self.writer)
-
-    def close(self) -> None:
-        self._sender.cancel()
-        self.writer.close()
 
 
 class SatelliteLink:
@@ -126,15 +91,15 @@ class SatelliteLink:
         self._server: asyncio.Server | None = None
         self._advertiser = Advertiser() if settings.zeroconf and announceable(settings.host) else None
         self._announcer: asyncio.Task[None] | None = None
-        self._peer: _Peer | None = None  # the connection that sent run-satellite last
-        self._peers: dict[_Peer, None] = {}  # oldest first: the first to make room
+        self._peer: Peer | None = None  # the connection that sent run-satellite last
+        self._peers = Peers(control)
         # Whole 80 ms frames, so every chunk Home Assistant gets is one frame.
         self._preroll_bytes = -(-seconds_to_bytes(settings.preroll_seconds) // FRAME_BYTES) * FRAME_BYTES
         self._muted = False
         self._streaming: UUID | None = None
         self._cancel: UUID | None = None
         self._cancel_lock = threading.Lock()
-        self._timers: dict[str, int] = {}
+        self._notices = Notices(self._play, output.timer_rings)
 
     # -- lifecycle (any thread) ------------------------------------------------------------
 
@@ -190,7 +155,7 @@ class SatelliteLink:
             await self._advertiser.stop()
         if self._server is not None:
             self._server.close()
-        for peer in list(self._peers):
+        for peer in self._peers:
             peer.close()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
@@ -296,13 +261,13 @@ class SatelliteLink:
     # -- the loop: what Home Assistant says -----------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _Peer(writer)
-        refusal = self._admit(peer)
+        peer = Peer(writer)
+        refusal = self._peers.admit(peer, self._peer)
         if refusal is not None:
             _LOGGER.warning("refused a connection from %s: %s", peer.address, refusal)
             peer.close()
             return
-        self._peers[peer] = None
+        self._peers.add(peer)
         _LOGGER.info("connection from %s", peer.address)
         try:
             while (event := await self._next_event(peer, reader)) is not None:
@@ -316,11 +281,11 @@ class SatelliteLink:
             pass
         finally:
             peer.close()
-            self._peers.pop(peer, None)
+            self._peers.remove(peer)
             if self._peer is peer:
                 self._lost(peer)
 
-    async def _next_event(self, peer: _Peer, reader: asyncio.StreamReader) -> Event | None:
+    async def _next_event(self, peer: Peer, reader: asyncio.StreamReader) -> Event | None:
         """The peer's next event; None when it hung up or, unless it runs the speaker, went
         quiet for `idle_seconds` (four silent sockets must not keep Home Assistant out).
         The running Home Assistant is exempt: it may sit paused for days without a word."""
@@ -332,34 +297,7 @@ class SatelliteLink:
             _LOGGER.info("closing the connection from %s: nothing sent in %.0f s", peer.address, idle)
             return None
 
-    def _admit(self, peer: _Peer) -> str | None:
-        """Why `peer` cannot be served now, or None once there is room for it. The pinned
-        Home Assistant always gets in: the oldest connection in its way is closed."""
-        if not peer.host or not self._control.admits(peer.host):
-            return "not in satellite.allowed_peers"
-        pinned = peer.host == self._control.pinned_address
-        same_host = [p for p in self._peers if p.host == peer.host]
-        if len(same_host) >= MAX_PEERS_PER_ADDRESS:
-            if not pinned:
-                return f"{len(same_host)} already open from that address"
-            # Home Assistant again: an old connection of its is stale, but never the live one.
-            stale = [p for p in same_host if p is not self._peer]
-            if not stale:
-                return f"{len(same_host)} already open from that address"
-            self._evict(stale[0])
-        if len(self._peers) >= MAX_PEERS:
-            strangers = [p for p in self._peers if p.host != self._control.pinned_address]
-            if not pinned or not strangers:
-                return f"{len(self._peers)} already open"
-            self._evict(strangers[0])
-        return None
-
-    def _evict(self, peer: _Peer) -> None:
-        _LOGGER.warning("closing the connection from %s to make room for Home Assistant", peer.address)
-        self._peers.pop(peer, None)
-        peer.close()  # its handler ends on the closed stream and tidies up (`_lost` if it ran us)
-
-    def _from_peer(self, peer: _Peer, event: Event) -> None:
+    def _from_peer(self, peer: Peer, event: Event) -> None:
         if Ping.is_type(event.type):
             text = Ping.from_event(event).text
             peer.send(Pong(text=text[:_MAX_PING_TEXT] if isinstance(text, str) else None).event())
@@ -385,45 +323,9 @@ class SatelliteLink:
         elif AudioStop.is_type(event.type):
             self._reply_sent(peer)
         else:
-            self._notice(event)
+            self._notices.handle(event)
 
-    def _notice(self, event: Event) -> None:
-        """Events that only inform the speaker. Transcripts and reply texts are what a
-        household said and hears: their content is never logged."""
-        if Transcript.is_type(event.type) or Synthesize.is_type(event.type):
-            _LOGGER.debug("%s (%d characters)", event.type, len(str(event.data.get("text", ""))))
-        elif Error.is_type(event.type):
-            error = Error.from_event(event)
-            _LOGGER.warning("Home Assistant could not serve the request (%s)", error.code or "no code")
-            self._play(Sound.ERROR)
-        elif TimerStarted.is_type(event.type):
-            timer = TimerStarted.from_event(event)
-            self._track_timer(timer.id, timer.total_seconds)
-            _LOGGER.info("timer started: %s s (%d running)", timer.total_seconds, len(self._timers))
-        elif TimerUpdated.is_type(event.type):
-            updated = TimerUpdated.from_event(event)
-            self._track_timer(updated.id, updated.total_seconds)
-            _LOGGER.info("timer %s: %s s", "running" if updated.is_active else "paused", updated.total_seconds)
-        elif TimerCancelled.is_type(event.type):
-            self._timers.pop(TimerCancelled.from_event(event).id, None)
-            _LOGGER.info("timer cancelled (%d running)", len(self._timers))
-        elif TimerFinished.is_type(event.type):
-            self._timers.pop(TimerFinished.from_event(event).id, None)
-            _LOGGER.info("timer finished (%d running)", len(self._timers))
-            self._play(Sound.TIMER, self._timer_rings)
-        else:
-            _LOGGER.debug("event %s from Home Assistant", event.type)
-
-    def _track_timer(self, timer_id: object, total_seconds: object) -> None:
-        if not isinstance(timer_id, str) or len(timer_id) > _MAX_ID_CHARS:
-            raise ValueError("timer id is not a short string")
-        if type(total_seconds) is not int or total_seconds < 0:
-            raise ValueError("timer seconds is not a non-negative integer")
-        if timer_id not in self._timers and len(self._timers) >= MAX_TIMERS:
-            raise ValueError(f"more than {MAX_TIMERS} timers")
-        self._timers[timer_id] = total_seconds
-
-    def _adopt(self, peer: _Peer) -> None:
+    def _adopt(self, peer: Peer) -> None:
         if self._peer is not None and self._peer is not peer:
             # One Home Assistant drives a satellite; from the pinned address, the newest
             # connection is the live one (Home Assistant restarted).
@@ -432,7 +334,7 @@ class SatelliteLink:
             old.close()
             self._abandon_request()
         if self._peer is not peer:
-            self._timers.clear()  # another Home Assistant (or a restarted one) keeps its own
+            self._notices.timers.clear()  # another Home Assistant (or a restarted one) keeps its own
         self._control.run(peer.host)
         self._peer = peer
         self.ready.set()
@@ -444,10 +346,10 @@ class SatelliteLink:
         self.ready.clear()
         self._abandon_request()
 
-    def _lost(self, peer: _Peer) -> None:
+    def _lost(self, peer: Peer) -> None:
         _LOGGER.warning("Home Assistant at %s disconnected", peer.address)
         self._peer = None
-        self._timers.clear()
+        self._notices.timers.clear()
         self.ready.clear()
         if self._player is not None:
             self._player.stop()  # the rest of a reply from a peer that is gone
@@ -462,7 +364,7 @@ class SatelliteLink:
         self._streaming = None
         return True
 
-    def _reply_sent(self, peer: _Peer) -> None:
+    def _reply_sent(self, peer: Peer) -> None:
         """The spoken reply is all here: say `played` once its last sample has been heard."""
 
         def played() -> None:

@@ -23,7 +23,8 @@ from firmware.audio.output import Begin
 from firmware.events import WakeDetected
 from firmware.satellite.control import Control
 from firmware.satellite.discovery import SERVICE_TYPE, instance_name
-from firmware.satellite.link import MAX_PEERS, SatelliteLink
+from firmware.satellite.link import SatelliteLink
+from firmware.satellite.peers import MAX_PEERS
 from firmware.satellite.settings import SatelliteSettings
 from firmware.satellite.wire import MAX_PAYLOAD_BYTES
 from scripts.satellite_rig import HomeAssistantSide
