@@ -1,4 +1,9 @@
-"""The clip store's tables: where the database is, its engine, its schema and upgrades."""
+"""The clip store's tables: where the database is, its engine, its schema versions.
+
+The schema itself is SQL, `pipeline/migrations/{sqlite,postgresql}/NNNN.sql`, applied by
+`pipeline.schema_versions`; what is left here is the one place that knows the layouts
+SQLite databases of older releases have (`sqlite_version_of_older_release`).
+"""
 
 from __future__ import annotations
 
@@ -10,133 +15,19 @@ import threading
 from pathlib import Path
 
 from pipeline.database import (
+    POSTGRESQL,
     SQLITE,
     Database,
     WriterLock,
     connect_postgresql,
     database_name,
     is_postgresql,
-    migrate_postgresql,
-    postgresql_versions,
 )
 from pipeline.errors import DatabaseUnavailable
 from pipeline.file_audio import move_file_audio
+from pipeline.schema_versions import migrate, versions
 
 _LOGGER = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 5
-
-
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS devices (
-        device_id     TEXT PRIMARY KEY,
-        household_id  TEXT NOT NULL
-    )""",
-    # What the clip store must honour for a household; the consent side writes it.
-    """CREATE TABLE IF NOT EXISTS storage_policy (
-        household_id  TEXT PRIMARY KEY,
-        keep_audio    INTEGER NOT NULL CHECK (keep_audio IN (0, 1))
-    )""",
-    """CREATE TABLE IF NOT EXISTS clips (
-        utterance_id        TEXT PRIMARY KEY,
-        device_id           TEXT NOT NULL,
-        household_id        TEXT NOT NULL,
-        capture_started_at  TEXT NOT NULL,
-        received_at         TEXT NOT NULL,
-        stored_at           TEXT NOT NULL,
-        duration_seconds    REAL NOT NULL,
-        transcript          TEXT NOT NULL,
-        end_reason          TEXT NOT NULL,
-        status              TEXT NOT NULL CHECK (status IN ('complete', 'incomplete', 'timed_out', 'abandoned')),
-        missing_chunks      INTEGER NOT NULL DEFAULT 0,
-        wake_word           TEXT NOT NULL,
-        firmware_version    TEXT NOT NULL,
-        review_allowed      INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
-        consent_version     INTEGER NOT NULL CHECK (consent_version >= 0),
-        review_blocked      TEXT,
-        audio_path          TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS clips_household ON clips (household_id, capture_started_at)",
-    "CREATE INDEX IF NOT EXISTS clips_received ON clips (received_at)",
-    # Utterances their household deleted before they were stored (a spoken "delete what I
-    # just said" can overtake its own clip's save): such a clip is never written. Keyed by
-    # device too, so no one can veto another device's clip by naming its id.
-    """CREATE TABLE IF NOT EXISTS forgotten (
-        utterance_id  TEXT NOT NULL,
-        device_id     TEXT NOT NULL,
-        forgotten_at  TEXT NOT NULL,
-        PRIMARY KEY (utterance_id, device_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS forgotten_at ON forgotten (forgotten_at)",
-    # "Delete everything I said today" covers requests still on their way (another
-    # speaker's, a resent outbox): nothing received before this moment is stored any more.
-    """CREATE TABLE IF NOT EXISTS forgotten_before (
-        household_id   TEXT PRIMARY KEY,
-        received_before TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS clips_device ON clips (device_id, received_at)",
-    # Retention: a household's clips past its cutoff, found without reading the others.
-    "CREATE INDEX IF NOT EXISTS clips_household_received ON clips (household_id, received_at)",
-    # Every start any worker admitted, first come: the tag and receipt time an utterance
-    # keeps for good, whichever worker stores it and however often it is sent again.
-    """CREATE TABLE IF NOT EXISTS utterances (
-        utterance_id        TEXT PRIMARY KEY,
-        device_id           TEXT NOT NULL,
-        household_id        TEXT NOT NULL,
-        review_allowed      INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
-        consent_version     INTEGER NOT NULL CHECK (consent_version >= 0),
-        capture_started_at  TEXT NOT NULL,
-        received_at         TEXT NOT NULL,
-        conflicting         INTEGER NOT NULL DEFAULT 0 CHECK (conflicting IN (0, 1)),
-        settled             INTEGER NOT NULL DEFAULT 0 CHECK (settled IN (0, 1))
-    )""",
-    "CREATE INDEX IF NOT EXISTS utterances_device ON utterances (device_id, received_at)",
-    "CREATE INDEX IF NOT EXISTS utterances_received ON utterances (received_at)",
-    # A clip's audio as raw PCM, kept apart so that reading rows (the sampler, the app's
-    # lists) never reads audio.
-    """CREATE TABLE IF NOT EXISTS clip_audio (
-        utterance_id  TEXT PRIMARY KEY,
-        pcm           BLOB NOT NULL
-    )""",
-    # One answer per household request, whichever workers its speakers reach
-    # (pipeline.arbitration): each live request is an entry of its household's contest.
-    """CREATE TABLE IF NOT EXISTS contest_entries (
-        utterance_id  TEXT PRIMARY KEY,
-        contest_id    TEXT NOT NULL,
-        household_id  TEXT NOT NULL,
-        device_id     TEXT NOT NULL,
-        entered_at    TEXT NOT NULL,
-        finished_at   TEXT,
-        spoke         INTEGER NOT NULL DEFAULT 0 CHECK (spoke IN (0, 1)),
-        recognized    INTEGER NOT NULL DEFAULT 0 CHECK (recognized IN (0, 1)),
-        level_db      REAL NOT NULL DEFAULT -200.0,
-        outcome       TEXT CHECK (outcome IN ('answers', 'cancelled'))
-    )""",
-    "CREATE INDEX IF NOT EXISTS contest_household ON contest_entries (household_id, entered_at)",
-    "CREATE INDEX IF NOT EXISTS contest_members ON contest_entries (contest_id)",
-    "CREATE INDEX IF NOT EXISTS contest_device ON contest_entries (device_id, entered_at)",
-]
-
-# Version 5: "delete today" also covers requests the cloud had not seen yet, by the
-# device's capture time, but only within the day it names (a clock days behind is no cover).
-# The audio moved into the database: `audio_bytes` says how much a clip kept (NULL: none);
-# `audio_path` stays only for the move from file-backed stores (pipeline.file_audio).
-_MIGRATE_TO_5 = [
-    "ALTER TABLE forgotten_before ADD COLUMN captured_since TEXT",
-    "ALTER TABLE clips ADD COLUMN audio_bytes INTEGER CHECK (audio_bytes >= 0)",
-]
-
-# Version 1 (before the cloud stamped receipt times) had no received_at / review_blocked
-# and a NOT NULL audio_path: rebuild the table, taking stored_at as the receipt time.
-_MIGRATE_FROM_1 = [
-    "ALTER TABLE clips RENAME TO clips_v1",
-    _SCHEMA[2],
-    """INSERT INTO clips SELECT utterance_id, device_id, household_id, capture_started_at, stored_at, stored_at,
-        duration_seconds, transcript, end_reason, status, missing_chunks, wake_word, firmware_version,
-        review_allowed, consent_version, NULL, NULLIF(audio_path, '') FROM clips_v1""",
-    "DROP TABLE clips_v1",
-    "DROP INDEX IF EXISTS clips_household",
-]
 
 
 def database_path(data_dir: Path) -> Path:
@@ -144,8 +35,10 @@ def database_path(data_dir: Path) -> Path:
     return data_dir / "earmark.sqlite3"
 
 
-# PostgreSQL's versions of the clip store's schema (pipeline/migrations/postgresql/).
-POSTGRESQL_VERSIONS = postgresql_versions("pipeline")
+# The clip store's schema versions (pipeline/migrations/sqlite/, pipeline/migrations/postgresql/).
+COMPONENT = "clip_store"
+SQLITE_VERSIONS = versions("pipeline", SQLITE)
+POSTGRESQL_VERSIONS = versions("pipeline", POSTGRESQL)
 
 
 def open_database(data_dir: Path, url: str | None = None) -> Database:
@@ -161,11 +54,6 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
     _check_engine(data_dir, engine)
     if postgres_url is not None:
         db = connect_postgresql(postgres_url)
-        try:
-            migrate_postgresql(db, "clip_store", POSTGRESQL_VERSIONS)
-        except BaseException:
-            db.close()
-            raise
     else:
         connection = connect(data_dir)
         try:
@@ -173,8 +61,9 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         except BaseException:
             connection.close()
             raise
-    _record_engine(data_dir, engine)
     try:
+        migrate(db, COMPONENT, "pipeline", sqlite_version_of_older_release)
+        _record_engine(data_dir, engine)
         move_file_audio(db, data_dir)  # a store an earlier release left, once
     except BaseException:
         db.close()
@@ -220,7 +109,7 @@ def _record_engine(data_dir: Path, engine: str) -> None:
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
-    """Open the shared database (WAL, secure delete, 0600 from the start) with its schema."""
+    """Open the shared database (WAL, secure delete, 0600 from the start); its schema comes after."""
     if sqlite3.sqlite_version_info < (3, 35):  # RETURNING (the sampler); Debian 12 has 3.40
         raise DatabaseUnavailable(f"SQLite {sqlite3.sqlite_version} is too old: Earmark needs 3.35 or newer")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -240,7 +129,6 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     db.execute("PRAGMA wal_autocheckpoint=0")
     # Deleted transcripts and consent rows are overwritten, not left in free pages.
     db.execute("PRAGMA secure_delete=ON")
-    ensure_schema(db)
     return db
 
 
@@ -277,24 +165,52 @@ class Checkpointer:
             self._thread.join(timeout=5)
 
 
-def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create or upgrade the clip store's tables (one transaction; safe with several openers)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION:
-            old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clips'").fetchone()
-            if old is not None and version < 2:
-                for statement in _MIGRATE_FROM_1:
-                    db.execute(statement)
-            for statement in _SCHEMA:
-                db.execute(statement)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(forgotten_before)")}
-            if "captured_since" not in columns:
-                for statement in _MIGRATE_TO_5:
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def sqlite_version_of_older_release(db: Database) -> int:
+    """The clip store version a SQLite database without an `earmark_schema` row already has.
+
+    Asked once per database, by the runner, in the transaction that records the answer:
+    the only place that reads the layout itself. Releases before the versioned files
+    recorded theirs in `PRAGMA user_version`: 5 is version 2's layout; 2 to 4 have part
+    of version 1 (whose statements create only what is missing); below 2 (the first
+    release set none) the clips table still lacks receipt times and is rebuilt into
+    version 1's first, as those releases did.
+    """
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clips'").fetchone() is None:
+        return 0  # a new database
+    user_version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if user_version >= 5:
+        return 2
+    if user_version < 2:
+        db.executescript(_CLIPS_FROM_FIRST_RELEASE)
+    return 0
+
+
+# The first release's clips had no received_at or review_blocked, and a NOT NULL
+# audio_path: rebuilt by SQLite's recipe (create new, copy, drop old, rename), taking
+# stored_at as the receipt time. Version 1 then adds what else is missing.
+_CLIPS_FROM_FIRST_RELEASE = """
+CREATE TABLE clips_new (
+        utterance_id        TEXT PRIMARY KEY,
+        device_id           TEXT NOT NULL,
+        household_id        TEXT NOT NULL,
+        capture_started_at  TEXT NOT NULL,
+        received_at         TEXT NOT NULL,
+        stored_at           TEXT NOT NULL,
+        duration_seconds    REAL NOT NULL,
+        transcript          TEXT NOT NULL,
+        end_reason          TEXT NOT NULL,
+        status              TEXT NOT NULL CHECK (status IN ('complete', 'incomplete', 'timed_out', 'abandoned')),
+        missing_chunks      INTEGER NOT NULL DEFAULT 0,
+        wake_word           TEXT NOT NULL,
+        firmware_version    TEXT NOT NULL,
+        review_allowed      INTEGER NOT NULL CHECK (review_allowed IN (0, 1)),
+        consent_version     INTEGER NOT NULL CHECK (consent_version >= 0),
+        review_blocked      TEXT,
+        audio_path          TEXT
+    );
+INSERT INTO clips_new SELECT utterance_id, device_id, household_id, capture_started_at, stored_at, stored_at,
+    duration_seconds, transcript, end_reason, status, missing_chunks, wake_word, firmware_version,
+    review_allowed, consent_version, NULL, NULLIF(audio_path, '') FROM clips;
+DROP TABLE clips;
+ALTER TABLE clips_new RENAME TO clips;
+"""

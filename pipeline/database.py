@@ -23,9 +23,14 @@ The clip store and the consent registry write the same SQL to either engine thro
 * **`cutoff(retention_days)`** (in the eligibility rule): a Python function on SQLite,
   an SQL function on PostgreSQL reading the caller's clock from a session setting, so
   both follow the registry's clock.
-* **Schema versions:** SQLite keeps its existing upgrades (`PRAGMA user_version` and
-  column checks, for databases older releases left); PostgreSQL records applied versions
-  in `earmark_schema` and applies the missing ones under the writer lock.
+* **Schema versions:** one runner for both engines (`pipeline.schema_versions`): each
+  component's numbered SQL files per engine, applied in order under the writer lock, the
+  version reached recorded in `earmark_schema`. A SQLite database an older release left
+  (no `earmark_schema` yet) is mapped onto the versions it already has, once, by its
+  component's one function for that.
+* **Scripts** (`executescript`): PostgreSQL takes several statements in one call; SQLite's
+  driver would COMMIT first, so a script is run there one statement at a time, inside the
+  caller's transaction.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -195,9 +199,11 @@ class Database:
             cursor.executemany(_to_psycopg(sql), rows)
 
     def executescript(self, script: str) -> None:
-        """Run several statements without parameters (schema)."""
+        """Run several statements without parameters (schema), inside `writing()`'s transaction if in one."""
         if isinstance(self._conn, sqlite3.Connection):
-            self._conn.executescript(script)
+            # Not sqlite3's executescript: it would COMMIT the caller's transaction first.
+            for statement in sqlite_statements(script):
+                self._conn.execute(statement)
         else:
             self._conn.execute(script)
 
@@ -275,6 +281,19 @@ class Database:
             self._writer.close()
 
 
+def sqlite_statements(script: str) -> Iterator[str]:
+    """A SQLite script's statements, one at a time, as SQLite itself ends them (a `;` in a
+    string, a comment or a trigger's body ends none); comments after the last are dropped."""
+    start = 0
+    for end in (index + 1 for index, char in enumerate(script) if char == ";"):
+        if sqlite3.complete_statement(script[start:end]):
+            yield script[start:end]
+            start = end
+    rest = "\n".join(line for line in script[start:].splitlines() if not line.strip().startswith("--"))
+    if rest.strip():
+        raise ValueError(f"a SQL script ends inside a statement: {rest.strip()[:60]!r}")
+
+
 def _refuse_nul(params: Sequence[Any]) -> None:
     for value in params:
         if isinstance(value, str) and "\x00" in value:
@@ -326,44 +345,6 @@ def connect_postgresql(url: str) -> Database:
         return conn
 
     return Database(POSTGRESQL, open_connection(), reopen=open_connection)
-
-
-def postgresql_versions(package: str) -> list[str]:
-    """A component's PostgreSQL schema versions: `{package}/migrations/postgresql/NNNN.sql`, in order.
-
-    Each spells the SQLite schema of its time the PostgreSQL way: text `COLLATE "C"` (ids
-    and ISO-8601 UTC timestamps compare byte by byte, as in SQLite), BIGINT for SQLite's
-    64-bit INTEGER, DOUBLE PRECISION for REAL, BYTEA for BLOB. A test checks that a
-    database built from them has SQLite's tables, columns and indexes.
-    """
-    folder = resources.files(package).joinpath("migrations/postgresql")
-    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    return [folder.joinpath(name).read_text(encoding="utf-8") for name in names]
-
-
-def migrate_postgresql(db: Database, component: str, versions: Sequence[str]) -> None:
-    """Apply `versions[n]` (a script) for every version past the one `component` records,
-    all in one transaction under the writer lock (several workers may start at once)."""
-    with db.writing():
-        db.executescript(
-            'CREATE TABLE IF NOT EXISTS earmark_schema (component TEXT COLLATE "C" PRIMARY KEY, '
-            "version INTEGER NOT NULL)"
-        )
-        row = db.execute("SELECT version FROM earmark_schema WHERE component = ?", (component,)).fetchone()
-        current = 0 if row is None else int(row[0])
-        if current > len(versions):
-            raise DatabaseUnavailable(
-                f"the database's {component} schema is at version {current}, newer than this release knows "
-                f"({len(versions)}): upgrade Earmark on this machine"
-            )
-        for script in versions[current:]:
-            db.executescript(script)
-        if current < len(versions):
-            db.execute(
-                "INSERT INTO earmark_schema VALUES (?, ?) "
-                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                (component, len(versions)),
-            )
 
 
 class WriterLock:

@@ -17,7 +17,7 @@ moved in at the first open (`pipeline.file_audio`).
 The rules that span messages are decided here too, in the transaction that stores:
 `utterances` records every admitted start (first tag, first receipt), see `admit_start`;
 their SQL is in `pipeline.ledger`. Where the database is, and its tables, are in
-`pipeline.clip_schema`.
+`pipeline.clip_schema`; what the consent side may ask of them, in `pipeline.clip_queries`.
 """
 
 from __future__ import annotations

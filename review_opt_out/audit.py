@@ -15,26 +15,8 @@ from typing import Any
 
 from pipeline.database import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq        INTEGER PRIMARY KEY,
-    at         TEXT NOT NULL,
-    actor      TEXT NOT NULL,
-    action     TEXT NOT NULL,
-    subject    TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
-);
-"""
-# The database itself refuses to change or remove an entry, whoever connects (PostgreSQL's
-# triggers are in review_opt_out/migrations/postgresql/0001.sql).
-SQLITE_TRIGGERS = """
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
+# The table and the triggers that refuse to change or remove an entry, whoever connects, are
+# in the registry's schema versions (review_opt_out/migrations/{sqlite,postgresql}/0001.sql).
 
 GENESIS = "0" * 64
 

@@ -24,10 +24,22 @@ from __future__ import annotations
 
 from typing import Final
 
-# Joins needed by VERDICT: clips c, households h, and the history row of the tag's version v.
-JOINS: Final = """
-    clips c
-    JOIN households h ON h.household_id = c.household_id
+from pipeline.clip_queries import Judgement
+
+# Why SQL over the pipeline's `clips c` is written here, the one place outside `pipeline`:
+# the rule joins a clip's tag and receipt time with this side's households and consent
+# history, and must be one statement - read at one moment inside the transaction that
+# admits, assigns or serves the clip (no opt-out can fall in between), and by index over
+# millions of clips. So it stays a condition of two owners' tables, which the pipeline's
+# own clip queries take as a `Judgement` (pipeline.clip_queries). It names only the clip's
+# tag, receipt time and what was kept.
+
+# A clip's household h.
+HOUSEHOLD: Final = "JOIN households h ON h.household_id = c.household_id"
+
+# Joins needed by VERDICT: the household h, and the history row of the tag's version v.
+JOINS: Final = f"""
+    {HOUSEHOLD}
     LEFT JOIN consent_history v ON v.household_id = c.household_id AND v.version = c.consent_version
 """
 
@@ -50,6 +62,10 @@ VERDICT: Final = """
 """
 
 ELIGIBLE: Final = f"({VERDICT}) = 'eligible'"
+
+# The verdict on a clip, and whether it is eligible, as the pipeline's clip queries take them.
+VERDICT_OF: Final = Judgement(JOINS, VERDICT)
+IS_ELIGIBLE: Final = Judgement(JOINS, ELIGIBLE)
 
 REASONS: Final = (
     "no_audio",

@@ -11,10 +11,11 @@ decides, a device's tag can only narrow. Every consent state the service publish
 signed (`review_opt_out.signing`), so devices believe no one else.
 
 The registry is one object in several parts, each a module with one job:
-`registry_schema` (tables and upgrades), `registry_core` (the connection, transactions,
-the database's clock), `consent_registry` (households and consent), `review_pool` (the
-sampler and reviewers' assignments), `reviewer_accounts`, and `recordings` (what a
-household sees and deletes, and retention).
+`registry_schema` (its schema versions, and what older SQLite databases have),
+`registry_core` (the connection, transactions, the database's clock), `consent_registry`
+(households and consent), `review_pool` (the sampler and reviewers' assignments),
+`reviewer_accounts`, and `recordings` (what a household sees and deletes, and retention).
+Clips are the pipeline's: the registry reaches them through `pipeline.clip_queries`.
 """
 
 from __future__ import annotations
@@ -31,16 +32,13 @@ from review_opt_out.registry_core import (
     RecordingFilter,
     zone,
 )
-from review_opt_out.registry_schema import POSTGRESQL_VERSIONS, SCHEMA
 from review_opt_out.review_pool import ReviewPool
 from review_opt_out.reviewer_accounts import ReviewerAccounts
 
 __all__ = [
     "ACTIVATION_TIME",
     "JUST_SAID",
-    "POSTGRESQL_VERSIONS",
     "RETENTION_CHOICES",
-    "SCHEMA",
     "Channel",
     "ConsentChange",
     "Household",

@@ -12,10 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline import clip_queries
 from pipeline.clip_schema import open_database
-from pipeline.database import SQLITE, Database, migrate_postgresql
+from pipeline.database import Database
 from review_opt_out.errors import NotFound, ReviewError
-from review_opt_out.registry_schema import POSTGRESQL_VERSIONS, upgrade_sqlite
+from review_opt_out.registry_schema import upgrade
 from review_opt_out.signing import ConsentSigner
 
 
@@ -113,19 +114,14 @@ class RegistryCore:
 
     def _open(self) -> None:
         """The registry's schema, upgrades and unfinished work."""
-        if self._db.dialect == SQLITE:
-            upgrade_sqlite(self._db)
-        else:
-            migrate_postgresql(self._db, "registry", POSTGRESQL_VERSIONS)
+        upgrade(self._db)
         if not self._db.execute("SELECT 1 FROM migrations WHERE name = 'storage_policy'").fetchone():
             with self.transaction() as db:
                 # Households that chose "don't keep" before the clip store read storage_policy
                 # (every change since writes both): once, not a write lock over every
                 # household at each open.
-                db.execute(
-                    "INSERT INTO storage_policy SELECT household_id, keep_recordings FROM households WHERE true "
-                    "ON CONFLICT (household_id) DO NOTHING"
-                )
+                choices = db.execute("SELECT household_id, keep_recordings FROM households").fetchall()
+                clip_queries.keep_audio_unless_set(db, [(str(h), bool(keep)) for h, keep in choices])
                 # Another process may have opened the same old database at the same moment.
                 db.execute("INSERT INTO migrations VALUES ('storage_policy') ON CONFLICT (name) DO NOTHING")
         self._finish_file_deletions([row[0] for row in self._db.execute("SELECT path FROM audio_deletions")])
@@ -139,7 +135,7 @@ class RegistryCore:
 
     @property
     def signer(self) -> ConsentSigner:
-        """The consent signing key (ReviewError if `earmark-review setup` never made one)."""
+        """The consent signing key (ReviewError if `earmark review setup` never made one)."""
         if self._signer is None:
             self._signer = ConsentSigner.load(self._data_dir)
         return self._signer

@@ -6,10 +6,11 @@ import collections
 import secrets
 import time
 
+from pipeline import clip_queries
 from pipeline.database import Database
 from pipeline.store import wav_bytes
 from review_opt_out import audit
-from review_opt_out.eligibility import ELIGIBLE, JOINS, VERDICT
+from review_opt_out.eligibility import IS_ELIGIBLE, VERDICT_OF
 from review_opt_out.errors import NotFound
 from review_opt_out.registry_core import (
     RegistryCore,
@@ -54,14 +55,9 @@ class ReviewPool(RegistryCore):
             with self.transaction() as db:
                 began = time.monotonic()  # the time it holds the lock, not the wait for it
                 mark = db.execute("SELECT last_rowid FROM sampler_mark").fetchone()
-                rows = db.execute(
-                    f"""
-                    SELECT c.{db.clip_order}, c.utterance_id, c.household_id, {VERDICT} AS verdict
-                    FROM {JOINS}
-                    WHERE c.{db.clip_order} > ? ORDER BY c.{db.clip_order} LIMIT ?
-                    """,  # noqa: S608 - only constant SQL is interpolated
-                    (0 if mark is None else mark[0], min(batch, limit - considered)),
-                ).fetchall()
+                rows = clip_queries.judge_after(
+                    db, VERDICT_OF, 0 if mark is None else int(mark[0]), min(batch, limit - considered)
+                )
                 if not rows:
                     break
                 # One statement for the batch, not one per clip: a round trip each was most
@@ -72,20 +68,20 @@ class ReviewPool(RegistryCore):
                         "INSERT INTO review_considered VALUES "  # noqa: S608 - only placeholders are interpolated
                         + ", ".join(["(?, ?)"] * len(rows))
                         + " ON CONFLICT (clip_id) DO NOTHING RETURNING clip_id",
-                        [value for row in rows for value in (row[1], row[3])],
+                        [value for row in rows for value in (row.utterance_id, row.judged)],
                     ).fetchall()
                 }
                 admitted_now = [
-                    (clip_id, secrets.token_urlsafe(16), household_id, self._now().isoformat())
-                    for _order, clip_id, household_id, verdict in rows
-                    if clip_id in fresh and verdict == "eligible" and rng.random() < fraction
+                    (row.utterance_id, secrets.token_urlsafe(16), row.household_id, self._now().isoformat())
+                    for row in rows
+                    if row.utterance_id in fresh and row.judged == "eligible" and rng.random() < fraction
                 ]
                 db.executemany("INSERT INTO review_pool VALUES (?, ?, ?, ?)", admitted_now)
                 in_batch = len(admitted_now)
                 db.execute(
                     "INSERT INTO sampler_mark VALUES (1, ?) "
                     "ON CONFLICT (one) DO UPDATE SET last_rowid = excluded.last_rowid",
-                    (rows[-1][0],),
+                    (rows[-1].order,),
                 )
                 if in_batch:
                     audit.append(db, "sampler", "pool.admit", "-", admitted=in_batch, considered=len(rows))
@@ -104,8 +100,8 @@ class ReviewPool(RegistryCore):
     def verdict(self, clip_id: str) -> str | None:
         """Whether one clip is reviewable right now, and if not, why (None: no such clip)."""
         with self.reading() as db:
-            row = db.execute(f"SELECT {VERDICT} FROM {JOINS} WHERE c.utterance_id = ?", (clip_id,)).fetchone()  # noqa: S608
-        return None if row is None else str(row[0])
+            judged = clip_queries.judge(db, VERDICT_OF, clip_id)
+        return None if judged is None else str(judged[1])
 
     def pool_households(self) -> dict[str, int]:
         """Pool size per household (for tests and the benchmark)."""
@@ -114,14 +110,8 @@ class ReviewPool(RegistryCore):
 
     def _eligible_clip(self, db: Database, clip_id: str) -> str | None:
         """The clip's household if a reviewer may hear it at this moment, else None."""
-        row = db.execute(
-            f"""
-            SELECT c.household_id FROM {JOINS}
-            WHERE c.utterance_id = ? AND {ELIGIBLE}
-            """,  # noqa: S608 - only constant SQL is interpolated
-            (clip_id,),
-        ).fetchone()
-        return None if row is None else str(row[0])
+        judged = clip_queries.judge(db, IS_ELIGIBLE, clip_id)
+        return judged[0] if judged is not None and judged[1] else None
 
     def assigned_transcript(self, reviewer_id: str, pseudonym: str) -> str:
         """The recognizer's text of an open, still-eligible assignment: what the reviewer corrects."""
@@ -133,8 +123,8 @@ class ReviewPool(RegistryCore):
             ).fetchone()
             if row is None or self._eligible_clip(db, row[0]) is None:
                 raise NotFound("no such assignment")
-            text = db.execute("SELECT transcript FROM clips WHERE utterance_id = ?", (row[0],)).fetchone()
-        return "" if text is None or text[0] is None else str(text[0])
+            text = clip_queries.transcript(db, row[0])
+        return "" if text is None else text
 
     def next_assignment(self, reviewer_id: str) -> str | None:
         """The pseudonym of the reviewer's open assignment, or a newly assigned one, or None."""
@@ -171,14 +161,12 @@ class ReviewPool(RegistryCore):
                 (pseudonym, reviewer_id),
             ).fetchone()
             eligible = self._eligible_clip(db, row[0]) if row is not None else None
-            pcm = None
-            if eligible is not None:
-                pcm = db.execute("SELECT pcm FROM clip_audio WHERE utterance_id = ?", (row[0],)).fetchone()
-            audit.append(db, reviewer_id, "review.fetch" if pcm else "review.fetch_refused", pseudonym)
+            pcm = clip_queries.pcm(db, row[0]) if eligible is not None else None
+            audit.append(db, reviewer_id, "review.fetch" if pcm is not None else "review.fetch_refused", pseudonym)
         if pcm is None:
             # One answer for "not yours", "no such id" and "no longer eligible": ids cannot be probed.
             raise NotFound("no such assignment")
-        return wav_bytes(bytes(pcm[0]))
+        return wav_bytes(pcm)
 
     def submit(self, reviewer_id: str, pseudonym: str, transcript: str) -> None:
         """Record a corrected transcript for an open, still-eligible assignment."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.store import StartClaim
+from pipeline.store import SqlClipStore, StartClaim
 from review_opt_out import audit
 from review_opt_out.auth import hash_password
 from review_opt_out.cli import apply_retention
@@ -295,17 +295,20 @@ def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Pa
 
 
 def test_dont_keep_chosen_before_the_upgrade_is_honoured(tmp_path: Path) -> None:
-    store, registry = open_both(tmp_path)
-    registry.create_household("h1", "The Parks")
-    store.enroll("kitchen-1", "h1")
-    # As an older release left it: the choice only in households, and no record of the
-    # one-off migration (that release had no migrations table).
-    registry.db.execute("UPDATE households SET keep_recordings = 0")
-    registry.db.execute("DELETE FROM storage_policy")
-    registry.db.execute("DROP TABLE migrations")
-    registry.close()
+    import sqlite3
+
+    # As the first release left it: the choice only in households (no storage_policy), and
+    # no record of the one-off migration (no migrations table).
+    old = sqlite3.connect(tmp_path / "earmark.sqlite3")
+    old.executescript((REPO / "tests/fixtures/older_sqlite/f04b7e7.sql").read_text())
+    old.execute("INSERT INTO households VALUES ('h1', 'The Parks', 0, 1, NULL, 0, '2026-11-27T07:00:00+00:00')")
+    old.execute("INSERT INTO devices VALUES ('kitchen-1', 'h1')")
+    old.commit()
+    old.close()
     Registry(tmp_path).close()
+    store = SqlClipStore(tmp_path)
     assert store.admit_start(start_of("kitchen-1", "h1", uuid.uuid4())).keep_audio is False
+    store.close()
 
 
 def test_spoken_deletions_reach_only_the_speakers_own_recent_requests(tmp_path: Path, database: str | None) -> None:
@@ -365,24 +368,27 @@ def start_of(device_id: str, household_id: str, utterance_id: uuid.UUID) -> Star
     return StartClaim(utterance_id, device_id, household_id, False, 1, datetime.now(UTC))
 
 
-def test_postgresql_schema_versions_are_never_edited_once_written() -> None:
-    # PostgreSQL applies each version once per database: a schema change must come as a
-    # new file, never as an edit of one that databases already have.
+def test_schema_versions_are_never_edited_once_written() -> None:
+    # Each version is applied once per database, on either engine: a schema change must come
+    # as a new file, never as an edit of one that databases already have.
     import hashlib
 
-    from pipeline.clip_schema import POSTGRESQL_VERSIONS as STORE_VERSIONS
-    from review_opt_out.registry import POSTGRESQL_VERSIONS as REGISTRY_VERSIONS
+    from pipeline import clip_schema
+    from review_opt_out import registry_schema
 
     def digests(versions: list[str]) -> list[str]:
         return [hashlib.sha256(version.encode()).hexdigest()[:16] for version in versions]
 
-    assert digests(STORE_VERSIONS) == ["6f84a494739659d1", "2d4164547fb611ed"]
-    assert digests(REGISTRY_VERSIONS) == ["7e5eb0387f013ba7", "762a9ce4089aca82", "ca7e4bf6b03d30c9"]
+    assert digests(clip_schema.POSTGRESQL_VERSIONS) == ["6f84a494739659d1", "2d4164547fb611ed"]
+    assert digests(registry_schema.POSTGRESQL_VERSIONS) == ["7e5eb0387f013ba7", "762a9ce4089aca82", "ca7e4bf6b03d30c9"]
+    assert digests(clip_schema.SQLITE_VERSIONS) == ["60b22cb9d0779140", "b7a4ca119f1e7e0a"]
+    assert digests(registry_schema.SQLITE_VERSIONS) == ["71e37518beb766fa", "633cb1be774ccf92", "60d9cbd655c3b214"]
 
 
 def test_both_databases_have_one_schema(tmp_path: Path) -> None:
-    # The PostgreSQL versions spell the SQLite schema: same tables, same columns in the
-    # same order with the same NOT NULLs, same indexes (PostgreSQL adds clip_seq, its rowid).
+    # The PostgreSQL versions spell the SQLite schema: same tables (earmark_schema too), same
+    # columns in the same order with the same NOT NULLs, same indexes (PostgreSQL adds
+    # clip_seq, its rowid).
     from tests.postgres import fresh_database
 
     _, lite = open_both(tmp_path / "sqlite")
@@ -399,7 +405,7 @@ def test_both_databases_have_one_schema(tmp_path: Path) -> None:
         pg_schema: dict[str, list[tuple[str, bool]]] = {}
         for table, column, nullable in pg.db.execute(
             "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name <> 'earmark_schema' ORDER BY table_name, ordinal_position"
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
         ):
             pg_schema.setdefault(table, []).append((column, nullable == "NO"))
         pg_indexes = {
@@ -456,8 +462,7 @@ def test_an_older_registry_learns_which_addresses_nobody_proved(tmp_path: Path, 
             "FROM members_v3"
         )
         db.execute("DROP TABLE members_v3")
-        if database is not None:
-            db.execute("UPDATE earmark_schema SET version = 2 WHERE component = 'registry'")
+        db.execute("UPDATE earmark_schema SET version = 2 WHERE component = 'registry'")
     registry.close()
     registry = Registry(tmp_path, database=database)
     statuses = dict(registry.db.execute("SELECT member_id, email_status FROM members").fetchall())
