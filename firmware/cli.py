@@ -270,7 +270,13 @@ def _main(argv: list[str], prog: str) -> int:
         if args.command == "devices":
             from firmware.audio.mic import list_input_devices, list_output_devices
 
-            for device in list_input_devices():
+            inputs, outputs = list_input_devices(), list_output_devices()
+            # stdout stays JSON lines for scripts; a person is told on stderr why it is empty.
+            if not inputs:
+                print(f"{prog}: no audio input devices found (is a microphone connected?)", file=sys.stderr)
+            if not outputs:
+                print(f"{prog}: no audio output devices found (is a loudspeaker connected?)", file=sys.stderr)
+            for device in inputs:
                 print(
                     json.dumps(
                         {
@@ -281,7 +287,7 @@ def _main(argv: list[str], prog: str) -> int:
                         }
                     )
                 )
-            for device in list_output_devices():  # for output.sound_device
+            for device in outputs:  # for output.sound_device
                 print(json.dumps({"index": device.index, "name": device.name, "output": True}))
             return 0
         if args.command == "doctor":

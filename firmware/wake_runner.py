@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.audio import FRAME_SAMPLES
+from firmware import native_stderr
 from firmware.errors import ModelLoadError
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,11 +63,14 @@ class _TfliteModel:
 
     def __init__(self, path: Path, input_shape: tuple[int, ...] | None = None) -> None:
         try:
-            self._interpreter = interpreter_class()(model_path=str(path), num_threads=1)
-            self._input = self._interpreter.get_input_details()[0]["index"]
-            if input_shape is not None:  # the melspectrogram model's input length is open
-                self._interpreter.resize_tensor_input(self._input, list(input_shape), strict=True)
-            self._interpreter.allocate_tensors()
+            # TFLite announces its XNNPACK delegate on stderr for every interpreter, past any
+            # log level; on every device command it read like a problem.
+            with native_stderr.filtered(lambda line: "XNNPACK delegate for CPU" not in line):
+                self._interpreter = interpreter_class()(model_path=str(path), num_threads=1)
+                self._input = self._interpreter.get_input_details()[0]["index"]
+                if input_shape is not None:  # the melspectrogram model's input length is open
+                    self._interpreter.resize_tensor_input(self._input, list(input_shape), strict=True)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError, OSError) as err:
             raise ModelLoadError(f"cannot load {path}: {err}") from err
         self._output = self._interpreter.get_output_details()[0]["index"]

@@ -141,11 +141,16 @@ def _main(argv: list[str], prog: str) -> int:
     import tomllib
 
     parser = OneLineParser(prog=prog, description="broker identities, ACL and TLS")
-    parser.add_argument("--devices", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--tls", action="store_true")
+    parser.add_argument(
+        "--devices",
+        type=Path,
+        required=True,
+        help="TOML listing your speakers: [[device]] tables with device_id and household_id",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for mosquitto.conf, passwords, ACL, keys")
+    parser.add_argument("--tls", action="store_true", help="make a CA and a server certificate; listen with TLS")
     parser.add_argument("--hostname", default="localhost", help="the broker's name on its certificate")
-    parser.add_argument("--port", type=int, default=8883)
+    parser.add_argument("--port", type=int, default=8883, help="the broker's port (default 8883)")
     parser.add_argument("--bind", help="listen address (default: 0.0.0.0 with --tls, else 127.0.0.1)")
     parser.add_argument(
         "--broker-user", help="run as root: the user mosquitto drops to and that gets its files (default: mosquitto)"

@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
@@ -90,6 +91,10 @@ class Progress:
 
 def fetch(url: str, sha256: str, model_dir: Path, timeout_seconds: float = 60.0) -> Path:
     """Download an archive, verify its SHA-256, unpack it, and return the model directory."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file") or "://" not in url:
+        raise ModelError(f"{url}: not a URL (give the http:// or https:// address of a .zip or .tar.gz)")
+    if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
+        raise ModelError(f"--sha256 {sha256}: not a SHA-256 (64 hexadecimal digits, as the model's page gives it)")
     model_dir = model_dir.expanduser()
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from contract.audio import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE_HZ
+from firmware import native_stderr
 from firmware.errors import AudioInputError
 
 if TYPE_CHECKING:
@@ -20,22 +19,13 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def _quiet_stderr() -> contextlib.AbstractContextManager[None]:
     """Silence C-level stderr while PortAudio probes its host APIs.
 
     ALSA (unknown PCM cards.pcm.rear ...) and JACK (server is not running ...) print
     dozens of lines on every start-up; they would bury the one-line error a user needs.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    return native_stderr.filtered(lambda _line: False)
 
 
 _HARDWARE = {"input": "microphone", "output": "speaker"}
