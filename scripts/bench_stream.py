@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -32,27 +31,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import topics
-from contract.messages import (
-    AudioChunk,
-    AudioFormat,
-    EndReason,
-    RecognitionResult,
-    UtteranceClaimed,
-    UtteranceEnd,
-    UtteranceStart,
-    decode_cloud_message,
-    encode_json,
-)
 from scripts.speech import espeak, silence, write_wav
+from scripts.stream_publisher import Publisher, cpu_seconds, peak_rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
 GRAMMAR = ("불 켜", "불 꺼", "음악 틀어", "지금 몇 시야")
@@ -153,66 +138,6 @@ def bench_latency(workdir: Path, utterances: int) -> dict[str, Any]:
     }
 
 
-class _Publisher:
-    """A raw MQTT client that streams hand-built utterances."""
-
-    def __init__(self, port: int, name: str) -> None:
-        self.finals: dict[uuid.UUID, float] = {}
-        self.claims: dict[uuid.UUID, str] = {}  # utterance -> the worker its audio goes to
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
-        self.client.max_inflight_messages_set(1000)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        sock: Any = self.client.socket()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as every Earmark client
-        self.client.loop_start()
-        for i in range(64):
-            self.client.subscribe(topics.results(f"bench-{i}"), qos=1)
-
-    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        result = decode_cloud_message(message.payload)
-        if isinstance(result, UtteranceClaimed):
-            self.claims.setdefault(result.utterance_id, result.worker_id)
-        elif isinstance(result, RecognitionResult) and result.final:
-            self.finals[result.utterance_id] = time.monotonic()
-
-    def _worker(self, utterance_id: uuid.UUID) -> str:
-        """The worker that claimed the utterance (as a device, its audio waits for the claim)."""
-        deadline = time.monotonic() + 30
-        while utterance_id not in self.claims:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no worker claimed {utterance_id}")
-            time.sleep(0.001)
-        return self.claims[utterance_id]
-
-    def start(self, device: str, utterance_id: uuid.UUID, household: str | None = None) -> None:
-        household = household or f"h-{device}"
-        start = UtteranceStart(
-            device_id=device, household_id=household, utterance_id=utterance_id, capture_started_at=datetime.now(UTC),
-            audio_format=AudioFormat(), wake_word="alexa", wake_score=1.0, firmware_version="bench",
-            review_allowed=False, consent_version=0,
-        )  # fmt: skip
-        self.client.publish(topics.utterance(device, utterance_id, topics.UtterancePart.START), encode_json(start), 1)
-
-    def chunk(self, device: str, utterance_id: uuid.UUID, sequence: int, pcm: bytes, to: str | None = None) -> Any:
-        """One chunk, to the worker that claimed the utterance (a flooder names one: `to`)."""
-        worker = to or self._worker(utterance_id)
-        topic = topics.utterance(device, utterance_id, topics.UtterancePart.AUDIO, worker)
-        return self.client.publish(topic, AudioChunk(sequence=sequence, pcm=pcm).encode(), 1)
-
-    def end(self, device: str, utterance_id: uuid.UUID, count: int) -> Any:
-        end = UtteranceEnd(utterance_id=utterance_id, reason=EndReason.SILENCE, chunk_count=count)
-        return self.client.publish(
-            topics.utterance(device, utterance_id, topics.UtterancePart.END, self._worker(utterance_id)),
-            encode_json(end),
-            1,
-        )
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def _request_chunks() -> list[bytes]:
     from tests.conftest import FIXTURES, load_pcm
 
@@ -226,7 +151,7 @@ def bench_streams(workdir: Path, max_streams: int, grammar: bool) -> dict[str, A
     chunks = _request_chunks()
     results: dict[str, Any] = {"audio_seconds_per_stream": len(chunks) * 0.16, "grammar": grammar, "rounds": []}
     with _broker(workdir) as port, _pipeline(workdir / "cloud", port, model=True, one_core=True, grammar=grammar):
-        publisher = _Publisher(port, "bench-streams")
+        publisher = Publisher(port, "bench-streams")
         sustained = 0
         n = 1
         while n <= max_streams:
@@ -257,17 +182,6 @@ def bench_streams(workdir: Path, max_streams: int, grammar: bool) -> dict[str, A
         publisher.close()
     results["sustained_streams_one_core"] = sustained
     return results
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 _BARE_SUBSCRIBER = """
@@ -302,9 +216,9 @@ def bench_ingest(workdir: Path, streams: int, chunks_per_stream: int) -> dict[st
         assert bare.stdout is not None  # noqa: S101
         bare.stdout.readline()
         time.sleep(0.5)  # its subscription is in place
-        publisher = _Publisher(port, "bench-ingest")
+        publisher = Publisher(port, "bench-ingest")
         ids = [(f"bench-{i % 64}", uuid.uuid4()) for i in range(streams)]
-        cpu_before = _cpu_seconds(pipeline.pid)
+        cpu_before = cpu_seconds(pipeline.pid)
         begin = time.monotonic()
         for device, utterance_id in ids:
             publisher.start(device, utterance_id)
@@ -317,7 +231,7 @@ def bench_ingest(workdir: Path, streams: int, chunks_per_stream: int) -> dict[st
             if time.monotonic() - begin > 300:
                 raise RuntimeError("ingest benchmark did not finish")
         elapsed = time.monotonic() - begin
-        pipeline_cpu = _cpu_seconds(pipeline.pid) - cpu_before
+        pipeline_cpu = cpu_seconds(pipeline.pid) - cpu_before
         db.close()
         publisher.close()
         bare_cpu = float(bare.communicate(timeout=300)[0].split()[-1])
@@ -331,7 +245,7 @@ def bench_ingest(workdir: Path, streams: int, chunks_per_stream: int) -> dict[st
     }
 
 
-def _paced_requests(publisher: _Publisher, device: str, count: int, chunks: list[bytes]) -> list[float]:
+def _paced_requests(publisher: Publisher, device: str, count: int, chunks: list[bytes]) -> list[float]:
     """Requests streamed in real time, one after another; end -> final lag of each, in seconds."""
     lags = []
     for _ in range(count):
@@ -354,9 +268,9 @@ def bench_flood(workdir: Path, requests: int, claimed_household: str = "h-flood"
     until the requests are done (starts claim `claimed_household`: its own, or one it is not in)."""
     chunks = _request_chunks()[:12]  # ~2 s requests keep the run short
     with _broker(workdir) as port, _pipeline(workdir / "cloud", port, model=True) as pipeline:
-        neighbour = _Publisher(port, "bench-neighbour")
+        neighbour = Publisher(port, "bench-neighbour")
         idle = _paced_requests(neighbour, "bench-1", requests, chunks)
-        flooder = _Publisher(port, "bench-flooder")
+        flooder = Publisher(port, "bench-flooder")
         worker = next(iter(neighbour.claims.values()))  # a flooder needs no claim to name a worker
         stop = threading.Event()
 
@@ -379,7 +293,7 @@ def bench_flood(workdir: Path, requests: int, claimed_household: str = "h-flood"
                 flooded["chunk_bytes"] += sent
                 flooded["rounds"] += 1
 
-        cpu_before = _cpu_seconds(pipeline.pid)
+        cpu_before = cpu_seconds(pipeline.pid)
         began = time.monotonic()
         flooding = threading.Thread(target=flood, name="flood")
         flooding.start()
@@ -388,8 +302,8 @@ def bench_flood(workdir: Path, requests: int, claimed_household: str = "h-flood"
         stop.set()
         flooding.join()
         elapsed = time.monotonic() - began
-        cpu = _cpu_seconds(pipeline.pid) - cpu_before
-        peak = _peak_rss_mib(pipeline.pid)
+        cpu = cpu_seconds(pipeline.pid) - cpu_before
+        peak = peak_rss_mib(pipeline.pid)
         flooder.close()
         neighbour.close()
     return {
