@@ -42,6 +42,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from scripts.pi_sample import asoundrc, comparable, write_raw_sample
+
 REPO = Path(__file__).resolve().parent.parent
 BASE_SCRIPT = REPO / "scripts" / "pi_stand_in_base.sh"
 RELEASES = {"bookworm": "3.11", "trixie": "3.13"}
@@ -241,8 +243,8 @@ class StandIn:
     # 5. run -------------------------------------------------------------------------
     def listen_events(self, host_events: list[dict[str, Any]]) -> None:
         raw = self.root / "root/sample.raw"
-        _write_raw_sample(raw)
-        (self.root / "root/file-mic.conf").write_text(_asoundrc(Path("/root/sample.raw")))
+        write_raw_sample(raw)
+        (self.root / "root/file-mic.conf").write_text(asoundrc(Path("/root/sample.raw")))
         # Under proot alsa-lib runs none of alsa.conf's load hooks (~/.asoundrc, conf.d,
         # /etc/asound.conf), so the file mic is named as a second top-level config.
         output = self.run(
@@ -251,16 +253,16 @@ class StandIn:
             env={"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf:/root/file-mic.conf"},
         )  # fmt: skip
         events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-        self.details["events"] = [_comparable(e) for e in events]
+        self.details["events"] = [comparable(e) for e in events]
         self.check(
             "same events as on x86-64",
-            [_comparable(e) for e in events] == [_comparable(e) for e in host_events],
-            {"stand-in": self.details["events"], "x86-64": [_comparable(e) for e in host_events]},
+            [comparable(e) for e in events] == [comparable(e) for e in host_events],
+            {"stand-in": self.details["events"], "x86-64": [comparable(e) for e in host_events]},
         )
 
     def speaker_bench(self) -> None:
         # One second of audio: under emulation every audio second costs ~12 s.
-        _write_raw_sample(self.root / "root/one-second.wav", seconds=1.0, wav=True)
+        write_raw_sample(self.root / "root/one-second.wav", seconds=1.0, wav=True)
         # Measuring code is not in the speaker's wheel: the script is copied in for the run.
         shutil.copy(Path(__file__).with_name("speaker_bench.py"), self.root / "root/speaker_bench.py")
         output = self.run(
@@ -278,49 +280,13 @@ print(json.dumps({"python": platform.python_version(), "machine": platform.machi
 """
 
 
-def _asoundrc(raw: Path) -> str:
-    """A capture device backed by a file: PyAudio opens it like a microphone."""
-    return (
-        "pcm.nullsink { type null }\n"
-        f'pcm.filemic {{ type file slave.pcm "nullsink" file "/dev/null" infile "{raw}" format "raw" }}\n'
-        'pcm.fakemic { type plug slave { pcm "filemic" format S16_LE rate 16000 channels 1 }\n'
-        '  hint { show on description "file-backed test microphone" } }\n'
-    )
-
-
-def _write_raw_sample(path: Path, seconds: float | None = None, wav: bool = False) -> None:
-    """The bundled request as raw 16 kHz PCM (or WAV), optionally cut to `seconds`."""
-    import numpy as np
-
-    from contract.audio import SAMPLE_RATE_HZ
-    from firmware.audio.source import SAMPLE_WAV
-    from firmware.audio.wav import read_wav
-    from scripts.speech import write_wav
-
-    _info, pcm = read_wav(SAMPLE_WAV)
-    if seconds is not None:
-        pcm = pcm[: int(seconds * SAMPLE_RATE_HZ) * 2]
-    if wav:
-        write_wav(path, np.frombuffer(pcm, dtype="<i2"))
-    else:
-        path.write_bytes(pcm)
-
-
-def _comparable(event: dict[str, Any]) -> dict[str, Any]:
-    """An event without what differs by run (ids, wall-clock times) and rounded scores."""
-    kept = {k: v for k, v in event.items() if k not in ("utterance_id", "at", "timestamp")}
-    if "score" in kept:
-        kept["score"] = round(float(kept["score"]), 3)
-    return kept
-
-
 def host_events(work: Path) -> list[dict[str, Any]]:
     """The same listen run on this machine, through the same kind of file-backed mic."""
     raw = work / "sample.raw"
-    _write_raw_sample(raw)
+    write_raw_sample(raw)
     home = work / "home"
     home.mkdir(exist_ok=True)
-    (home / ".asoundrc").write_text(_asoundrc(raw))
+    (home / ".asoundrc").write_text(asoundrc(raw))
     done = subprocess.run(
         [sys.executable, "-m", "firmware.cli", "listen", "--input", "mic", "--device", "fakemic",
          "--max-seconds", str(SAMPLE_SECONDS)],
