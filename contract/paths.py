@@ -32,3 +32,9 @@ def cloud_dir(root: Path | None = None) -> Path:
 def models_dir(root: Path | None = None) -> Path:
     """Vosk models (`earmark models`)."""
     return data_root(root) / "models"
+
+
+def local_speaker_config(root: Path | None = None) -> Path:
+    """The settings of the speaker `earmark up` runs on this machine: it writes them, its
+    speaker reads them, and `earmark doctor` checks them when given no other file."""
+    return data_root(root) / "device" / "device.toml"

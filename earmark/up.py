@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import tomli_w
+
 from contract import paths
 from contract.cli import add_database_arguments
 from contract.config import ConfigError
@@ -156,14 +158,25 @@ def _wait_listening(server: subprocess.Popen[bytes], port: int) -> None:
     raise ConfigError(f"the companion app did not start on port {port} (its message is above); see --app-port")
 
 
-def _device_command(
-    input_spec: str, address: str, state_dir: Path, consent_key: Path, extra: Sequence[str]
-) -> list[str]:
-    return _python(
-        "firmware.cli", "listen", "--input", input_spec, "--stream", "--broker", address,
-        "--device-id", DEVICE_ID, "--household-id", HOUSEHOLD_ID, "--state-dir", str(state_dir),
-        "--consent-key", str(consent_key), *extra,
-    )  # fmt: skip
+def _write_speaker_config(data_dir: Path, input_spec: str, address: str, consent_key: Path) -> Path:
+    """The speaker's settings as a file, so `earmark doctor` checks the very speaker `up` runs."""
+    host, _, port = address.rpartition(":")
+    settings = {
+        "input": input_spec if input_spec in ("mic", "sample", "-") else str(Path(input_spec).expanduser().resolve()),
+        "state_dir": str(data_dir / "device"),
+        "consent_public_key": str(consent_key),
+        "identity": {"device_id": DEVICE_ID, "household_id": HOUSEHOLD_ID},
+        "mqtt": {"host": host, "port": int(port)},
+    }
+    path = paths.local_speaker_config(data_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    header = "# The speaker `earmark up` runs (rewritten at every start; its broker lives only while it runs).\n"
+    write_private(path, header + tomli_w.dumps(settings))
+    return path
+
+
+def _device_command(speaker_config: Path, extra: Sequence[str]) -> list[str]:
+    return _python("firmware.cli", "listen", "--config", str(speaker_config), "--stream", *extra)
 
 
 def check_inputs(input_spec: str, with_app: bool, app_port: int) -> None:
@@ -260,7 +273,8 @@ def up(
             if "pipeline_ready" not in pipeline.stdout.readline():
                 raise ConfigError("the pipeline did not start; run with -v for its log")
             with app:
-                command = _device_command(input_spec, address, data_dir / "device", consent_key, extra_device_args)
+                speaker_config = _write_speaker_config(data_dir, input_spec, address, consent_key)
+                command = _device_command(speaker_config, extra_device_args)
                 status = subprocess.run(command, check=False).returncode
                 if with_app and status == 0 and not exit_when_done and input_spec != "mic":
                     _stay(pipeline, input_spec)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
-from contract import config
+from contract import config, paths
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from contract.cli import OneLineParser, entry
 from contract.errors import EarmarkError, report
@@ -294,7 +294,12 @@ def _main(argv: list[str], prog: str) -> int:
             from contract.config import load_settings as load_any
             from firmware.doctor import DoctorSettings, run_checks
 
-            checks = run_checks(load_any(DoctorSettings, args.config))
+            path = args.config
+            if path is None and paths.local_speaker_config().is_file():
+                # `earmark up` runs a speaker here: check that one, not a default nobody runs.
+                path = paths.local_speaker_config()
+                print(f"checking the speaker `earmark up` runs ({path}); --config FILE checks another")
+            checks = run_checks(load_any(DoctorSettings, path))
             for check in checks:
                 print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
                 if not check.ok:

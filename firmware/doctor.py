@@ -7,6 +7,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from contract import topics
@@ -31,6 +32,15 @@ class Check:
 def _microphone(settings: DeviceSettings) -> Check:
     from firmware.audio.mic import MicrophoneSource, list_input_devices
 
+    if settings.input != "mic":  # what the speaker hears is not a microphone: say what it is
+        if settings.input == "sample":
+            return Check("microphone", True, "not used: the speaker hears the bundled request (input = sample)")
+        if settings.input == "-":
+            return Check("microphone", True, "not used: the speaker hears raw PCM on its stdin (input = -)")
+        heard = Path(settings.input).expanduser()
+        if heard.is_file():
+            return Check("microphone", True, f"not used: the speaker hears {heard} (input)")
+        return Check("microphone", False, f"{heard}: no such audio file (input)", "set input to mic, sample or a WAV")
     try:
         names = [d.name for d in list_input_devices()]
         source = MicrophoneSource(settings.device)
@@ -67,7 +77,13 @@ def _tcp(settings: DeviceSettings) -> Check:
         with socket.create_connection((settings.mqtt.host, settings.mqtt.port), timeout=5):
             return Check("broker reachable", True, address)
     except OSError as err:
-        return Check("broker reachable", False, f"{address}: {err}", "check the network and the [mqtt] host and port")
+        return Check(
+            "broker reachable",
+            False,
+            f"{address}: {err}",
+            "check the network and the [mqtt] host and port (the speaker of `earmark up`: its broker runs only"
+            " while `earmark up` does)",
+        )
 
 
 def _tls(settings: DeviceSettings) -> Check:

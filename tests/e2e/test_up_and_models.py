@@ -80,6 +80,11 @@ def test_the_demo_stays_until_ctrl_c_with_the_app_still_answering(tmp_path: Path
         context = ssl.create_default_context(cafile=str(tmp_path / "cloud" / "tls" / "app.crt"))
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/", context=context, timeout=30) as page:
             assert page.status == 200
+        # The doctor checks the speaker `up` runs, and agrees with it (first-hour issue, item 5).
+        doctor = earmark("--data-dir", str(tmp_path), "doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "checking the speaker `earmark up` runs" in doctor.stdout
+        assert "FAIL" not in doctor.stdout and "not used: the speaker hears the bundled request" in doctor.stdout
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0  # Ctrl-C is how a demo ends, not a failure
     finally:
