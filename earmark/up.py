@@ -127,11 +127,23 @@ def companion_app(cloud_dir: Path, address: str, port: int, env: dict[str, str] 
         check=False,
         env=env,
     )
+    # A password changed in the app makes the file stale: never point a person to it then.
+    current = subprocess.run(
+        _python(*review, "check-password", HOUSEHOLD_ID, APP_EMAIL, "--password-file", str(password_file)),
+        capture_output=True,
+        check=False,
+        env=env,
+    )
+    sign_in = (
+        f"the password in {password_file}"
+        if current.returncode == 0
+        else f"the password you chose in the app (the one in {password_file} is no longer yours)"
+    )
     # It prints the addresses a phone can open (HTTPS, the certificate `setup` made).
     server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)), env=env)
     _wait_listening(server, port)
     notice = (
-        f"companion app: sign in as {APP_EMAIL} with the password in {password_file} (the browser warns once about"
+        f"companion app: sign in as {APP_EMAIL} with {sign_in} (the browser warns once about"
         " the self-signed certificate); switch review on or off and the device's next clip carries the new consent"
     )
     print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201

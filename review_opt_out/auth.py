@@ -119,6 +119,16 @@ def _verify(stored: str | None, password: str) -> bool:
         return False
 
 
+def is_current_password(registry: Registry, household_id: str, email: str, password: str) -> bool:
+    """Whether `password` is the member's own now (an operator's check, on the server: no guard)."""
+    with registry.reading() as db:
+        row = db.execute(
+            "SELECT password_hash FROM members WHERE household_id = ? AND email = ?",
+            (household_id, members.checked_email(email)),
+        ).fetchone()
+    return _verify(None if row is None else str(row[0]), password)
+
+
 def _first_match(stored: list[str], password: str, checks: int) -> int | None:
     """The index of the first hash `password` matches; every hash (and dummies up to
     `checks`) is tried, so the work does not depend on which one matched."""

@@ -231,6 +231,10 @@ def _main(argv: list[str], prog: str) -> int:
     member.add_argument("email")
     member.add_argument("name")
     member.add_argument("--password-file", type=Path)
+    check = sub.add_parser("check-password", help="is the password in a file a member's current one? (exit 0/1)")
+    check.add_argument("household_id")
+    check.add_argument("email")
+    check.add_argument("--password-file", type=Path)
     reviewer = sub.add_parser("add-reviewer", help="a reviewer account")
     reviewer.add_argument("name")
     reviewer.add_argument("--role", choices=["reviewer", "admin"], default="reviewer")
@@ -268,6 +272,10 @@ def _main(argv: list[str], prog: str) -> int:
             password = _password(args.password_file)
             auth.add_member(registry, args.household_id, args.email, args.name, password)
             print(f"added {args.email} to {args.household_id} as an owner; they can sign in to the app now")  # noqa: T201
+        elif args.command == "check-password":
+            current = auth.is_current_password(registry, args.household_id, args.email, _password(args.password_file))
+            print(f"that is {'' if current else 'not '}{args.email}'s current password")  # noqa: T201
+            return 0 if current else 1
         elif args.command == "add-reviewer":
             password = _password(args.password_file)
             members.check_password(password)

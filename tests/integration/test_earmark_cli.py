@@ -96,6 +96,13 @@ def test_admin_commands_name_the_problem_and_say_what_they_did(tmp_path: Path) -
         "review", "add-member", "h1", "ana@example.org", "Ana", "--password-file", str(password), data=data
     )
     assert member.stdout.startswith("added ana@example.org to h1 as an owner")
+    # `earmark up` asks this before pointing a person to its password file.
+    current = earmark("review", "check-password", "h1", "Ana@example.org", "--password-file", str(password), data=data)
+    assert current.returncode == 0 and "that is Ana@example.org's current password" in current.stdout
+    password.write_text("a changed one\n")
+    stale = earmark("review", "check-password", "h1", "ana@example.org", "--password-file", str(password), data=data)
+    assert stale.returncode == 1 and "not ana@example.org's current password" in stale.stdout
+    password.write_text("correct horse\n")
     assert earmark("pipeline", "enroll", "kitchen-1", "h1", data=data).stdout.startswith("enrolled kitchen-1 in h1")
     # Moving a speaker to another household is deliberate, never a typo's side effect.
     one_line_error(earmark("pipeline", "enroll", "kitchen-1", "h2", data=data), "add --move")
