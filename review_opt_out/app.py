@@ -50,11 +50,13 @@ def create_app(
     secure_cookies: bool = False,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
     limits: SignInLimits | None = None,
+    share_url: str | None = None,
 ) -> FastAPI:
     """Build the app around a registry; `on_consent_change` wakes the MQTT publisher.
 
     `allowed_hosts` are the names the app answers to (the Host header): a page served
-    under any other name, e.g. by DNS rebinding, gets 400.
+    under any other name, e.g. by DNS rebinding, gets 400. `share_url` is the address
+    others on the network open it at, for the links it makes (invitations).
     """
     failures = auth.FailedSignIns(registry)
 
@@ -73,7 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
     guard = SignInGuard(limits)
-    app.state.earmark = AppState(registry, guard, failures, on_consent_change or (lambda: None))
+    app.state.earmark = AppState(registry, guard, failures, on_consent_change or (lambda: None), share_url)
     protect(app, allowed_hosts, hsts=secure_cookies)
 
     @app.exception_handler(TextWithNul)

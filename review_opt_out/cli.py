@@ -147,8 +147,14 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     # would knock the first off the broker.
     voice = VoiceCommands(registry, settings.mqtt, f"{settings.client_id}-voice", publisher.notify)
     voice.start()
+    # Invitation links name the first address others can open (not a loopback one).
+    share = next((url for url in urls if not lan.is_loopback_url(url)), None)
     app = create_app(
-        registry, on_consent_change=publisher.notify, secure_cookies=certificate is not None, allowed_hosts=names
+        registry,
+        on_consent_change=publisher.notify,
+        secure_cookies=certificate is not None,
+        allowed_hosts=names,
+        share_url=share,
     )
     stop = threading.Event()
     tally = app.state.earmark.failures.flush_if_due

@@ -257,7 +257,11 @@ def invite(body: InviteBody, session: Owner, shared: Shared) -> dict[str, Any]:
         )
     except ReviewError as err:
         raise HTTPException(422, str(err)) from err
-    return {"invite_path": f"/#invite={token}", "valid_days": members.INVITE_DAYS}
+    path = f"/#invite={token}"
+    made: dict[str, Any] = {"invite_path": path, "valid_days": members.INVITE_DAYS}
+    if shared.share_url is not None:
+        made["invite_url"] = shared.share_url.rstrip("/") + path
+    return made
 
 
 @router.delete("/api/members/{member_id}")

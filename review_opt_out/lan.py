@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from urllib.parse import urlsplit
 
 from review_opt_out.web_guard import LOOPBACK_HOSTS
 
@@ -32,3 +33,9 @@ def reachable_names(extra: list[str] | None = None) -> list[str]:
     """Every name the app should answer to: LAN addresses, host names, loopback, and `extra`."""
     names = [*(extra or []), *lan_addresses(), *host_names(), *LOOPBACK_HOSTS]
     return list(dict.fromkeys(names))
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine only (nobody else on the network can open it)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in LOOPBACK_HOSTS or host.startswith("127.") or host in ("localhost", "::1")

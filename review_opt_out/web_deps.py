@@ -28,6 +28,10 @@ class AppState:
     guard: SignInGuard
     failures: auth.FailedSignIns
     on_consent_change: Callable[[], None]
+    # Where others on the household's network open the app (e.g. https://kitchen-pi.local:8443/):
+    # an invitation link built from the address the owner happened to use (127.0.0.1) would
+    # reach nobody else. None when the app serves loopback only.
+    share_url: str | None = None
 
 
 def state(request: Request) -> AppState:

@@ -208,8 +208,15 @@ $("invite-form").addEventListener("submit", async (event) => {
   $("invite-error").hidden = true;
   try {
     const made = await api("POST", "/api/members/invite", { name: $("invite-name").value, email: $("invite-email").value, role: $("invite-role").value });
-    $("invite-link").textContent = new URL(made.invite_path, location.href).href;
+    // Opened on this machine (127.0.0.1, localhost), the page's own address reaches nobody
+    // else: the link then names the address the server is known by on the network.
+    const here = location.hostname.replace(/^\[|\]$/g, "");
+    const loopback = here === "localhost" || here === "::1" || here.startsWith("127.");
+    $("invite-link").textContent = made.invite_url && loopback ? made.invite_url : new URL(made.invite_path, location.href).href;
+    $("invite-copied").textContent = "";
+    $("invite-share").hidden = !navigator.share;
     $("invite-result").hidden = false;
+    $("invite-form").reset();  // the next invitation starts from empty fields
     await loadMembers();
   } catch (e) { show($("invite-error"), e.message); }
 });
@@ -245,6 +252,21 @@ async function join(token) {
     } catch (e) { show($("join-error"), e.message); }
   });
 }
+
+$("invite-copy").addEventListener("click", async () => {
+  const link = $("invite-link").textContent;
+  try {
+    await navigator.clipboard.writeText(link);
+    $("invite-copied").textContent = "Copied.";
+  } catch {
+    // No clipboard (an insecure page, or refused): select the link so a long-press or Ctrl+C copies it.
+    getSelection().selectAllChildren($("invite-link"));
+    $("invite-copied").textContent = "Selected: copy it with Ctrl+C or a long press.";
+  }
+});
+$("invite-share").addEventListener("click", () => {
+  navigator.share({ title: "Join our household on Earmark", url: $("invite-link").textContent }).catch(() => {});
+});
 
 const invite = location.hash.startsWith("#invite=") ? location.hash.slice("#invite=".length) : null;
 if (invite) join(invite);

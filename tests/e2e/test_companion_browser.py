@@ -83,7 +83,10 @@ def live(tmp_path: Path) -> Iterator[Live]:
     publisher = ConsentPublisher(registry, MqttSettings(port=broker.port))
     publisher.start()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, publisher.notify), port=port, log_level="warning"))
+    # The address others on the network would use: another name for this machine, so the
+    # invited guest's browser can open the link the owner is given.
+    app = create_app(registry, publisher.notify, share_url=f"http://localhost:{port}/")
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -112,9 +115,11 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def open_page(browser: Any, url: str, viewport: dict[str, int]) -> tuple[Any, list[str]]:
+def open_page(
+    browser: Any, url: str, viewport: dict[str, int], permissions: tuple[str, ...] = ()
+) -> tuple[Any, list[str]]:
     """A fresh browser context (its own cookies) on `url`; returns the page and its console lines."""
-    page = browser.new_context(viewport=viewport).new_page()
+    page = browser.new_context(viewport=viewport, permissions=list(permissions)).new_page()
     console: list[str] = []
     page.on("console", lambda message: console.append(message.text))
     page.goto(url)
@@ -327,13 +332,20 @@ def test_an_owner_invites_a_member_who_joins_and_is_then_removed(
     from playwright.sync_api import expect
 
     with chromium() as browser:
-        owner, _ = open_page(browser, live.url, viewport)
+        owner, _ = open_page(browser, live.url, viewport, ("clipboard-read", "clipboard-write"))
         sign_in_page(owner, "ana@example.org", "correct horse")
         owner.get_by_label("Their name").fill("Cy")
         owner.get_by_label("Their email").fill("cy@example.org")
         owner.get_by_role("button", name="Create invitation link").click()
         link = owner.locator("#invite-link")
-        expect(link).to_contain_text("/#invite=")
+        # Opened at 127.0.0.1, the link still names the address others open the app at.
+        network_url = live.url.replace("127.0.0.1", "localhost")
+        expect(link).to_contain_text(f"{network_url}/#invite=")
+        expect(owner.get_by_label("Their name")).to_have_value("")  # ready for the next one
+        expect(owner.get_by_label("Their email")).to_have_value("")
+        owner.get_by_role("button", name="Copy link").click()
+        expect(owner.locator("#invite-copied")).to_have_text("Copied.")
+        assert owner.evaluate("navigator.clipboard.readText()") == link.inner_text()
         expect(owner.locator("#members li")).to_have_count(2)
         invited = owner.locator("#members li").nth(1)
         expect(invited.locator("span")).to_have_text("Cy <cy@example.org> · invited")
