@@ -6,6 +6,7 @@ common recorders write, and says nothing useful about truncation; this parser do
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from contract.audio import FRAME_BYTES
-from firmware.audio.convert import to_wire_pcm
+from contract.audio import SAMPLE_RATE_HZ
+from firmware.audio.convert import Resampler, to_wire_pcm
 from firmware.audio.framer import frames_of
 from firmware.errors import AudioInputError
 
@@ -92,73 +93,122 @@ def _decode(data: bytes, tag: int, channels: int, bits: int) -> npt.NDArray[np.f
     return samples.reshape(-1, channels)
 
 
-def read_wav(path: Path) -> tuple[WavInfo, bytes]:
-    """Read a WAV file and return its format and its audio as wire-format PCM."""
+@dataclass(frozen=True)
+class _Layout:
+    """Where a WAV file's audio is, and how it is encoded."""
+
+    info: WavInfo
+    data_offset: int
+    data_bytes: int  # whole frames only
+
+
+def _layout(path: Path) -> _Layout:
+    """Parse the headers, reading no more of the file than they take (audio stays on disk)."""
     try:
-        blob = path.read_bytes()
+        handle = path.open("rb")
     except FileNotFoundError:
         raise _fail(path, "no such file") from None
     except IsADirectoryError:
         raise _fail(path, "is a directory, not a WAV file") from None
     except OSError as err:
         raise _fail(path, f"cannot read: {err.strerror}") from err
-    if not blob:
-        raise _fail(path, "empty file")
-    if len(blob) < 12 or blob[:4] not in (b"RIFF", b"RIFX") or blob[8:12] != b"WAVE":
-        raise _fail(path, "not a WAV file (no RIFF/WAVE header)")
-    if blob[:4] == b"RIFX":
-        raise _fail(path, "big-endian RIFX WAV is not supported")
-
-    fmt: tuple[int, int, int, int] | None = None
-    offset = 12
-    while offset + 8 <= len(blob):
-        chunk_id = blob[offset : offset + 4]
-        (size,) = struct.unpack("<I", blob[offset + 4 : offset + 8])
-        body_start = offset + 8
-        if chunk_id == b"fmt ":
-            fmt = _parse_fmt(path, blob[body_start : body_start + size])
-        elif chunk_id == b"data":
-            if fmt is None:
-                raise _fail(path, "corrupt WAV: data chunk comes before the fmt chunk")
-            tag, channels, rate, bits = fmt
-            available = len(blob) - body_start
-            if size in _UNKNOWN_DATA_SIZES and size > available:
-                size = available
-            if size > available:
-                raise _fail(
-                    path,
-                    f"truncated WAV: data chunk declares {size} bytes but only {available} are present",
-                )
-            frame_width = channels * bits // 8
-            usable = size - size % frame_width
-            if usable == 0:
-                raise _fail(path, "WAV contains no audio")
-            samples = _decode(blob[body_start : body_start + usable], tag, channels, bits)
-            info = WavInfo(rate, channels, bits, tag, samples.shape[0])
-            try:
-                return info, to_wire_pcm(samples, rate)
-            except ModuleNotFoundError as err:  # scipy is not part of a speaker's install
-                raise _fail(
-                    path, f"{rate} Hz audio needs resampling to 16 kHz: install scipy, or `sox IN -r 16000 OUT.wav`"
-                ) from err
-        offset = body_start + size + (size & 1)  # RIFF chunks are word-aligned
+    with handle:
+        length = os.fstat(handle.fileno()).st_size
+        head = handle.read(12)
+        if not head:
+            raise _fail(path, "empty file")
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            raise _fail(path, "not a WAV file (no RIFF/WAVE header)")
+        if head[:4] == b"RIFX":
+            raise _fail(path, "big-endian RIFX WAV is not supported")
+        fmt: tuple[int, int, int, int] | None = None
+        offset = 12
+        while offset + 8 <= length:
+            handle.seek(offset)
+            chunk_id, size = struct.unpack("<4sI", handle.read(8))
+            body_start = offset + 8
+            if chunk_id == b"fmt ":
+                fmt = _parse_fmt(path, handle.read(min(size, 1024)))
+            elif chunk_id == b"data":
+                if fmt is None:
+                    raise _fail(path, "corrupt WAV: data chunk comes before the fmt chunk")
+                tag, channels, rate, bits = fmt
+                available = length - body_start
+                if size in _UNKNOWN_DATA_SIZES and size > available:
+                    size = available
+                if size > available:
+                    raise _fail(
+                        path,
+                        f"truncated WAV: data chunk declares {size} bytes but only {available} are present",
+                    )
+                frame_width = channels * bits // 8
+                usable = size - size % frame_width
+                if usable == 0:
+                    raise _fail(path, "WAV contains no audio")
+                info = WavInfo(rate, channels, bits, tag, usable // frame_width)
+                return _Layout(info, body_start, usable)
+            offset = body_start + size + (size & 1)  # RIFF chunks are word-aligned
     if fmt is None:
         raise _fail(path, "truncated or corrupt WAV: no fmt chunk")
     raise _fail(path, "truncated or corrupt WAV: no data chunk")
 
 
-class WavFileSource:
-    """Frames from a WAV file, converted to the wire format."""
+def _needs_scipy(path: Path, rate: int) -> None:
+    if rate == SAMPLE_RATE_HZ:
+        return
+    try:
+        import scipy.signal  # noqa: F401 - only whether it is there
+    except ModuleNotFoundError as err:  # scipy is not part of a speaker's install
+        raise _fail(
+            path, f"{rate} Hz audio needs resampling to 16 kHz: install scipy, or `sox IN -r 16000 OUT.wav`"
+        ) from err
 
-    def __init__(self, path: Path) -> None:
+
+def read_wav(path: Path) -> tuple[WavInfo, bytes]:
+    """Read a WAV file and return its format and its audio as wire-format PCM."""
+    source = WavFileSource(path)
+    return source.info, b"".join(source.blocks())
+
+
+class WavFileSource:
+    """Frames from a WAV file, converted to the wire format block by block: an hour of
+    audio is never in memory at once (decoded whole, it took ~2 GB)."""
+
+    def __init__(self, path: Path, block_seconds: float = 10.0) -> None:
         self.name = str(path)
-        # Decoding up front makes every format error surface before any audio is processed.
-        self.info, self._pcm = read_wav(path)
+        self._path = path
+        # The headers, the encoding and the resampler are checked before any audio is read.
+        self._layout = _layout(path)
+        self.info = self._layout.info
+        _needs_scipy(path, self.info.sample_rate_hz)
+        self._block_frames = max(int(block_seconds * self.info.sample_rate_hz), 1)
+
+    def blocks(self) -> Iterator[bytes]:
+        """The file's audio as wire-format PCM, in blocks of about `block_seconds`."""
+        info = self.info
+        width = info.channels * info.bits_per_sample // 8
+        wire = info.format_tag == _PCM and info.bits_per_sample == 16 and info.channels == 1
+        resampler = None if info.sample_rate_hz == SAMPLE_RATE_HZ else Resampler(info.sample_rate_hz)
+        with self._path.open("rb") as handle:
+            handle.seek(self._layout.data_offset)
+            left = self._layout.data_bytes
+            while left > 0:
+                data = handle.read(min(left, self._block_frames * width))
+                if not data:
+                    raise _fail(self._path, "the file got shorter while it was read")
+                left -= len(data)
+                if wire and resampler is None:
+                    yield data  # already the wire format: nothing to convert
+                    continue
+                samples = _decode(data, info.format_tag, info.channels, info.bits_per_sample)
+                mono = samples.mean(axis=1) if info.channels > 1 else samples[:, 0]
+                if resampler is not None:
+                    mono = resampler.feed(mono, last=left == 0)
+                yield to_wire_pcm(mono, SAMPLE_RATE_HZ)
 
     def frames(self) -> Iterator[bytes]:
         """Yield the file's audio as 80 ms frames."""
-        step = FRAME_BYTES * 64
-        return frames_of(self._pcm[i : i + step] for i in range(0, len(self._pcm), step))
+        return frames_of(self.blocks())
 
     def close(self) -> None:
-        """Nothing to release; present for the AudioSource interface."""
+        """Nothing to release (each pass opens the file); present for the AudioSource interface."""
