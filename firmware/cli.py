@@ -17,7 +17,7 @@ from contract import config, paths
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
 from contract.cli import OneLineParser, entry
 from contract.errors import EarmarkError, report
-from firmware.events import FrontEndEvent, UtteranceAudio, UtteranceReady
+from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, SpeakerFileSettings, load_settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -225,8 +225,14 @@ def listen(
     device = assemble(settings, DeviceMode.CLOUD if stream else None, on_line=printer.line, reply_dir=reply_dir)
     try:
         utterances: list[UUID] = []
+        # A file read faster than real time would open streams faster than the cloud serves
+        # them (it admits two per device at once): after each request, wait for its receipt.
+        throttle = device.session is not None and not realtime and settings.input != "mic"
+        ended: list[UUID] = []
 
         def on_event(event: FrontEndEvent) -> None:
+            if isinstance(event, SpeechEnded) and throttle:
+                ended.append(event.utterance_id)
             if isinstance(event, UtteranceReady):
                 utterances.append(event.utterance_id)
             if isinstance(event, UtteranceAudio) and not show_audio:
@@ -236,8 +242,13 @@ def listen(
                 line["saved_to"] = str(_save(settings.save_dir, event))
             printer.line(json.dumps(line))
 
+        def wait_for_the_cloud() -> None:
+            if ended and device.session is not None:
+                device.session.uplink.wait_settled(ended, result_timeout_seconds)
+                ended.clear()
+
         device.frontend.subscribe(on_event)
-        device.run(pace=realtime, max_seconds=max_seconds)
+        device.run(pace=realtime, max_seconds=max_seconds, on_frame=wait_for_the_cloud)
         session = device.session
         if session is not None:
             # An utterance another speaker answers gets no transcript here.

@@ -153,6 +153,13 @@ class Uplink:
             self._cond.wait_for(lambda: wanted <= self.stats.stored, timeout)
             return wanted - self.stats.stored
 
+    def wait_settled(self, utterance_ids: Iterable[UUID], timeout: float) -> set[UUID]:
+        """Wait until the cloud stored or cancelled these utterances; return those still open."""
+        wanted = set(utterance_ids)
+        with self._cond:
+            self._cond.wait_for(lambda: wanted <= self.stats.stored | self.stats.cancelled_ids, timeout)
+            return wanted - self.stats.stored - self.stats.cancelled_ids
+
     def wait_for_finals(self, utterance_ids: Iterable[UUID], timeout: float) -> set[UUID]:
         """Wait for the final transcripts of these utterances; return those still missing."""
         wanted = set(utterance_ids)
@@ -298,6 +305,7 @@ class Uplink:
         with self._cond:
             unsent = self._outbox.cancel(utterance_id)  # nothing of it is stored: nothing to resend
             self.stats.cancelled_ids.add(utterance_id)
+            self._cond.notify_all()
         self._cancelled.append(utterance_id)
         _LOGGER.info("utterance %s cancelled by the cloud (%d messages unsent)", utterance_id, unsent)
 

@@ -269,3 +269,30 @@ def test_models_fetch_refuses_what_is_not_a_model(tmp_path: Path, model_server: 
     bad_url = url.replace("tiny-model.tar.gz", "missing.tar.gz")
     done = earmark("models", "--dir", str(tmp_path), "fetch", bad_url, "--sha256", "0" * 64)
     assert done.returncode == 2 and "download failed" in done.stderr
+
+
+def test_a_long_file_read_faster_than_real_time_waits_for_the_cloud(tmp_path: Path) -> None:
+    import numpy as np
+
+    from scripts.speech import espeak, silence, write_wav
+    from tests.conftest import FIXTURES, load_pcm
+
+    alexa = load_pcm(FIXTURES / "alexa_only.wav")
+    phrases = ("지금 몇 시야", "불 켜", "불 꺼", "음악 틀어", "지금 몇 시야") * 3
+    requests = [espeak(words, "ko+f3", 150) for words in phrases]
+    wav = tmp_path / "fifteen_requests.wav"
+    write_wav(
+        wav, np.concatenate([part for r in requests for part in (silence(0.5), alexa, silence(0.3), r, silence(2))])
+    )
+    # Without --realtime the file is read as fast as it goes: fifteen requests in a few
+    # seconds, where the cloud admits two streams per device at once (it exited 3 with
+    # "results_missing" before the device waited for each receipt).
+    done = earmark(
+        "up", "--input", str(wav), "--data-dir", str(tmp_path / "data"), "--vosk-model", str(KO_MODEL),
+        "--no-app", "--language", "ko", "--exit-when-done",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len([line for line in lines if line["type"] == "transcript" and line["final"]]) == 15
+    with sqlite3.connect(tmp_path / "data" / "cloud" / "earmark.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM clips").fetchone()[0] == 15
