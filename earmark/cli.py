@@ -111,6 +111,7 @@ def _up(argv: list[str], root: Path) -> int:
         app_port=args.app_port,
         database=database_url(args, "earmark up"),
         exit_when_done=args.exit_when_done,
+        demo=args.demo,
     )
 
 

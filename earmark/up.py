@@ -26,6 +26,7 @@ import tomli_w
 from contract import paths
 from contract.cli import add_database_arguments
 from contract.config import ConfigError
+from earmark import demo as demo_mode
 from hardware.broker_config import common_conf_lines, write_private
 from pipeline.models import ENGLISH_DEFAULT as DEFAULT_MODEL_NAME  # `earmark models fetch-default`
 from review_opt_out.cli import DEFAULT_APP_PORT
@@ -108,8 +109,11 @@ def local_time_zone() -> str:
 
 
 @contextlib.contextmanager
-def companion_app(cloud_dir: Path, address: str, port: int, env: dict[str, str] | None = None) -> Iterator[None]:
-    """The consent service and its page, with this machine's household and one member."""
+def companion_app(
+    cloud_dir: Path, address: str, port: int, env: dict[str, str] | None = None, demo: bool = False
+) -> Iterator[None]:
+    """The consent service and its page, with this machine's household and one member
+    (and with `demo`, review on and a reviewer: see `earmark.demo`)."""
     review = ["review_opt_out.cli", "--data-dir", str(cloud_dir)]
     password_file = cloud_dir.parent / "app-password"
     if not password_file.exists():
@@ -139,9 +143,16 @@ def companion_app(cloud_dir: Path, address: str, port: int, env: dict[str, str] 
         if current.returncode == 0
         else f"the password you chose in the app (the one in {password_file} is no longer yours)"
     )
+    reviewer_password = demo_mode.add_reviewer(review, cloud_dir.parent, env) if demo else None
     # It prints the addresses a phone can open (HTTPS, the certificate `setup` made).
-    server = subprocess.Popen(_python(*review, "serve", "--broker", address, "--port", str(port)), env=env)
+    serve = [*review, "serve", "--broker", address, "--port", str(port), *(demo_mode.SERVE_ARGS if demo else ())]
+    server = subprocess.Popen(_python(*serve), env=env)
     _wait_listening(server, port)
+    if reviewer_password is not None:
+        if current.returncode == 0:
+            password = password_file.read_text().strip()
+            demo_mode.turn_review_on(port, cloud_dir / "tls" / "app.crt", APP_EMAIL, password)
+        print(json.dumps({"type": "notice", "message": demo_mode.notice(port, reviewer_password)}), flush=True)  # noqa: T201
     notice = (
         f"companion app: sign in as {APP_EMAIL} with {sign_in} (the browser warns once about"
         " the self-signed certificate); switch review on or off and the device's next clip carries the new consent"
@@ -234,6 +245,7 @@ def up(
     app_port: int = DEFAULT_APP_PORT,
     database: str | None = None,
     exit_when_done: bool = False,
+    demo: bool = False,
 ) -> int:
     """Run broker, pipeline (and the companion app) and a device until its input ends (or Ctrl-C).
 
@@ -244,6 +256,8 @@ def up(
     directory; the cloud's processes get it in their environment, not on a command line
     every local user can read.
     """
+    if demo and not with_app:
+        raise ConfigError("--demo needs the companion app (leave out --no-app)")
     check_inputs(input_spec, with_app, app_port)
     data_dir = data_dir.expanduser()
     env = None if database is None else {**os.environ, "EARMARK_DATABASE": database}
@@ -279,7 +293,7 @@ def up(
             )
             print(json.dumps({"type": "notice", "message": notice}), flush=True)  # noqa: T201
         pipeline = subprocess.Popen(_python("pipeline.cli", *run_args), stdout=subprocess.PIPE, text=True, env=env)
-        app = companion_app(data_dir / "cloud", address, app_port, env) if with_app else contextlib.nullcontext()
+        app = companion_app(data_dir / "cloud", address, app_port, env, demo) if with_app else contextlib.nullcontext()
         try:
             assert pipeline.stdout is not None  # noqa: S101 - PIPE was asked for
             if "pipeline_ready" not in pipeline.stdout.readline():
@@ -304,6 +318,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vosk-model", type=Path, help=f"Vosk model directory (default: DATA/models/{DEFAULT_MODEL_NAME})"
     )
     parser.add_argument("--realtime", action="store_true", help="pace file input like a microphone")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="a demo, not how Earmark runs: review on in the app, every clip sampled within 10 s, a reviewer account",
+    )
     parser.add_argument(
         "--exit-when-done",
         action="store_true",

@@ -296,3 +296,51 @@ def test_a_long_file_read_faster_than_real_time_waits_for_the_cloud(tmp_path: Pa
     assert len([line for line in lines if line["type"] == "transcript" and line["final"]]) == 15
     with sqlite3.connect(tmp_path / "data" / "cloud" / "earmark.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM clips").fetchone()[0] == 15
+
+
+def test_the_demo_puts_the_samples_recording_before_a_reviewer_within_a_minute(tmp_path: Path) -> None:
+    import http.cookiejar
+
+    port = free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "earmark", "up", "--input", "sample", "--data-dir", str(tmp_path),
+         "--vosk-model", str(KO_MODEL), "--app-port", str(port), "--demo"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        notices = []
+        for line in up.stdout:  # until the sample is done: its clip is stored by then
+            if line.startswith("{") and json.loads(line)["type"] == "notice":
+                notices.append(json.loads(line)["message"])
+                if "Ctrl-C" in notices[-1]:
+                    break
+        [demo] = [n for n in notices if n.startswith("DEMO")]
+        assert "demo-reviewer" in demo and str(tmp_path / "reviewer-password") in demo
+        tls = ssl.create_default_context(cafile=str(tmp_path / "cloud" / "tls" / "app.crt"))
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=tls), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        base = f"https://127.0.0.1:{port}"
+        password = (tmp_path / "reviewer-password").read_text().strip()
+        login = urllib.request.Request(  # noqa: S310 - the app on loopback
+            f"{base}/api/review/login", data=json.dumps({"login": "demo-reviewer", "password": password}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )  # fmt: skip
+        assert opener.open(login, timeout=30).status == 200
+        deadline = time.monotonic() + 60  # the acceptance: within a minute
+        clip = None
+        while clip is None and time.monotonic() < deadline:
+            with opener.open(f"{base}/api/review/next", timeout=30) as answer:
+                clip = json.loads(answer.read())["clip"]
+            if clip is None:
+                time.sleep(1)  # a polling interval: the sampler runs every 10 s
+        assert clip is not None, "no clip reached the reviewer within a minute"
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        if up.stdout is not None:
+            up.stdout.close()
