@@ -43,7 +43,7 @@ function selection() {
 
 function describe(chosen) {
   const parts = [];
-  if (chosen.device_id) parts.push(`heard by ${chosen.device_id}`);
+  if (chosen.device_id) parts.push(`on speaker ${chosen.device_id}`);
   if ($("since").value) parts.push(`from ${$("since").value}`);
   if ($("until").value) parts.push(`until ${$("until").value}`);
   return parts.length ? ` (${parts.join(", ")})` : "";
@@ -52,7 +52,7 @@ function describe(chosen) {
 function recordingItem(r) {
   const li = document.createElement("li");
   const when = new Date(r.captured_at).toLocaleString();
-  const head = text("div", `${when} · ${r.duration_seconds.toFixed(1)} s · heard by ${r.device_id}`, "meta");
+  const head = text("div", `${when} · ${r.duration_seconds.toFixed(1)} s · on speaker ${r.device_id}`, "meta");
   head.append(r.may_be_reviewed ? text("span", "May be reviewed", "badge review") : text("span", "Not for review", "badge"));
   // A request of which nothing was kept (muted, nothing said, or "don't keep") is a receipt, not a recording.
   const body = r.transcript || (r.has_audio ? "(no transcript)" : "Nothing of this request was kept: no audio, no text.");

@@ -248,7 +248,7 @@ def test_recordings_in_pages_filtered_by_speaker_and_deleted_only_after_a_count(
         expect(items).to_have_count(20)
         expect(page.locator("#page-label")).to_have_text("Page 1 of 2")
         # Which speaker heard it, and whether it may be reviewed, on every recording.
-        expect(items.nth(0).locator(".meta")).to_contain_text("heard by dev-h1")
+        expect(items.nth(0).locator(".meta")).to_contain_text("on speaker dev-h1")
         expect(items.nth(0).locator(".badge")).to_have_text("May be reviewed")
         expect(items.nth(1).locator(".badge")).to_have_text("Not for review")
         check_screenshot(page, tmp_path / "recordings.png", viewport)
@@ -267,15 +267,15 @@ def test_recordings_in_pages_filtered_by_speaker_and_deleted_only_after_a_count(
         page.get_by_label("From").fill("")
         expect(summary).to_have_text("25 recordings")
 
-        page.get_by_label("Speaker").select_option("hall-2")
-        expect(summary).to_have_text("6 recordings (heard by hall-2)")
+        page.get_by_label("Speaker", exact=True).select_option("hall-2")
+        expect(summary).to_have_text("6 recordings (on speaker hall-2)")
         expect(page.locator("#page-label")).to_have_text("Page 1 of 1")
         # Delete the filtered six: the dialog gives the count; Cancel deletes nothing.
         page.get_by_role("button", name="Delete the recordings shown by this filter").click()
         dialog = page.locator("#confirm")
         expect(dialog).to_be_visible()
         expect(page.locator("#confirm-text")).to_have_text(
-            "Delete 6 recordings (heard by hall-2)? This cannot be undone."
+            "Delete 6 recordings (on speaker hall-2)? This cannot be undone."
         )
         check_screenshot(page, tmp_path / "confirm.png", viewport)
         page.get_by_role("button", name="Cancel").click()
@@ -286,7 +286,7 @@ def test_recordings_in_pages_filtered_by_speaker_and_deleted_only_after_a_count(
         expect(summary).to_have_text("Deleted 6 recordings. No recordings.")
         assert live.registry.count_recordings("h1", RecordingFilter(device_id="hall-2")) == 0
 
-        page.get_by_label("Speaker").select_option("")
+        page.get_by_label("Speaker", exact=True).select_option("")
         expect(summary).to_have_text("19 recordings")
         first = items.nth(0)
         first.get_by_role("button", name="Delete").click()
