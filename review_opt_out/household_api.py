@@ -177,6 +177,7 @@ def recordings(
         "total": registry.count_recordings(household, which),
         "next": f"{items[-1]['captured_at']}|{items[-1]['id']}" if more else None,
         "devices": registry.household_devices(household),
+        "heard": registry.heard_summary(household),
     }
 
 

@@ -9,7 +9,7 @@ from pipeline import clip_queries
 from pipeline.clip_queries import Judgement, Selection
 from pipeline.database import SQLITE, Database
 from pipeline.store import utc_text, wav_bytes
-from review_opt_out import audit
+from review_opt_out import audit, heard
 from review_opt_out.eligibility import HOUSEHOLD, IS_ELIGIBLE
 from review_opt_out.errors import CountChanged, NotFound, ReviewError
 from review_opt_out.registry_core import (
@@ -66,6 +66,7 @@ class Recordings(RegistryCore):
             rows = clip_queries.listing(
                 db, _selection(household_id, which or RecordingFilter()), IS_ELIGIBLE, after=after, limit=limit
             )
+            by_person = heard.of_clips(db, [r.utterance_id for r in rows])
         return [
             {
                 "id": r.utterance_id,
@@ -76,9 +77,15 @@ class Recordings(RegistryCore):
                 "review_allowed_at_capture": r.review_allowed,
                 "has_audio": r.has_audio,
                 "may_be_reviewed": bool(r.judged),
+                "heard": by_person.get(r.utterance_id),  # by a person, never a speaker
             }
             for r in rows
         ]
+
+    def heard_summary(self, household_id: str) -> dict[str, Any]:
+        """What the household's summary line says: how many of its recordings a person heard."""
+        with self.reading() as db:
+            return heard.summary(db, household_id)
 
     def count_recordings(self, household_id: str, which: RecordingFilter) -> int:
         """How many of the household's clips `which` matches: what a delete of it would remove."""
@@ -236,6 +243,7 @@ def _delete_rows(db: Database, ids: list[str]) -> None:
         db.execute(f"DELETE FROM assignments WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
+        heard.forget(db, batch)
     clip_queries.delete(db, ids)
     if db.dialect == SQLITE:
         # SQLite gives a new row max(rowid) + 1: once the newest clips are gone, ids at or

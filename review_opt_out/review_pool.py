@@ -8,8 +8,8 @@ import time
 
 from pipeline import clip_queries
 from pipeline.database import Database
-from pipeline.store import wav_bytes
-from review_opt_out import audit
+from pipeline.store import utc_text, wav_bytes
+from review_opt_out import audit, heard
 from review_opt_out.eligibility import IS_ELIGIBLE, VERDICT_OF
 from review_opt_out.errors import NotFound
 from review_opt_out.registry_core import (
@@ -156,13 +156,15 @@ class ReviewPool(RegistryCore):
         checked and read in one transaction, so no opt-out can fall between the two."""
         with self.transaction() as db:
             row = db.execute(
-                "SELECT a.clip_id FROM assignments a JOIN review_pool p ON p.pseudonym = a.pseudonym "
+                "SELECT a.clip_id, a.household_id FROM assignments a JOIN review_pool p ON p.pseudonym = a.pseudonym "
                 "WHERE a.pseudonym = ? AND a.reviewer_id = ? AND a.status = 'open'",
                 (pseudonym, reviewer_id),
             ).fetchone()
             eligible = self._eligible_clip(db, row[0]) if row is not None else None
             pcm = clip_queries.pcm(db, row[0]) if eligible is not None else None
             audit.append(db, reviewer_id, "review.fetch" if pcm is not None else "review.fetch_refused", pseudonym)
+            if pcm is not None:  # a person can hear it now: the household will see that
+                heard.note_heard(db, str(row[0]), str(row[1]), reviewer_id, utc_text(self._now()))
         if pcm is None:
             # One answer for "not yours", "no such id" and "no longer eligible": ids cannot be probed.
             raise NotFound("no such assignment")
@@ -182,4 +184,6 @@ class ReviewPool(RegistryCore):
                 "UPDATE assignments SET status = 'submitted', corrected = ? WHERE pseudonym = ?",
                 (transcript, pseudonym),
             )
+            if transcript.strip() != (clip_queries.transcript(db, row[0]) or "").strip():
+                heard.note_corrected(db, str(row[0]))
             audit.append(db, reviewer_id, "review.submit", pseudonym)

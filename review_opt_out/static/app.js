@@ -57,6 +57,11 @@ function recordingItem(r) {
   // A request of which nothing was kept (muted, nothing said, or "don't keep") is a receipt, not a recording.
   const body = r.transcript || (r.has_audio ? "(no transcript)" : "Nothing of this request was kept: no audio, no text.");
   li.append(head, text("div", body));
+  if (r.heard) {  // a person (a reviewer, by the pseudonym this household sees) heard it
+    const heardAt = new Date(r.heard.at).toLocaleString();
+    const corrected = r.heard.corrected ? "; they corrected the transcript" : "";
+    li.append(text("div", `Heard by a person: ${r.heard.by}, ${heardAt}${corrected}`, "heard"));
+  }
   if (r.has_audio) {
     const audio = document.createElement("audio");
     audio.controls = true; audio.preload = "none"; audio.src = `/api/recordings/${encodeURIComponent(r.id)}/audio`;
@@ -87,12 +92,23 @@ async function loadRecordings() {
   select.options[0].value = "";
   select.value = current;
   $("recordings").replaceChildren(...page.items.map(recordingItem));
+  $("heard-summary").textContent = heardSummary(page.heard, page.total);
   const pageCount = Math.max(1, Math.ceil(page.total / 20));
   $("recordings-summary").textContent = page.total === 0 ? "No recordings." : plural(page.total, "recording", "recordings") + describe(selection());
   $("page-label").textContent = `Page ${pages.index + 1} of ${pageCount}`;
   $("newer").disabled = pages.index === 0;
   $("older").disabled = !page.next;
   $("delete-filtered").hidden = Object.keys(selection()).length === 0;
+}
+
+function heardSummary(heard, total) {
+  if (heard.heard === 0) return "No one has heard any of your recordings.";
+  const filtered = Object.keys(selection()).length > 0;  // the total is the filter's; the count is everything
+  const count = filtered ? plural(heard.heard, "recording", "recordings") : `${heard.heard} of your ${plural(total, "recording", "recordings")}`;
+  const since = heard.review_off_since
+    ? ` ${heard.heard_since_review_off === 0 ? "None" : heard.heard_since_review_off} since you turned review off on ${new Date(heard.review_off_since).toLocaleDateString()}.`
+    : "";
+  return `${count} ${heard.heard === 1 ? "was" : "were"} heard by a reviewer.${since}`;
 }
 
 function restartPages() { pages.cursors = [null]; pages.index = 0; return loadRecordings(); }
@@ -176,7 +192,8 @@ $("signin-form").addEventListener("submit", async (event) => {
 $("review-toggle").addEventListener("change", async (event) => {
   const toggle = event.target;
   toggle.disabled = true;
-  try { showConsent(await api("PUT", "/api/consent", { review_allowed: toggle.checked })); await loadHistory(); }
+  // The recordings' "May be reviewed" and the heard summary follow the switch at once.
+  try { showConsent(await api("PUT", "/api/consent", { review_allowed: toggle.checked })); await loadHistory(); await loadRecordings(); }
   catch (e) { toggle.checked = !toggle.checked; $("review-status").textContent = "Could not save; try again."; }
   finally { toggle.disabled = false; }
 });

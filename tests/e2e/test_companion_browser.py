@@ -166,9 +166,16 @@ def test_switching_review_off_in_the_browser(live: Live, tmp_path: Path) -> None
         toggle = page.get_by_role("switch", name="Let people review my recordings")
         expect(toggle).to_be_checked()
         expect(page.locator("#history tr")).to_have_count(2)
+        # The reviewer above was sent the clip's audio: the household sees that a person heard
+        # it, when, and under a pseudonym of its own, never the reviewer's name.
+        expect(page.locator("#heard-summary")).to_have_text("1 of your 1 recording was heard by a reviewer.")
+        heard_line = page.locator("#recordings li .heard")
+        expect(heard_line).to_contain_text("Heard by a person: Reviewer ")
+        assert "rita" not in page.content()
         page.screenshot(path=str(tmp_path / "before.png"), full_page=True)
 
         toggle.click()  # one tap
+        expect(page.locator("#heard-summary")).to_contain_text("None since you turned review off on")
 
         expect(toggle).not_to_be_checked()
         expect(page.locator("#review-status")).to_contain_text("nobody reviews your recordings")

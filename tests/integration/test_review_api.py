@@ -169,6 +169,45 @@ def test_reviewers_see_only_pseudonyms_and_only_their_assignments(
     assert done.status_code == 200
 
 
+def test_the_household_sees_that_a_person_heard_a_recording_and_not_who(
+    world: tuple[SqlClipStore, Registry, TestClient],
+) -> None:
+    store, registry, client = world
+    version = registry.set_consent("h1", True, "m", Channel.APP).consent_version
+    heard_clip, unheard_clip = capture(store, "h1", True, version), capture(store, "h1", True, version)
+    registry.sample(1.0)
+    reviewer = TestClient(client.app, base_url="http://127.0.0.1")
+    csrf = sign_in(reviewer, "rita", path="/api/review/login", password="reviewer pw")
+    pseudonym = reviewer.get("/api/review/next").json()["clip"]
+    assert reviewer.get(f"/api/review/clips/{pseudonym}/audio").status_code == 200  # a person can hear it now
+    reviewer.post(f"/api/review/clips/{pseudonym}/transcript", json={"text": "fixed"}, headers={"X-CSRF-Token": csrf})
+
+    member_csrf = sign_in(client, "ana@example.org")
+    page = client.get("/api/recordings").json()
+    heard = {item["id"]: item["heard"] for item in page["items"]}
+    [(heard_id, seen)] = [(clip_id, h) for clip_id, h in heard.items() if h is not None]
+    assert heard_id in (str(heard_clip), str(unheard_clip)) and len(heard) == 2
+    assert seen["by"].startswith("Reviewer ") and seen["corrected"] is True and seen["at"]
+    assert "rita" not in client.get("/api/recordings").text and pseudonym not in seen["by"]
+    assert page["heard"] == {
+        "heard": 1, "last_heard_at": seen["at"], "review_off_since": None, "heard_since_review_off": 0,
+    }  # fmt: skip
+    # Another household sees the same reviewer under another name, so they cannot compare.
+    registry.set_consent("h2", True, "m", Channel.APP)
+    assert registry.heard_summary("h2")["heard"] == 0
+
+    off = client.put("/api/consent", json={"review_allowed": False}, headers={"X-CSRF-Token": member_csrf})
+    assert off.status_code == 200
+    after = client.get("/api/recordings").json()["heard"]
+    assert after["review_off_since"] is not None and after["heard_since_review_off"] == 0
+    # A deleted recording takes its record of being heard with it.
+    deleted = client.request(
+        "DELETE", f"/api/recordings/{heard_id}", headers={"X-CSRF-Token": member_csrf}
+    )  # fmt: skip
+    assert deleted.status_code == 200
+    assert client.get("/api/recordings").json()["heard"]["heard"] == 0
+
+
 def test_a_strangers_guesses_lock_out_only_the_stranger(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, registry, client = world
     stranger = TestClient(client.app, base_url="http://127.0.0.1", client=("203.0.113.9", 40000))
