@@ -52,6 +52,10 @@ class Selection:
     since: datetime | None = None
     until: datetime | None = None
     clip_id: str | None = None
+    # A condition of the caller's over `c.utterance_id` (e.g. "a person heard it", which the
+    # consent side knows and the clip store does not), with its parameters.
+    also: str | None = None
+    also_params: tuple[Any, ...] = ()
 
     def where(self) -> tuple[str, list[Any]]:
         """This selection as SQL over `clips c`, and its parameters."""
@@ -69,6 +73,9 @@ class Selection:
         if self.clip_id is not None:
             where.append("c.utterance_id = ?")
             params.append(self.clip_id)
+        if self.also is not None:
+            where.append(f"({self.also})")
+            params += list(self.also_params)
         return " AND ".join(where), params
 
 

@@ -17,6 +17,9 @@ from typing import Any
 
 from pipeline.database import Database
 
+# The recordings filter "a person heard it", over the clip store's `clips c`.
+HEARD = "c.utterance_id IN (SELECT utterance_id FROM review_heard)"
+
 
 def reviewer_pseudonym(household_id: str, reviewer_id: str) -> str:
     """The name one household sees for one reviewer (reviewer ids are random 64-bit values)."""

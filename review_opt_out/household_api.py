@@ -52,13 +52,15 @@ class Selection(_Body):
     device_id: str | None = Field(None, max_length=64)
     since: datetime | None = None
     until: datetime | None = None
+    heard: bool = False
     all: bool = False
 
     def filter(self) -> RecordingFilter:
         """The registry's filter; an empty selection without `all` is refused, never 'everything'."""
-        if self.device_id is None and self.since is None and self.until is None and not self.all:
+        empty = self.device_id is None and self.since is None and self.until is None and not self.heard
+        if empty and not self.all:
             raise HTTPException(422, "choose a speaker or dates, or all recordings")
-        return RecordingFilter(self.device_id, self.since, self.until)
+        return RecordingFilter(self.device_id, self.since, self.until, self.heard)
 
 
 class DeleteBody(Selection):
@@ -154,6 +156,7 @@ def recordings(
     until: datetime | None = None,
     after: str | None = None,
     limit: int = PAGE_SIZE,
+    heard: bool = False,
 ) -> dict[str, Any]:
     """A page of the household's recordings, newest first, with the total the filter matches.
 
@@ -168,7 +171,7 @@ def recordings(
             raise HTTPException(422, "after must be a page's `next`")
         cursor = (captured, clip_id)
     registry, household = shared.registry, session.household_id or ""
-    which = RecordingFilter(device_id, since, until)
+    which = RecordingFilter(device_id, since, until, heard)
     items = registry.recordings(household, which, after=cursor, limit=limit + 1)
     more = len(items) > limit
     items = items[:limit]

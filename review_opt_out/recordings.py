@@ -231,7 +231,7 @@ class Recordings(RegistryCore):
 
 def _selection(household_id: str, which: RecordingFilter) -> Selection:
     """The household's recordings `which` matches, as the clip store selects them."""
-    return Selection(household_id, which.device_id, which.since, which.until)
+    return Selection(household_id, which.device_id, which.since, which.until, also=heard.HEARD if which.heard else None)
 
 
 def _delete_rows(db: Database, ids: list[str]) -> None:

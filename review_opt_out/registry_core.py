@@ -51,11 +51,12 @@ class Household:
 
 @dataclass(frozen=True)
 class RecordingFilter:
-    """Which of a household's recordings: by speaker and by date (all when empty)."""
+    """Which of a household's recordings: by speaker, by date, heard by a person (all when empty)."""
 
     device_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    heard: bool = False
 
 
 @dataclass(frozen=True)

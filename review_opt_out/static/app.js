@@ -32,6 +32,7 @@ async function loadHistory() {
 function selection() {
   const chosen = {};
   if ($("filter-device").value) chosen.device_id = $("filter-device").value;
+  if ($("filter-heard").checked) chosen.heard = true;
   if ($("since").value) chosen.since = new Date(`${$("since").value}T00:00`).toISOString();
   if ($("until").value) {
     // The next local midnight by the calendar, not +24 h: a clock change makes some days 23 or 25 h.
@@ -44,6 +45,7 @@ function selection() {
 function describe(chosen) {
   const parts = [];
   if (chosen.device_id) parts.push(`on speaker ${chosen.device_id}`);
+  if (chosen.heard) parts.push("heard by a person");
   if ($("since").value) parts.push(`from ${$("since").value}`);
   if ($("until").value) parts.push(`until ${$("until").value}`);
   return parts.length ? ` (${parts.join(", ")})` : "";
@@ -213,7 +215,7 @@ $("dont-keep").addEventListener("change", async (event) => {
   }
   showConsent(await api("PUT", "/api/settings", { keep_recordings: !toggle.checked }));
 });
-for (const id of ["filter-device", "since", "until"]) $(id).addEventListener("change", () => restartPages());
+for (const id of ["filter-device", "since", "until", "filter-heard"]) $(id).addEventListener("change", () => restartPages());
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); restartPages(); });
 $("older").addEventListener("click", () => { pages.index += 1; loadRecordings(); });
 $("newer").addEventListener("click", () => { pages.index = Math.max(0, pages.index - 1); loadRecordings(); });

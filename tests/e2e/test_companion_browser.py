@@ -172,6 +172,9 @@ def test_switching_review_off_in_the_browser(live: Live, tmp_path: Path) -> None
         heard_line = page.locator("#recordings li .heard")
         expect(heard_line).to_contain_text("Heard by a person: Reviewer ")
         assert "rita" not in page.content()
+        page.get_by_label("Only those a person heard").check()
+        expect(page.locator("#recordings-summary")).to_have_text("1 recording (heard by a person)")
+        page.get_by_label("Only those a person heard").uncheck()
         page.screenshot(path=str(tmp_path / "before.png"), full_page=True)
 
         toggle.click()  # one tap

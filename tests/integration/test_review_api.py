@@ -189,6 +189,8 @@ def test_the_household_sees_that_a_person_heard_a_recording_and_not_who(
     assert heard_id in (str(heard_clip), str(unheard_clip)) and len(heard) == 2
     assert seen["by"].startswith("Reviewer ") and seen["corrected"] is True and seen["at"]
     assert "rita" not in client.get("/api/recordings").text and pseudonym not in seen["by"]
+    only_heard = client.get("/api/recordings", params={"heard": "true"}).json()
+    assert [item["id"] for item in only_heard["items"]] == [heard_id] and only_heard["total"] == 1
     assert page["heard"] == {
         "heard": 1, "last_heard_at": seen["at"], "review_off_since": None, "heard_since_review_off": 0,
     }  # fmt: skip
