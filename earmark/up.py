@@ -29,6 +29,7 @@ from contract.config import ConfigError
 from earmark import demo as demo_mode
 from hardware.broker_config import common_conf_lines, write_private
 from pipeline.models import ENGLISH_DEFAULT as DEFAULT_MODEL_NAME  # `earmark models fetch-default`
+from review_opt_out import lan
 from review_opt_out.cli import DEFAULT_APP_PORT
 
 DEVICE_ID = "local-speaker"
@@ -213,15 +214,11 @@ def check_inputs(input_spec: str, with_app: bool, app_port: int) -> None:
             raise ConfigError("no microphone found (is one connected?); try the bundled request: --input sample")
     if with_app:
         # The app listens on every address (phones on the LAN open it): so is that port free?
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("0.0.0.0", app_port))  # noqa: S104 - the app's own address, probed
-            except OSError as err:
-                raise ConfigError(
-                    f"the companion app cannot listen on port {app_port} ({err.strerror}); choose another with"
-                    " --app-port"
-                ) from None
+        reason = lan.bind_error("0.0.0.0", app_port)  # noqa: S104 - the app's own address, probed
+        if reason is not None:
+            raise ConfigError(
+                f"the companion app cannot listen on port {app_port} ({reason}); choose another with --app-port"
+            )
 
 
 def _stay(pipeline: subprocess.Popen[str], input_spec: str) -> None:

@@ -8,7 +8,6 @@ import ipaddress
 import json
 import logging
 import os
-import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -99,12 +98,9 @@ def _app_tls(args: argparse.Namespace) -> tuple[Path, Path] | None:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror}); choose another with --port") from err
+    reason = lan.bind_error(host, port)
+    if reason is not None:
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another with --port")
 
 
 def _proxy_address(value: str) -> str:

@@ -38,4 +38,15 @@ def reachable_names(extra: list[str] | None = None) -> list[str]:
 def is_loopback_url(url: str) -> bool:
     """Whether `url` names this machine only (nobody else on the network can open it)."""
     host = (urlsplit(url).hostname or "").lower()
-    return host in LOOPBACK_HOSTS or host.startswith("127.") or host in ("localhost", "::1")
+    return host in LOOPBACK_HOSTS or host == "::1" or host.startswith("127.")
+
+
+def bind_error(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on now (the system's reason), or None if it can."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
