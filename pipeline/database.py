@@ -15,6 +15,10 @@ The clip store and the consent registry write the same SQL to either engine thro
   (REPEATABLE READ or SERIALIZABLE would be *wrong* here without retries: their snapshot
   is taken by the lock statement itself, before the wait, so it would miss the very
   transaction that was waited for.) Readers never wait for it.
+* **No write outside `writing()`** (refused, on both engines): an autocommit write would
+  take the engine's lock outside the queue. And no SQLite statement outlives `execute`
+  (`Rows` reads its result whole, as psycopg does): a statement read part way keeps its
+  connection in a read transaction whose `BEGIN IMMEDIATE` SQLite refuses at once.
 * **Insertion order of clips** (the sampler's high-water mark): SQLite's `rowid`, a
   `clip_seq` identity column on PostgreSQL. Both grow in commit order because every
   insert holds the writer lock.
@@ -36,18 +40,18 @@ The clip store and the consent registry write the same SQL to either engine thro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pipeline.errors import DatabaseUnavailable, TextWithNul
+from pipeline.sqlite_engine import Rows, sqlite_statements
+from pipeline.sqlite_engine import WriterLock as WriterLock  # re-exported: where Database is made
 
 if TYPE_CHECKING:
     import psycopg
@@ -59,6 +63,9 @@ POSTGRESQL: Final = "postgresql"
 # pg_advisory_xact_lock's key for Earmark's writers ("EARM" in ASCII).
 WRITER_LOCK_KEY: Final = 0x4541524D
 _NOW_SETTING: Final = "earmark.now"
+# Each attempt waits SQLite's busy timeout (10 s) for a lock held outside the writer lock.
+_SQLITE_BEGIN_ATTEMPTS: Final = 6
+_WRITE_STATEMENT: Final = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
 # One round trip: the transaction, then the writer lock. The lock wait is exempt from a
 # role's statement or lock timeout (a writer waits its turn, as on SQLite), which applies
 # again to the transaction's own statements.
@@ -179,8 +186,9 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement (autocommit outside `writing()`)."""
         _refuse_nul(params)
+        self._refuse_write_outside_transaction(sql)
         if isinstance(self._conn, sqlite3.Connection):
-            return self._conn.execute(sql, params)
+            return Rows(self._conn.execute(sql, params))
         self._ensure_open()
         if self._clock is not None and "cutoff(" in sql:
             self._conn.execute("SELECT set_config(%s, %s, false)", (_NOW_SETTING, self._clock().isoformat()))
@@ -191,12 +199,20 @@ class Database:
         rows = list(rows)
         for row in rows:
             _refuse_nul(row)
+        self._refuse_write_outside_transaction(sql)
         if isinstance(self._conn, sqlite3.Connection):
             self._conn.executemany(sql, rows)
             return
         self._ensure_open()
         with self._conn.cursor() as cursor:
             cursor.executemany(_to_psycopg(sql), rows)
+
+    def _refuse_write_outside_transaction(self, sql: str) -> None:
+        # A write outside `writing()` would hold SQLite's write lock without the writer
+        # lock every other writer queues on: they would then wait in SQLite's busy loop,
+        # and give up after its timeout, with "database is locked".
+        if not self._in_transaction and _WRITE_STATEMENT.match(sql):
+            raise RuntimeError(f"a write outside writing(): {sql.split(None, 3)[:3]}")
 
     def executescript(self, script: str) -> None:
         """Run several statements without parameters (schema), inside `writing()`'s transaction if in one."""
@@ -218,7 +234,7 @@ class Database:
             try:
                 try:
                     if self.dialect == SQLITE:
-                        self._conn.execute("BEGIN IMMEDIATE")
+                        self._begin_sqlite()
                     else:
                         self._begin_postgresql()
                     yield self
@@ -231,6 +247,20 @@ class Database:
                 self._conn.execute("COMMIT")
             finally:
                 self._in_transaction = False
+
+    def _begin_sqlite(self) -> None:
+        # Every Earmark writer queues on the writer lock, which this one holds: SQLite's
+        # lock can then only be held by something outside that queue (an operator's sqlite3
+        # shell, a backup). A request waits it out, in the busy timeout's steps, rather
+        # than being lost; the wait is logged, since it should never happen.
+        for attempt in range(1, _SQLITE_BEGIN_ATTEMPTS + 1):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if attempt == _SQLITE_BEGIN_ATTEMPTS or "locked" not in str(err):
+                    raise
+                _LOGGER.warning("the database is locked by a writer outside Earmark's queue; waiting (%d)", attempt)
 
     def _begin_postgresql(self) -> None:
         import psycopg
@@ -279,19 +309,6 @@ class Database:
         self._conn.close()
         if self._writer is not None:
             self._writer.close()
-
-
-def sqlite_statements(script: str) -> Iterator[str]:
-    """A SQLite script's statements, one at a time, as SQLite itself ends them (a `;` in a
-    string, a comment or a trigger's body ends none); comments after the last are dropped."""
-    start = 0
-    for end in (index + 1 for index, char in enumerate(script) if char == ";"):
-        if sqlite3.complete_statement(script[start:end]):
-            yield script[start:end]
-            start = end
-    rest = "\n".join(line for line in script[start:].splitlines() if not line.strip().startswith("--"))
-    if rest.strip():
-        raise ValueError(f"a SQL script ends inside a statement: {rest.strip()[:60]!r}")
 
 
 def _refuse_nul(params: Sequence[Any]) -> None:
@@ -345,34 +362,3 @@ def connect_postgresql(url: str) -> Database:
         return conn
 
     return Database(POSTGRESQL, open_connection(), reopen=open_connection)
-
-
-class WriterLock:
-    """Earmark's writers, in every process sharing the database, take turns in the kernel's
-    order rather than SQLite's.
-
-    SQLite makes a writer that finds the database locked sleep and retry (up to 100 ms
-    between tries), so a process committing back to back (opt-outs, the sampler) starved
-    a clip save for seconds (measured: 3.9 s). A waiter on `flock` is woken the moment
-    the lock is released. Held around each write transaction, never while waiting for
-    anything else.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        path = data_dir / "earmark.sqlite3.writer-lock"
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Exclusive among Earmark's writers while the block runs."""
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        """Release the lock file (again: nothing)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1

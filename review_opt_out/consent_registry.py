@@ -127,7 +127,9 @@ class ConsentRegistry(RegistryCore):
 
     def mark_published(self, household_id: str, version: int) -> None:
         """The broker has this version; a newer one queued meanwhile stays pending."""
-        with self.reading() as db:
+        # A write, so under the writer lock like every other: an autocommit write took
+        # SQLite's lock outside the queue, and a clip save behind it could time out.
+        with self.transaction() as db:
             db.execute(
                 "UPDATE consent_outbox SET published = 1 WHERE household_id = ? AND version = ?",
                 (household_id, version),

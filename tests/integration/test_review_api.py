@@ -459,7 +459,8 @@ def test_a_reviewer_account_works_only_once_its_person_activates_it_and_every_st
 def test_an_activation_link_expires(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
     _, registry, client = world
     _, token = registry.invite_reviewer("tom", "reviewer", actor="ada", client="127.0.0.1")
-    registry.db.execute("UPDATE reviewers SET activation_expires_at = '2000-01-01T00:00:00+00:00' WHERE name = 'tom'")
+    with registry.transaction() as db:
+        db.execute("UPDATE reviewers SET activation_expires_at = '2000-01-01T00:00:00+00:00' WHERE name = 'tom'")
     late = client.post("/api/review/activate", json={"token": token, "password": "tom's password"})
     assert late.status_code == 404 and "ask an admin for a new account" in late.json()["detail"]
     assert client.post("/api/review/login", json={"login": "tom", "password": "tom's password"}).status_code == 401

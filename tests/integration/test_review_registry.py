@@ -233,10 +233,10 @@ def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> 
     registry.set_consent("h1", True, "m", Channel.APP)
     registry.set_consent("h1", False, "m", Channel.APP)
     assert audit.verify(registry.db).ok
-    with pytest.raises(registry.db.errors, match="append-only"):
-        registry.db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
-    with pytest.raises(registry.db.errors, match="append-only"):
-        registry.db.execute("DELETE FROM audit_log WHERE seq = 3")
+    with pytest.raises(registry.db.errors, match="append-only"), registry.transaction() as db:
+        db.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 2")
+    with pytest.raises(registry.db.errors, match="append-only"), registry.transaction() as db:
+        db.execute("DELETE FROM audit_log WHERE seq = 3")
     where = ["--data-dir", str(tmp_path)]
     env = {**os.environ, "EARMARK_DATABASE": database or "sqlite"}  # never a password on a command line
     ok = subprocess.run(
@@ -247,8 +247,9 @@ def test_audit_chain_detects_tampering(tmp_path: Path, database: str | None) -> 
 
     # Someone with the database's owner rights drops the trigger and rewrites history.
     trigger = "audit_log_no_update" if database is None else "audit_log_no_change ON audit_log"
-    registry.db.execute(f"DROP TRIGGER {trigger}")
-    registry.db.execute("UPDATE audit_log SET detail = replace(detail, 'false', 'true') WHERE seq = 3")
+    with registry.transaction() as db:
+        db.execute(f"DROP TRIGGER {trigger}")
+        db.execute("UPDATE audit_log SET detail = replace(detail, 'false', 'true') WHERE seq = 3")
     result = audit.verify(registry.db)
     assert (result.ok, result.first_bad_seq) == (False, 3)
     bad = subprocess.run(
@@ -273,13 +274,12 @@ def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Pa
     registry.create_household("h1", "The Parks")
     # A device whose clock was never set claims 1970; the cloud received it today.
     unset_clock = capture(store, "h1", False, 0, age_days=20_000)
-    assert (
-        registry.db.execute(
+    with registry.transaction() as db:
+        received = db.execute(
             "UPDATE clips SET received_at = ? WHERE utterance_id = ?",
             (datetime.now(UTC).isoformat(timespec="microseconds"), str(unset_clock)),
-        ).rowcount
-        == 1
-    )
+        )
+        assert received.rowcount == 1
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     assert registry.delete("h1", "ana", since=today) == 1  # "delete everything I said today"
     # An earlier release (audio as files) crashed between a deletion's commit and its
@@ -287,7 +287,8 @@ def test_deletion_survives_a_crash_and_ignores_a_wrong_device_clock(tmp_path: Pa
     audio = tmp_path / "clips" / "h1" / "leftover.wav"
     audio.parent.mkdir(parents=True)
     audio.write_bytes(b"RIFF")
-    registry.db.execute("INSERT INTO audio_deletions VALUES (?)", (str(audio.relative_to(tmp_path)),))
+    with registry.transaction() as db:
+        db.execute("INSERT INTO audio_deletions VALUES (?)", (str(audio.relative_to(tmp_path)),))
     registry.close()
     Registry(tmp_path, database=database).close()
     assert not audio.exists()

@@ -123,7 +123,8 @@ def test_several_processes_opening_a_new_database_at_once_apply_each_version_onc
 
 def test_a_database_newer_than_this_release_is_refused(tmp_path: Path, database: str | None) -> None:
     store, registry = open_both(tmp_path, database)
-    registry.db.execute("UPDATE earmark_schema SET version = 99 WHERE component = 'clip_store'")
+    with registry.transaction() as db:
+        db.execute("UPDATE earmark_schema SET version = 99 WHERE component = 'clip_store'")
     registry.close()
     store.close()
     with pytest.raises(DatabaseUnavailable, match="clip_store schema is at version 99, newer than this release"):

@@ -56,7 +56,7 @@ def test_a_clip_without_a_valid_tag_is_never_stored(
 def test_the_database_itself_refuses_a_row_without_a_tag(tmp_path: Path, database: str | None) -> None:
     store = SqlClipStore(tmp_path, database=database)
     db = store._db  # as any other client of the database would write, bypassing the store's checks
-    with pytest.raises(db.errors, match=r"NOT NULL|not-null"):
+    with pytest.raises(db.errors, match=r"NOT NULL|not-null"), db.writing():
         db.execute(
             "INSERT INTO clips (utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, "
             "duration_seconds, transcript, end_reason, status, wake_word, firmware_version, consent_version, "
@@ -317,10 +317,11 @@ def test_a_file_backed_store_moves_its_audio_into_the_database(tmp_path: Path, d
     never_committed = uuid.uuid4()
     for clip in (moved, interrupted, missing):
         store.save(clip, None)
-        store._db.execute(
-            "UPDATE clips SET audio_path = ?, audio_bytes = NULL WHERE utterance_id = ?",
-            (f"clips/{clip.household_id}/{clip.utterance_id}.wav", str(clip.utterance_id)),
-        )
+        with store._db.writing() as db:
+            db.execute(
+                "UPDATE clips SET audio_path = ?, audio_bytes = NULL WHERE utterance_id = ?",
+                (f"clips/{clip.household_id}/{clip.utterance_id}.wav", str(clip.utterance_id)),
+            )
     store.close()
     _old_wav(tmp_path / "clips" / moved.household_id / f"{moved.utterance_id}.wav", b"\x01\x00" * 800)
     _old_wav(tmp_path / "clips" / ".incoming" / f"{interrupted.utterance_id}.1a2b.part", b"\x02\x00" * 400)
@@ -337,3 +338,28 @@ def test_a_file_backed_store_moves_its_audio_into_the_database(tmp_path: Path, d
     assert not (tmp_path / "clips").exists()  # the move is done, and no file is left behind
     store.close()
     SqlClipStore(tmp_path, database=database).close()  # opening again moves nothing
+
+
+def test_a_statement_read_part_way_never_makes_the_next_write_fail(tmp_path: Path) -> None:
+    # CI, session 16: two clip saves failed with "database is locked" though every writer
+    # queues on the writer lock. A statement left part-read keeps its connection in a read
+    # transaction, and SQLite refuses to upgrade that stale snapshot at once, without its
+    # busy wait. Results are read whole now, so no statement outlives `execute`.
+    mine, other = SqlClipStore(tmp_path), SqlClipStore(tmp_path)
+    for n in range(3):
+        mine.enroll(f"d-{n}", "h-1")
+    part_read = mine._db.execute("SELECT device_id FROM devices")
+    assert part_read.fetchone() is not None  # two rows not read yet, the cursor still alive
+    other.enroll("d-9", "h-1")  # another connection commits: the first one's snapshot is stale
+    mine.enroll("d-10", "h-1")  # failed at once, before
+    assert mine.device_household("d-10") == "h-1"
+    mine.close()
+    other.close()
+
+
+def test_a_write_outside_a_write_transaction_is_refused(tmp_path: Path, database: str | None) -> None:
+    # It would take the engine's write lock outside the writer lock every writer queues on.
+    store = SqlClipStore(tmp_path, database=database)
+    with pytest.raises(RuntimeError, match="a write outside writing"):
+        store._db.execute("DELETE FROM devices")
+    store.close()
