@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import ipaddress
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -23,7 +25,7 @@ from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
 from pipeline.clip_schema import Checkpointer, database_path
 from pipeline.database import check_url
-from review_opt_out import audit, auth, lan, members, signing, tls
+from review_opt_out import audit, auth, https_port, lan, members, signing, tls
 from review_opt_out.registry import Registry
 from review_opt_out.web_guard import LOOPBACK_HOSTS
 
@@ -136,6 +138,14 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     if certificate is not None:
         names = list(dict.fromkeys([*names, *tls.certificate_names(certificate[0])]))
     scheme = "http" if certificate is None else "https"
+    # TLS is started per connection by the one-port protocol, which answers a plain
+    # http:// request with where to go instead of closing on it.
+    http: str | type[asyncio.Protocol] = "auto"
+    if certificate is not None:
+        try:
+            http = https_port.protocol_class(https_port.server_context(*certificate), names, args.port)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(f"cannot serve HTTPS with {certificate[0]} and {certificate[1]}: {err}") from err
     urls = [f"{scheme}://{name}:{args.port}/" for name in names if name != "localhost"]
     publisher = ConsentPublisher(registry, settings.mqtt, settings.client_id)
     publisher.start()
@@ -168,8 +178,7 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
             host=listen,
             port=args.port,
             log_level="warning",
-            ssl_certfile=None if certificate is None else str(certificate[0]),
-            ssl_keyfile=None if certificate is None else str(certificate[1]),
+            http=http,
             # The sign-in limits count the client's address. uvicorn would otherwise believe
             # X-Forwarded-For from 127.0.0.1, so any local client could claim a new address
             # per guess; only a proxy the operator names may say who the client is.

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx2
-import pytest
 
 from tests.broker import Broker, free_port, listening_addresses
 from tests.conftest import REPO, wait_until
@@ -81,8 +80,10 @@ def test_serve_publishes_consent_and_serves_the_app(tmp_path: Path) -> None:
             assert login.status_code == 200 and "secure" in login.headers["set-cookie"].lower()
             assert page.headers["strict-transport-security"] == "max-age=31536000"
             assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
-        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as plain, pytest.raises(httpx2.TransportError):
-            plain.get("/")  # no clear-text HTTP on the app's port
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as plain:
+            pointed = plain.get("/")  # no clear-text app on its port: only where to go instead
+            assert (pointed.status_code, pointed.headers["location"]) == (302, f"https://127.0.0.1:{port}/")
+            assert "review" not in pointed.text.lower()
         # A second server on the same port is refused with the fix in one line.
         busy = review("serve", "--broker", f"127.0.0.1:{broker.port}", "--port", str(port), data_dir=data)
         assert busy.returncode == 2 and f"cannot listen on 0.0.0.0:{port}" in busy.stderr

@@ -2,7 +2,8 @@
 
 Issue 24: uvicorn believed X-Forwarded-For from 127.0.0.1 by default, so a local client
 naming a new address per guess was never refused. Both tests run the real
-`earmark review serve` over HTTPS; the second puts Debian's nginx in front of it.
+`earmark review serve` over HTTPS; the second puts Debian's nginx in front of it. The last
+checks what the same HTTPS port says to someone who typed http:// (issue 29).
 """
 
 from __future__ import annotations
@@ -174,3 +175,39 @@ def test_behind_nginx_clients_are_told_apart_and_cannot_name_themselves(tmp_path
         assert guesses(port, "bo@example.org", source="127.0.0.1", spoof=True) == LIMITED
     access = (tmp_path / "nginx" / "access.log").read_text()
     assert "127.0.0.2 " in access and "127.0.0.3 " in access  # the requests really went through nginx
+
+
+def plain_get(port: int, host: str) -> tuple[int, str | None, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/", headers={"Host": host})
+        answer = conn.getresponse()
+        return answer.status, answer.getheader("location"), answer.read().decode()
+    finally:
+        conn.close()
+
+
+def test_plain_http_on_the_https_port_is_pointed_to_https(tmp_path: Path) -> None:
+    # Issue 29: a person typing http://…:8443 got an empty reply from the TLS listener.
+    with app(tmp_path) as (port, cert):
+        idle = socket.create_connection(("127.0.0.1", port))  # says nothing: holds up no one
+        try:
+            status, location, body = plain_get(port, f"127.0.0.1:{port}")
+            assert (status, location) == (302, f"https://127.0.0.1:{port}/")
+            assert f"https://127.0.0.1:{port}/" in body
+            # A Host the app does not answer to gets the words, never a link to it.
+            status, location, body = plain_get(port, "attacker.example")
+            assert (status, location) == (400, None)
+            assert "https://" in body and "attacker" not in body
+            # The same port still serves the app over TLS, to the same client.
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", port, timeout=30, context=ssl.create_default_context(cafile=str(cert))
+            )
+            try:
+                conn.request("GET", "/")
+                answer = conn.getresponse()
+                assert answer.status == 200 and b"<html" in answer.read().lower()
+            finally:
+                conn.close()
+        finally:
+            idle.close()
