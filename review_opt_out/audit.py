@@ -21,7 +21,8 @@ from pipeline.database import Database
 GENESIS = "0" * 64
 
 
-def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, detail: str) -> str:
+def entry_hash(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, detail: str) -> str:
+    """An entry's chain hash: its content and the hash of the entry before it."""
     material = json.dumps([prev_hash, seq, at, actor, action, subject, detail], separators=(",", ":"))
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -32,10 +33,10 @@ def append(db: Database, actor: str, action: str, subject: str, **detail: Any) -
     seq, prev_hash = (row[0] + 1, row[1]) if row else (1, GENESIS)
     at = datetime.now(UTC).isoformat()
     detail_json = json.dumps(detail, sort_keys=True, default=str)
-    entry_hash = _digest(prev_hash, seq, at, actor, action, subject, detail_json)
+    this_hash = entry_hash(prev_hash, seq, at, actor, action, subject, detail_json)
     db.execute(
         "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, at, actor, action, subject, detail_json, prev_hash, entry_hash),
+        (seq, at, actor, action, subject, detail_json, prev_hash, this_hash),
     )
 
 
@@ -66,7 +67,7 @@ def verify(db: Database) -> Verification:
             return Verification(count, expected_seq, f"entry {expected_seq} is missing")
         if stored_prev != prev_hash:
             return Verification(count, seq, f"entry {seq} does not follow entry {seq - 1}")
-        if _digest(prev_hash, seq, at, actor, action, subject, detail) != stored_hash:
+        if entry_hash(prev_hash, seq, at, actor, action, subject, detail) != stored_hash:
             return Verification(count, seq, f"entry {seq} was altered")
         prev_hash = stored_hash
         expected_seq += 1

@@ -25,7 +25,7 @@ from contract.errors import EarmarkError, report
 from contract.mqtt import MqttSettings
 from pipeline.clip_schema import Checkpointer, database_path
 from pipeline.database import check_url
-from review_opt_out import audit, auth, https_port, lan, members, signing, tls
+from review_opt_out import audit, audit_proof, auth, https_port, lan, members, signing, tls
 from review_opt_out.registry import Registry
 from review_opt_out.web_guard import LOOPBACK_HOSTS
 
@@ -68,6 +68,8 @@ def _background(
                     break
             apply_retention(registry)
             tally()
+            with registry.transaction() as db:  # a signed head per interval, so none can be rewritten unseen
+                audit_proof.sign_head_if_grown(db, registry.signer)
         except Exception:
             _LOGGER.exception("sampling or retention failed; retrying next round")
 
@@ -194,6 +196,27 @@ def _serve(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def _verify_proofs(files: list[Path], key_file: Path) -> int:
+    """`audit verify --proof NEW [--proof OLDER ...]`: offline, with the public key alone."""
+    public_key = audit_proof.load_key(key_file)
+    newest, *earlier = (audit_proof.load_proof(path) for path in files)
+    problems = audit_proof.verify_proof(newest, public_key, earlier)
+    for path, older in zip(files[1:], earlier, strict=True):
+        problems += [f"{path}: {problem}" for problem in audit_proof.verify_proof(older, public_key)]
+    for problem in problems:
+        print(f"earmark audit: {problem}", file=sys.stderr)  # noqa: T201
+    if problems:
+        return 1
+    head = newest.head
+    kept = sum(len(older.entries) for older in earlier)
+    print(  # noqa: T201
+        f"earmark audit: proof holds: {len(newest.entries)} entries of household {newest.household_id} "
+        f"are in the log of {head.size} entries signed at {head.signed_at} by key {head.key_id}"
+        + (f"; all {kept} entries of the earlier proofs are still there" if earlier else "")
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "earmark review") -> int:
     """Entry point of `earmark review` (`prog`: the name it reports under)."""
     return entry(prog, lambda args: _main(args, prog), argv)
@@ -257,6 +280,18 @@ def _main(argv: list[str], prog: str) -> int:
     audit_prog = "earmark audit" if prog == "earmark audit" else None
     audit_cmd = sub.add_parser("audit", help="audit log tools", prog=audit_prog)
     audit_cmd.add_argument("action", choices=["verify"])
+    audit_cmd.add_argument(
+        "--proof",
+        type=Path,
+        action="append",
+        help="check a household's downloaded proof offline instead of the database; "
+        "give it again with an earlier proof to check that nothing of it was removed or changed",
+    )
+    audit_cmd.add_argument(
+        "--public-key",
+        type=Path,
+        help="the consent key's public half (PEM) to check proofs with (default: the data directory's)",
+    )
     args = parser.parse_args(argv)
     args.data_dir = args.data_dir or paths.cloud_dir()
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)])
@@ -269,6 +304,8 @@ def _main(argv: list[str], prog: str) -> int:
             names = ", ".join(tls.certificate_names(cert))
             print(f"{'created' if made else 'kept the existing'} the app's self-signed certificate {cert} ({names})")  # noqa: T201
             return 0
+        if args.command == "audit" and args.proof:
+            return _verify_proofs(args.proof, args.public_key or signing.public_key_path(args.data_dir))
         args.database = check_url(database_url(args, prog))
         if args.command == "audit" and args.database is None and not database_path(args.data_dir).exists():
             # Opening the registry would create an empty database and call its empty chain intact.

@@ -81,6 +81,14 @@ class ConsentSigner:
             raise ReviewError(f"{path}: not an Ed25519 key")
         return cls(key)
 
+    def public_pem(self) -> bytes:
+        """The public half, as devices and households are given it (PEM)."""
+        return self._key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        """The raw signature of `message` (callers put a domain line first: see audit_proof)."""
+        return self._key.sign(message)
+
     def sign(self, state: ConsentState) -> bytes:
         """The signed envelope (JSON bytes) for a consent state."""
         state_json = encode_json(state)

@@ -489,3 +489,37 @@ def test_a_reviewer_hears_and_corrects_a_clip_and_an_admin_manages_reviewers(
         == "reviewer"
     )
     assert not [line for line in console if "Content Security Policy" in line]
+
+
+def test_a_member_downloads_the_signed_history_and_checks_it_offline(live: Live, tmp_path: Path) -> None:
+    # Issue 28: a proof the operator cannot quietly rewrite, from the app, checked with the key alone.
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect
+
+    from tests.conftest import REPO
+
+    live.registry.set_consent("h1", False, "ana", Channel.VOICE)  # an opt-out to keep a proof of
+    with chromium() as browser:
+        page, console = open_page(browser, live.url, PHONE)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        expect(page.locator("#history tr")).to_have_count(3)
+        with page.expect_download() as proof_download:
+            page.get_by_role("link", name="Download signed history").click()
+        proof = tmp_path / proof_download.value.suggested_filename
+        proof_download.value.save_as(proof)
+        with page.expect_download() as key_download:
+            page.get_by_role("link", name="Download the key").click()
+        key = tmp_path / "key.pem"
+        key_download.value.save_as(key)
+        check_screenshot(page, tmp_path / "proof.png", PHONE)
+        assert not [line for line in console if "error" in line.lower()]
+    assert proof.name.startswith("earmark-audit-proof-") and proof.suffix == ".json"
+    done = subprocess.run(
+        [sys.executable, "-m", "earmark", "audit", "verify", "--proof", str(proof), "--public-key", str(key)],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # created, its member, review on, the sign-in above, review off by voice
+    assert "proof holds: 5 entries of household h1" in done.stdout

@@ -383,10 +383,12 @@ def test_schema_versions_are_never_edited_once_written() -> None:
     assert digests(clip_schema.POSTGRESQL_VERSIONS) == ["6f84a494739659d1", "2d4164547fb611ed"]
     assert digests(registry_schema.POSTGRESQL_VERSIONS) == [
         "7e5eb0387f013ba7", "762a9ce4089aca82", "ca7e4bf6b03d30c9", "61077b8743332e02",
+        "4ef73324ed929100",
     ]  # fmt: skip
     assert digests(clip_schema.SQLITE_VERSIONS) == ["60b22cb9d0779140", "b7a4ca119f1e7e0a"]
     assert digests(registry_schema.SQLITE_VERSIONS) == [
         "71e37518beb766fa", "633cb1be774ccf92", "60d9cbd655c3b214", "09aac45176ad9746",
+        "0a01914f24f590e2",
     ]  # fmt: skip
 
 

@@ -34,7 +34,7 @@ def test_both_engines_have_the_same_versions_and_a_fresh_database_reaches_them(t
     _, lite = open_both(tmp_path / "sqlite")
     with fresh_database() as url:
         _, pg = open_both(tmp_path / "postgresql", url)
-        assert recorded_versions(pg.db) == recorded_versions(lite.db) == NEWEST == {"clip_store": 2, "registry": 4}
+        assert recorded_versions(pg.db) == recorded_versions(lite.db) == NEWEST == {"clip_store": 2, "registry": 5}
         pg.close()
 
 
