@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import TextWithNul
-from review_opt_out import auth, household_api, proof_api, review_api
+from review_opt_out import auth, export_api, household_api, proof_api, review_api
 from review_opt_out.registry import Registry
 from review_opt_out.signin_guard import Refusal, SignInGuard, SignInLimits
 from review_opt_out.web_deps import SESSION_COOKIE, AnySession, AppState, client_of
@@ -132,5 +132,6 @@ def create_app(
 
     app.include_router(household_api.router)
     app.include_router(proof_api.router)
+    app.include_router(export_api.router)
     app.include_router(review_api.router)
     return app

@@ -8,12 +8,13 @@ session is 401, a missing or wrong token is 403, and so is the wrong role.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from review_opt_out import auth
+from review_opt_out.export import Exports
 from review_opt_out.registry import Registry
 from review_opt_out.signin_guard import SignInGuard
 
@@ -32,6 +33,7 @@ class AppState:
     # an invitation link built from the address the owner happened to use (127.0.0.1) would
     # reach nobody else. None when the app serves loopback only.
     share_url: str | None = None
+    exports: Exports = field(default_factory=Exports)
 
 
 def state(request: Request) -> AppState:

@@ -251,6 +251,33 @@ $("password-form").addEventListener("submit", async (event) => {
   } catch (e) { result.className = "error"; show(result, e.message); }
 });
 
+// "Download my data": the browser saves the file itself (nothing held in the page), and
+// the page says how far the server has written it.
+$("export-start").addEventListener("click", async () => {
+  const button = $("export-start"), status = $("export-status");
+  button.disabled = true;
+  try {
+    const started = await api("POST", "/api/export");
+    status.textContent = `Preparing ${plural(started.recordings, "recording", "recordings")}…`;
+    const link = document.createElement("a");
+    link.href = started.url;
+    link.download = "";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const done = await api("GET", `/api/export/${started.id}/progress`);
+      if (done.done) { status.textContent = `Your data is saved: ${plural(done.recordings, "recording", "recordings")}.`; break; }
+      status.textContent = `Writing ${done.written} of ${plural(done.recordings, "recording", "recordings")}…`;
+    }
+  } catch (e) {
+    status.textContent = e.detail || "The download could not start. Try again.";
+  } finally {
+    button.disabled = false;
+  }
+});
+
 $("signout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.replace("/"); });
 
 async function join(token) {

@@ -523,3 +523,27 @@ def test_a_member_downloads_the_signed_history_and_checks_it_offline(live: Live,
     assert done.returncode == 0, done.stderr
     # created, its member, review on, the sign-in above, review off by voice
     assert "proof holds: 5 entries of household h1" in done.stdout
+
+
+def test_a_member_downloads_all_the_households_data(live: Live, tmp_path: Path) -> None:
+    # Issue 28, item 3: "Download my data" saves one zip through the browser's own download,
+    # while the page says how far it is.
+    import zipfile
+
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page, console = open_page(browser, live.url, PHONE)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download my data").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        expect(page.locator("#export-status")).to_have_text("Your data is saved: 1 recording.")
+        check_screenshot(page, tmp_path / "export.png", PHONE)
+        assert not [line for line in console if "error" in line.lower()]
+    assert saved.name.startswith("earmark-data-") and saved.suffix == ".zip"
+    with zipfile.ZipFile(saved) as archive:
+        [line] = archive.read("recordings.jsonl").decode().splitlines()
+        assert json.loads(line)["id"] == str(live.clip)
+        assert archive.read(json.loads(line)["audio"])[:4] == b"RIFF"
