@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import topics
 from contract.mqtt import MqttSettings
 from pipeline.store import SqlClipStore
-from review_opt_out import members
+from review_opt_out import https_port, members, tls
 from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
 from review_opt_out.publisher import ConsentPublisher
@@ -69,11 +69,12 @@ class Live:
     clip: Any
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, database: str | None = None, https: bool = False) -> Iterator[Live]:
+    """The app on a real broker, over plain HTTP or over HTTPS as `earmark review serve` runs it."""
     broker = Broker(tmp_path)
     broker.start()
-    store, registry = open_both(tmp_path / "data")
+    store, registry = open_both(tmp_path / "data", database)
     registry.create_household("h1", "The Parks")
     add_member(registry, "h1", "ana@example.org", "Ana", "correct horse")
     registry.add_reviewer("rita", hash_password("reviewer pw"))
@@ -83,19 +84,36 @@ def live(tmp_path: Path) -> Iterator[Live]:
     publisher = ConsentPublisher(registry, MqttSettings(port=broker.port))
     publisher.start()
     port = free_port()
+    scheme = "https" if https else "http"
     # The address others on the network would use: another name for this machine, so the
     # invited guest's browser can open the link the owner is given.
-    app = create_app(registry, publisher.notify, share_url=f"http://localhost:{port}/")
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    app = create_app(registry, publisher.notify, secure_cookies=https, share_url=f"{scheme}://localhost:{port}/")
+    http: Any = "auto"
+    if https:
+        cert, key, _ = tls.create_certificate(tmp_path / "data", ["localhost", "127.0.0.1"])
+        http = https_port.protocol_class(https_port.server_context(cert, key), ["localhost", "127.0.0.1"], port)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", http=http))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.02)
-    yield Live(f"http://127.0.0.1:{port}", registry, store, broker, clip)
+    yield Live(f"{scheme}://127.0.0.1:{port}", registry, store, broker, clip)
     server.should_exit = True
     thread.join(timeout=10)
     publisher.stop()
     broker.stop()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    with serving(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def live_https(tmp_path: Path, database: str | None) -> Iterator[Live]:
+    with serving(tmp_path, database, https=True) as running:
+        yield running
 
 
 PHONE = {"width": 390, "height": 844}
@@ -118,8 +136,12 @@ def chromium() -> Iterator[Any]:
 def open_page(
     browser: Any, url: str, viewport: dict[str, int], permissions: tuple[str, ...] = ()
 ) -> tuple[Any, list[str]]:
-    """A fresh browser context (its own cookies) on `url`; returns the page and its console lines."""
-    page = browser.new_context(viewport=viewport, permissions=list(permissions)).new_page()
+    """A fresh browser context (its own cookies) on `url`; returns the page and its console lines.
+
+    The app's certificate is self-signed, as `earmark review setup` makes it: the person
+    accepts it once in their browser; here the context does."""
+    context = browser.new_context(viewport=viewport, permissions=list(permissions), ignore_https_errors=True)
+    page = context.new_page()
     console: list[str] = []
     page.on("console", lambda message: console.append(message.text))
     page.goto(url)
@@ -547,3 +569,56 @@ def test_a_member_downloads_all_the_households_data(live: Live, tmp_path: Path) 
         [line] = archive.read("recordings.jsonl").decode().splitlines()
         assert json.loads(line)["id"] == str(live.clip)
         assert archive.read(json.loads(line)["audio"])[:4] == b"RIFF"
+
+
+def test_who_heard_what_proven_and_taken_away_over_https(live_https: Live, tmp_path: Path) -> None:
+    # Issue 28 as a household meets it, over HTTPS on both database engines: a reviewer hears
+    # one clip; the app says so (when, under which pseudonym); after the opt-out, none since;
+    # the signed history verifies offline; the data download holds the same account.
+    import ssl
+    import subprocess
+    import sys
+    import zipfile
+
+    from playwright.sync_api import expect
+
+    from tests.conftest import REPO
+
+    certificate = tmp_path / "data" / "tls" / "app.crt"
+    with httpx2.Client(base_url=live_https.url, verify=ssl.create_default_context(cafile=str(certificate))) as rita:
+        rita.post("/api/review/login", json={"login": "rita", "password": "reviewer pw"}).raise_for_status()
+        pseudonym = rita.get("/api/review/next").json()["clip"]
+        assert rita.get(f"/api/review/clips/{pseudonym}/audio").status_code == 200
+    with chromium() as browser:
+        page, console = open_page(browser, live_https.url, PHONE)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        expect(page.locator("#heard-summary")).to_have_text("1 of your 1 recording was heard by a reviewer.")
+        heard = page.locator("#recordings li .heard")
+        expect(heard).to_contain_text("Heard by a person: Reviewer ")
+        pseudonym_shown = heard.inner_text().split("Reviewer ")[1][:6]
+        page.get_by_role("switch", name="Let people review my recordings").click()
+        expect(page.locator("#heard-summary")).to_contain_text("None since you turned review off on")
+        with page.expect_download() as proof_download:
+            page.get_by_role("link", name="Download signed history").click()
+        proof_download.value.save_as(tmp_path / "proof.json")
+        with page.expect_download() as key_download:
+            page.get_by_role("link", name="Download the key").click()
+        key_download.value.save_as(tmp_path / "key.pem")
+        with page.expect_download() as data_download:
+            page.get_by_role("button", name="Download my data").click()
+        data_download.value.save_as(tmp_path / "data.zip")
+        expect(page.locator("#export-status")).to_have_text("Your data is saved: 1 recording.")
+        check_screenshot(page, tmp_path / "phone.png", PHONE)
+        assert not [line for line in console if "error" in line.lower()]
+    done = subprocess.run(
+        [sys.executable, "-m", "earmark", "audit", "verify", "--proof", str(tmp_path / "proof.json"),
+         "--public-key", str(tmp_path / "key.pem")],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and "proof holds" in done.stdout, done.stderr
+    proven = json.loads((tmp_path / "proof.json").read_text())
+    assert [e["detail"] for e in proven["entries"] if e["action"] == "consent.set"][-1].count('"review_allowed": false')
+    with zipfile.ZipFile(tmp_path / "data.zip") as archive:
+        [line] = archive.read("recordings.jsonl").decode().splitlines()
+        assert json.loads(line)["heard"]["by"] == f"Reviewer {pseudonym_shown}"
+        assert "rita" not in archive.read("household.json").decode()
