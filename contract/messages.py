@@ -37,6 +37,9 @@ class EndReason(enum.StrEnum):
     CANCELLED = "cancelled"
     MUTED = "muted"
     ABANDONED = "abandoned"  # the device could not deliver it (broker unreachable too long)
+    # Decided by the cloud (its second wake check did not hear the word): only a counted
+    # record is kept. A device claiming it only gives up its own request.
+    WAKE_REJECTED = "wake_rejected"
 
 
 class _Message(BaseModel):
@@ -98,7 +101,7 @@ class RecognitionResult(_Message):
     words: tuple[Word, ...] = ()
     # Set when the cloud did not try to recognize: an empty text then means "not
     # transcribed", never "heard nothing".
-    not_recognized: Literal["no_recognizer", "muted"] | None = None
+    not_recognized: Literal["no_recognizer", "muted", "wake_rejected"] | None = None
 
 
 class UtteranceClaimed(_Message):
@@ -118,11 +121,13 @@ class UtteranceStored(_Message):
 
 
 class UtteranceCancelled(_Message):
-    """The cloud will not serve this utterance: stop streaming it (another speaker answers)."""
+    """The cloud will not serve this utterance: stop streaming it and play nothing. Another
+    speaker of the household answers (`arbitration`), or the cloud's second wake check did
+    not hear the wake word (`wake_rejected`: a false wake, of which nothing is kept)."""
 
     type: Literal["utterance_cancelled"] = "utterance_cancelled"
     utterance_id: UUID
-    reason: Literal["arbitration"] = "arbitration"
+    reason: Literal["arbitration", "wake_rejected"] = "arbitration"
 
 
 class PrivacyAction(enum.StrEnum):

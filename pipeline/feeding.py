@@ -11,6 +11,7 @@ import asyncio
 
 from contract.audio import seconds_to_bytes
 from contract.messages import RecognitionResult
+from pipeline import wake_gate
 from pipeline.arbitration import Outcome
 from pipeline.streams import Stream
 from pipeline.worker_parts import WorkerParts
@@ -18,7 +19,8 @@ from pipeline.worker_parts import WorkerParts
 
 async def feed(parts: WorkerParts, stream: Stream, *, last: bool = False) -> None:
     """Give the recognizer the audio that arrived since the last call."""
-    if stream.recognizer is None:
+    # The second wake check comes first: with or without a recognizer, a false wake keeps nothing.
+    if not await wake_gate.passed(parts, stream, last=last) or stream.recognizer is None:
         return
     if not stream.feeding:
         # The wake word lies in the pre-roll, and a recognizer hears it as words of the

@@ -122,6 +122,8 @@ async def _receive(parts: WorkerParts, stream: Stream) -> str:
         if stream.cancelled:
             return "cancelled"
         await feed(parts, stream)
+        if stream.wake_rejected:
+            return "wake_rejected"
         if stream.capped:
             return "complete"
         end = stream.end

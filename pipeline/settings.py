@@ -17,6 +17,7 @@ from contract.topics import SafeId
 from pipeline.arbitration import ContestRules
 from pipeline.database import check_url
 from pipeline.errors import DatabaseUnavailable
+from pipeline.wake_check import WakeCheckSettings
 
 
 class IngestSettings(BaseModel):
@@ -108,6 +109,7 @@ class PipelineSettings(LayeredSettings):
     )
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
+    wake_check: WakeCheckSettings = WakeCheckSettings()
     recognition_threads: int = Field(2, ge=1, le=64)
 
     @field_validator("database")

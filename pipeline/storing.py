@@ -24,11 +24,14 @@ from pipeline.worker_parts import WorkerParts
 _LOGGER = logging.getLogger(__name__)
 
 # Audio that is not kept: a press of mute, or a wake in which nobody spoke.
-_NO_AUDIO_REASONS = {EndReason.MUTED, EndReason.NO_SPEECH}
+_NO_AUDIO_REASONS = {EndReason.MUTED, EndReason.NO_SPEECH, EndReason.WAKE_REJECTED}
 
 
 async def finish(parts: WorkerParts, stream: Stream, status: str) -> None:
     """Recognize what is left, answer, and store the clip (unless another speaker answers)."""
+    if stream.wake_rejected:
+        await _count_false_wake(parts, stream)
+        return
     if not stream.capped:
         for pcm in stream.reassembler.skip_gaps(stream.end.chunk_count if stream.end else None):
             stream.audio += pcm[: parts.limits.max_audio_bytes - len(stream.audio)]
@@ -76,6 +79,23 @@ async def finish(parts: WorkerParts, stream: Stream, status: str) -> None:
         missing,
         keep_audio,
     )
+
+
+async def _count_false_wake(parts: WorkerParts, stream: Stream) -> None:
+    """A request the second wake check refused: its contest learns it never spoke (so the
+    others need not wait for it), and only a record of it is kept, with its consent tag
+    and without audio or words, so a household and an operator can see how often."""
+    utterance_id = stream.start.utterance_id
+    nothing = RecognitionResult(utterance_id=utterance_id, final=True, text="", not_recognized="wake_rejected")
+    await contest_watch.settle(parts, stream, EndReason.WAKE_REJECTED, nothing)
+    # "incomplete": the cloud cut the stream off; why is the end reason.
+    clip = _clip(stream, "", EndReason.WAKE_REJECTED, "incomplete", 0)
+    saved = await asyncio.get_running_loop().run_in_executor(parts.io, parts.store.save, clip, None)
+    stream.settled = True
+    parts.publish(stream.start.device_id, UtteranceStored(utterance_id=utterance_id))
+    parts.stats.receipts += 1
+    if saved:
+        parts.stats.stored["wake_rejected"] += 1
 
 
 def block_review(parts: WorkerParts, utterance_id: UUID) -> None:

@@ -48,6 +48,8 @@ class Stream:
         self.recognizer: StreamingRecognizer | None = None
         self.fed_bytes = 0
         self.feeding = False  # recognition starts once the pre-roll is whole (see pipeline.feeding)
+        self.wake_checked = False  # the cloud's second wake check ran (or had nothing to check)
+        self.wake_rejected = False  # it did not hear the wake word: nothing is recognized or kept
         self.preroll_chunks: dict[int, int] = {}  # sequence -> PCM bytes, of chunks flagged pre-roll
         self.first_live_sequence: int | None = None  # the first chunk from after the wake word
         self.wake = asyncio.Event()

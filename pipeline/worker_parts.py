@@ -20,6 +20,7 @@ from pipeline.arbitration import ContestRules
 from pipeline.device_claims import StreamLimits, StreamQuotas
 from pipeline.settings import PipelineSettings
 from pipeline.store import ClipStore
+from pipeline.wake_check import WakeVerifier
 
 _LOGGER = logging.getLogger("pipeline.ingest")  # rejections are the ingest's to report
 
@@ -45,6 +46,9 @@ class IngestStats:
     receipts: int = 0
     let_go: int = 0  # streams let go (broker lost, or stopping): their devices send them again
     unfollowed: int = 0  # claims the device never followed (it took another worker's): nothing to keep
+    wake_checks: int = 0  # requests the second wake model checked
+    wake_rejected: int = 0  # of those, refused: it did not hear the word
+    wake_check_cpu_seconds: float = 0.0
 
 
 class OnlineClock:
@@ -104,9 +108,11 @@ class WorkerParts:
     cpu: ThreadPoolExecutor = field(init=False)
     io: ThreadPoolExecutor = field(init=False)
     contest_io: ThreadPoolExecutor = field(init=False)
+    wake_verifier: WakeVerifier | None = field(init=False)
 
     def __post_init__(self) -> None:
         ingest = self.settings.ingest
+        self.wake_verifier = WakeVerifier.from_settings(self.settings.wake_check)
         self.limits = StreamLimits(ingest)
         self.quotas = StreamQuotas(ingest)
         self.contest_rules = ingest.contest_rules()

@@ -48,15 +48,20 @@ from scripts.load_cluster import GRAMMAR, Cluster, household_of
 from scripts.speech import espeak, silence
 
 FRAME_BYTES = 2560  # 80 ms, as the front end hands audio to the uplink
-PREROLL_SECONDS = 0.5
+PREROLL_SECONDS = 1.5  # as the speaker sends (firmware/preroll.py)
 
 
 def requests_audio() -> list[tuple[str, bytes, bytes]]:
-    """(phrase, pre-roll PCM, spoken PCM) for every grammar phrase."""
+    """(phrase, pre-roll PCM, spoken PCM) for every grammar phrase. The pre-roll holds a real
+    "Alexa", as a speaker's does: the cloud checks the wake word again before recognizing."""
+    from tests.conftest import FIXTURES, load_pcm
+
+    wake = load_pcm(FIXTURES / "alexa_only.wav")
+    preroll = np.concatenate([silence(PREROLL_SECONDS), wake])[-int(PREROLL_SECONDS * 16000) :]
     out = []
     for phrase in GRAMMAR:
         spoken = np.concatenate([espeak(phrase, "ko", 140), silence(0.5)]).astype("<i2").tobytes()
-        out.append((phrase, silence(PREROLL_SECONDS).astype("<i2").tobytes(), spoken))
+        out.append((phrase, preroll.astype("<i2").tobytes(), spoken))
     return out
 
 

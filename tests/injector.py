@@ -79,8 +79,9 @@ class Injector:
         fields = {k: v for k, v in fields.items() if v is not ...}
         self.send(self.topic(utterance_id, topics.UtterancePart.START), json.dumps(fields).encode())
 
-    def chunk(self, utterance_id: uuid.UUID, sequence: int, pcm: bytes) -> None:
-        self.send(self.topic(utterance_id, topics.UtterancePart.AUDIO), AudioChunk(sequence=sequence, pcm=pcm).encode())
+    def chunk(self, utterance_id: uuid.UUID, sequence: int, pcm: bytes, flags: int = 0) -> None:
+        chunk = AudioChunk(sequence=sequence, flags=flags, pcm=pcm)
+        self.send(self.topic(utterance_id, topics.UtterancePart.AUDIO), chunk.encode())
 
     def end(self, utterance_id: uuid.UUID, chunk_count: int, reason: EndReason = EndReason.SILENCE) -> None:
         end = UtteranceEnd(utterance_id=utterance_id, reason=reason, chunk_count=chunk_count)

@@ -321,7 +321,7 @@ class Assistant:
         if isinstance(message, UtteranceCancelled):
             self._waiting.pop(message.utterance_id, None)
             self._given_up.add(message.utterance_id)
-            self._on_record({"type": "cancelled_by_arbitration", "utterance_id": str(message.utterance_id)})
+            self._on_record(cancelled_record(message))
             return
         pending = self._privacy.pop(message.request_id, None)
         if pending is None:
@@ -354,3 +354,10 @@ class Assistant:
         if saved is not None:
             record["saved_to"] = str(saved)
         self._on_record(record)
+
+
+def cancelled_record(message: UtteranceCancelled) -> dict[str, str]:
+    """The event line of a request the cloud will not serve: another speaker answers, or
+    the cloud's second wake check did not hear the wake word (a false wake: silence)."""
+    kind = "cancelled_by_arbitration" if message.reason == "arbitration" else "wake_rejected_by_cloud"
+    return {"type": kind, "utterance_id": str(message.utterance_id)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from contract.config import ConfigError
 from contract.messages import PrivacyReply, RecognitionResult, UtteranceCancelled
-from firmware.assistant.assistant import Assistant, Record
+from firmware.assistant.assistant import Assistant, Record, cancelled_record
 from firmware.assistant.intents import IntentMatcher
 from firmware.assistant.voice import load_voice
 from firmware.audio.output import Player
@@ -73,7 +73,7 @@ def start_cloud_session(
 
     def on_cloud(message: UtteranceCancelled | PrivacyReply) -> None:
         if not answering and isinstance(message, UtteranceCancelled):
-            on_line(json.dumps({"type": "cancelled_by_arbitration", "utterance_id": str(message.utterance_id)}))
+            on_line(json.dumps(cancelled_record(message)))
         for assistant in answering:
             assistant.on_cloud(message)
 

@@ -265,15 +265,20 @@ def test_a_final_delivered_twice_is_answered_once(english: Harness) -> None:
     assert [r["type"] for r in english.records if r.get("utterance_id") == str(utterance_id)] == ["intent", "answer"]
 
 
-def test_a_cancelled_request_gets_no_answer(english: Harness) -> None:
+@pytest.mark.parametrize(
+    ("reason", "record"), [("arbitration", "cancelled_by_arbitration"), ("wake_rejected", "wake_rejected_by_cloud")]
+)
+def test_a_cancelled_request_gets_no_answer(english: Harness, reason: str, record: str) -> None:
+    # Another speaker answers, or the cloud's second wake check did not hear the word: either
+    # way the speaker says nothing, not even an error.
     utterance_id = uuid4()
-    english.assistant.on_cloud(UtteranceCancelled(utterance_id=utterance_id))
+    english.assistant.on_cloud(UtteranceCancelled(utterance_id=utterance_id, reason=reason))  # type: ignore[arg-type]
     english.assistant.handle(SpeechEnded(audio_time_seconds=1.0, utterance_id=utterance_id, reason=EndReason.SILENCE))
     assert english.assistant.wait_idle(30)
     english.clock.now += 9
     later = english.say("what time is it")  # the worker has run past the deadline by now
     assert english.answer(later)["reply"] == "It's 3:05 PM."
-    assert english.records[0]["type"] == "cancelled_by_arbitration"
+    assert english.records[0]["type"] == record
     assert all(r.get("utterance_id") != str(utterance_id) for r in english.records[1:])  # no error later either
 
 
