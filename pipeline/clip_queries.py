@@ -90,6 +90,7 @@ class ListedClip:
     transcript: str
     review_allowed: bool
     has_audio: bool
+    end_reason: str
     judged: Any
 
 
@@ -139,14 +140,16 @@ def listing(
         params += list(after)
     query = (
         "SELECT c.utterance_id, c.device_id, c.capture_started_at, c.duration_seconds, c.transcript, "  # noqa: S608
-        f"c.review_allowed, c.audio_bytes IS NOT NULL, {judgement.sql} FROM clips c {judgement.joins} "
+        f"c.review_allowed, c.audio_bytes IS NOT NULL, c.end_reason, {judgement.sql} FROM clips c {judgement.joins} "
         f"WHERE {condition} ORDER BY c.capture_started_at DESC, c.utterance_id DESC"
     )
     if limit is not None:  # neither engine takes one spelling of "no limit"
         query += " LIMIT ?"
         params.append(limit)
     rows = db.execute(query, [*judgement.params, *params]).fetchall()
-    return [ListedClip(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], bool(r[5]), bool(r[6]), r[7]) for r in rows]
+    return [
+        ListedClip(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], bool(r[5]), bool(r[6]), str(r[7]), r[8]) for r in rows
+    ]
 
 
 def judge(db: Database, judgement: Judgement, clip_id: str) -> tuple[str, Any] | None:

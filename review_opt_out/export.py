@@ -48,7 +48,8 @@ recordings.jsonl    One line (JSON) per recording still kept: its id, the speake
                     whether it may be reviewed now, and whether a person heard it: when,
                     under which reviewer pseudonym (never a name), and whether they
                     corrected the transcript. "audio" names its file, or is null when
-                    its audio is not kept.
+                    its audio is not kept. "end_reason" says how it ended; "wake_rejected"
+                    means the speaker woke by mistake and nothing of it was kept.
 recordings/         The audio of each recording, as WAV (16 kHz, 16-bit, mono).
 audit-proof.json    Your household's entries in Earmark's audit log, with a head signed
                     by Earmark's key: check it with `earmark audit verify --proof

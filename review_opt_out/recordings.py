@@ -76,6 +76,7 @@ class Recordings(RegistryCore):
                 "transcript": r.transcript,
                 "review_allowed_at_capture": r.review_allowed,
                 "has_audio": r.has_audio,
+                "end_reason": r.end_reason,  # "wake_rejected": the speaker woke by mistake
                 "may_be_reviewed": bool(r.judged),
                 "heard": by_person.get(r.utterance_id),  # by a person, never a speaker
             }

@@ -57,7 +57,9 @@ function recordingItem(r) {
   const head = text("div", `${when} · ${r.duration_seconds.toFixed(1)} s · on speaker ${r.device_id}`, "meta");
   head.append(r.may_be_reviewed ? text("span", "May be reviewed", "badge review") : text("span", "Not for review", "badge"));
   // A request of which nothing was kept (muted, nothing said, or "don't keep") is a receipt, not a recording.
-  const body = r.transcript || (r.has_audio ? "(no transcript)" : "Nothing of this request was kept: no audio, no text.");
+  const body = r.end_reason === "wake_rejected"
+    ? "The speaker woke by mistake: Earmark did not hear its wake word, so nothing was recognized or kept."
+    : r.transcript || (r.has_audio ? "(no transcript)" : "Nothing of this request was kept: no audio, no text.");
   li.append(head, text("div", body));
   if (r.heard) {  // a person (a reviewer, by the pseudonym this household sees) heard it
     const heardAt = new Date(r.heard.at).toLocaleString();

@@ -622,3 +622,25 @@ def test_who_heard_what_proven_and_taken_away_over_https(live_https: Live, tmp_p
         [line] = archive.read("recordings.jsonl").decode().splitlines()
         assert json.loads(line)["heard"]["by"] == f"Reviewer {pseudonym_shown}"
         assert "rita" not in archive.read("household.json").decode()
+
+
+def test_a_false_wake_shows_as_one_not_as_a_recording(live: Live) -> None:
+    # Issue 27: the cloud's second wake check refused a request; the household sees that the
+    # speaker woke by mistake and that nothing of it was kept.
+    from playwright.sync_api import expect
+
+    from pipeline.store import Clip
+    from tests.review_helpers import make_clip
+
+    refused: Clip = make_clip(
+        household_id="h1", device_id="dev-h1", end_reason="wake_rejected", transcript="", consent_version=2
+    )
+    live.store.save(refused, None)
+    with chromium() as browser:
+        page, console = open_page(browser, live.url, PHONE)
+        sign_in_page(page, "ana@example.org", "correct horse")
+        expect(page.locator("#recordings li")).to_have_count(2)
+        item = page.locator("#recordings li").filter(has_text="woke by mistake")
+        expect(item).to_contain_text("Earmark did not hear its wake word, so nothing was recognized or kept.")
+        expect(item.locator("audio")).to_have_count(0)
+        assert not [line for line in console if "error" in line.lower()]
