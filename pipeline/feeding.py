@@ -26,10 +26,9 @@ async def feed(parts: WorkerParts, stream: Stream, *, last: bool = False) -> Non
         # The wake word lies in the pre-roll, and a recognizer hears it as words of the
         # request: only the pre-roll's last moments are recognized (all of it is stored).
         # Known once every chunk before the first live one is in (or at the very end).
-        live = stream.first_live_sequence
-        if not last and (live is None or stream.reassembler.next_sequence < live):
+        preroll = stream.whole_preroll_bytes(last=last)
+        if preroll is None:
             return
-        preroll = sum(size for seq, size in stream.preroll_chunks.items() if live is None or seq < live)
         keep = seconds_to_bytes(parts.settings.ingest.recognized_preroll_seconds)
         stream.fed_bytes = min(max(preroll - keep, 0), len(stream.audio))
         stream.feeding = True

@@ -66,6 +66,14 @@ class Stream:
         # start sent again is served afresh, never answered "stored" from memory.
         self.settled = False
 
+    def whole_preroll_bytes(self, *, last: bool = False) -> int | None:
+        """The pre-roll's length once every chunk before the first live one is in (or at the
+        very end); None while some of it may still come."""
+        live = self.first_live_sequence
+        if not last and (live is None or self.reassembler.next_sequence < live):
+            return None
+        return sum(size for seq, size in self.preroll_chunks.items() if live is None or seq < live)
+
     @property
     def live_audio(self) -> bytes:
         """The audio after the pre-roll: what the speaker heard after its wake word."""

@@ -24,10 +24,9 @@ async def passed(parts: WorkerParts, stream: Stream, *, last: bool = False) -> b
     verifier = parts.wake_verifier
     if stream.wake_checked or verifier is None:
         return not stream.wake_rejected
-    live = stream.first_live_sequence
-    if not last and (live is None or stream.reassembler.next_sequence < live):
+    preroll = stream.whole_preroll_bytes(last=last)
+    if preroll is None:
         return False  # the pre-roll is not whole yet
-    preroll = sum(size for seq, size in stream.preroll_chunks.items() if live is None or seq < live)
     if preroll == 0:
         stream.wake_checked = True
         return True
