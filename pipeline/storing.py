@@ -59,18 +59,7 @@ async def finish(parts: WorkerParts, stream: Stream, status: str) -> None:
     clip = _clip(stream, final.text if keep_audio else "", end_reason, status, missing)
     parts.publish(stream.start.device_id, final)
     parts.stats.finals_published += 1
-    audio = bytes(stream.audio) if keep_audio else None
-    saved = await asyncio.get_running_loop().run_in_executor(parts.io, parts.store.save, clip, audio)
-    # Only now may the device forget the utterance.
-    stream.settled = True
-    parts.publish(stream.start.device_id, UtteranceStored(utterance_id=clip.utterance_id))
-    parts.stats.receipts += 1
-    if saved:
-        parts.stats.stored[status] += 1
-    else:
-        parts.stats.duplicates += 1  # another worker stored it first
-        if stream.review_blocked is not None:
-            block_review(parts, clip.utterance_id)
+    await _save_and_confirm(parts, stream, clip, bytes(stream.audio) if keep_audio else None, status)
     _LOGGER.info(
         "stored utterance %s: %s (%s), %d missing chunks, audio kept=%s",
         clip.utterance_id,
@@ -90,12 +79,22 @@ async def _count_false_wake(parts: WorkerParts, stream: Stream) -> None:
     await contest_watch.settle(parts, stream, EndReason.WAKE_REJECTED, nothing)
     # "incomplete": the cloud cut the stream off; why is the end reason.
     clip = _clip(stream, "", EndReason.WAKE_REJECTED, "incomplete", 0)
-    saved = await asyncio.get_running_loop().run_in_executor(parts.io, parts.store.save, clip, None)
+    await _save_and_confirm(parts, stream, clip, None, "wake_rejected")
+
+
+async def _save_and_confirm(parts: WorkerParts, stream: Stream, clip: Clip, audio: bytes | None, counted: str) -> None:
+    """Save the clip, then give the device its receipt (counted under `counted`)."""
+    saved = await asyncio.get_running_loop().run_in_executor(parts.io, parts.store.save, clip, audio)
+    # Only now may the device forget the utterance.
     stream.settled = True
-    parts.publish(stream.start.device_id, UtteranceStored(utterance_id=utterance_id))
+    parts.publish(stream.start.device_id, UtteranceStored(utterance_id=clip.utterance_id))
     parts.stats.receipts += 1
     if saved:
-        parts.stats.stored["wake_rejected"] += 1
+        parts.stats.stored[counted] += 1
+    else:
+        parts.stats.duplicates += 1  # another worker stored it first
+        if stream.review_blocked is not None:
+            block_review(parts, clip.utterance_id)
 
 
 def block_review(parts: WorkerParts, utterance_id: UUID) -> None:
