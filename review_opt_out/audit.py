@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pipeline.database import Database
 
@@ -54,14 +54,26 @@ class Verification:
         return self.first_bad_seq is None
 
 
+# An entry's columns, in the order `entry_hash` and the audit proofs take them.
+COLUMNS: Final = ("seq", "at", "actor", "action", "subject", "detail", "prev_hash", "hash")
+
+
+def entries(db: Database) -> list[Any]:
+    """Every entry, in order (rows of `COLUMNS`)."""
+    return db.execute(f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq").fetchall()  # noqa: S608 - constant
+
+
 def verify(db: Database) -> Verification:
     """Recompute every hash; report the first entry that breaks the chain."""
+    return check(entries(db))
+
+
+def check(rows: list[Any]) -> Verification:
+    """The chain of these entries (all of them, in order): the first that breaks it."""
     prev_hash = GENESIS
     expected_seq = 1
     count = 0
-    for seq, at, actor, action, subject, detail, stored_prev, stored_hash in db.execute(
-        "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq"
-    ):
+    for seq, at, actor, action, subject, detail, stored_prev, stored_hash in rows:
         count += 1
         if seq != expected_seq:
             return Verification(count, expected_seq, f"entry {expected_seq} is missing")

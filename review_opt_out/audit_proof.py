@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -41,7 +41,6 @@ PROOF_KIND: Final = "earmark-audit-proof/1"
 # state's (those sign JSON, which starts with "{"), though the same key makes both.
 _HEAD_DOMAIN: Final = b"earmark audit head v1\n"
 _HEX64 = r"^[0-9a-f]{64}$"
-_ENTRY_FIELDS: Final = ("seq", "at", "actor", "action", "subject", "detail", "prev_hash", "hash")
 
 
 class SignedHead(BaseModel):
@@ -94,7 +93,8 @@ def sign_head(db: Database, signer: ConsentSigner) -> SignedHead | None:
 
     The whole chain is checked first: a broken chain is never signed.
     """
-    return _signed(db, signer)[0]
+    signed = _signed(db, signer)
+    return None if signed is None else signed[0]
 
 
 def load_proof(path: Path) -> HouseholdProof:
@@ -126,29 +126,28 @@ def sign_head_if_grown(db: Database, signer: ConsentSigner) -> SignedHead | None
 
 def household_proof(db: Database, signer: ConsentSigner, household_id: str) -> HouseholdProof:
     """A household's proof, under a head signed now (inside the caller's write transaction)."""
-    head, tree = _signed(db, signer)
-    if head is None or tree is None:
+    signed = _signed(db, signer)
+    if signed is None:
         raise ReviewError("the audit log is empty: there is nothing to prove yet")
-    rows = db.execute(
-        f"SELECT {', '.join(_ENTRY_FIELDS)} FROM audit_log "  # noqa: S608 - constant names
-        "WHERE subject = ? AND seq <= ? ORDER BY seq",
-        (household_id, head.size),
-    ).fetchall()
+    head, tree, rows = signed
     path = merkle.inclusion_path
     entries = [
-        ProvenEntry(**dict(zip(_ENTRY_FIELDS, row, strict=True)), path=[h.hex() for h in path(tree, row[0] - 1)])
+        ProvenEntry(**dict(zip(audit.COLUMNS, row, strict=True)), path=[h.hex() for h in path(tree, row[0] - 1)])
         for row in rows
+        if row[4] == household_id  # the subject
     ]
     return HouseholdProof(household_id=household_id, head=head, entries=entries)
 
 
-def _signed(db: Database, signer: ConsentSigner) -> tuple[SignedHead | None, list[list[bytes]] | None]:
-    checked = audit.verify(db)
+def _signed(db: Database, signer: ConsentSigner) -> tuple[SignedHead, list[list[bytes]], list[Any]] | None:
+    """The head signed now, its tree and the log's entries (read once); None if the log is empty."""
+    rows = audit.entries(db)
+    checked = audit.check(rows)
     if not checked.ok:
         raise ReviewError(f"the audit log is broken at entry {checked.first_bad_seq} ({checked.problem}): not signed")
-    hashes = [row[0] for row in db.execute("SELECT hash FROM audit_log ORDER BY seq")]
-    if not hashes:
-        return None, None
+    if not rows:
+        return None
+    hashes = [row[-1] for row in rows]
     tree = merkle.levels([merkle.leaf_hash(h) for h in hashes])
     unsigned = SignedHead(
         size=len(hashes), root=merkle.root(tree).hex(), chain_hash=hashes[-1],
@@ -160,7 +159,7 @@ def _signed(db: Database, signer: ConsentSigner) -> tuple[SignedHead | None, lis
         "ON CONFLICT (size) DO NOTHING",
         (head.size, head.root, head.chain_hash, head.signed_at, head.key_id, head.signature),
     )
-    return head, tree
+    return head, tree, rows
 
 
 def verify_proof(proof: HouseholdProof, public_key: VerifyKey, earlier: Sequence[HouseholdProof] = ()) -> list[str]:
