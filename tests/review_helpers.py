@@ -64,3 +64,15 @@ def open_both(data_dir: Path, database: str | None = None) -> tuple[SqlClipStore
     create_key(data_dir)
     store = SqlClipStore(data_dir, database=database)
     return store, Registry(data_dir, database=database)
+
+
+def two_households(data_dir: Path, database: str | None = None) -> tuple[SqlClipStore, Registry]:
+    """`open_both` with households h1 (member ana@example.org) and h2 (bo@example.org),
+    each member's password "correct horse"."""
+    from review_opt_out.auth import add_member
+
+    store, registry = open_both(data_dir, database)
+    for household, email in (("h1", "ana@example.org"), ("h2", "bo@example.org")):
+        registry.create_household(household, household.upper())
+        add_member(registry, household, email, email.split("@")[0], "correct horse")
+    return store, registry

@@ -20,15 +20,12 @@ from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
 from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import public_key_path
-from tests.review_helpers import capture, make_clip, open_both
+from tests.review_helpers import capture, make_clip, open_both, two_households
 
 
 @pytest.fixture
 def world(tmp_path: Path, database: str | None) -> Iterator[tuple[SqlClipStore, Registry, TestClient]]:
-    store, registry = open_both(tmp_path, database)
-    for household, email in (("h1", "ana@example.org"), ("h2", "bo@example.org")):
-        registry.create_household(household, household.upper())
-        add_member(registry, household, email, email.split("@")[0], "correct horse")
+    store, registry = two_households(tmp_path, database)
     with TestClient(create_app(registry), base_url="http://127.0.0.1") as client:
         yield store, registry, client
 
