@@ -19,6 +19,7 @@ runtime the speaker uses); `models_dir` points at any directory of microWakeWord
 from __future__ import annotations
 
 import json
+import logging
 import re
 import statistics
 import time
@@ -32,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.audio import seconds_to_bytes
 from pipeline.errors import PipelineError
+
+_LOGGER = logging.getLogger(__name__)
 
 # A device names a word as openWakeWord does ("alexa", "hey_jarvis_v0.1"): the version goes.
 _VERSION = re.compile(r"_v\d+(\.\d+)*$")
@@ -50,6 +53,13 @@ class WakeCheckSettings(BaseModel):
     models_dir: Path | None = Field(
         None, description="microWakeWord configs (NAME.json + .tflite); default: those pymicro-wakeword ships"
     )
+    cutoff: float | None = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="microWakeWord's cutoff here (None: each model's own). A second opinion on a wake the"
+        " device already heard can be more lenient than a model deciding alone (reports/wake_stages.md)",
+    )
     tail_seconds: float = Field(
         0.5, ge=0, le=3, description="live audio after the pre-roll the check also hears (the word may end there)"
     )
@@ -59,8 +69,9 @@ class WakeCheckSettings(BaseModel):
 class Verdict:
     """What the second check said, and what it cost."""
 
-    heard: bool | None  # None: no second model for this word (served as before)
+    heard: bool | None  # None: no second model for this word (served as before), or it failed
     cpu_seconds: float
+    failed: str | None = None  # why the check could not run: the request is served, never reviewed
 
 
 class WakeCheckUnavailable(PipelineError):
@@ -73,9 +84,20 @@ class WakeVerifier:
     """The second models, one config per word. Each check builds its interpreter afresh (the
     models are streaming ones that keep state), so checks run on any number of threads."""
 
-    def __init__(self, configs: dict[str, Path], interpreter: Any) -> None:
+    def __init__(self, configs: dict[str, Path], interpreter: Any, cutoff: float | None = None) -> None:
         self._configs = configs
         self._interpreter = interpreter
+        self._cutoff = cutoff
+        # A model that cannot load does not stop the worker (the household's requests are still
+        # served) but fails closed: each request for its word is kept from review, and the
+        # worker says so at start and in its stats.
+        self.broken: dict[str, str] = {}
+        for word, config in configs.items():
+            try:
+                _MicroModel(interpreter, config, cutoff)
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+                self.broken[word] = f"{config}: {err}"
+                _LOGGER.error("wake check model for %r is unusable (%s): its requests are kept from review", word, err)
 
     @classmethod
     def from_settings(cls, settings: WakeCheckSettings) -> WakeVerifier | None:
@@ -93,7 +115,7 @@ class WakeVerifier:
         configs = {path.stem: path for path in sorted(directory.glob("*.json"))}
         if not configs:
             raise WakeCheckUnavailable(f"no microWakeWord configs (NAME.json) in {directory}")
-        return cls(configs, _interpreter_class())
+        return cls(configs, _interpreter_class(), settings.cutoff)
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -102,11 +124,18 @@ class WakeVerifier:
 
     def check(self, wake_word: str, pcm: bytes) -> Verdict:
         """Whether the second model hears `wake_word` in `pcm` (16 kHz s16le mono)."""
-        config = self._configs.get(_VERSION.sub("", wake_word.lower()))
+        word = _VERSION.sub("", wake_word.lower())
+        config = self._configs.get(word)
         if config is None:
             return Verdict(None, 0.0)
+        if word in self.broken:
+            return Verdict(None, 0.0, failed=self.broken[word])
         started = time.thread_time()
-        heard = _MicroModel(self._interpreter, config).hears(pcm + bytes(seconds_to_bytes(_FLUSH_SECONDS)))
+        try:
+            model = _MicroModel(self._interpreter, config, self._cutoff)
+            heard = model.hears(pcm + bytes(seconds_to_bytes(_FLUSH_SECONDS)))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+            return Verdict(None, time.thread_time() - started, failed=f"{config}: {err}")
         return Verdict(heard, time.thread_time() - started)
 
 
@@ -135,10 +164,10 @@ class _MicroModel:
     10 ms (pymicro-features), `stride` frames per inference, quantized; the word is heard
     when the mean of the last `sliding_window_size` probabilities passes the cutoff."""
 
-    def __init__(self, interpreter: Any, config: Path) -> None:
+    def __init__(self, interpreter: Any, config: Path, cutoff: float | None) -> None:
         spec = json.loads(config.read_text(encoding="utf-8"))
         micro = spec["micro"]
-        self._cutoff = float(micro["probability_cutoff"])
+        self._cutoff = cutoff if cutoff is not None else float(micro["probability_cutoff"])
         self._window = int(micro["sliding_window_size"])
         self._model = interpreter(model_path=str(config.parent / spec["model"]))
         self._model.allocate_tensors()

@@ -39,6 +39,12 @@ async def passed(parts: WorkerParts, stream: Stream, *, last: bool = False) -> b
     verdict = await loop.run_in_executor(parts.cpu, verifier.check, stream.start.wake_word, pcm)
     parts.stats.wake_checks += verdict.heard is not None
     parts.stats.wake_check_cpu_seconds += verdict.cpu_seconds
+    if verdict.failed is not None:
+        # Fail closed for review, open for the household: the request is still answered,
+        # but a wake nobody could confirm never reaches a reviewer.
+        stream.review_blocked = stream.review_blocked or "wake_check_failed"
+        parts.stats.wake_check_failures += 1
+        _LOGGER.error("utterance %s: the wake check could not run (%s)", stream.start.utterance_id, verdict.failed)
     if verdict.heard is False:
         _refuse(parts, stream)
         return False

@@ -48,6 +48,7 @@ class IngestStats:
     unfollowed: int = 0  # claims the device never followed (it took another worker's): nothing to keep
     wake_checks: int = 0  # requests the second wake model checked
     wake_rejected: int = 0  # of those, refused: it did not hear the word
+    wake_check_failures: int = 0  # checks that could not run (kept from review, still served)
     wake_check_cpu_seconds: float = 0.0
 
 

@@ -115,3 +115,35 @@ def test_a_false_wake_is_stopped_at_once_and_keeps_only_a_counted_record(
     assert kept not in device.cancellations and unchecked not in device.cancellations
     assert (stats.wake_checks, stats.wake_rejected) == (2, 1)
     device.close()
+
+
+def test_a_broken_second_model_serves_the_request_but_keeps_it_from_review(tmp_path: Path, broker: Broker) -> None:
+    from importlib import resources
+
+    shipped = Path(str(resources.files("pymicro_wakeword") / "models"))
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(shipped / "alexa.json", models / "alexa.json")
+    (models / "alexa.tflite").write_bytes(b"not a model" * 100)  # a corrupt download, say
+    settings = PipelineSettings(
+        data_dir=tmp_path / "cloud",
+        client_id="worker-a",
+        mqtt=MqttSettings(port=broker.port),
+        ingest=IngestSettings(stream_timeout_seconds=5.0, gap_wait_seconds=0.3),
+        wake_check=WakeCheckSettings(models_dir=models),
+    )
+    running = RunningPipeline(settings, model=None, enrolled=[("kitchen-1", "h-42")])
+    try:
+        assert set(verifier(models_dir=models).broken) == {"alexa"}  # the worker started all the same
+        device = RoutedInjector(broker)
+        served = speak(device, "alexa", pcm_of("alexa_only.wav"), pcm_of("stop.wav"), end=True)
+        device.wait_receipt(served)
+        clip = running.store.get(served)
+        assert clip is not None and clip.end_reason == "silence" and clip.audio_bytes  # answered and kept
+        assert clip.review_allowed is True  # the household's tag is kept as it came...
+        assert clip.review_blocked == "wake_check_failed"  # ...and the cloud rules review out
+        assert served not in device.cancellations
+        assert running.service.stats.wake_check_failures == 1
+        device.close()
+    finally:
+        running.stop()
