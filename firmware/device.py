@@ -211,6 +211,7 @@ def assemble(
     link: SatelliteLink | None = None
     try:
         detector = WakeWordDetector(settings.wake)
+        _LOGGER.info("wake words: %s", detector.describe())
         frontend = FrontEnd(settings.frontend, detector)
         if mode is DeviceMode.HOME_ASSISTANT:
             # Nothing is sent to the Earmark cloud in this mode, whatever else is configured.

@@ -66,9 +66,15 @@ def _models(settings: DeviceSettings) -> Check:
 
     try:
         detector = WakeWordDetector(settings.wake)
-        return Check("wake word models", True, f"loaded {', '.join(detector.wake_words)}")
     except EarmarkError as err:
-        return Check("wake word models", False, str(err), "pip install 'earmark[device]' (pyopen-wakeword ships them)")
+        return Check(
+            "wake word models",
+            False,
+            str(err),
+            "pip install 'earmark[device]' (pyopen-wakeword and pymicro-wakeword ship them), or point"
+            " wake.model_dir / wake.micro_model_dir at a folder holding them",
+        )
+    return Check("wake word models", True, f"loaded {detector.describe()}")
 
 
 def _tcp(settings: DeviceSettings) -> Check:

@@ -1,18 +1,31 @@
-"""Wake-word detection with openWakeWord's models, on files (never downloaded at run time)."""
+"""Wake-word detection with openWakeWord's models, on files (never downloaded at run time).
+
+A word is detected in one of two ways (`WakeWordSpec.detection`):
+
+- **two-stage** (the default for a word microWakeWord ships a model for): microWakeWord,
+  a small streaming model, listens to every frame; when it hears the word, openWakeWord
+  replays the last `confirm_seconds` of audio and must hear it too. The cheap model keeps
+  the CPU low, the second, independently trained one keeps false wakes rare (both must
+  agree), and a false wake that only one model hears never leaves the speaker.
+- **openwakeword**: openWakeWord alone scores every frame, as before (a user's own model,
+  or a word microWakeWord has no model for).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from contract.audio import FRAME_SAMPLES, FRAME_SECONDS
+from contract.audio import FRAME_SECONDS
 from firmware.errors import ConfigError, ModelLoadError
+from firmware.micro_wake import MicroWakeModel, bundled_micro_dir, micro_config
+from firmware.two_stage import Confirmer
 from firmware.wake_runner import WakeRunner
 
 _LOGGER = logging.getLogger(__name__)
@@ -26,6 +39,10 @@ BUNDLED_WAKE_WORDS = ("alexa", "hey_jarvis", "hey_mycroft", "hey_rhasspy", "okay
 # are bought down with false rejects in noise (see the README's figures).
 DEFAULT_PATIENCE_FRAMES = {"hey_rhasspy": 4}
 PATIENCE_FRAMES = 2
+# microWakeWord's own cutoffs (0.9+) are for a detector that decides alone. As the first of
+# two stages it only has to let the word through to openWakeWord, so it listens more
+# leniently; the wake-stages report (reports/wake_stages.md) chose the value.
+FIRST_STAGE_CUTOFF = 0.3
 _FEATURE_MODELS = ("melspectrogram", "embedding_model")
 _EXTENSIONS = {".tflite": "tflite", ".onnx": "onnx"}
 
@@ -41,6 +58,14 @@ class WakeWordSpec(BaseModel):
     # most confusables in everyday speech spike for one. None means the word's default
     # (DEFAULT_PATIENCE_FRAMES), chosen from the wake-word quality report.
     patience_frames: int | None = Field(None, ge=1, le=10, description="consecutive frames at or above threshold")
+    first_stage_cutoff: float | None = Field(
+        None, gt=0.0, lt=1.0, description="two-stage: microWakeWord's cutoff (default FIRST_STAGE_CUTOFF)"
+    )
+    detection: Literal["auto", "two_stage", "openwakeword"] = Field(
+        "auto",
+        description="two_stage: microWakeWord listens, openWakeWord confirms; auto: two_stage where"
+        " microWakeWord has a model for the word, else openwakeword",
+    )
 
 
 class WakeSettings(BaseModel):
@@ -55,6 +80,12 @@ class WakeSettings(BaseModel):
     )
     model_dir: Path | None = Field(
         None, description="folder with melspectrogram and embedding_model (default: pyopen-wakeword's models)"
+    )
+    micro_model_dir: Path | None = Field(
+        None, description="folder of microWakeWord configs, NAME.json + .tflite (default: pymicro-wakeword's)"
+    )
+    confirm_seconds: float = Field(
+        2.5, ge=1.5, le=5, description="two-stage: the audio openWakeWord replays to confirm a first-stage wake"
     )
 
     @field_validator("words")
@@ -93,6 +124,8 @@ class ResolvedModels:
     wake_paths: tuple[Path, ...]
     melspec_path: Path
     embedding_path: Path
+    # Words detected in two stages, by their openWakeWord name: their microWakeWord config.
+    micro_configs: dict[str, Path] = field(default_factory=dict)
 
 
 def resolve_models(settings: WakeSettings) -> ResolvedModels:
@@ -125,7 +158,29 @@ def resolve_models(settings: WakeSettings) -> ResolvedModels:
     for feature in (melspec, embedding):
         if not feature.is_file():
             raise ModelLoadError(f"feature model {feature} not found; set wake.model_dir to a folder holding it")
-    return ResolvedModels(framework, tuple(paths), melspec, embedding)
+    micro = {path.stem: _micro(settings, spec) for path, spec in zip(paths, settings.words, strict=True)}
+    two_stage = {word: config for word, config in micro.items() if config is not None}
+    return ResolvedModels(framework, tuple(paths), melspec, embedding, two_stage)
+
+
+def _micro(settings: WakeSettings, spec: WakeWordSpec) -> Path | None:
+    """The first-stage model of a two-stage word, None for a word openWakeWord scores alone."""
+    if spec.detection == "openwakeword":
+        return None
+    micro_dir = settings.micro_model_dir or bundled_micro_dir()
+    config = micro_config(micro_dir, spec.model) if "/" not in spec.model else None
+    if spec.detection == "auto":
+        # A user's own model file, or no microWakeWord model for the word: openWakeWord alone.
+        return config if config is not None and importlib.util.find_spec("pymicro_features") else None
+    if config is None:
+        raise ModelLoadError(
+            f"wake word {spec.model!r}: two-stage detection needs microWakeWord's {spec.model}.json in"
+            f" {micro_dir or 'pymicro-wakeword (not installed)'};"
+            " set wake.micro_model_dir, or detection = 'openwakeword'"
+        )
+    if importlib.util.find_spec("pymicro_features") is None:
+        raise ModelLoadError("two-stage wake detection needs pymicro-features (pip install 'earmark[device]')")
+    return config
 
 
 def load_model(resolved: ResolvedModels) -> WakeRunner:
@@ -134,25 +189,32 @@ def load_model(resolved: ResolvedModels) -> WakeRunner:
 
 
 class WakeWordDetector:
-    """Scores each 80 ms frame and reports a wake word when it crosses its threshold.
+    """Reports a wake word when it is heard in an 80 ms frame (see the module's two ways).
 
-    The model is fed every frame, also while the device is listening, so its feature
-    buffers always hold the latest audio and there is no blind spot after a request.
+    It is fed every frame, also while the device is listening, so its buffers always hold
+    the latest audio and there is no blind spot after a request.
     """
 
     def __init__(self, settings: WakeSettings, model: Any | None = None) -> None:
         resolved = resolve_models(settings)
-        self._model = model if model is not None else load_model(resolved)
+        runner = model if model is not None else load_model(resolved)
         self._specs = {p.stem: spec for p, spec in zip(resolved.wake_paths, settings.words, strict=True)}
+        self._first_stage = {word: MicroWakeModel(config) for word, config in resolved.micro_configs.items()}
+        self._cutoffs = {word: self._specs[word].first_stage_cutoff or FIRST_STAGE_CUTOFF for word in self._first_stage}
+        self._heard = dict.fromkeys(self._first_stage, False)  # first stage above its cutoff
+        self._pending = dict.fromkeys(self._first_stage, False)  # heard, not yet confirmed or refused
+        always_live = len(self._first_stage) < len(self._specs)
+        self._confirmer = Confirmer(runner, settings.confirm_seconds, always_live=always_live)
         self._runs = dict.fromkeys(self._specs, 0)
         self._patience = {
             word: spec.patience_frames or DEFAULT_PATIENCE_FRAMES.get(word, PATIENCE_FRAMES)
             for word, spec in self._specs.items()
         }
         self._refractory_seconds = settings.refractory_seconds
-        self._warmup_seconds = settings.warmup_seconds
+        self._warmup_frames = round(settings.warmup_seconds / FRAME_SECONDS)
         self._since_wake_seconds = float("inf")
         self.last_scores: dict[str, float] = {}
+        self.first_stage_scores: dict[str, float] = {}
         self.reset()
 
     @property
@@ -160,34 +222,72 @@ class WakeWordDetector:
         """Names of the loaded wake words."""
         return tuple(self._specs)
 
+    @property
+    def two_stage_words(self) -> tuple[str, ...]:
+        """The words microWakeWord listens for and openWakeWord confirms."""
+        return tuple(self._first_stage)
+
+    def describe(self) -> str:
+        """How each word is detected, in words (for logs and the doctor)."""
+        two_stage = self.two_stage_words
+        alone = [w for w in self.wake_words if w not in two_stage]
+        how = [f"{', '.join(two_stage)} (two-stage: microWakeWord listens, openWakeWord confirms)"] if two_stage else []
+        how += [f"{', '.join(alone)} (openWakeWord alone)"] if alone else []
+        return "; ".join(how)
+
     def reset(self) -> None:
-        """Clear the model's buffers and warm them with silence.
+        """Clear the models' buffers (an always-live openWakeWord is warmed with silence).
 
         openWakeWord starts its feature buffer from random noise; scores in the first
         ~2 s after a start or reset can jump over 0.5 on abrupt audio. Feeding silence
         first makes the first real frame behave like any other.
         """
-        self._model.reset()
-        silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        for _ in range(round(self._warmup_seconds / FRAME_SECONDS)):
-            self._model.predict(silence)
+        self._confirmer.reset(self._warmup_frames)
+        for model in self._first_stage.values():
+            model.reset()
         self._since_wake_seconds = float("inf")
         self._runs = dict.fromkeys(self._specs, 0)
+        self._heard = dict.fromkeys(self._first_stage, False)
+        self._pending = dict.fromkeys(self._first_stage, False)
 
     def process(self, frame: bytes, armed: bool = True) -> WakeDetection | None:
         """Score one 80 ms frame; return a detection if `armed` and a word fired."""
         samples = np.frombuffer(frame, dtype="<i2")
-        scores: dict[str, float] = self._model.predict(samples)
+        scores = self._confirmer.push(samples)
         self.last_scores = scores
         self._since_wake_seconds += FRAME_SECONDS
         best: WakeDetection | None = None
         for word, spec in self._specs.items():
+            if word in self._first_stage:
+                continue
             score = float(scores.get(word, 0.0))
             self._runs[word] = self._runs[word] + 1 if score >= spec.threshold else 0
             if self._runs[word] >= self._patience[word] and (best is None or score > best.score):
                 best = WakeDetection(word, score)
+        for word, model in self._first_stage.items():
+            probability = model.process(samples)
+            self.first_stage_scores[word] = probability
+            heard = probability > self._cutoffs[word]
+            if heard and not self._heard[word]:  # the first stage just heard it: confirm
+                self._confirmer.wake()
+                self._pending[word] = True
+            self._heard[word] = heard
+            if not self._pending[word]:
+                continue
+            spec = self._specs[word]
+            confirmed = self._confirmer.best(word, spec.threshold, self._patience[word])
+            if confirmed is not None:
+                # Heard by both: a wake now, or none if the speaker is busy or just woke. Either
+                # way this hearing is used up, so a later one cannot borrow its confirmation.
+                self._pending[word] = False
+                self._confirmer.forget()
+                if best is None or confirmed > best.score:
+                    best = WakeDetection(word, confirmed)
+            elif not self._confirmer.live:
+                self._pending[word] = False  # openWakeWord did not hear it: no wake
         if best is None or not armed or self._since_wake_seconds < self._refractory_seconds:
             return None
         self._since_wake_seconds = 0.0
         self._runs = dict.fromkeys(self._specs, 0)
+        self._pending = dict.fromkeys(self._first_stage, False)
         return best

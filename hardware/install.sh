@@ -42,6 +42,14 @@ wheels=("$boot"/earmark-*.whl)
 [ -f "${wheels[0]}" ] || { echo "install.sh: no earmark wheel in $boot (earmark flash puts one there)" >&2; exit 2; }
 echo "install.sh: installing Earmark and its Python packages (minutes on a Pi Zero)"
 "$venv/bin/pip" install "earmark[device] @ file://${wheels[0]}"
+# The first stage of two-stage wake detection reads microWakeWord's model files from
+# pymicro-wakeword. Its 2.x (the device extra's on x86-64) has no arm64 wheel; 1.0.0 is a
+# pure-Python wheel holding the same models (okay_nabu in an older version). The speaker
+# only reads the files and never imports the package (which would want TensorFlow), so it
+# goes in without its dependencies.
+if ! "$venv/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('pymicro_wakeword') is None)"; then
+  "$venv/bin/pip" install --no-deps "pymicro-wakeword==1.0.0"
+fi
 
 chgrp earmark /etc/earmark
 install -m 0640 -g earmark "$boot/device.toml" /etc/earmark/device.toml

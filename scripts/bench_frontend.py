@@ -79,7 +79,9 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _bench_words(count: int, audio: bytes, frames: list[bytes], repeats: int) -> dict[str, dict[str, float]]:
-    settings = WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS[:count]))
+    settings = WakeSettings(
+        words=tuple(WakeWordSpec(model=w, detection="openwakeword") for w in BUNDLED_WAKE_WORDS[:count])
+    )
     model = load_reference_model(resolve_models(settings))
     frontend = FrontEnd(FrontEndSettings(), WakeWordDetector(settings))
     utterances: list[FrontEndEvent] = []
@@ -105,7 +107,9 @@ def _bench_words(count: int, audio: bytes, frames: list[bytes], repeats: int) ->
 
 
 def _bench_paced(count: int, audio: bytes, frames: list[bytes]) -> dict[str, dict[str, float]]:
-    settings = WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS[:count]))
+    settings = WakeSettings(
+        words=tuple(WakeWordSpec(model=w, detection="openwakeword") for w in BUNDLED_WAKE_WORDS[:count])
+    )
     model = load_reference_model(resolve_models(settings))
     frontend = FrontEnd(FrontEndSettings(), WakeWordDetector(settings))
     chunks = iter(frames_of(audio[i : i + 4096] for i in range(0, len(audio), 4096)))

@@ -201,7 +201,9 @@ def main() -> None:
     if args.from_scores:
         clips = load_clips(scores_path)
     else:
-        settings = WakeSettings(words=tuple(WakeWordSpec(model=w, patience_frames=1) for w in BUNDLED_WAKE_WORDS))
+        settings = WakeSettings(
+            words=tuple(WakeWordSpec(model=w, patience_frames=1, detection="openwakeword") for w in BUNDLED_WAKE_WORDS)
+        )
         detector = WakeWordDetector(settings)
         reference = reference_detector(settings)
         clips, difference = collect(detector, np.random.default_rng(2026), reference)

@@ -144,6 +144,8 @@ def test_a_request_from_wake_word_to_the_spoken_reply(
         "audio-stop",
     ]
     assert data(streamed, "detection")["name"] == "alexa"
+    # ...found as the cloud mode finds it: microWakeWord heard it and openWakeWord confirmed.
+    assert any("alexa (two-stage: microWakeWord listens, openWakeWord confirms)" in line for line in speaker.log)
     pipeline = data(streamed, "run-pipeline")
     assert (pipeline["start_stage"], pipeline["end_stage"], pipeline["wake_word_name"]) == ("asr", "tts", "alexa")
     chunks = [e for e in streamed if e.type == "audio-chunk"]

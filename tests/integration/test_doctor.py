@@ -49,6 +49,25 @@ def test_doctor_passes_when_everything_is_there(tmp_path: Path) -> None:
     for name in ("microphone", "wake word models", "consent key", "broker reachable", "TLS", "credentials",
                  "consent message"):  # fmt: skip
         assert any(line.startswith(f"ok   {name}:") for line in lines), done.stdout
+    assert "ok   wake word models: loaded alexa (two-stage: microWakeWord listens, openWakeWord confirms)" in lines
+
+
+def test_doctor_is_loud_about_a_broken_first_stage_model(tmp_path: Path) -> None:
+    from firmware.micro_wake import bundled_micro_dir
+
+    shipped = bundled_micro_dir()
+    assert shipped is not None
+    broken = tmp_path / "micro"
+    broken.mkdir()
+    (broken / "alexa.json").write_text((shipped / "alexa.json").read_text())
+    (broken / "alexa.tflite").write_bytes(b"truncated" * 64)
+    config = write_config(tmp_path / "d.toml", free_port())
+    config.write_text(config.read_text() + f'[wake]\nmicro_model_dir = "{broken}"\n')
+    done = run_cli("doctor", "--config", str(config), env=alsa_home(tmp_path, np.zeros(16000, dtype=np.int16)))
+    assert done.returncode == 1
+    line = next(line for line in done.stdout.splitlines() if line.startswith("FAIL wake word models:"))
+    assert f"microWakeWord model {broken / 'alexa.json'}" in line, done.stdout
+    assert "wake.micro_model_dir" in done.stdout  # and how to fix it
 
 
 def test_doctor_names_each_failure_and_its_fix(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from scripts.reference_wake import reference_detector
 from tests.broker import free_port
 from tests.conftest import FIXTURES, REPO, Pcm, load_pcm
 
-ALL_WORDS = WakeSettings(words=tuple(WakeWordSpec(model=w) for w in BUNDLED_WAKE_WORDS))
+ALL_WORDS = WakeSettings(words=tuple(WakeWordSpec(model=w, detection="openwakeword") for w in BUNDLED_WAKE_WORDS))
 
 
 def trace(detector: WakeWordDetector, pcm: Pcm) -> np.ndarray:
