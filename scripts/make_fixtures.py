@@ -28,6 +28,10 @@ def main() -> None:
             write_wav(FIXTURES / "positives" / f"{word}_{scale:.1f}.wav", audio)
     write_wav(FIXTURES / "alexa_only.wav", np.concatenate([silence(0.5), piper("Alexa.")]))
     write_wav(FIXTURES / "stop.wav", piper("Stop."))
+    # A false wake: a news line openWakeWord alone hears "alexa" in, and microWakeWord does not
+    # (Piper varies from call to call: a new one must be checked with scripts.wake_stages.wakes).
+    false_wake = piper("Alex said the election results would be in by midnight.", length_scale=1.1)
+    write_wav(FIXTURES / "false_wake_alex.wav", np.concatenate([silence(0.5), false_wake, silence(1.0)]))
     print(f"wrote fixtures under {FIXTURES} and {SAMPLE_WAV}")
 
 

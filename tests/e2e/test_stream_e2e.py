@@ -398,3 +398,42 @@ def test_a_fuzzing_device_cannot_take_ingest_down_or_widen_review(
         sender.loop_stop()
         sender.disconnect()
         registry.close()
+
+
+def test_a_false_wake_keeps_nothing_reviewable_and_the_speaker_stops(
+    tmp_path: Path, broker: Broker, pipeline: RunningPipeline, consent_keys: tuple[ConsentSigner, Path]
+) -> None:
+    # "Alex said the election results would be in by midnight": a news line that wakes
+    # openWakeWord alone. The speaker here runs it alone (as one without two-stage detection
+    # does), so the cloud's second check is what stands between the wake and a reviewer.
+    signer, public_key = consent_keys
+    create_key(tmp_path / "cloud")
+    registry = Registry(tmp_path / "cloud")
+    registry.create_household("h-42", "h-42")
+    registry.set_consent("h-42", True, "ana", Channel.APP)  # opted in, v2: a kept clip would be reviewable
+    publish_consent(broker, "h-42", allowed=True, version=2, signer=signer)
+    config = tmp_path / "speaker.toml"
+    config.write_text('[wake]\nwords = [{ model = "alexa", detection = "openwakeword" }]\n')
+    wav = FIXTURES / "false_wake_alex.wav"
+    try:
+        lines = finish(
+            run_device(wav, broker, tmp_path / "state", "--realtime", "--config", str(config), consent_key=public_key)
+        )
+        [woke] = [e for e in lines if e["type"] == "wake_detected"]
+        [rejected] = [e for e in lines if e["type"] == "wake_rejected_by_cloud"]
+        utterance_id = uuid.UUID(rejected["utterance_id"])
+        assert not [e for e in lines if e["type"] in ("transcript", "intent", "reply")]  # nothing said back
+        assert pipeline.wait_until(lambda: pipeline.store.get(utterance_id) is not None)
+        clip = pipeline.store.get(utterance_id)
+        assert clip is not None
+        assert (clip.end_reason, clip.transcript, clip.audio_bytes) == ("wake_rejected", "", None)
+        assert (clip.review_allowed, clip.consent_version) == (True, 2)  # its tag, kept as every record's is
+        assert pipeline.store.audio(utterance_id) is None
+        assert registry.verdict(str(utterance_id)) == "no_audio"  # nothing a reviewer could be given
+        # The speaker stopped when told, well before the news line ended, and listens again.
+        [ended] = [e for e in lines if e["type"] == "speech_ended"]
+        assert ended["reason"] == "cancelled" and ended["audio_time_seconds"] - woke["audio_time_seconds"] < 2.5
+        assert lines[-1] == {**lines[-1], "type": "state_changed", "new": "idle"}
+        assert pipeline.service.stats.wake_rejected == 1
+    finally:
+        registry.close()
