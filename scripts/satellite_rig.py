@@ -112,11 +112,14 @@ class SpeakerProcess:
 
     def stop(self) -> int:
         """SIGTERM, as systemd stops it; returns the exit status."""
+        # SIGTERM first, then the end of the input that wakes a loop blocked on it. The other
+        # way round, the speaker may see the end, stop on its own and be past its handlers
+        # (interpreter shutdown) when the signal lands: killed by it, not stopped by it.
+        if self.process.poll() is None:
+            self.process.terminate()
         if self.process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 self.process.stdin.close()
-        if self.process.poll() is None:
-            self.process.terminate()
         try:
             return self.process.wait(timeout=30)
         finally:
