@@ -192,7 +192,15 @@ class StandIn:
         self.check("venv with earmark-speaker", (venv / "bin/earmark-speaker").is_file())
         versions = self.run("/opt/earmark/.venv/bin/python", "-c", _VERSIONS_SCRIPT)
         self.details["installed"] = json.loads(versions)
-        self.check("no openWakeWord, onnxruntime, scikit-learn or scipy", not self.details["installed"]["unwanted"])
+        self.check(
+            "no openWakeWord, onnxruntime, scikit-learn, scipy or TensorFlow", not self.details["installed"]["unwanted"]
+        )
+        installed = self.details["installed"]
+        self.check(
+            "microWakeWord's models and features, for two-stage wake detection",
+            "alexa" in installed["micro_models"] and installed["micro_features"],
+            installed,
+        )
         # The speaker's wheel holds no cloud: its launcher says so, in one line.
         cloud = subprocess.run(
             proot(root, "/opt/earmark/.venv/bin/earmark", "pipeline", "--help"), capture_output=True, text=True
@@ -275,8 +283,14 @@ class StandIn:
 
 _VERSIONS_SCRIPT = """
 import importlib.util, json, platform, sys
-unwanted = [m for m in ("openwakeword", "onnxruntime", "sklearn", "scipy") if importlib.util.find_spec(m)]
-print(json.dumps({"python": platform.python_version(), "machine": platform.machine(), "unwanted": unwanted}))
+from firmware.micro_wake import bundled_micro_dir
+unwanted = [m for m in ("openwakeword", "onnxruntime", "sklearn", "scipy", "tensorflow") if importlib.util.find_spec(m)]
+micro = bundled_micro_dir()
+print(json.dumps({
+    "python": platform.python_version(), "machine": platform.machine(), "unwanted": unwanted,
+    "micro_models": sorted(p.stem for p in micro.glob("*.json")) if micro else [],
+    "micro_features": importlib.util.find_spec("pymicro_features") is not None,
+}))
 """
 
 
