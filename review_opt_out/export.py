@@ -121,7 +121,8 @@ class Exports:
         with self._lock:
             self._forget_old()
             export = self._by_id.get(export_id)
-            if export is None or export.household_id != household_id or export.taken:
+            expired = export is not None and self._clock() - export.started_at > LINK_SECONDS
+            if export is None or export.household_id != household_id or export.taken or expired:
                 raise NotFound("this download link was used or has expired: start the download again")
             export.taken = True
             return export

@@ -18,6 +18,7 @@ from pipeline.store import SqlClipStore
 from review_opt_out import audit_proof, export
 from review_opt_out.app import create_app
 from review_opt_out.auth import add_member, hash_password
+from review_opt_out.errors import NotFound
 from review_opt_out.registry import Channel, Registry
 from review_opt_out.signing import public_key_path
 from tests.review_helpers import capture, make_clip, open_both, two_households
@@ -139,3 +140,17 @@ def test_ten_thousand_recordings_export_whole(tmp_path: Path) -> None:
     assert len(wavs) == len(set(wavs)) == 10_000
     assert len(archive.read("recordings.jsonl").splitlines()) == 10_000
     assert archive.read(wavs[-1])[44:] == audio
+
+
+def test_a_download_link_expires_after_its_minutes(world: tuple[SqlClipStore, Registry, TestClient]) -> None:
+    _, registry, _ = world
+    now = [1000.0]
+    exports = export.Exports(clock=lambda: now[0])
+    late = exports.start(registry, "h1", "ana@example.org", "test")
+    in_time = exports.start(registry, "h1", "ana@example.org", "test")
+    now[0] += export.LINK_SECONDS - 1
+    assert exports.take(in_time.export_id, "h1") is in_time
+    now[0] += 2  # past its life, though its progress is still kept for the page's poll
+    with pytest.raises(NotFound, match="used or has expired"):
+        exports.take(late.export_id, "h1")
+    assert exports.progress(late.export_id, "h1")["done"] is False
