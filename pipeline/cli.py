@@ -37,6 +37,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     enroll.add_argument("household_id")
     enroll.add_argument("--move", action="store_true", help="move a device enrolled in another household")
     sub.add_parser("models", help="list or fetch Vosk models", add_help=False)
+    doctor = sub.add_parser("doctor", help="check the database, the Vosk model and the wake check")
+    doctor.add_argument("--vosk-model", type=Path, help="the Vosk model directory `run` will be given")
     return parser
 
 
@@ -120,6 +122,8 @@ def _main(argv: list[str], prog: str) -> int:
             )
             print(f"enrolled {args.device_id} in {args.household_id}{moved}")  # noqa: T201
             return 0
+        if args.command == "doctor":
+            return _doctor(load_settings(PipelineSettings, args.config, **overrides), args.vosk_model)
         if args.broker:
             host, _, port = args.broker.rpartition(":")
             overrides["mqtt"] = {"host": host or "127.0.0.1", "port": port}
@@ -132,6 +136,19 @@ def _main(argv: list[str], prog: str) -> int:
         return 0
     except EarmarkError as err:
         return report(prog, err)
+
+
+def _doctor(settings: PipelineSettings, vosk_model: Path | None) -> int:
+    from pipeline.doctor import findings
+
+    if vosk_model is not None:
+        settings = settings.model_copy(update={"vosk_model": vosk_model})
+    checks = findings(settings)
+    for check in checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")  # noqa: T201
+        if not check.ok and check.fix:
+            print(f"     fix: {check.fix}")  # noqa: T201
+    return 0 if all(check.ok for check in checks) else 1
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ class WakeVerifier:
             try:
                 _MicroModel(interpreter, config, cutoff)
             except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-                self.broken[word] = f"{config}: {err}"
+                self.broken[word] = f"{config}: {' '.join(str(err).split())}"  # tflite's span lines
                 _LOGGER.error("wake check model for %r is unusable (%s): its requests are kept from review", word, err)
 
     @classmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,14 +119,22 @@ def test_a_false_wake_is_stopped_at_once_and_keeps_only_a_counted_record(
     device.close()
 
 
-def test_a_broken_second_model_serves_the_request_but_keeps_it_from_review(tmp_path: Path, broker: Broker) -> None:
+def broken_models(tmp_path: Path) -> Path:
+    """A model directory whose alexa model is corrupt (a truncated download, say)."""
     from importlib import resources
 
     shipped = Path(str(resources.files("pymicro_wakeword") / "models"))
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(shipped / "alexa.json", models / "alexa.json")
-    (models / "alexa.tflite").write_bytes(b"not a model" * 100)  # a corrupt download, say
+    (models / "alexa.tflite").write_bytes(b"not a model" * 100)
+    shutil.copy(shipped / "hey_jarvis.json", models / "hey_jarvis.json")
+    shutil.copy(shipped / "hey_jarvis.tflite", models / "hey_jarvis.tflite")
+    return models
+
+
+def test_a_broken_second_model_serves_the_request_but_keeps_it_from_review(tmp_path: Path, broker: Broker) -> None:
+    models = broken_models(tmp_path)
     settings = PipelineSettings(
         data_dir=tmp_path / "cloud",
         client_id="worker-a",
@@ -147,3 +157,17 @@ def test_a_broken_second_model_serves_the_request_but_keeps_it_from_review(tmp_p
         device.close()
     finally:
         running.stop()
+
+
+def test_the_pipeline_doctor_names_a_broken_wake_check_model(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text(f'[wake_check]\nmodels_dir = "{broken_models(tmp_path)}"\n')
+    earmark = [sys.executable, "-m", "earmark", "pipeline", "--data-dir", str(tmp_path / "cloud")]
+    done = subprocess.run([*earmark, "--config", str(config), "doctor"], capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("FAIL wake check:")]
+    assert "alexa: " in line and "hey_jarvis" not in line and "never reviewed" in line
+    assert "fix: reinstall pymicro-wakeword" in done.stdout
+    assert "ok   database: none yet" in done.stdout and not (tmp_path / "cloud").exists()  # it only looks
+    fine = subprocess.run([*earmark, "doctor"], capture_output=True, text=True, check=False)
+    assert fine.returncode == 0 and "ok   wake check: microWakeWord re-checks alexa, hey_jarvis" in fine.stdout

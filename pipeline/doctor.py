@@ -1,0 +1,74 @@
+"""`earmark pipeline doctor`: check what a pipeline worker needs, and say how to fix what is wrong.
+
+A worker starts with less than this (no Vosk model: it stores without recognizing; a
+broken wake-check model: its word's requests are kept from review), so an operator can
+miss it in the log. The doctor says each one plainly and exits 1 when any fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contract.errors import EarmarkError
+from pipeline.settings import PipelineSettings
+from pipeline.wake_check import WakeCheckUnavailable, WakeVerifier
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one check."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _database(settings: PipelineSettings) -> Finding:
+    from pipeline.clip_schema import database_path
+    from pipeline.store import SqlClipStore
+
+    where = "PostgreSQL" if settings.database else f"SQLite in {settings.data_dir}"
+    if not settings.database and not database_path(settings.data_dir).exists():
+        # Opening would create it: a doctor only looks.
+        return Finding("database", True, f"none yet in {settings.data_dir}: `earmark pipeline run` creates it")
+    try:
+        store = SqlClipStore(settings.data_dir, database=settings.database)
+    except EarmarkError as err:
+        return Finding("database", False, str(err), "start the database, or check --database / data_dir")
+    store.close()
+    return Finding("database", True, f"{where}, schema current")
+
+
+def _recognition(settings: PipelineSettings) -> Finding:
+    model = settings.vosk_model
+    if model is None:
+        return Finding("recognition", True, "off: requests are stored without a transcript (no vosk_model)")
+    if not (model / "am").is_dir() and not (model / "final.mdl").is_file():
+        return Finding(
+            "recognition", False, f"{model}: not a Vosk model directory", "`earmark models list`, then set vosk_model"
+        )
+    return Finding("recognition", True, f"Vosk model {model}")
+
+
+def _wake_check(settings: PipelineSettings) -> Finding:
+    try:
+        verifier = WakeVerifier.from_settings(settings.wake_check)
+    except WakeCheckUnavailable as err:
+        return Finding("wake check", False, str(err), "pip install 'earmark[cloud]', or set wake_check.models_dir")
+    if verifier is None:
+        return Finding("wake check", True, "off (wake_check.enabled = false): every wake is believed")
+    if verifier.broken:
+        return Finding(
+            "wake check",
+            False,
+            "; ".join(f"{word}: {reason}" for word, reason in sorted(verifier.broken.items()))
+            + " (until fixed, these words' requests are answered but never reviewed)",
+            "reinstall pymicro-wakeword, or point wake_check.models_dir at a folder of good models",
+        )
+    return Finding("wake check", True, f"microWakeWord re-checks {', '.join(verifier.words)}")
+
+
+def findings(settings: PipelineSettings) -> list[Finding]:
+    """Every check, in the order a person would fix them."""
+    return [_database(settings), _recognition(settings), _wake_check(settings)]
