@@ -42,7 +42,7 @@ PATIENCE_FRAMES = 2
 # microWakeWord's own cutoffs (0.9+) are for a detector that decides alone. As the first of
 # two stages it only has to let the word through to openWakeWord, so it listens more
 # leniently; the wake-stages report (reports/wake_stages.md) chose the value.
-FIRST_STAGE_CUTOFF = 0.3
+FIRST_STAGE_CUTOFF = 0.1
 _FEATURE_MODELS = ("melspectrogram", "embedding_model")
 _EXTENSIONS = {".tflite": "tflite", ".onnx": "onnx"}
 

@@ -54,7 +54,7 @@ class WakeCheckSettings(BaseModel):
         None, description="microWakeWord configs (NAME.json + .tflite); default: those pymicro-wakeword ships"
     )
     cutoff: float | None = Field(
-        0.3,
+        0.1,
         gt=0,
         lt=1,
         description="microWakeWord's cutoff here (None: each model's own). A second opinion on a wake the"
