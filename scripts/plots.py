@@ -81,3 +81,28 @@ def latency_histogram(path: Path, latencies_ms: Sequence[float], title: str, win
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def stage_points(path: Path, families: Mapping[str, Sequence[tuple[float, float, str]]], negative_hours: float) -> Path:
+    """Operating points of the wake-detection designs: share of positives lost against false
+    accepts per hour that reach storage; one line per design family, its points labelled
+    (the cutoff each was measured at)."""
+    figure, panel = plt.subplots(figsize=(7.0, 4.6))
+    floor = 0.5 / negative_hours
+    for family, points in families.items():
+        xs = [max(fa, floor) for fa, _lost, _label in points]
+        ys = [100 * lost for _fa, lost, _label in points]
+        panel.plot(xs, ys, "o-" if len(points) > 1 else "ks", label=family, linewidth=1.4, markersize=5)
+        for x, y, (_fa, _lost, label) in zip(xs, ys, points, strict=True):
+            if label:
+                panel.annotate(label, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    panel.set_xscale("log")
+    panel.set_xlabel("false accepts per hour that reach storage")
+    panel.set_ylabel("positives lost (%)")
+    panel.grid(True, which="both", alpha=0.3)
+    panel.legend(fontsize=8)
+    panel.set_title("Wake-word stages: every clip of the report, all words and conditions")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
