@@ -14,6 +14,8 @@
 4. flood: one device floods 10,000 starts and 100 MB of chunks while another household
    speaks paced requests; that request's end -> final latency during the flood versus
    idle, and the pipeline's peak RSS and CPU.
+5. wake_check_latency: latency (1) with the cloud's second wake check off and on, in turns
+   (off, on, off, on; half the requests each), and the difference of the p50s.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def _broker(workdir: Path) -> Iterator[int]:
 
 @contextlib.contextmanager
 def _pipeline(
-    data_dir: Path, port: int, *, model: bool, one_core: bool = False, grammar: bool = True
+    data_dir: Path, port: int, *, model: bool, one_core: bool = False, grammar: bool = True, wake_check: bool = True
 ) -> Iterator[subprocess.Popen[str]]:
     cli = [sys.executable, "-m", "pipeline.cli", "--data-dir", str(data_dir)]
     # A household of its own each: speakers of one household starting together are arbitrated (one answers).
@@ -76,7 +78,11 @@ def _pipeline(
         run += ["--vosk-model", str(_ko_model())]
         if grammar:
             run += [a for g in GRAMMAR for a in ("--grammar", g)]
-    env = {**os.environ, "EARMARK_PIPELINE_RECOGNITION_THREADS": "1" if one_core else "2"}
+    env = {
+        **os.environ,
+        "EARMARK_PIPELINE_RECOGNITION_THREADS": "1" if one_core else "2",
+        "EARMARK_PIPELINE_WAKE_CHECK__ENABLED": "true" if wake_check else "false",
+    }
     preexec = (lambda: os.sched_setaffinity(0, {0})) if one_core else None
     process = subprocess.Popen(run, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env, preexec_fn=preexec)
     try:
@@ -98,7 +104,18 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def bench_latency(workdir: Path, utterances: int) -> dict[str, Any]:
+def bench_wake_check_latency(workdir: Path, utterances: int) -> dict[str, Any]:
+    """End of speech -> final with the cloud's wake check off and on, in turns, same requests."""
+    rounds: dict[str, list[float]] = {"off": [], "on": []}
+    for turn in range(4):
+        state = "off" if turn % 2 == 0 else "on"
+        figures = bench_latency(workdir / f"{turn}-{state}", max(1, utterances // 2), wake_check=state == "on")
+        rounds[state] += [ms / 1000 for ms in figures["latencies_ms"]]
+    off, on = _percentiles(rounds["off"]), _percentiles(rounds["on"])
+    return {"off": off, "on": on, "p50_difference_ms": on["p50_ms"] - off["p50_ms"]}
+
+
+def bench_latency(workdir: Path, utterances: int, *, wake_check: bool = True) -> dict[str, Any]:
     """End of speech -> final transcript at the device, over loopback, real-time pacing."""
     from tests.conftest import FIXTURES, load_pcm
 
@@ -109,7 +126,7 @@ def bench_latency(workdir: Path, utterances: int) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     wav = workdir / "requests.wav"
     write_wav(wav, np.concatenate(parts))
-    with _broker(workdir) as port, _pipeline(workdir / "cloud", port, model=True):
+    with _broker(workdir) as port, _pipeline(workdir / "cloud", port, model=True, wake_check=wake_check):
         device = subprocess.Popen(
             [
                 sys.executable, "-m", "firmware.cli", "listen", "--input", str(wav), "--realtime", "--stream",
@@ -323,12 +340,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--utterances", type=int, default=20)
     parser.add_argument("--max-streams", type=int, default=64)
-    parser.add_argument("--only", help="run the benchmarks whose name starts with this (latency, streams, ingest)")
+    parser.add_argument(
+        "--only", help="run the benchmarks whose name starts with this (latency, wake_check, streams, ingest)"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/stream_bench.json"))
     args = parser.parse_args()
     figures: dict[str, Any] = json.loads(args.out.read_text()) if args.only and args.out.exists() else {}
     runs: dict[str, Callable[[Path], dict[str, Any]]] = {
         "latency": lambda tmp: bench_latency(tmp / "latency", args.utterances),
+        "wake_check_latency": lambda tmp: bench_wake_check_latency(tmp / "wake", args.utterances),
         "streams_grammar": lambda tmp: bench_streams(tmp, args.max_streams, grammar=True),
         "streams_open_vocabulary": lambda tmp: bench_streams(tmp, args.max_streams, grammar=False),
         "ingest": lambda tmp: bench_ingest(tmp, streams=100, chunks_per_stream=200),
