@@ -275,3 +275,35 @@ def test_timers_and_a_dropped_and_resumed_connection(tmp_path: Path) -> None:
     # second request's wake and done sounds ("other" here: checked in the first test).
     assert kinds.count("timer") == 2 and kinds.count("error") == 1
     assert kinds.index("error") > kinds.index("timer")
+
+
+@pytest.mark.parametrize(("detection", "wakes"), [("openwakeword", 2), ("auto", 1)])
+def test_home_assistant_gets_nothing_from_a_false_wake(tmp_path: Path, detection: str, wakes: int) -> None:
+    # A news line that wakes openWakeWord alone ("Alex said the election results..."), then
+    # a real request. With openWakeWord alone Home Assistant is woken twice; with the default
+    # two stages microWakeWord does not hear the line, so only the request reaches it.
+    extra = f'[wake]\nwords = [{{ model = "alexa", detection = "{detection}" }}]\n'
+    speaker = SpeakerProcess(tmp_path, None, extra_toml=extra)
+    room = MicrophoneFeed(speaker)
+    line, real = load_pcm(FIXTURES / "false_wake_alex.wav"), request()
+
+    async def home_assistant() -> list[Any]:
+        ha = HomeAssistantSide(speaker.port)
+        await ha.connect()
+        await ha.send(RunSatellite())
+        await ready(speaker)
+        room.say(line)
+        room.say(real)
+        heard: list[Any] = []
+        while types(heard).count("detection") < wakes:  # each wake's stream ends with audio-stop
+            heard += await ha.until("audio-stop", timeout_seconds=30)
+        await ha.close()
+        return heard
+
+    heard = asyncio.run(home_assistant())
+    room.stop()
+    assert speaker.stop() == 0, "\n".join(speaker.log)
+    detections = [e for e in heard if e.type == "detection"]
+    assert len(detections) == wakes, types(heard)
+    # The last wake is the request's: after the news line ended.
+    assert detections[-1].data["timestamp"] / 1000 > len(line) / 16000
