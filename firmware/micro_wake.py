@@ -59,12 +59,8 @@ class MicroWakeModel:
             self.cutoff = float(micro["probability_cutoff"])
             self._window = int(micro["sliding_window_size"])
             path = config.parent / str(spec["model"])
-            interpreter = interpreter_class()
-            # Without XNNPACK: for a model this small it saves no time and its packed weights
-            # cost resident memory, which a Pi Zero 2 W has least of.
-            with native_stderr.filtered(lambda line: "XNNPACK delegate for CPU" not in line):
-                self._model = interpreter(model_path=str(path), num_threads=1, **no_delegates())
-                self._model.allocate_tensors()
+            self._path = path
+            self._model = self._load()
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise ModelLoadError(f"microWakeWord model {config}: {err}") from err
         self._input = self._model.get_input_details()[0]
@@ -78,17 +74,33 @@ class MicroWakeModel:
         self._pending = b""
         self._features: list[npt.NDArray[np.float32]] = []
         self._recent: deque[float] = deque(maxlen=self._window)
+        self._fed = False  # whether the interpreter has run since it was built
         self.reset()
 
+    def _load(self) -> Any:
+        # Without XNNPACK: for a model this small it saves no time and its packed weights
+        # cost resident memory, which a Pi Zero 2 W has least of.
+        with native_stderr.filtered(lambda line: "XNNPACK delegate for CPU" not in line):
+            model = interpreter_class()(model_path=str(self._path), num_threads=1, **no_delegates())
+            model.allocate_tensors()
+        return model
+
     def reset(self) -> None:
-        """Forget all audio: a fresh feature front end and an empty averaging window."""
+        """Forget all audio: a fresh feature front end, model state and averaging window.
+
+        The model keeps its streaming state in variables that are set only on its first
+        run; `reset_all_variables` does not reach them (measured: after "alexa" and a
+        reset, silence still scored 0.996), so the interpreter is built again, as
+        pymicro-wakeword itself does."""
         from pymicro_features import MicroFrontend
 
         self._frontend = MicroFrontend()
         self._pending = b""
         self._features.clear()
         self._recent.clear()
-        self._model.reset_all_variables()  # the streaming model's own state
+        if self._fed:
+            self._model = self._load()
+            self._fed = False
 
     def process(self, samples: npt.NDArray[np.int16]) -> float:
         """The highest windowed probability over this frame (the word is heard above `cutoff`)."""
@@ -111,6 +123,7 @@ class MicroWakeModel:
         stacked = np.concatenate(self._features, axis=1)
         self._features.clear()
         quantized = np.round(stacked / self._in_scale + self._in_zero).astype(self._input["dtype"])
+        self._fed = True
         self._model.set_tensor(self._input["index"], quantized)
         self._model.invoke()
         output = self._model.get_tensor(self._output["index"])

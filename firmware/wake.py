@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contract.audio import FRAME_SECONDS
 from firmware.errors import ConfigError, ModelLoadError
 from firmware.micro_wake import MicroWakeModel, bundled_micro_dir, micro_config
-from firmware.two_stage import Confirmer
+from firmware.two_stage import LIVE_FRAMES, Confirmer
 from firmware.wake_runner import WakeRunner
 
 _LOGGER = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class WakeSettings(BaseModel):
         None, description="folder of microWakeWord configs, NAME.json + .tflite (default: pymicro-wakeword's)"
     )
     confirm_seconds: float = Field(
-        2.5, ge=1.5, le=5, description="two-stage: the audio openWakeWord replays to confirm a first-stage wake"
+        3.2, ge=2.5, le=6, description="two-stage: the audio openWakeWord replays to confirm a first-stage wake"
     )
 
     @field_validator("words")
@@ -201,8 +202,10 @@ class WakeWordDetector:
         self._specs = {p.stem: spec for p, spec in zip(resolved.wake_paths, settings.words, strict=True)}
         self._first_stage = {word: MicroWakeModel(config) for word, config in resolved.micro_configs.items()}
         self._cutoffs = {word: self._specs[word].first_stage_cutoff or FIRST_STAGE_CUTOFF for word in self._first_stage}
-        self._heard = dict.fromkeys(self._first_stage, False)  # first stage above its cutoff
-        self._pending = dict.fromkeys(self._first_stage, False)  # heard, not yet confirmed or refused
+        # A word the first stage heard: the last frame it may still be confirmed in (0: none),
+        # and the first frame judged for it.
+        self._deadline = dict.fromkeys(self._first_stage, 0)
+        self._since = dict.fromkeys(self._first_stage, 0)
         always_live = len(self._first_stage) < len(self._specs)
         self._confirmer = Confirmer(runner, settings.confirm_seconds, always_live=always_live)
         self._runs = dict.fromkeys(self._specs, 0)
@@ -247,8 +250,7 @@ class WakeWordDetector:
             model.reset()
         self._since_wake_seconds = float("inf")
         self._runs = dict.fromkeys(self._specs, 0)
-        self._heard = dict.fromkeys(self._first_stage, False)
-        self._pending = dict.fromkeys(self._first_stage, False)
+        self._deadline = dict.fromkeys(self._first_stage, 0)
 
     def process(self, frame: bytes, armed: bool = True) -> WakeDetection | None:
         """Score one 80 ms frame; return a detection if `armed` and a word fired."""
@@ -264,30 +266,39 @@ class WakeWordDetector:
             self._runs[word] = self._runs[word] + 1 if score >= spec.threshold else 0
             if self._runs[word] >= self._patience[word] and (best is None or score > best.score):
                 best = WakeDetection(word, score)
-        for word, model in self._first_stage.items():
-            probability = model.process(samples)
-            self.first_stage_scores[word] = probability
-            heard = probability > self._cutoffs[word]
-            if heard and not self._heard[word]:  # the first stage just heard it: confirm
-                self._confirmer.wake()
-                self._pending[word] = True
-            self._heard[word] = heard
-            if not self._pending[word]:
-                continue
-            spec = self._specs[word]
-            confirmed = self._confirmer.best(word, spec.threshold, self._patience[word])
-            if confirmed is not None:
-                # Heard by both: a wake now, or none if the speaker is busy or just woke. Either
-                # way this hearing is used up, so a later one cannot borrow its confirmation.
-                self._pending[word] = False
-                self._confirmer.forget()
-                if best is None or confirmed > best.score:
-                    best = WakeDetection(word, confirmed)
-            elif not self._confirmer.live:
-                self._pending[word] = False  # openWakeWord did not hear it: no wake
+        confirmed = self._two_stage(samples)
+        if confirmed is not None and (best is None or confirmed.score > best.score):
+            best = confirmed
         if best is None or not armed or self._since_wake_seconds < self._refractory_seconds:
             return None
         self._since_wake_seconds = 0.0
         self._runs = dict.fromkeys(self._specs, 0)
-        self._pending = dict.fromkeys(self._first_stage, False)
+        return best
+
+    def _two_stage(self, samples: npt.NDArray[np.int16]) -> WakeDetection | None:
+        """The best word both stages heard in this frame, if any (used up either way)."""
+        frame = self._confirmer.frame
+        for word, model in self._first_stage.items():
+            probability = model.process(samples)
+            self.first_stage_scores[word] = probability
+            if probability > self._cutoffs[word]:  # heard now: openWakeWord scores this hearing
+                since = self._confirmer.heard()
+                if not self._deadline[word]:
+                    self._since[word] = since
+                self._deadline[word] = frame + LIVE_FRAMES
+        best: WakeDetection | None = None
+        for word, deadline in self._deadline.items():
+            if not deadline:
+                continue
+            spec = self._specs[word]
+            score = self._confirmer.best(word, spec.threshold, self._patience[word], self._since[word])
+            if score is not None and (best is None or score > best.score):
+                best = WakeDetection(word, score)
+            elif score is None and frame >= deadline:
+                self._deadline[word] = 0  # openWakeWord did not hear it: no wake
+        if best is not None:
+            # Heard by both: a wake now, or none if the speaker is busy or just woke. Either
+            # way this hearing is used up, for every word, so nothing can borrow it later.
+            self._confirmer.use_up()
+            self._deadline = dict.fromkeys(self._first_stage, 0)
         return best

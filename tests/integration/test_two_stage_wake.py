@@ -10,8 +10,17 @@ import pytest
 
 from contract.audio import FRAME_SAMPLES
 from firmware.errors import ModelLoadError
-from firmware.micro_wake import bundled_micro_dir
-from firmware.wake import FIRST_STAGE_CUTOFF, WakeDetection, WakeSettings, WakeWordDetector, WakeWordSpec
+from firmware.micro_wake import MicroWakeModel, bundled_micro_dir, micro_config
+from firmware.two_stage import Confirmer
+from firmware.wake import (
+    FIRST_STAGE_CUTOFF,
+    WakeDetection,
+    WakeSettings,
+    WakeWordDetector,
+    WakeWordSpec,
+    load_model,
+    resolve_models,
+)
 from tests.conftest import FIXTURES, Pcm, load_pcm
 
 
@@ -41,13 +50,64 @@ def test_by_default_a_word_with_a_micro_model_is_detected_in_two_stages() -> Non
     assert detections(detector, load_pcm(FIXTURES / "stop.wav")) == []
 
 
-def test_only_openwakeword_alone_is_idle_between_first_stage_wakes() -> None:
-    two_stage = WakeWordDetector(WakeSettings(words=(WakeWordSpec(model="alexa"),)))
+def test_a_single_word_is_confirmed_by_replaying_and_openwakeword_idles_otherwise() -> None:
+    detector = WakeWordDetector(WakeSettings())  # the default: alexa, two stages
     speech = load_pcm(FIXTURES / "stop.wav")
-    two_stage.reset()
+    detector.reset()
     for i in range(0, len(speech) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-        two_stage.process(speech[i : i + FRAME_SAMPLES].tobytes())
-        assert two_stage.last_scores == {}  # openWakeWord ran no frame: microWakeWord heard nothing
+        detector.process(speech[i : i + FRAME_SAMPLES].tobytes())
+        assert detector.last_scores == {}  # openWakeWord ran no frame: microWakeWord heard nothing
+    found = detections(detector, load_pcm(FIXTURES / "alexa_only.wav"))
+    assert [d.wake_word for d in found] == ["alexa"] and found[0].score >= 0.5
+
+
+def test_reset_forgets_what_the_first_stage_heard() -> None:
+    config = micro_config(micro_dir(), "alexa")
+    assert config is not None
+    used, fresh = MicroWakeModel(config), MicroWakeModel(config)
+    alexa = np.concatenate([load_pcm(FIXTURES / "alexa_only.wav"), np.zeros(8000, np.int16)])
+    assert max(used.process(alexa[i : i + FRAME_SAMPLES]) for i in range(0, len(alexa) - 1279, FRAME_SAMPLES)) > 0.9
+    used.reset()
+    silence = np.zeros(FRAME_SAMPLES * 12, np.int16)
+    after = [used.process(silence[i : i + FRAME_SAMPLES]) for i in range(0, len(silence), FRAME_SAMPLES)]
+    assert after == [fresh.process(silence[i : i + FRAME_SAMPLES]) for i in range(0, len(silence), FRAME_SAMPLES)]
+    assert max(after) < 0.1
+
+
+def test_a_used_confirmation_is_never_replayed() -> None:
+    resolved = resolve_models(WakeSettings())
+    confirmer = Confirmer(load_model(resolved), 3.2, always_live=False)
+    confirmer.reset(0)
+    alexa = np.concatenate([np.zeros(16000, np.int16), load_pcm(FIXTURES / "alexa_only.wav")])
+    alexa = alexa[: len(alexa) // FRAME_SAMPLES * FRAME_SAMPLES]
+    for i in range(0, len(alexa), FRAME_SAMPLES):
+        confirmer.push(alexa[i : i + FRAME_SAMPLES])
+    since = confirmer.heard()
+    assert (confirmer.best("alexa", 0.5, 2, since) or 0) > 0.9
+    confirmer.use_up()  # e.g. heard while the speaker was busy: no wake, and used up
+    for _ in range(12):  # ~1 s later the first stage hears something again
+        confirmer.push(np.zeros(FRAME_SAMPLES, np.int16))
+    assert confirmer.best("alexa", 0.5, 2, confirmer.heard()) is None
+
+
+def test_a_first_stage_hearing_expires_when_openwakeword_alone_also_runs(tmp_path: Path) -> None:
+    # hey_jarvis in two stages, its first stage fooled to hear "alexa"; hey_rhasspy keeps
+    # openWakeWord running on every frame. The refused hearing must not stay open until
+    # openWakeWord alone hears "hey jarvis" long after.
+    mine = tmp_path / "micro"
+    mine.mkdir()
+    shutil.copy(micro_dir() / "alexa.tflite", mine / "alexa.tflite")
+    (mine / "hey_jarvis.json").write_text((micro_dir() / "alexa.json").read_text())
+    words = (WakeWordSpec(model="hey_jarvis"), WakeWordSpec(model="hey_rhasspy"))
+    detector = WakeWordDetector(WakeSettings(words=words, micro_model_dir=mine))
+    audio = np.concatenate(
+        [
+            load_pcm(FIXTURES / "alexa_only.wav"),
+            np.zeros(16000 * 5, np.int16),
+            load_pcm(FIXTURES / "positives/hey_jarvis_1.0.wav"),
+        ]
+    )
+    assert [d.wake_word for d in detections(detector, audio)] == []
 
 
 def test_a_wake_the_second_model_does_not_hear_is_no_wake(tmp_path: Path) -> None:
