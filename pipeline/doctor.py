@@ -25,19 +25,37 @@ class Finding:
 
 
 def _database(settings: PipelineSettings) -> Finding:
-    from pipeline.clip_schema import database_path
-    from pipeline.store import SqlClipStore
+    """Reachable, and at which schema version, read only: opening it as `run` does would
+    migrate it and mark the data directory."""
+    import sqlite3
+
+    from pipeline.clip_schema import COMPONENT, database_path
+    from pipeline.database import Database, connect_postgresql
+    from pipeline.schema_versions import recorded_versions, versions
 
     where = "PostgreSQL" if settings.database else f"SQLite in {settings.data_dir}"
-    if not settings.database and not database_path(settings.data_dir).exists():
-        # Opening would create it: a doctor only looks.
+    path = database_path(settings.data_dir)
+    if not settings.database and not path.exists():
         return Finding("database", True, f"none yet in {settings.data_dir}: `earmark pipeline run` creates it")
     try:
-        store = SqlClipStore(settings.data_dir, database=settings.database)
-    except EarmarkError as err:
+        if settings.database:
+            db = connect_postgresql(settings.database)
+        else:
+            db = Database("sqlite", sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False))
+    except (EarmarkError, sqlite3.Error) as err:
         return Finding("database", False, str(err), "start the database, or check --database / data_dir")
-    store.close()
-    return Finding("database", True, f"{where}, schema current")
+    try:
+        recorded = recorded_versions(db).get(COMPONENT, 0)
+    except db.errors:
+        recorded = 0
+    finally:
+        db.close()
+    newest = len(versions("pipeline", db.dialect))
+    if recorded > newest:
+        return Finding("database", False, f"{where}: schema {recorded}, newer than this release's {newest}",
+                       "upgrade Earmark on this machine")  # fmt: skip
+    state = "current" if recorded == newest else f"at {recorded} of {newest}: `earmark pipeline run` upgrades it"
+    return Finding("database", True, f"{where}, schema {state}")
 
 
 def _recognition(settings: PipelineSettings) -> Finding:
