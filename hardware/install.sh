@@ -48,7 +48,8 @@ echo "install.sh: installing Earmark and its Python packages (minutes on a Pi Ze
 # only reads the files and never imports the package (which would want TensorFlow), so it
 # goes in without its dependencies.
 if ! "$venv/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('pymicro_wakeword') is None)"; then
-  "$venv/bin/pip" install --no-deps "pymicro-wakeword==1.0.0"
+  "$venv/bin/pip" install --no-deps "pymicro-wakeword==1.0.0" \
+    || echo "install.sh: no microWakeWord models: the speaker detects its wake word with openWakeWord alone" >&2
 fi
 
 chgrp earmark /etc/earmark
