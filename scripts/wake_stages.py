@@ -6,7 +6,8 @@ Every clip runs through the speaker's own detector as a speaker runs it (armed, 
 thresholds, refractory time), once per design:
 
 - **device alone**: openWakeWord on every frame (`detection = "openwakeword"`);
-- **two-stage device**: microWakeWord listens, openWakeWord confirms (the default);
+- **two-stage device**: microWakeWord listens, openWakeWord confirms (the default), one
+  speaker per word with that word alone;
 - **+ cloud**: each of the above, with every wake re-checked as the cloud does it
   (`pipeline.wake_check`, on the 1.5 s pre-roll and 0.5 s after the wake).
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from contract.audio import FRAME_BYTES, SAMPLE_RATE_HZ
+from firmware.micro_wake import bundled_micro_dir, micro_config
 from firmware.wake import BUNDLED_WAKE_WORDS, FIRST_STAGE_CUTOFF, WakeSettings, WakeWordDetector, WakeWordSpec
 from pipeline.wake_check import WakeCheckSettings, WakeVerifier
 from scripts.speech import Pcm, espeak, mix_at_snr, pink_noise, piper, silence
@@ -112,19 +114,33 @@ def wakes(detector: WakeWordDetector, pcm: Pcm) -> list[tuple[str, bytes]]:
 
 
 def judge(
-    detectors: dict[str, WakeWordDetector], verifiers: dict[float, WakeVerifier], pcm: Pcm, word: str | None
+    alone: WakeWordDetector,
+    singles: dict[float, list[WakeWordDetector]],
+    verifiers: dict[float, WakeVerifier],
+    pcm: Pcm,
+    word: str | None,
 ) -> dict[str, int]:
-    """Per design: for a positive, 1 if its word woke the speaker; for a negative, the wakes."""
+    """Per design: for a positive, 1 if its word woke the speaker; for a negative, the wakes.
+
+    A two-stage design is one speaker per word, each with that word alone (as households
+    set them up, and the replay path a single word takes); a word with no microWakeWord
+    model is detected by openWakeWord alone there too, so its wakes are the device's."""
+    found_alone = wakes(alone, pcm)
+    found = {ALONE: found_alone}
+    for cutoff, detectors in singles.items():
+        two = {w for d in detectors for w in d.two_stage_words}
+        found[two_stage(cutoff)] = [f for d in detectors for f in wakes(d, pcm)] + [
+            f for f in found_alone if f[0] not in two
+        ]
     out = {}
-    for name, detector in detectors.items():
-        found = wakes(detector, pcm)
-        designs = [(name, found)]
+    for name, kept in found.items():
+        designs = [(name, kept)]
         for cutoff, verifier in verifiers.items():
             if name == ALONE or name == two_stage(cutoff):
-                checked = [(w, a) for w, a in found if verifier.check(w, a).heard is not False]
+                checked = [(w, a) for w, a in kept if verifier.check(w, a).heard is not False]
                 designs.append((f"{name} + {cloud(cutoff)}", checked))
-        for design, kept in designs:
-            out[design] = int(any(w == word for w, _ in kept)) if word else len(kept)
+        for design, heard in designs:
+            out[design] = int(any(w == word for w, _ in heard)) if word else len(heard)
     return out
 
 
@@ -142,15 +158,14 @@ def run(quick: bool, cutoffs: list[float]) -> dict[str, Any]:
     """Every clip through every design, all designs on the very same audio (Piper varies per call)."""
     rng = np.random.default_rng(2027)
     words = BUNDLED_WAKE_WORDS
-    detectors = {
-        ALONE: WakeWordDetector(
-            WakeSettings(words=tuple(WakeWordSpec(model=w, detection="openwakeword") for w in words))
-        )
-    }
+    alone = WakeWordDetector(WakeSettings(words=tuple(WakeWordSpec(model=w, detection="openwakeword") for w in words)))
+    singles: dict[float, list[WakeWordDetector]] = {}
     verifiers = {}
     for cutoff in cutoffs:
-        specs = tuple(WakeWordSpec(model=w, first_stage_cutoff=cutoff) for w in words)
-        detectors[two_stage(cutoff)] = WakeWordDetector(WakeSettings(words=specs))
+        micro = [w for w in words if micro_config(bundled_micro_dir(), w) is not None]
+        singles[cutoff] = [
+            WakeWordDetector(WakeSettings(words=(WakeWordSpec(model=w, first_stage_cutoff=cutoff),))) for w in micro
+        ]
         verifier = WakeVerifier.from_settings(WakeCheckSettings(cutoff=cutoff))
         if verifier is None:
             raise SystemExit("the cloud wake check is off")
@@ -161,7 +176,7 @@ def run(quick: bool, cutoffs: list[float]) -> dict[str, Any]:
         if quick and index % 6:
             continue
         for condition, audio in conditions(clean, rng):
-            for design, hit in judge(detectors, verifiers, audio, word).items():
+            for design, hit in judge(alone, singles, verifiers, audio, word).items():
                 tally = tallies.setdefault(design, {}).setdefault(word, {}).setdefault(condition, Tally())
                 tally.positives += 1
                 tally.kept += hit
@@ -171,9 +186,9 @@ def run(quick: bool, cutoffs: list[float]) -> dict[str, Any]:
             continue
         key = f"{voice}, {condition}"
         negative_seconds[key] = negative_seconds.get(key, 0.0) + len(audio) / SAMPLE_RATE_HZ
-        for design, count in judge(detectors, verifiers, audio, None).items():
+        for design, count in judge(alone, singles, verifiers, audio, None).items():
             tallies.setdefault(design, {}).setdefault("negatives", {}).setdefault(key, Tally()).false_accepts += count
-    two_stage_words = detectors[two_stage(cutoffs[0])].two_stage_words
+    two_stage_words = tuple(w for d in singles[cutoffs[0]] for w in d.two_stage_words)
     return {"tallies": tallies, "negative_seconds": negative_seconds, "two_stage_words": two_stage_words}
 
 
