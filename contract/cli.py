@@ -2,7 +2,8 @@
 
 Device and cloud commands share it, so `earmark <anything>` fails the same way: a bad
 flag, a missing file or a refused value is one line on stderr naming it, and exit
-status 2. A traceback appears only with `-v` (for a bug report).
+status 2. A traceback appears only with `-v` (for a bug report). The doctors of both
+sides (`earmark doctor`, `earmark pipeline doctor`) report their checks the same way too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +21,25 @@ from urllib.parse import parse_qs, urlsplit
 from contract.errors import EarmarkError, report
 
 _LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one doctor check, and how to fix it when it failed."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def print_checks(checks: Sequence[Check]) -> int:
+    """One line per check (`ok  ` or `FAIL`), a failure's fix under it; exit status 0 or 1."""
+    for check in checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")  # noqa: T201
+        if not check.ok and check.fix:
+            print(f"     fix: {check.fix}")  # noqa: T201
+    return 0 if all(check.ok for check in checks) else 1
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from contract import config, paths
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
-from contract.cli import OneLineParser, entry
+from contract.cli import OneLineParser, entry, print_checks
 from contract.errors import EarmarkError, report
 from firmware.events import FrontEndEvent, SpeechEnded, UtteranceAudio, UtteranceReady
 from firmware.settings import DeviceSettings, SpeakerFileSettings, load_settings
@@ -310,12 +310,7 @@ def _main(argv: list[str], prog: str) -> int:
                 # `earmark up` runs a speaker here: check that one, not a default nobody runs.
                 path = paths.local_speaker_config()
                 print(f"checking the speaker `earmark up` runs ({path}); --config FILE checks another")
-            checks = run_checks(load_any(DoctorSettings, path))
-            for check in checks:
-                print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
-                if not check.ok:
-                    print(f"     fix: {check.fix}")
-            return 0 if all(c.ok for c in checks) else 1
+            return print_checks(run_checks(load_any(DoctorSettings, path)))
         if args.command == "satellite":
             return _satellite(args)
         if args.command == "satellite-pair":

@@ -6,27 +6,17 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contract import topics
+from contract.cli import Check
 from contract.errors import EarmarkError
 from contract.mqtt import build_client
 from firmware.satellite.settings import DeviceMode, on_every_interface
 from firmware.settings import DeviceSettings, SpeakerFileSettings
 
 DoctorSettings = SpeakerFileSettings  # the name the doctor's callers know
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one check."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 def _microphone(settings: DeviceSettings) -> Check:

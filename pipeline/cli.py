@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.cli import OneLineParser, add_database_arguments, database_url, entry
+from contract.cli import OneLineParser, add_database_arguments, database_url, entry, print_checks
 from contract.config import ConfigError, load_settings
 from contract.errors import EarmarkError, report
 from pipeline.settings import PipelineSettings
@@ -139,16 +139,11 @@ def _main(argv: list[str], prog: str) -> int:
 
 
 def _doctor(settings: PipelineSettings, vosk_model: Path | None) -> int:
-    from pipeline.doctor import findings
+    from pipeline.doctor import run_checks
 
     if vosk_model is not None:
         settings = settings.model_copy(update={"vosk_model": vosk_model})
-    checks = findings(settings)
-    for check in checks:
-        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")  # noqa: T201
-        if not check.ok and check.fix:
-            print(f"     fix: {check.fix}")  # noqa: T201
-    return 0 if all(check.ok for check in checks) else 1
+    return print_checks(run_checks(settings))
 
 
 if __name__ == "__main__":
