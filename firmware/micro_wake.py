@@ -55,9 +55,9 @@ class MicroWakeModel:
     def __init__(self, config: Path) -> None:
         try:
             spec = json.loads(config.read_text(encoding="utf-8"))
-            micro = spec["micro"]
-            self.cutoff = float(micro["probability_cutoff"])
-            self._window = int(micro["sliding_window_size"])
+            # Its own probability_cutoff is for a model deciding alone; the first stage's
+            # cutoff is the detector's (firmware.wake.FIRST_STAGE_CUTOFF).
+            self._window = int(spec["micro"]["sliding_window_size"])
             path = config.parent / str(spec["model"])
             self._path = path
             self._model = self._load()
@@ -103,7 +103,7 @@ class MicroWakeModel:
             self._fed = False
 
     def process(self, samples: npt.NDArray[np.int16]) -> float:
-        """The highest windowed probability over this frame (the word is heard above `cutoff`)."""
+        """The highest windowed probability over this frame."""
         if samples.shape != (FRAME_SAMPLES,):
             raise ValueError(f"expected {FRAME_SAMPLES} samples, got {samples.shape}")
         pcm = self._pending + samples.astype("<i2").tobytes()

@@ -159,16 +159,16 @@ def resolve_models(settings: WakeSettings) -> ResolvedModels:
     for feature in (melspec, embedding):
         if not feature.is_file():
             raise ModelLoadError(f"feature model {feature} not found; set wake.model_dir to a folder holding it")
-    micro = {path.stem: _micro(settings, spec) for path, spec in zip(paths, settings.words, strict=True)}
+    micro_dir = settings.micro_model_dir or bundled_micro_dir()
+    micro = {path.stem: _micro(micro_dir, spec) for path, spec in zip(paths, settings.words, strict=True)}
     two_stage = {word: config for word, config in micro.items() if config is not None}
     return ResolvedModels(framework, tuple(paths), melspec, embedding, two_stage)
 
 
-def _micro(settings: WakeSettings, spec: WakeWordSpec) -> Path | None:
+def _micro(micro_dir: Path | None, spec: WakeWordSpec) -> Path | None:
     """The first-stage model of a two-stage word, None for a word openWakeWord scores alone."""
     if spec.detection == "openwakeword":
         return None
-    micro_dir = settings.micro_model_dir or bundled_micro_dir()
     config = micro_config(micro_dir, spec.model) if "/" not in spec.model else None
     if spec.detection == "auto":
         # A user's own model file, or no microWakeWord model for the word: openWakeWord alone.
