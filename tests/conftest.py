@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,37 @@ def wait_until(predicate: Callable[[], bool], timeout_seconds: float = 30.0) -> 
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def shipped_micro_models() -> Path:
+    """pymicro-wakeword's microWakeWord models (a dev and device dependency)."""
+    from firmware.micro_wake import bundled_micro_dir
+
+    shipped = bundled_micro_dir()
+    if shipped is None:
+        raise RuntimeError("pymicro-wakeword is not installed: bash scripts/bootstrap.sh dev")
+    return shipped
+
+
+def broken_micro_models(directory: Path) -> Path:
+    """microWakeWord models in `directory`: alexa's corrupt (a truncated download, say), hey_jarvis's whole."""
+    shipped = shipped_micro_models()
+    directory.mkdir()
+    shutil.copy(shipped / "alexa.json", directory / "alexa.json")
+    (directory / "alexa.tflite").write_bytes(b"not a model" * 100)
+    for name in ("hey_jarvis.json", "hey_jarvis.tflite"):
+        shutil.copy(shipped / name, directory / name)
+    return directory
+
+
+def fooled_micro_models(directory: Path) -> Path:
+    """A "hey_jarvis" first stage in `directory` that is alexa's model: real models that
+    disagree, as two independently trained ones do on a false wake."""
+    shipped = shipped_micro_models()
+    directory.mkdir()
+    shutil.copy(shipped / "alexa.tflite", directory / "alexa.tflite")
+    (directory / "hey_jarvis.json").write_text((shipped / "alexa.json").read_text())
+    return directory
 
 
 def load_pcm(path: Path) -> Pcm:

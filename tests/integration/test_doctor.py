@@ -13,7 +13,7 @@ from contract import topics
 from contract.messages import ConsentState
 from review_opt_out.signing import ConsentSigner, create_key
 from tests.broker import Broker, free_port
-from tests.conftest import run_cli
+from tests.conftest import broken_micro_models, run_cli
 from tests.integration.test_cli import alsa_home
 
 
@@ -53,14 +53,7 @@ def test_doctor_passes_when_everything_is_there(tmp_path: Path) -> None:
 
 
 def test_doctor_is_loud_about_a_broken_first_stage_model(tmp_path: Path) -> None:
-    from firmware.micro_wake import bundled_micro_dir
-
-    shipped = bundled_micro_dir()
-    assert shipped is not None
-    broken = tmp_path / "micro"
-    broken.mkdir()
-    (broken / "alexa.json").write_text((shipped / "alexa.json").read_text())
-    (broken / "alexa.tflite").write_bytes(b"truncated" * 64)
+    broken = broken_micro_models(tmp_path / "micro")
     config = write_config(tmp_path / "d.toml", free_port())
     config.write_text(config.read_text() + f'[wake]\nmicro_model_dir = "{broken}"\n')
     done = run_cli("doctor", "--config", str(config), env=alsa_home(tmp_path, np.zeros(16000, dtype=np.int16)))

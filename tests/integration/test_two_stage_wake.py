@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from contract.audio import FRAME_SAMPLES
 from firmware.errors import ModelLoadError
-from firmware.micro_wake import MicroWakeModel, bundled_micro_dir, micro_config
+from firmware.micro_wake import MicroWakeModel, micro_config
 from firmware.two_stage import Confirmer
 from firmware.wake import (
     FIRST_STAGE_CUTOFF,
@@ -21,7 +20,14 @@ from firmware.wake import (
     load_model,
     resolve_models,
 )
-from tests.conftest import FIXTURES, Pcm, load_pcm
+from tests.conftest import (
+    FIXTURES,
+    Pcm,
+    broken_micro_models,
+    fooled_micro_models,
+    load_pcm,
+    shipped_micro_models,
+)
 
 
 def detections(detector: WakeWordDetector, pcm: Pcm) -> list[WakeDetection]:
@@ -33,12 +39,6 @@ def detections(detector: WakeWordDetector, pcm: Pcm) -> list[WakeDetection]:
         if detection is not None:
             found.append(detection)
     return found
-
-
-def micro_dir() -> Path:
-    shipped = bundled_micro_dir()
-    assert shipped is not None, "pymicro-wakeword ships the first-stage models"
-    return shipped
 
 
 def test_by_default_a_word_with_a_micro_model_is_detected_in_two_stages() -> None:
@@ -62,7 +62,7 @@ def test_a_single_word_is_confirmed_by_replaying_and_openwakeword_idles_otherwis
 
 
 def test_reset_forgets_what_the_first_stage_heard() -> None:
-    config = micro_config(micro_dir(), "alexa")
+    config = micro_config(shipped_micro_models(), "alexa")
     assert config is not None
     used, fresh = MicroWakeModel(config), MicroWakeModel(config)
     alexa = np.concatenate([load_pcm(FIXTURES / "alexa_only.wav"), np.zeros(8000, np.int16)])
@@ -94,10 +94,7 @@ def test_a_first_stage_hearing_expires_when_openwakeword_alone_also_runs(tmp_pat
     # hey_jarvis in two stages, its first stage fooled to hear "alexa"; hey_rhasspy keeps
     # openWakeWord running on every frame. The refused hearing must not stay open until
     # openWakeWord alone hears "hey jarvis" long after.
-    mine = tmp_path / "micro"
-    mine.mkdir()
-    shutil.copy(micro_dir() / "alexa.tflite", mine / "alexa.tflite")
-    (mine / "hey_jarvis.json").write_text((micro_dir() / "alexa.json").read_text())
+    mine = fooled_micro_models(tmp_path / "micro")
     words = (WakeWordSpec(model="hey_jarvis"), WakeWordSpec(model="hey_rhasspy"))
     detector = WakeWordDetector(WakeSettings(words=words, micro_model_dir=mine))
     audio = np.concatenate(
@@ -111,12 +108,8 @@ def test_a_first_stage_hearing_expires_when_openwakeword_alone_also_runs(tmp_pat
 
 
 def test_a_wake_the_second_model_does_not_hear_is_no_wake(tmp_path: Path) -> None:
-    # A first stage that hears "alexa" in front of an openWakeWord "hey_jarvis": real models
-    # that disagree, as two independently trained models do on a false wake.
-    mine = tmp_path / "micro"
-    mine.mkdir()
-    shutil.copy(micro_dir() / "alexa.tflite", mine / "alexa.tflite")
-    (mine / "hey_jarvis.json").write_text((micro_dir() / "alexa.json").read_text())
+    # A first stage that hears "alexa" in front of an openWakeWord "hey_jarvis".
+    mine = fooled_micro_models(tmp_path / "micro")
     alexa = np.concatenate([load_pcm(FIXTURES / "alexa_only.wav"), np.zeros(8000, np.int16)])
     mismatched = WakeWordDetector(WakeSettings(words=(WakeWordSpec(model="hey_jarvis"),), micro_model_dir=mine))
     assert mismatched.two_stage_words == ("hey_jarvis",)
@@ -137,10 +130,7 @@ def test_first_stage_models_are_found_or_the_error_says_how_to_fix_it(tmp_path: 
         WakeWordDetector(
             WakeSettings(words=(WakeWordSpec(model="alexa", detection="two_stage"),), micro_model_dir=empty)
         )
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    shutil.copy(micro_dir() / "alexa.json", broken / "alexa.json")
-    (broken / "alexa.tflite").write_bytes(b"not a model" * 100)
+    broken = broken_micro_models(tmp_path / "broken")
     with pytest.raises(ModelLoadError, match=r"microWakeWord model .*alexa.json"):
         WakeWordDetector(WakeSettings(words=(WakeWordSpec(model="alexa"),), micro_model_dir=broken))
     alone = WakeWordDetector(WakeSettings(words=(WakeWordSpec(model="alexa", detection="openwakeword"),)))

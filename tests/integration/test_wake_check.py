@@ -16,7 +16,7 @@ from contract.mqtt import MqttSettings
 from pipeline.settings import IngestSettings, PipelineSettings
 from pipeline.wake_check import WakeCheckSettings, WakeCheckUnavailable, WakeVerifier
 from tests.broker import Broker
-from tests.conftest import FIXTURES, load_pcm
+from tests.conftest import FIXTURES, broken_micro_models, load_pcm
 from tests.injector import RoutedInjector
 from tests.pipeline_harness import RunningPipeline
 
@@ -119,22 +119,8 @@ def test_a_false_wake_is_stopped_at_once_and_keeps_only_a_counted_record(
     device.close()
 
 
-def broken_models(tmp_path: Path) -> Path:
-    """A model directory whose alexa model is corrupt (a truncated download, say)."""
-    from importlib import resources
-
-    shipped = Path(str(resources.files("pymicro_wakeword") / "models"))
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(shipped / "alexa.json", models / "alexa.json")
-    (models / "alexa.tflite").write_bytes(b"not a model" * 100)
-    shutil.copy(shipped / "hey_jarvis.json", models / "hey_jarvis.json")
-    shutil.copy(shipped / "hey_jarvis.tflite", models / "hey_jarvis.tflite")
-    return models
-
-
 def test_a_broken_second_model_serves_the_request_but_keeps_it_from_review(tmp_path: Path, broker: Broker) -> None:
-    models = broken_models(tmp_path)
+    models = broken_micro_models(tmp_path / "models")
     settings = PipelineSettings(
         data_dir=tmp_path / "cloud",
         client_id="worker-a",
@@ -161,7 +147,7 @@ def test_a_broken_second_model_serves_the_request_but_keeps_it_from_review(tmp_p
 
 def test_the_pipeline_doctor_names_a_broken_wake_check_model(tmp_path: Path) -> None:
     config = tmp_path / "pipeline.toml"
-    config.write_text(f'[wake_check]\nmodels_dir = "{broken_models(tmp_path)}"\n')
+    config.write_text(f'[wake_check]\nmodels_dir = "{broken_micro_models(tmp_path / "models")}"\n')
     earmark = [sys.executable, "-m", "earmark", "pipeline", "--data-dir", str(tmp_path / "cloud")]
     done = subprocess.run([*earmark, "--config", str(config), "doctor"], capture_output=True, text=True, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
