@@ -96,7 +96,7 @@ class WakeVerifier:
             try:  # loaded and run once on silence: a model, its features and the runtime all work
                 _MicroModel(interpreter, config, cutoff).hears(bytes(seconds_to_bytes(_FLUSH_SECONDS)))
             except Exception as err:  # any failure of a third-party model fails closed
-                self.broken[word] = f"{config}: {' '.join(str(err).split())}"  # tflite's span lines
+                self.broken[word] = _reason(config, err)
                 _LOGGER.error("wake check model for %r is unusable (%s): its requests are kept from review", word, err)
 
     @classmethod
@@ -135,7 +135,7 @@ class WakeVerifier:
             model = _MicroModel(self._interpreter, config, self._cutoff)
             heard = model.hears(pcm + bytes(seconds_to_bytes(_FLUSH_SECONDS)))
         except Exception as err:  # served, kept from review: never a lost request
-            return Verdict(None, time.thread_time() - started, failed=f"{config}: {' '.join(str(err).split())}")
+            return Verdict(None, time.thread_time() - started, failed=_reason(config, err))
         return Verdict(heard, time.thread_time() - started)
 
 
@@ -143,6 +143,11 @@ _INSTALL = (
     "the cloud wake check needs pymicro-wakeword and a TFLite runtime (pip install 'earmark[cloud]'), "
     "or turn it off with wake_check.enabled = false"
 )
+
+
+def _reason(config: Path, err: Exception) -> str:
+    """Why a model failed, on one line (TFLite's messages span several)."""
+    return f"{config}: {' '.join(str(err).split())}"
 
 
 def _interpreter_class() -> Any:

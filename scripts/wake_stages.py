@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from contract.audio import FRAME_BYTES, SAMPLE_RATE_HZ
+from contract.audio import FRAME_BYTES, SAMPLE_RATE_HZ, seconds_to_bytes
+from firmware.frontend import FrontEndSettings
 from firmware.micro_wake import bundled_micro_dir, micro_config
 from firmware.wake import BUNDLED_WAKE_WORDS, FIRST_STAGE_CUTOFF, WakeSettings, WakeWordDetector, WakeWordSpec
 from pipeline.wake_check import WakeCheckSettings, WakeVerifier
@@ -40,8 +41,9 @@ from scripts.speech import Pcm, espeak, mix_at_snr, pink_noise, piper, silence
 from scripts.wake_rooms import music_bed, room
 from scripts.wakeword_quality import negatives, positives
 
-PREROLL_SECONDS = 1.5
-TAIL_SECONDS = 0.5
+# What the speaker sends before its wake and what the pipeline hears after it, as shipped.
+PREROLL_SECONDS = FrontEndSettings().preroll_seconds
+TAIL_SECONDS = WakeCheckSettings().tail_seconds
 ALONE = "device alone"
 
 TV_SENTENCES = (
@@ -103,8 +105,7 @@ def wakes(detector: WakeWordDetector, pcm: Pcm) -> list[tuple[str, bytes]]:
     detector.reset()
     data = np.concatenate([pcm, silence(TAIL_SECONDS)]).astype("<i2").tobytes()
     found = []
-    preroll_bytes = round(PREROLL_SECONDS * SAMPLE_RATE_HZ) * 2
-    tail_bytes = round(TAIL_SECONDS * SAMPLE_RATE_HZ) * 2
+    preroll_bytes, tail_bytes = seconds_to_bytes(PREROLL_SECONDS), seconds_to_bytes(TAIL_SECONDS)
     for at in range(0, len(data) - FRAME_BYTES + 1, FRAME_BYTES):
         detection = detector.process(data[at : at + FRAME_BYTES])
         if detection is not None:
