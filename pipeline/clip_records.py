@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -93,6 +94,10 @@ class ClipStore(Protocol):
 
     def save(self, clip: Clip, audio: bytes | None) -> bool:
         """Store a clip (and its audio, if kept) atomically; False if it was stored already."""
+        ...
+
+    def save_many(self, items: Sequence[tuple[Clip, bytes | None]]) -> list[bool | Exception]:
+        """Store several clips in one commit: each one's answer, or its error if it alone failed."""
         ...
 
     def prune_ledger(self) -> int:

@@ -173,6 +173,16 @@ class Database:
 
         return (psycopg.Error,)
 
+    @property
+    def value_errors(self) -> tuple[type[Exception], ...]:
+        """The driver's errors a statement's values cause (a constraint, a bad value), as
+        opposed to the connection's or the server's."""
+        if self.dialect == SQLITE:
+            return (sqlite3.IntegrityError, sqlite3.DataError)
+        import psycopg
+
+        return (psycopg.IntegrityError, psycopg.DataError)
+
     def _ensure_open(self) -> None:
         """A PostgreSQL connection the server or the network dropped is opened again, but
         only between transactions: a transaction it broke has failed as a whole."""

@@ -24,6 +24,7 @@ the types it keeps and answers with, in `pipeline.clip_records`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -36,7 +37,7 @@ from pipeline.clip_records import Clip, ClipStore, DeviceAdmission, StartClaim, 
 from pipeline.clip_schema import open_database
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
 from pipeline.database import utc_text as utc_text  # the store's callers have always imported it from here
-from pipeline.errors import ClipRejected
+from pipeline.errors import ClipRejected, PipelineError
 from pipeline.ledger import decide_contest, enter_contest, first_start, forgotten_by_household, mark_conflict
 
 __all__ = ["Clip", "ClipStore", "DeviceAdmission", "SqlClipStore", "StartClaim", "WriterLock", "utc_text", "wav_bytes"]
@@ -200,15 +201,54 @@ class SqlClipStore:
 
         A clip its household deleted before it arrived here is settled without being written.
         """
-        _validate(clip)
-        with self._db.writing():
-            inserted = self._insert(clip, audio)
-        if inserted is None:  # deleted by its household before it got here
-            _LOGGER.info("utterance %s was deleted by its household before it was stored", clip.utterance_id)
-            return True
-        if inserted:
+        (result,) = self.save_many([(clip, audio)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def save_many(self, items: Sequence[tuple[Clip, bytes | None]]) -> list[bool | Exception]:
+        """Store several clips in one transaction, one commit and one sync for all (group commit).
+
+        A clip the store refuses gets its error in its place of the answer and leaves the
+        others as they are: the transaction is rolled back and run again without it (a
+        refusal is rare; savepoints around every clip would cost each one two more round
+        trips). Only when the commit is durable does this return; if it fails, it raises
+        and none is stored.
+        """
+        results: list[bool | Exception] = [False] * len(items)
+        pending = []
+        for index, (clip, _audio) in enumerate(items):
+            try:
+                _validate(clip)
+                pending.append(index)
+            except ClipRejected as err:
+                results[index] = err
+        # What one clip's values cause; a failing connection fails the whole batch.
+        refusals: tuple[type[Exception], ...] = (PipelineError, *self._db.value_errors)
+        outcomes: dict[int, bool | None] = {}
+        while pending:
+            outcomes = {}
+            try:
+                with self._db.writing():
+                    for index in pending:
+                        try:
+                            outcomes[index] = self._insert(*items[index])
+                        except refusals as err:
+                            raise _Refused(index, err) from err
+            except _Refused as refused:
+                results[refused.index] = refused.error
+                pending.remove(refused.index)
+                continue
+            break
+        for index, inserted in outcomes.items():
+            if inserted is None:  # deleted by its household before it got here: settled
+                _LOGGER.info(
+                    "utterance %s was deleted by its household before it was stored", items[index][0].utterance_id
+                )
+            results[index] = inserted is not False
+        if any(outcomes.values()):
             self._crash_point("committed")
-        return inserted
+        return results
 
     def _insert(self, clip: Clip, audio: bytes | None) -> bool | None:
         """The row, in the caller's write transaction: True if inserted, False if stored already,
@@ -307,6 +347,15 @@ class SqlClipStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+class _Refused(Exception):
+    """One clip of a batch refused inside its transaction: the batch runs again without it."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 def _validate(clip: Clip) -> None:
