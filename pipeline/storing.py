@@ -84,7 +84,7 @@ async def _count_false_wake(parts: WorkerParts, stream: Stream) -> None:
 
 async def _save_and_confirm(parts: WorkerParts, stream: Stream, clip: Clip, audio: bytes | None, counted: str) -> None:
     """Save the clip, then give the device its receipt (counted under `counted`)."""
-    saved = await asyncio.get_running_loop().run_in_executor(parts.io, parts.store.save, clip, audio)
+    saved = await parts.saves.save(clip, audio)  # durable when it returns: shared with the saves waiting beside it
     # Only now may the device forget the utterance.
     stream.settled = True
     parts.publish(stream.start.device_id, UtteranceStored(utterance_id=clip.utterance_id))
@@ -99,8 +99,8 @@ async def _save_and_confirm(parts: WorkerParts, stream: Stream, clip: Clip, audi
 
 def block_review(parts: WorkerParts, utterance_id: UUID) -> None:
     """Rule review out for an utterance, stored or not yet: recorded in the database, so
-    the worker that stores it (or stored it) blocks it too. It only ever narrows; the
-    store's one thread runs it after any save already queued."""
+    the worker that stores it (or stored it) blocks it too. It only ever narrows, and
+    needs no order with the save: a save reads the ledger's flag in its own transaction."""
     future = asyncio.get_running_loop().run_in_executor(parts.io, parts.store.note_conflict, utterance_id)
     future.add_done_callback(_log_failure)
 

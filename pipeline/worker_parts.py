@@ -18,6 +18,7 @@ from typing import Any
 from contract.messages import RecognitionResult, UtteranceCancelled, UtteranceClaimed, UtteranceStored
 from pipeline.arbitration import ContestRules
 from pipeline.device_claims import StreamLimits, StreamQuotas
+from pipeline.group_commit import GroupCommitter
 from pipeline.settings import PipelineSettings
 from pipeline.store import ClipStore
 from pipeline.wake_check import WakeVerifier
@@ -108,6 +109,8 @@ class WorkerParts:
     # Vosk work runs on `cpu`; the store gets one thread of its own (SQLite connection).
     cpu: ThreadPoolExecutor = field(init=False)
     io: ThreadPoolExecutor = field(init=False)
+    # Clip saves, batched on `io`: the saves that wait while one commits share the next commit.
+    saves: GroupCommitter = field(init=False)
     contest_io: ThreadPoolExecutor = field(init=False)
     wake_verifier: WakeVerifier | None = field(init=False)
 
@@ -119,6 +122,7 @@ class WorkerParts:
         self.contest_rules = ingest.contest_rules()
         self.cpu = ThreadPoolExecutor(self.settings.recognition_threads, thread_name_prefix="recognize")
         self.io = ThreadPoolExecutor(1, thread_name_prefix="clip-store")
+        self.saves = GroupCommitter(self.store, self.io)
         separate = self.contests is not self.store
         self.contest_io = ThreadPoolExecutor(1, thread_name_prefix="contests") if separate else self.io
 
