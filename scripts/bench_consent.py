@@ -83,7 +83,9 @@ def populate(registry: Registry, clips: int, pool: int) -> list[str]:
             for h in households
         ]
         db.executemany("INSERT INTO consent_outbox VALUES (?, 2, ?, 1)", signed)
-        db.execute("INSERT INTO reviewers VALUES ('r1', 'rita', 'reviewer', 'x')")
+        db.execute(
+            "INSERT INTO reviewers (reviewer_id, name, role, password_hash) VALUES ('r1', 'rita', 'reviewer', 'x')"
+        )
         batch: list[tuple[Any, ...]] = []
         pooled: list[tuple[Any, ...]] = []
         assigned: list[tuple[Any, ...]] = []

@@ -28,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.store import Clip, SqlClipStore
 from review_opt_out.registry import Channel
 from scripts.bench_consent import HOUSEHOLDS, build
+from scripts.bench_group_commit import latency_figures
 
 
 def _saver(data_dir: str, database: str | None, seconds: float, results: Any) -> None:
@@ -70,20 +69,12 @@ def _phase(data_dir: Path, database: str | None, seconds: float, company: Any = 
     time.sleep(1.0)  # the saver's imports; the company starts with its saves
     if worker is not None:
         worker.start()
-    latencies = np.array(results.get(timeout=seconds + 120))
+    latencies = results.get(timeout=seconds + 120)
     saver.join()
     stop.set()
     if worker is not None:
         worker.join()
-    return {
-        "saves": len(latencies),
-        "saves_per_second": round(len(latencies) / seconds, 1),
-        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
-        "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
-        "max_ms": round(float(latencies.max()) * 1000, 1),
-        "over_100_ms": int((latencies > 0.1).sum()),
-        **done,
-    }
+    return {**latency_figures(latencies, seconds), **done}
 
 
 def main() -> None:
