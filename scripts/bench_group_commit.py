@@ -29,6 +29,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +43,9 @@ from pipeline.store import Clip, SqlClipStore
 _AUDIO = bytes(32_000)  # 1 s of silence
 
 
-def _clip(n: int) -> Clip:
-    household = f"h{n % 1000:04d}"
+def bench_clip(n: int, households: int = 1000) -> Clip:
+    """The `n`th benchmark clip: a 1 s request of one of `households` (h00000, h00001, …)."""
+    household = f"h{n % households:05d}"
     now = datetime.now(UTC)
     return Clip(
         utterance_id=uuid.uuid4(), device_id=f"d-{household}", household_id=household, capture_started_at=now,
@@ -91,19 +93,22 @@ def one_at_a_time(store: SqlClipStore, seconds: float) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         began = time.perf_counter()
-        store.save(_clip(len(latencies)), _AUDIO)
+        store.save(bench_clip(len(latencies)), _AUDIO)
         latencies.append(time.perf_counter() - began)
     return latency_figures(latencies, seconds, commits=len(latencies))
 
 
-def streams(store: SqlClipStore, seconds: float, count: int, *, grouped: bool) -> dict[str, Any]:
-    """`count` streams of one worker saving at once, through group commit or one commit each."""
+def stream_latencies(
+    store: SqlClipStore, seconds: float, count: int, *, grouped: bool, clip_of: Callable[[int], Clip] = bench_clip
+) -> tuple[list[float], int | None]:
+    """`count` streams of one worker saving at once, through group commit or one commit each:
+    each save's latency, and the commits group commit made (None for one commit each)."""
     latencies: list[float] = []
 
     async def stream(save: Any, deadline: float) -> None:
         while time.monotonic() < deadline:
             began = time.perf_counter()
-            await save(_clip(len(latencies)), _AUDIO)
+            await save(clip_of(len(latencies)), _AUDIO)
             latencies.append(time.perf_counter() - began)
 
     async def run() -> int | None:
@@ -119,7 +124,12 @@ def streams(store: SqlClipStore, seconds: float, count: int, *, grouped: bool) -
             await asyncio.gather(*(stream(save, deadline) for _ in range(count)))
             return committer.commits if grouped else None
 
-    commits = asyncio.run(run())
+    return latencies, asyncio.run(run())
+
+
+def streams(store: SqlClipStore, seconds: float, count: int, *, grouped: bool) -> dict[str, Any]:
+    """Figures of `stream_latencies`."""
+    latencies, commits = stream_latencies(store, seconds, count, grouped=grouped)
     return latency_figures(latencies, seconds, commits=len(latencies) if commits is None else commits)
 
 

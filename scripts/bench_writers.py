@@ -23,48 +23,47 @@ import random
 import tempfile
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pipeline.store import Clip, SqlClipStore
 from review_opt_out.registry import Channel
 from scripts.bench_consent import HOUSEHOLDS, build
-from scripts.bench_group_commit import latency_figures
+from scripts.bench_group_commit import bench_clip, latency_figures, stream_latencies
 
 
-def _saver(data_dir: str, database: str | None, seconds: float, results: Any) -> None:
-    """A pipeline's save loop in a process of its own; sends back every save's latency."""
+def _bench_clip(n: int) -> Clip:
+    return bench_clip(n, HOUSEHOLDS)
+
+
+def _saver(data_dir: str, database: str | None, seconds: float, streams: int, results: Any) -> None:
+    """A pipeline's saves in a process of its own: one at a time, or `streams` of one worker
+    through group commit; sends back every save's latency."""
     store = SqlClipStore(Path(data_dir), database=database)
-    audio = bytes(32_000)  # 1 s of silence
-    latencies = []
-    deadline = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < deadline:
-        household = f"h{n % HOUSEHOLDS:05d}"
-        now = datetime.now(UTC)
-        clip = Clip(
-            utterance_id=uuid.uuid4(), device_id=f"d-{household}", household_id=household, capture_started_at=now,
-            received_at=now, stored_at=now, duration_seconds=0.0, transcript="불 켜", end_reason="silence",
-            status="complete", missing_chunks=0, wake_word="alexa", firmware_version="bench", review_allowed=True,
-            consent_version=2,
-        )  # fmt: skip
-        began = time.perf_counter()
-        store.save(clip, audio)
-        latencies.append(time.perf_counter() - began)
-        n += 1
+    if streams:
+        latencies, _commits = stream_latencies(store, seconds, streams, grouped=True, clip_of=_bench_clip)
+    else:
+        audio = bytes(32_000)  # 1 s of silence
+        latencies = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            clip = _bench_clip(len(latencies))
+            began = time.perf_counter()
+            store.save(clip, audio)
+            latencies.append(time.perf_counter() - began)
     store.close()
     results.put(latencies)
 
 
-def _phase(data_dir: Path, database: str | None, seconds: float, company: Any = None) -> dict[str, Any]:
+def _phase(data_dir: Path, database: str | None, seconds: float, streams: int, company: Any = None) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     stop = threading.Event()
-    done: dict[str, int] = {}
+    done: dict[str, float] = {}
     worker = threading.Thread(target=company, args=(stop, done), daemon=True) if company else None
-    saver = context.Process(target=_saver, args=(str(data_dir), database, seconds, results))
+    saver = context.Process(target=_saver, args=(str(data_dir), database, seconds, streams, results))
     saver.start()
     time.sleep(1.0)  # the saver's imports; the company starts with its saves
     if worker is not None:
@@ -83,6 +82,12 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database", help="an empty PostgreSQL database (postgresql://…); default SQLite")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="save as N streams of one worker through group commit (default: one at a time)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/writers_bench.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +101,7 @@ def main() -> None:
             registry.db.execute("VACUUM ANALYZE")  # as autovacuum would have by then: plans on real statistics
         print("built", args.clips, "clips", flush=True)
 
-        def sampling(stop: threading.Event, done: dict[str, int]) -> None:
+        def sampling(stop: threading.Event, done: dict[str, float]) -> None:
             done["sampled"] = 0
             while not stop.is_set():
                 before = registry.db.execute("SELECT count(*) FROM review_considered").fetchone()[0]
@@ -104,8 +109,9 @@ def main() -> None:
                 done["sampled"] += registry.db.execute("SELECT count(*) FROM review_considered").fetchone()[0] - before
 
         def opting_out(per_second: float | None) -> Any:
-            def run(stop: threading.Event, done: dict[str, int]) -> None:
+            def run(stop: threading.Event, done: dict[str, float]) -> None:
                 done["consent_changes"] = 0
+                waited: list[float] = []
                 rng = random.Random(5)  # noqa: S311 - which household, not a secret
                 allowed = dict.fromkeys(households, True)
                 began = time.monotonic()
@@ -114,22 +120,30 @@ def main() -> None:
                         time.sleep(max(0.0, began + done["consent_changes"] / per_second - time.monotonic()))
                     household = rng.choice(households)
                     allowed[household] = not allowed[household]
+                    began = time.perf_counter()
                     registry.set_consent(household, allowed[household], "bench", Channel.APP)
+                    waited.append(time.perf_counter() - began)
                     done["consent_changes"] += 1
+                done["consent_change_p99_ms"] = round(float(np.percentile(waited, 99)) * 1000, 1) if waited else 0
+                done["consent_change_max_ms"] = round(max(waited, default=0.0) * 1000, 1)
 
             return run
+
+        def measure(company: Any = None) -> dict[str, Any]:
+            return _phase(data_dir, args.database, args.seconds, args.streams, company)
 
         figures = {
             "engine": registry.db.dialect,
             "clips": args.clips,
             "seconds_per_phase": args.seconds,
-            "alone": _phase(data_dir, args.database, args.seconds),
-            "during_sampling": _phase(data_dir, args.database, args.seconds, sampling),
-            "during_opt_outs_50_per_second": _phase(data_dir, args.database, args.seconds, opting_out(50.0)),
-            "during_opt_outs_back_to_back": _phase(data_dir, args.database, args.seconds, opting_out(None)),
+            "saves": f"{args.streams} streams, group commit" if args.streams else "one at a time",
+            "alone": measure(),
+            "during_sampling": measure(sampling),
+            "during_opt_outs_50_per_second": measure(opting_out(50.0)),
+            "during_opt_outs_back_to_back": measure(opting_out(None)),
             # Alone again: this shared machine's disk and the database's own background work
             # (PostgreSQL checkpoints the bulk load) move "alone" by itself; shares are of the mean.
-            "alone_again": _phase(data_dir, args.database, args.seconds),
+            "alone_again": measure(),
         }
         registry.close()
     alone = (figures["alone"]["saves_per_second"] + figures["alone_again"]["saves_per_second"]) / 2
