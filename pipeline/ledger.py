@@ -4,6 +4,7 @@ and the household's tombstones, decided in the transaction that admits or stores
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,26 @@ _LOGGER = logging.getLogger(__name__)
 _LEDGER_COLUMNS = "device_id, household_id, review_allowed, consent_version, received_at, capture_started_at"
 
 
-_LEDGER_ROW = f"SELECT {_LEDGER_COLUMNS}, conflicting FROM utterances WHERE utterance_id = ?"  # noqa: S608 - constant
+# Several utterances' rows, each with its id last; the caller appends " IN (?, …)".
+_LEDGER_ROWS = f"SELECT {_LEDGER_COLUMNS}, conflicting, utterance_id FROM utterances WHERE utterance_id"  # noqa: S608 - constant
 
 
 # A clip stored before the ledger knew it, entered from its row (already settled).
 _LEDGER_FROM_CLIP = (
     f"INSERT INTO utterances ({_LEDGER_COLUMNS}, conflicting, settled, utterance_id) "  # noqa: S608 - constant
     f"SELECT {_LEDGER_COLUMNS}, CASE WHEN review_blocked = 'conflicting_start' THEN 1 ELSE 0 END, 1, utterance_id "
-    "FROM clips WHERE utterance_id = ?"
+    "FROM clips WHERE utterance_id"  # the caller appends " IN (?, …)"
+)
+
+
+# Which of several candidates a spoken deletion covers ({values}: one row of placeholders each).
+_FORGOTTEN_AMONG = (
+    "WITH candidate (position, utterance_id, device_id, household_id, received_at, captured_at) "
+    "AS (VALUES {values}) SELECT c.position FROM candidate c WHERE EXISTS "
+    "(SELECT 1 FROM forgotten f WHERE f.utterance_id = c.utterance_id AND f.device_id = c.device_id) "
+    "OR EXISTS (SELECT 1 FROM forgotten_before b WHERE b.household_id = c.household_id AND "
+    "(b.received_before > c.received_at OR (b.captured_since IS NOT NULL "
+    "AND c.captured_at >= b.captured_since AND b.received_before > c.captured_at)))"
 )
 
 
@@ -39,11 +52,31 @@ def first_start(db: Database, utterance_id: str) -> Any:
     A clip stored before the ledger knew it (an older release, or an entry pruned) is
     entered from its row, so a start sent after that is compared with what is stored.
     """
-    row = db.execute(_LEDGER_ROW, (utterance_id,)).fetchone()
-    if row is not None or not db.execute("SELECT 1 FROM clips WHERE utterance_id = ?", (utterance_id,)).fetchone():
-        return row
-    db.execute(_LEDGER_FROM_CLIP, (utterance_id,))
-    return db.execute(_LEDGER_ROW, (utterance_id,)).fetchone()
+    return first_starts(db, [utterance_id]).get(utterance_id)
+
+
+def first_starts(db: Database, utterance_ids: Sequence[str]) -> dict[str, Any]:
+    """`first_start` of several utterances in three statements at most: by utterance id."""
+    if not utterance_ids:
+        return {}
+    found = _ledger_rows(db, utterance_ids)
+    missing = [i for i in utterance_ids if i not in found]
+    if missing:
+        query = f"SELECT utterance_id FROM clips WHERE utterance_id IN ({_marks(missing)})"  # noqa: S608 - placeholders
+        stored = [row[0] for row in db.execute(query, missing)]
+        if stored:
+            db.execute(_LEDGER_FROM_CLIP + f" IN ({_marks(stored)})", stored)
+            found.update(_ledger_rows(db, stored))
+    return found
+
+
+def _ledger_rows(db: Database, utterance_ids: Sequence[str]) -> dict[str, Any]:
+    rows = db.execute(_LEDGER_ROWS + f" IN ({_marks(utterance_ids)})", list(utterance_ids)).fetchall()
+    return {str(row[-1]): tuple(row[:-1]) for row in rows}
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
 
 
 def enter_contest(
@@ -140,12 +173,15 @@ def forgotten_by_household(db: Database, utterance_id: str, device_id: str, hous
     whenever, and what the device captured before it on that day (a request still in an
     outbox the cloud had not seen): the device's clock may only narrow what is kept.
     """
-    return (
-        db.execute(
-            "SELECT 1 FROM forgotten WHERE utterance_id = ? AND device_id = ? UNION ALL "
-            "SELECT 1 FROM forgotten_before WHERE household_id = ? AND (received_before > ? "
-            "OR (captured_since IS NOT NULL AND ? >= captured_since AND received_before > ?))",
-            (utterance_id, device_id, household_id, received_at, capture_started_at, capture_started_at),
-        ).fetchone()
-        is not None
-    )
+    return bool(forgotten_among(db, [(utterance_id, device_id, household_id, received_at, capture_started_at)]))
+
+
+def forgotten_among(db: Database, candidates: Sequence[tuple[str, str, str, str, str]]) -> set[int]:
+    """`forgotten_by_household` of several (utterance, device, household, received_at,
+    capture_started_at) in one statement: the positions of those a deletion covers."""
+    if not candidates:
+        return set()
+    values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in candidates)
+    params = [value for position, candidate in enumerate(candidates) for value in (position, *candidate)]
+    rows = db.execute(_FORGOTTEN_AMONG.replace("{values}", values), params).fetchall()
+    return {int(row[0]) for row in rows}

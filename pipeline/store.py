@@ -16,7 +16,7 @@ moved in at the first open (`pipeline.file_audio`).
 
 The rules that span messages are decided here too, in the transaction that stores:
 `utterances` records every admitted start (first tag, first receipt), see `admit_start`;
-their SQL is in `pipeline.ledger`. Where the database is, and its tables, are in
+their SQL is in `pipeline.ledger`, and a batch of clips is written by `pipeline.clip_batch`. Where the database is, and its tables, are in
 `pipeline.clip_schema`; what the consent side may ask of them, in `pipeline.clip_queries`;
 the types it keeps and answers with, in `pipeline.clip_records`.
 """
@@ -29,10 +29,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from contract.audio import bytes_to_seconds
 from contract.errors import ContractError
 from contract.topics import check_id
 from pipeline.arbitration import ContestRules, Outcome
+from pipeline.clip_batch import CLIP_COLUMNS, insert_clips
 from pipeline.clip_records import Clip, ClipStore, DeviceAdmission, StartClaim, wav_bytes
 from pipeline.clip_schema import open_database
 from pipeline.database import WriterLock as WriterLock  # re-exported: tests and benchmarks use it from here
@@ -47,13 +47,6 @@ _LOGGER = logging.getLogger(__name__)
 # How long the utterance ledger remembers a start: far past any stream, outbox resend and
 # spoken-deletion tombstone (a day).
 LEDGER_LIFETIME = timedelta(days=2)
-
-
-_CLIP_COLUMNS = (
-    "utterance_id, device_id, household_id, capture_started_at, received_at, stored_at, duration_seconds, "
-    "transcript, end_reason, status, missing_chunks, wake_word, firmware_version, review_allowed, "
-    "consent_version, review_blocked, audio_bytes"
-)
 
 
 class SqlClipStore:
@@ -209,11 +202,11 @@ class SqlClipStore:
     def save_many(self, items: Sequence[tuple[Clip, bytes | None]]) -> list[bool | Exception]:
         """Store several clips in one transaction, one commit and one sync for all (group commit).
 
-        A clip the store refuses gets its error in its place of the answer and leaves the
-        others as they are: the transaction is rolled back and run again without it (a
-        refusal is rare; savepoints around every clip would cost each one two more round
-        trips). Only when the commit is durable does this return; if it fails, it raises
-        and none is stored.
+        The batch is written with a handful of statements (`pipeline.clip_batch`). A clip
+        the store refuses gets its error in its place of the answer and leaves the others
+        as they are: the transaction is rolled back and the batch run again clip by clip,
+        to find it, then without it (a refusal is rare). Only when the commit is durable
+        does this return; if it fails, it raises and none is stored.
         """
         results: list[bool | Exception] = [False] * len(items)
         pending = []
@@ -226,18 +219,23 @@ class SqlClipStore:
         # What one clip's values cause; a failing connection fails the whole batch.
         refusals: tuple[type[Exception], ...] = (PipelineError, *self._db.value_errors)
         outcomes: dict[int, bool | None] = {}
+        whole = True  # the batch in one go; after a refusal, one clip at a time to find it
         while pending:
             outcomes = {}
             try:
                 with self._db.writing():
-                    for index in pending:
+                    for part in [pending] if whole else [[index] for index in pending]:
                         try:
-                            outcomes[index] = self._insert(*items[index])
+                            written = insert_clips(self._db, [items[i] for i in part], self._row_written)
                         except refusals as err:
-                            raise _Refused(index, err) from err
+                            raise _Refused(None if whole else part[0], err) from err
+                        outcomes.update(zip(part, written, strict=True))
             except _Refused as refused:
-                results[refused.index] = refused.error
-                pending.remove(refused.index)
+                if refused.index is None:
+                    whole = False
+                else:
+                    results[refused.index] = refused.error
+                    pending.remove(refused.index)
                 continue
             break
         for index, inserted in outcomes.items():
@@ -250,54 +248,8 @@ class SqlClipStore:
             self._crash_point("committed")
         return results
 
-    def _insert(self, clip: Clip, audio: bytes | None) -> bool | None:
-        """The row, in the caller's write transaction: True if inserted, False if stored already,
-        None if forgotten.
-
-        What the utterance ledger recorded wins over what this worker holds: the receipt
-        time of the first start (a resend to another worker is no new request), and a
-        conflicting start seen by any worker. Spoken deletions are decided here too.
-        """
-        utterance_id = str(clip.utterance_id)
-        first = first_start(self._db, utterance_id)
-        received_at = utc_text(clip.received_at)
-        review_blocked = clip.review_blocked
-        if first is not None and first[0] == clip.device_id:
-            received_at = str(first[4])
-            if first[6]:
-                review_blocked = review_blocked or "conflicting_start"
-        self._db.execute("UPDATE utterances SET settled = 1 WHERE utterance_id = ?", (utterance_id,))
-        if forgotten_by_household(
-            self._db, utterance_id, clip.device_id, clip.household_id, received_at, utc_text(clip.capture_started_at)
-        ):
-            return None
-        inserted = self._db.execute(
-            f"INSERT INTO clips ({_CLIP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 - constant
-            "ON CONFLICT (utterance_id) DO NOTHING",
-            (
-                utterance_id,
-                clip.device_id,
-                clip.household_id,
-                utc_text(clip.capture_started_at),
-                received_at,
-                utc_text(clip.stored_at),
-                round(bytes_to_seconds(len(audio or b"")), 3),
-                clip.transcript,
-                clip.end_reason,
-                clip.status,
-                clip.missing_chunks,
-                clip.wake_word,
-                clip.firmware_version,
-                int(clip.review_allowed),
-                clip.consent_version,
-                review_blocked,
-                None if audio is None else len(audio),
-            ),
-        ).rowcount
-        if inserted and audio is not None:
-            self._db.execute("INSERT INTO clip_audio (utterance_id, pcm) VALUES (?, ?)", (utterance_id, audio))
+    def _row_written(self) -> None:
         self._crash_point("row_inserted")
-        return bool(inserted)
 
     def block_review(self, utterance_id: UUID, reason: str) -> None:
         """Rule a stored clip out of review; a reason already recorded stays."""
@@ -310,7 +262,7 @@ class SqlClipStore:
     def get(self, utterance_id: UUID) -> Clip | None:
         """A stored clip, or None."""
         row = self._db.execute(
-            f"SELECT {_CLIP_COLUMNS} FROM clips WHERE utterance_id = ?",  # noqa: S608 - constant
+            f"SELECT {CLIP_COLUMNS} FROM clips WHERE utterance_id = ?",  # noqa: S608 - constant
             (str(utterance_id),),
         ).fetchone()
         if row is None:
@@ -350,9 +302,9 @@ class SqlClipStore:
 
 
 class _Refused(Exception):
-    """One clip of a batch refused inside its transaction: the batch runs again without it."""
+    """A clip of a batch refused inside its transaction (index None: which one is not known yet)."""
 
-    def __init__(self, index: int, error: Exception) -> None:
+    def __init__(self, index: int | None, error: Exception) -> None:
         super().__init__(str(error))
         self.index = index
         self.error = error

@@ -54,9 +54,10 @@ def build(data_dir: Path, recordings: int, seconds: float, database: str | None)
     add_member(registry, "h1", "ana@example.org", "Ana", "correct horse")
     audio = (bytes(range(256)) * (int(seconds * 32000) // 256 + 1))[: int(seconds * 32000) & ~1]
     now = datetime.now(UTC)
-    with store._db.writing():  # the store's own insert, one transaction
-        for _ in range(recordings):
-            store._insert(make_clip(household_id="h1", capture_started_at=now), audio)
+    for start in range(0, recordings, 64):  # the store's own batches, as group commit writes them
+        store.save_many(
+            [(make_clip(household_id="h1", capture_started_at=now), audio) for _ in range(min(64, recordings - start))]
+        )
     store.close()
     registry.close()
 

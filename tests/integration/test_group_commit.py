@@ -10,10 +10,13 @@ import textwrap
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from pipeline.clip_queries import forget, forget_household_before
 from pipeline.errors import ClipRejected, DatabaseUnavailable, TextWithNul
 from pipeline.group_commit import GroupCommitter
 from pipeline.store import Clip, SqlClipStore
@@ -181,3 +184,32 @@ def test_a_commit_that_fails_fails_every_clip_of_its_batch(tmp_path: Path) -> No
             again = _queued_behind_a_busy_thread(committer, executor, clips)
         assert [answer.result() for answer in again] == [True] * 3
         assert store.count() == 3
+
+
+def test_one_batch_applies_each_clip_its_own_ledger_rules(tmp_path: Path, database: str | None) -> None:
+    # The batch is written with a few statements for all its clips: each one must still
+    # get its own rules - a copy sent twice, "forget that", "delete everything I said today".
+    store = SqlClipStore(tmp_path, database=database)
+    now = datetime.now(UTC)
+    twice = make_clip(transcript="first copy")
+    forgotten = make_clip()
+    today = make_clip(household_id="h-7", received_at=now - timedelta(minutes=5))
+    later = make_clip(
+        household_id="h-7", received_at=now + timedelta(minutes=5), capture_started_at=now + timedelta(minutes=5)
+    )
+    with store._db.writing() as db:
+        forget(db, forgotten.device_id, [str(forgotten.utterance_id)], now)
+        forget_household_before(db, "h-7", now, now - timedelta(hours=1))
+    batch: list[tuple[Clip, bytes | None]] = [
+        (twice, bytes(3200)),
+        (forgotten, bytes(3200)),
+        (replace(twice, transcript="second copy"), bytes(6400)),
+        (today, bytes(3200)),
+        (later, bytes(3200)),
+    ]
+    assert store.save_many(batch) == [True, True, False, True, True]  # a deleted clip is settled, not stored
+    stored = store.get(twice.utterance_id)
+    assert stored is not None and stored.transcript == "first copy" and stored.audio_bytes == 3200
+    assert store.get(forgotten.utterance_id) is None and store.get(today.utterance_id) is None
+    assert store.get(later.utterance_id) is not None
+    assert store.count() == 2
