@@ -16,9 +16,10 @@ moved in at the first open (`pipeline.file_audio`).
 
 The rules that span messages are decided here too, in the transaction that stores:
 `utterances` records every admitted start (first tag, first receipt), see `admit_start`;
-their SQL is in `pipeline.ledger`, and a batch of clips is written by `pipeline.clip_batch`. Where the database is, and its tables, are in
-`pipeline.clip_schema`; what the consent side may ask of them, in `pipeline.clip_queries`;
-the types it keeps and answers with, in `pipeline.clip_records`.
+their SQL is in `pipeline.ledger`, and a batch of clips is written by `pipeline.clip_batch`.
+Where the database is, and its tables, are in `pipeline.clip_schema`; what the consent
+side may ask of them, in `pipeline.clip_queries`; the types it keeps and answers with, in
+`pipeline.clip_records`.
 """
 
 from __future__ import annotations
