@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from contract.audio import bytes_to_seconds
 from pipeline.clip_records import Clip
-from pipeline.database import Database, utc_text
+from pipeline.database import Database, placeholders, utc_text
 from pipeline.ledger import first_starts, forgotten_among
 
 CLIP_COLUMNS = (
@@ -27,7 +27,7 @@ CLIP_COLUMNS = (
     "transcript, end_reason, status, missing_chunks, wake_word, firmware_version, review_allowed, "
     "consent_version, review_blocked, audio_bytes"
 )
-_ROW = "(" + ", ".join("?" * len(CLIP_COLUMNS.split(", "))) + ")"
+_ROW = f"({placeholders(CLIP_COLUMNS.split(', '))})"
 
 
 def insert_clips(
@@ -38,7 +38,7 @@ def insert_clips(
     ids = [str(clip.utterance_id) for clip, _audio in items]
     unique = list(dict.fromkeys(ids))
     ledger = first_starts(db, unique)
-    db.execute(f"UPDATE utterances SET settled = 1 WHERE utterance_id IN ({', '.join('?' * len(unique))})", unique)  # noqa: S608 - placeholders
+    db.execute(f"UPDATE utterances SET settled = 1 WHERE utterance_id IN ({placeholders(unique)})", unique)  # noqa: S608 - placeholders
     rows = []
     for (clip, audio), utterance_id in zip(items, ids, strict=True):
         first = ledger.get(utterance_id)

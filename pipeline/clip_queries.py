@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.database import Database, utc_text
+from pipeline.database import Database, placeholders, utc_text
 
 _DELETE_BATCH = 500  # ids bound in one statement
 
@@ -255,7 +255,7 @@ def delete(db: Database, clip_ids: list[str]) -> None:
     """Delete these clips and their audio, in the caller's transaction: row and audio go in one commit."""
     for start in range(0, len(clip_ids), _DELETE_BATCH):
         batch = clip_ids[start : start + _DELETE_BATCH]
-        marks = ",".join("?" * len(batch))
+        marks = placeholders(batch)
         db.execute(f"DELETE FROM clip_audio WHERE utterance_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM clips WHERE utterance_id IN ({marks})", batch)  # noqa: S608
 

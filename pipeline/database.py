@@ -44,7 +44,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -325,6 +325,11 @@ def _refuse_nul(params: Sequence[Any]) -> None:
     for value in params:
         if isinstance(value, str) and "\x00" in value:
             raise TextWithNul("text with a NUL character")
+
+
+def placeholders(values: Sized) -> str:
+    """One `?` per value, for `IN (…)` or a row of `VALUES (…)`."""
+    return ", ".join("?" * len(values))
 
 
 def utc_text(moment: datetime) -> str:

@@ -9,10 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.arbitration import ContestRules, Entry, Outcome, decide, is_live
-from pipeline.database import (
-    Database,
-    utc_text,
-)
+from pipeline.database import Database, placeholders, utc_text
 
 if TYPE_CHECKING:
     from pipeline.store import StartClaim
@@ -62,21 +59,17 @@ def first_starts(db: Database, utterance_ids: Sequence[str]) -> dict[str, Any]:
     found = _ledger_rows(db, utterance_ids)
     missing = [i for i in utterance_ids if i not in found]
     if missing:
-        query = f"SELECT utterance_id FROM clips WHERE utterance_id IN ({_marks(missing)})"  # noqa: S608 - placeholders
+        query = f"SELECT utterance_id FROM clips WHERE utterance_id IN ({placeholders(missing)})"  # noqa: S608 - placeholders
         stored = [row[0] for row in db.execute(query, missing)]
         if stored:
-            db.execute(_LEDGER_FROM_CLIP + f" IN ({_marks(stored)})", stored)
+            db.execute(_LEDGER_FROM_CLIP + f" IN ({placeholders(stored)})", stored)
             found.update(_ledger_rows(db, stored))
     return found
 
 
 def _ledger_rows(db: Database, utterance_ids: Sequence[str]) -> dict[str, Any]:
-    rows = db.execute(_LEDGER_ROWS + f" IN ({_marks(utterance_ids)})", list(utterance_ids)).fetchall()
+    rows = db.execute(_LEDGER_ROWS + f" IN ({placeholders(utterance_ids)})", list(utterance_ids)).fetchall()
     return {str(row[-1]): tuple(row[:-1]) for row in rows}
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ", ".join("?" * len(values))
 
 
 def enter_contest(

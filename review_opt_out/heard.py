@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.database import Database
+from pipeline.database import Database, placeholders
 
 # The recordings filter "a person heard it", over the clip store's `clips c`.
 HEARD = "c.utterance_id IN (SELECT utterance_id FROM review_heard)"
@@ -45,7 +45,7 @@ def of_clips(db: Database, clip_ids: Sequence[str]) -> dict[str, dict[str, Any]]
     """For each of these clips a person heard: when, by whom (pseudonym), corrected or not."""
     if not clip_ids:
         return {}
-    marks = ",".join("?" * len(clip_ids))
+    marks = placeholders(clip_ids)
     rows = db.execute(
         f"SELECT utterance_id, first_heard_at, reviewer_pseudonym, corrected FROM review_heard "  # noqa: S608
         f"WHERE utterance_id IN ({marks})",
@@ -84,5 +84,5 @@ def summary(db: Database, household_id: str) -> dict[str, Any]:
 def forget(db: Database, clip_ids: Sequence[str]) -> None:
     """The household deleted these recordings: nothing of them stays here either."""
     if clip_ids:
-        marks = ",".join("?" * len(clip_ids))
+        marks = placeholders(clip_ids)
         db.execute(f"DELETE FROM review_heard WHERE utterance_id IN ({marks})", tuple(clip_ids))  # noqa: S608

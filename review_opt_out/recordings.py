@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline import clip_queries
 from pipeline.clip_queries import Judgement, Selection
-from pipeline.database import SQLITE, Database
+from pipeline.database import SQLITE, Database, placeholders
 from pipeline.store import utc_text, wav_bytes
 from review_opt_out import audit, heard
 from review_opt_out.eligibility import HOUSEHOLD, IS_ELIGIBLE
@@ -240,7 +240,7 @@ def _delete_rows(db: Database, ids: list[str]) -> None:
     transaction: row and audio go in the same commit."""
     for chunk_start in range(0, len(ids), 500):
         batch = ids[chunk_start : chunk_start + 500]
-        marks = ",".join("?" * len(batch))
+        marks = placeholders(batch)
         db.execute(f"DELETE FROM assignments WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM review_pool WHERE clip_id IN ({marks})", batch)  # noqa: S608
         db.execute(f"DELETE FROM review_considered WHERE clip_id IN ({marks})", batch)  # noqa: S608
