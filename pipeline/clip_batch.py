@@ -34,7 +34,8 @@ def insert_clips(
     db: Database, items: Sequence[tuple[Clip, bytes | None]], on_row: Callable[[], None] = lambda: None
 ) -> list[bool | None]:
     """Each clip's outcome, in order: True if inserted, False if stored already, None if a
-    spoken deletion covers it. `on_row` runs once per row written (a test's crash point)."""
+    spoken deletion covers it. `on_row` runs once per row written, once the rows and their
+    audio are all in (a test's crash point)."""
     ids = [str(clip.utterance_id) for clip, _audio in items]
     unique = list(dict.fromkeys(ids))
     ledger = first_starts(db, unique)
@@ -75,10 +76,11 @@ def insert_clips(
             outcomes[position] = True
             if items[position][1] is not None:
                 audio_rows.append((utterance_id, items[position][1]))
-            on_row()
     if audio_rows:
         db.execute(
             f"INSERT INTO clip_audio (utterance_id, pcm) VALUES {', '.join(['(?, ?)'] * len(audio_rows))}",  # noqa: S608 - placeholders
             [value for row in audio_rows for value in row],
         )
+    for _written in range(outcomes.count(True)):  # each row is in, with its audio
+        on_row()
     return outcomes

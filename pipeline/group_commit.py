@@ -60,8 +60,7 @@ class GroupCommitter:
         self._waiting: deque[_Save] = deque()
         self._lock = threading.Lock()
         self._scheduled = False  # a batch task is queued or running on the executor
-        self.commits = 0  # how many transactions stored how many clips (benchmarks, tests)
-        self.clips = 0
+        self.commits = 0  # batches committed, and the largest (benchmarks, tests)
         self.largest_batch = 0
 
     async def save(self, clip: Clip, audio: bytes | None) -> bool:
@@ -118,7 +117,6 @@ class GroupCommitter:
                 save.answer.set_exception(err)
             return
         self.commits += 1
-        self.clips += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
         for save, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
