@@ -87,14 +87,23 @@ def latency_figures(latencies: list[float], seconds: float, commits: int | None 
     return figures
 
 
-def one_at_a_time(store: SqlClipStore, seconds: float) -> dict[str, Any]:
-    """`save()` back to back on this thread."""
+def one_at_a_time_latencies(
+    store: SqlClipStore, seconds: float, clip_of: Callable[[int], Clip] = bench_clip
+) -> list[float]:
+    """`save()` back to back on this thread: each save's latency."""
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        clip = clip_of(len(latencies))
         began = time.perf_counter()
-        store.save(bench_clip(len(latencies)), _AUDIO)
+        store.save(clip, _AUDIO)
         latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def one_at_a_time(store: SqlClipStore, seconds: float) -> dict[str, Any]:
+    """Figures of `one_at_a_time_latencies`."""
+    latencies = one_at_a_time_latencies(store, seconds)
     return latency_figures(latencies, seconds, commits=len(latencies))
 
 

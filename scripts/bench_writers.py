@@ -31,7 +31,7 @@ import numpy as np
 from pipeline.store import Clip, SqlClipStore
 from review_opt_out.registry import Channel
 from scripts.bench_consent import HOUSEHOLDS, build
-from scripts.bench_group_commit import bench_clip, latency_figures, stream_latencies
+from scripts.bench_group_commit import bench_clip, latency_figures, one_at_a_time_latencies, stream_latencies
 
 
 def _bench_clip(n: int) -> Clip:
@@ -45,14 +45,7 @@ def _saver(data_dir: str, database: str | None, seconds: float, streams: int, re
     if streams:
         latencies, _commits = stream_latencies(store, seconds, streams, grouped=True, clip_of=_bench_clip)
     else:
-        audio = bytes(32_000)  # 1 s of silence
-        latencies = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            clip = _bench_clip(len(latencies))
-            began = time.perf_counter()
-            store.save(clip, audio)
-            latencies.append(time.perf_counter() - began)
+        latencies = one_at_a_time_latencies(store, seconds, clip_of=_bench_clip)
     store.close()
     results.put(latencies)
 
