@@ -76,7 +76,7 @@ class GroupCommitter:
             if self._scheduled:
                 return
             self._scheduled = True
-        self._executor.submit(self._commit_batch)
+        self._schedule()
 
     def _take(self) -> list[_Save]:
         batch: list[_Save] = []
@@ -103,10 +103,13 @@ class GroupCommitter:
             with self._lock:
                 self._scheduled = bool(self._waiting)
             if self._scheduled:
-                try:
-                    self._executor.submit(self._commit_batch)
-                except RuntimeError:  # the executor is shutting down: finish the queue here
-                    self._commit_batch()
+                self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            self._executor.submit(self._commit_batch)
+        except RuntimeError:  # the executor is shut down: commit here, or the queue would wait for ever
+            self._commit_batch()
 
     def _commit(self, batch: list[_Save]) -> None:
         try:

@@ -213,3 +213,18 @@ def test_one_batch_applies_each_clip_its_own_ledger_rules(tmp_path: Path, databa
     assert store.get(forgotten.utterance_id) is None and store.get(today.utterance_id) is None
     assert store.get(later.utterance_id) is not None
     assert store.count() == 2
+
+
+def test_a_save_after_the_store_thread_has_stopped_is_still_answered(tmp_path: Path) -> None:
+    # A stream that finishes while the worker shuts down: its executor takes no more tasks.
+    # The save is committed on the caller's thread rather than left waiting for ever, and
+    # so is the one after it.
+    store = SqlClipStore(tmp_path)
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown(wait=True)
+    committer = GroupCommitter(store, executor)
+    answers: list[Future[bool]] = [Future(), Future()]
+    for answer in answers:
+        committer.submit(make_clip(), bytes(3200), answer)
+    assert [answer.result(timeout=10) for answer in answers] == [True, True]
+    assert store.count() == 2
