@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from contract.audio import FRAME_BYTES, FRAME_SECONDS
+from firmware.audio.echo import EchoCanceller, EchoReference
 from firmware.audio.output import Player
 from firmware.audio.output_settings import OutputSettings
 from firmware.audio.source import AudioSource, open_source
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SourceFactory = Callable[[str, str | None], AudioSource]  # (settings.input, settings.device)
-PlayerFactory = Callable[[OutputSettings], Player | None]  # None: no loudspeaker
+# (settings.output, what it plays goes to, for echo cancellation) -> None: no loudspeaker
+PlayerFactory = Callable[[OutputSettings, EchoReference | None], Player | None]
 
 
 class Lights(Protocol):
@@ -45,9 +47,9 @@ class Lights(Protocol):
         """Show what is true now."""
 
 
-def open_player(output: OutputSettings) -> Player:
-    """The loudspeaker the output settings name, at their volume."""
-    return Player(output.sound_device, output.volume)
+def open_player(output: OutputSettings, reference: EchoReference | None = None) -> Player:
+    """The loudspeaker the output settings name, at their volume, telling `reference` what it plays."""
+    return Player(output.sound_device, output.volume, reference)
 
 
 def _no_lines(_line: str) -> None:
@@ -72,8 +74,10 @@ class Device:
         link: SatelliteLink | None = None,
         mute: MuteState | None = None,
         lights: Lights | None = None,
+        echo: EchoCanceller | None = None,
     ) -> None:
         self.source = source
+        self.echo = echo  # with a loudspeaker: its sound is taken out before anything listens
         self.frontend = frontend
         self.session = session  # cloud mode
         self.link = link  # Home Assistant mode
@@ -124,7 +128,7 @@ class Device:
             nonlocal fed
             fed += 1
             if frame:
-                self.frontend.process(frame)
+                self.frontend.process(frame if self.echo is None else self.echo.clean(frame))
             self._between_frames()
             on_frame()
             if pace:
@@ -209,6 +213,16 @@ def assemble(
     source = source_factory(settings.input, settings.device)
     session: CloudSession | None = None
     link: SatelliteLink | None = None
+    # A file never hears the loudspeaker: only a live input gets its echo taken out.
+    reference = EchoReference() if settings.output.echo_cancellation and not _is_file(settings.input) else None
+    speakers: list[Player] = []
+
+    def open_speaker(output: OutputSettings) -> Player | None:
+        player = player_factory(output, reference)
+        if player is not None and player.available:
+            speakers.append(player)
+        return player
+
     try:
         detector = WakeWordDetector(settings.wake)
         _LOGGER.info("wake words: %s", detector.describe())
@@ -219,7 +233,7 @@ def assemble(
             from firmware.satellite.link import SatelliteLink
 
             control = Control.open(settings.state_dir, settings.satellite.allowed_peers)
-            player = player_factory(settings.output)
+            player = open_speaker(settings.output)
             server = SatelliteLink(settings.satellite, detector.wake_words, player, control, output=settings.output)
             server.start()  # closes what it opened if it cannot listen
             link = server
@@ -227,7 +241,7 @@ def assemble(
         elif mode is DeviceMode.CLOUD:
             from firmware.assistant.wiring import start_cloud_session
 
-            session = start_cloud_session(settings, frontend, on_line, reply_dir=reply_dir, open_player=player_factory)
+            session = start_cloud_session(settings, frontend, on_line, reply_dir=reply_dir, open_player=open_speaker)
         return Device(
             source,
             frontend,
@@ -236,6 +250,7 @@ def assemble(
             link=link,
             mute=mute,
             lights=lights,
+            echo=EchoCanceller(reference) if reference is not None and speakers else None,
         )
     except BaseException:
         if session is not None:

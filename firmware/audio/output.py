@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from contract.audio import CHANNELS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from firmware.audio.echo import EchoReference
 from firmware.errors import AudioInputError, AudioOutputError
 
 if TYPE_CHECKING:
@@ -69,8 +70,9 @@ _Item = Begin | bytes | End | None
 class Player:
     """Plays PCM streams on one output device, one after another."""
 
-    def __init__(self, selector: str | None, volume: float = 1.0) -> None:
+    def __init__(self, selector: str | None, volume: float = 1.0, reference: EchoReference | None = None) -> None:
         self._volume = volume
+        self._reference = reference  # told what is played, for the echo canceller
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._queued_bytes = 0
         self._queued_lock = threading.Lock()
@@ -227,7 +229,10 @@ class Player:
             for start in range(0, len(pcm), self._slice_bytes):
                 if self._cut.is_set():
                     break
-                stream.write(pcm[start : start + self._slice_bytes])
+                piece = pcm[start : start + self._slice_bytes]
+                if self._reference is not None:
+                    self._reference.played(piece)  # before the write: never later than its echo
+                stream.write(piece)
         return stream
 
     def _open_stream(self, fmt: Begin) -> Any:
@@ -241,6 +246,8 @@ class Player:
             output_device_index=self._device_index,
         )
         self._width_bytes = fmt.sample_width_bytes
+        if self._reference is not None:
+            self._reference.begin(fmt.sample_rate_hz, fmt.channels)
         frame_bytes = fmt.sample_width_bytes * fmt.channels
         self._slice_bytes = max(frame_bytes, int(fmt.sample_rate_hz * _SLICE_SECONDS) * frame_bytes)
         return stream

@@ -35,6 +35,9 @@ class OutputSettings(BaseModel):
     volume: float = Field(
         0.8, ge=0, le=1, description="loudness of sounds and replies (in cloud mode a voice command changes it)"
     )
+    echo_cancellation: bool = Field(
+        True, description="take what the loudspeaker plays out of the microphone (the speaker never hears itself)"
+    )
     # One default for both modes (cloud mode had 5, Home Assistant mode 3): in both the same
     # sound rings and the wake word cuts it short, and ~4 s is heard from the next room. The
     # limit is the wider of the two they had (60, not 20), so every file that was valid still is.

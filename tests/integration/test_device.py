@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware.audio.echo import EchoReference
 from firmware.audio.output_settings import OutputSettings
 from firmware.audio.source import SAMPLE_WAV, AudioSource
 from firmware.audio.wav import WavFileSource
@@ -77,7 +78,7 @@ def test_home_assistant_mode_through_the_seams(settings: DeviceSettings) -> None
     source = Sample()
     outputs: list[OutputSettings] = []
 
-    def no_loudspeaker(output: OutputSettings) -> None:
+    def no_loudspeaker(output: OutputSettings, reference: EchoReference | None) -> None:
         outputs.append(output)
 
     device = assemble(settings, DeviceMode.HOME_ASSISTANT, source_factory=source, player_factory=no_loudspeaker)
