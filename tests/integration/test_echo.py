@@ -1,0 +1,92 @@
+"""The speaker does not hear itself: replies that say the wake word, played into the
+acoustic rig's room (scripts/echo_room.py), through the device's real echo canceller and
+wake-word detection."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.wake import WakeSettings, WakeWordDetector
+from scripts.bench_echo import espeak_reply, reply_texts
+from scripts.echo_room import Room, frames_through, scene, wakes_in
+from tests.conftest import FIXTURES, REPO, load_pcm
+
+# A loudspeaker that writes what it plays to a file, through PortAudio and ALSA as on a Pi.
+ASOUNDRC = """\
+pcm.nullsink {{ type null }}
+pcm.speakerfile {{ type file  slave.pcm "nullsink"  file "{played}"  format "raw"
+                  hint {{ show on description "file-backed test loudspeaker" }} }}
+"""
+# In a child process: ALSA reads this HOME's .asoundrc once, when PortAudio starts.
+PLAY_A_REPLY = """
+import sys, threading
+import numpy as np
+from firmware.audio.echo import EchoReference
+from firmware.audio.output import Begin, Player
+reference = EchoReference(max_seconds=5.0)
+player = Player("speakerfile", 1.0, reference)
+t = np.arange(22050) / 22050
+done = threading.Event()
+player.begin(Begin(22050, 2, 1))
+player.write((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
+player.end(done.set)
+assert done.wait(30), "never played"
+player.close()
+np.save(sys.argv[1], reference.take(16000))
+"""
+
+
+@pytest.fixture(scope="module")
+def detector() -> WakeWordDetector:
+    return WakeWordDetector(WakeSettings())  # the device's default detection
+
+
+def test_replies_that_say_the_wake_word_never_wake_the_speaker(detector: WakeWordDetector) -> None:
+    rng = np.random.default_rng(7)
+    rooms = (Room(), Room(echo_gain=2.0, clipping=True, rt60_seconds=0.5))
+    woke = {False: 0, True: 0}
+    for i, text in enumerate(reply_texts(8)):
+        room = rooms[i % 2]
+        heard = scene(espeak_reply(text), room, rng)
+        for cancel in (False, True):
+            woke[cancel] += bool(wakes_in(detector, frames_through(heard, room, cancel=cancel)))
+    assert woke[False] >= 2  # without the canceller these replies do wake it: the rig is a real test
+    assert woke[True] == 0
+
+
+def test_the_wake_word_after_a_reply_is_heard_as_before(detector: WakeWordDetector) -> None:
+    """Once the reply and its echo are over, the canceller changes nothing a person says."""
+    rng = np.random.default_rng(3)
+    room = Room()
+    reply = espeak_reply("The timer is set for ten minutes.")
+    talker = load_pcm(FIXTURES / "positives" / "alexa_1.0.wav")
+    heard = scene(reply, room, rng, talker=talker, talker_at_seconds=5.5, talker_db=-6.0)
+    plain = wakes_in(detector, frames_through(heard, room, cancel=False))
+    cleaned = wakes_in(detector, frames_through(heard, room, cancel=True))
+    assert len(plain) == 1 and plain[0] >= 5.5
+    assert cleaned == plain
+
+
+def test_the_reference_is_what_the_loudspeaker_played(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    played_file = tmp_path / "played.raw"
+    (home / ".asoundrc").write_text(ASOUNDRC.format(played=played_file))
+    taken_file = tmp_path / "taken.npy"
+    subprocess.run(
+        [sys.executable, "-c", PLAY_A_REPLY, str(taken_file)],
+        cwd=REPO,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=60,
+    )
+    played = np.frombuffer(played_file.read_bytes(), dtype="<i2").astype(np.float64)
+    assert len(played) == 22_050  # the loudspeaker got the reply at its own rate
+    taken = np.load(taken_file).astype(np.float64)
+    at_16k = np.interp(np.arange(15_900) * 22_050 / 16_000, np.arange(len(played)), played)
+    assert np.max(np.abs(taken[:15_900] - at_16k)) <= 1.0
