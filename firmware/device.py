@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from contract.audio import FRAME_BYTES, FRAME_SECONDS
 from firmware.audio.echo import EchoCanceller, EchoReference
+from firmware.audio.noise import noise_cleaner
 from firmware.audio.output import Player
 from firmware.audio.output_settings import OutputSettings
 from firmware.audio.source import AudioSource, open_source
@@ -38,6 +39,14 @@ _LOGGER = logging.getLogger(__name__)
 SourceFactory = Callable[[str, str | None], AudioSource]  # (settings.input, settings.device)
 # (settings.output, what it plays goes to, for echo cancellation) -> None: no loudspeaker
 PlayerFactory = Callable[[OutputSettings, EchoReference | None], Player | None]
+
+
+class FrameCleaner(Protocol):
+    """Something done to each microphone frame before the front end hears it."""
+
+    def clean(self, frame: bytes) -> bytes:
+        """The frame, cleaned (same length)."""
+        ...
 
 
 class Lights(Protocol):
@@ -74,10 +83,11 @@ class Device:
         link: SatelliteLink | None = None,
         mute: MuteState | None = None,
         lights: Lights | None = None,
-        echo: EchoCanceller | None = None,
+        cleaners: tuple[FrameCleaner, ...] = (),
     ) -> None:
         self.source = source
-        self.echo = echo  # with a loudspeaker: its sound is taken out before anything listens
+        # In order: the echo canceller (it needs the raw microphone), then noise and gain.
+        self.cleaners = cleaners
         self.frontend = frontend
         self.session = session  # cloud mode
         self.link = link  # Home Assistant mode
@@ -128,7 +138,9 @@ class Device:
             nonlocal fed
             fed += 1
             if frame:
-                self.frontend.process(frame if self.echo is None else self.echo.clean(frame))
+                for cleaner in self.cleaners:
+                    frame = cleaner.clean(frame)
+                self.frontend.process(frame)
             self._between_frames()
             on_frame()
             if pace:
@@ -187,6 +199,17 @@ class Device:
     def _show(self) -> None:
         if self._lights is not None:
             self._lights.show(self.frontend.state, offline=self.offline(), speaking=self.speaking())
+
+
+def cleaners(reference: EchoReference | None, settings: DeviceSettings) -> tuple[FrameCleaner, ...]:
+    """What is done to the microphone: the echo of what a loudspeaker plays taken out,
+    then noise suppression and gain if the settings ask."""
+    chosen: list[FrameCleaner] = []
+    if reference is not None:
+        chosen.append(EchoCanceller(reference))
+    if (noise := noise_cleaner(settings.microphone)) is not None:
+        chosen.append(noise)
+    return tuple(chosen)
 
 
 def assemble(
@@ -250,7 +273,7 @@ def assemble(
             link=link,
             mute=mute,
             lights=lights,
-            echo=EchoCanceller(reference) if reference is not None and speakers else None,
+            cleaners=cleaners(reference if speakers else None, settings),
         )
     except BaseException:
         if session is not None:

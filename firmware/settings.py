@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, model_validator
 from contract import config
 from contract.mqtt import MqttSettings
 from firmware.assistant.settings import AssistantSettings
+from firmware.audio.noise import MicrophoneSettings
 from firmware.audio.output_settings import OutputSettings, moved_to_output
 from firmware.frontend import FrontEndSettings
 from firmware.outbox import UplinkSettings
@@ -35,6 +36,9 @@ class DeviceSettings(config.LayeredSettings):
     input: str = Field("mic", description="mic, sample, a WAV path, or - for raw PCM on stdin")
     device: str | None = Field(None, description="microphone index or name substring")
     save_dir: Path | None = Field(None, description="write each utterance here as WAV; off by default")
+    microphone: MicrophoneSettings = Field(
+        default_factory=MicrophoneSettings, description="noise suppression and gain before the wake word"
+    )
     wake: WakeSettings = WakeSettings()
     frontend: FrontEndSettings = FrontEndSettings()
     satellite: SatelliteSettings = SatelliteSettings()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -102,18 +103,24 @@ class EchoReference:
         return taken
 
 
+def webrtc_audio() -> Any:
+    """WebRTC's audio processing (imported when first wanted: a speaker without a
+    loudspeaker never loads it), or a ConfigError saying how to get it or do without."""
+    try:
+        import pywebrtc_audio
+    except ImportError as err:
+        raise ConfigError(
+            "echo cancellation and noise suppression need pywebrtc-audio (pip install 'earmark[device]');"
+            " without it set output.echo_cancellation = false and leave [microphone] at its defaults"
+        ) from err
+    return pywebrtc_audio
+
+
 class EchoCanceller:
     """Cleans microphone frames of the echo of what `reference` says was played."""
 
     def __init__(self, reference: EchoReference, tail_seconds: float = 1.0) -> None:
-        try:
-            import pywebrtc_audio
-        except ImportError as err:
-            raise ConfigError(
-                "echo cancellation needs pywebrtc-audio (pip install 'earmark[device]'),"
-                " or set output.echo_cancellation = false"
-            ) from err
-        self._aec = pywebrtc_audio.EchoCanceller(sample_rate=SAMPLE_RATE_HZ, num_channels=1)
+        self._aec = webrtc_audio().EchoCanceller(sample_rate=SAMPLE_RATE_HZ, num_channels=1)
         self._reference = reference
         self._tail_samples = int(tail_seconds * SAMPLE_RATE_HZ)
         self._quiet_samples = self._tail_samples  # nothing played yet: skip from the start

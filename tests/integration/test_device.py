@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware.audio.echo import EchoReference
+from firmware.audio.noise import NoiseCleaner
 from firmware.audio.output_settings import OutputSettings
 from firmware.audio.source import SAMPLE_WAV, AudioSource
 from firmware.audio.wav import WavFileSource
@@ -129,3 +130,22 @@ def test_what_cannot_be_assembled_closes_what_was_opened(settings: DeviceSetting
     with pytest.raises(ConfigError, match="device identity"):
         assemble(settings, DeviceMode.CLOUD, source_factory=source)  # no identity to stream as
     assert source.closed
+
+
+def test_the_microphone_is_cleaned_only_as_the_settings_ask(settings: DeviceSettings) -> None:
+    plain = assemble(settings, None, source_factory=Sample())
+    plain.close()
+    assert plain.cleaners == ()  # no loudspeaker to cancel, no noise suppression asked for
+
+    tuned = DeviceSettings.model_validate(
+        {**settings.model_dump(exclude_unset=True), "microphone": {"noise_suppression": "moderate"}}
+    )
+    events: list[FrontEndEvent] = []
+    device = assemble(tuned, None, source_factory=Sample())
+    try:
+        assert [type(c) for c in device.cleaners] == [NoiseCleaner]
+        device.frontend.subscribe(events.append)
+        device.run()
+    finally:
+        device.close()
+    assert any(e.type == "wake_detected" for e in events)  # the request is still heard through it
