@@ -59,6 +59,7 @@ TOPICS = (
 ROOMS = {
     "full volume": Room(),
     "clipping loudspeaker, +6 dB": Room(echo_gain=2.0, clipping=True, rt60_seconds=0.5),
+    "full volume, audio thread stalling 0.3 s every 2 s": Room(stall_every_seconds=2.0),
 }
 
 
@@ -93,7 +94,7 @@ def self_wakes(detector: WakeWordDetector, count: int) -> dict[str, Any]:
     tally: dict[str, dict[str, int]] = {}
     for voice, _text, reply in voices(count):
         for room_name, room in ROOMS.items():
-            heard = scene(reply, room, rng)
+            heard = scene(reply, room, rng, starts_seconds=1.0 + rng.uniform(0, 0.08))  # any phase vs the frames
             for cancel in (False, True):
                 key = f"{voice}, {room_name}, {'echo cancelled' if cancel else 'no echo cancellation'}"
                 counts = tally.setdefault(key, {"replies": 0, "woke": 0, "wakes": 0})
@@ -121,6 +122,7 @@ def barge_ins(detector: WakeWordDetector, count: int) -> dict[str, Any]:
                 reply,
                 room,
                 rng,
+                starts_seconds=1.0 + rng.uniform(0, 0.08),
                 talker=talker,
                 talker_at_seconds=2.0,
                 talker_db=talker_db,

@@ -37,6 +37,10 @@ class Room:
     output_buffer_seconds: float = 0.05  # written -> heard
     input_latency_seconds: float = 0.02  # captured -> in a frame the audio thread takes
     clipping: bool = False  # a small loudspeaker driven to its limit (tanh)
+    # The audio thread stalls this long every so often (a slow model, the GC), then reads
+    # the frames that waited in a burst.
+    stall_every_seconds: float | None = None
+    stall_seconds: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -108,15 +112,22 @@ def scene(
 def frames_through(heard: Heard, room: Room, *, cancel: bool) -> list[bytes]:
     """The microphone's frames as the front end gets them: with `cancel`, through the
     device's echo canceller, fed by the player's hand-overs as they happen."""
-    reference = EchoReference()
+    now = [0.0]  # the scene's clock, which both sides read, as the device's monotonic one
+    reference = EchoReference(clock=lambda: now[0])
     canceller = EchoCanceller(reference) if cancel else None
     reference.begin(heard.sample_rate_hz, 1)
     pending = list(heard.slices)
     out = []
     for k in range(len(heard.mic) // FRAME_SAMPLES):
         taken_at = (k + 1) * FRAME_SECONDS + room.input_latency_seconds
+        if room.stall_every_seconds is not None:
+            stalled_from = taken_at // room.stall_every_seconds * room.stall_every_seconds
+            taken_at = max(taken_at, stalled_from + room.stall_seconds)
         while pending and pending[0][0] <= taken_at:
-            reference.played(pending.pop(0)[1])
+            handed_at, pcm = pending.pop(0)
+            now[0] = max(now[0], handed_at)
+            reference.played(pcm)
+        now[0] = taken_at
         frame = heard.mic[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES].tobytes()
         out.append(canceller.clean(frame) if canceller is not None else frame)
     return out
@@ -129,3 +140,12 @@ def wakes_in(detector: WakeWordDetector, frames: list[bytes]) -> list[float]:
     return [
         round(k * FRAME_SECONDS, 2) for k, frame in enumerate(frames) if detector.process(frame, armed=True) is not None
     ]
+
+
+def echo_return_loss_db(heard: Heard, frames: list[bytes], from_seconds: float, to_seconds: float) -> float:
+    """How far the frames are below the microphone over a stretch (dB): the echo removed
+    while only the loudspeaker plays."""
+    cleaned = np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float64)
+    mic = heard.mic.astype(np.float64)
+    span = slice(int(from_seconds * SAMPLE_RATE_HZ), int(to_seconds * SAMPLE_RATE_HZ))
+    return float(10 * np.log10(np.mean(mic[span] ** 2) / (np.mean(cleaned[span] ** 2) + 1e-9)))

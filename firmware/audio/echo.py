@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,11 @@ from firmware.errors import ConfigError
 _LOGGER = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
+
+# Frames behind the clock: up to a stall's worth is lateness to ride out, past it a gap.
+_RESYNC_SAMPLES = SAMPLE_RATE_HZ
+_LAG_WINDOW_SAMPLES = 2 * SAMPLE_RATE_HZ  # a lag every frame of this window kept is not lateness
+_LAG_ALLOWED_SAMPLES = SAMPLE_RATE_HZ // 25  # 40 ms
 
 
 class _LinearResampler:
@@ -57,19 +65,25 @@ class _LinearResampler:
 
 
 class EchoReference:
-    """What the loudspeaker is about to play, as 16 kHz mono, for the audio thread to take.
+    """What the loudspeaker plays, as 16 kHz mono on a timeline, for the audio thread to take.
 
-    Bounded: what the microphone side has not taken within `max_seconds` (it is muted, or
-    stalled) is dropped oldest first, since a stale reference matches no echo.
+    Each slice is placed where it will play: when it was handed over, or right after the
+    slice before it if that has not finished (the output plays in order). The microphone
+    side asks for the stretch of that timeline its frame covers, so the pairing holds
+    whichever of the two threads runs late: counting samples instead would shift the
+    reference later each time the player is just in time, until it trails its echo and
+    cancels nothing. The output's buffering and the input's latency are the same for every
+    slice: AEC3 finds them. Bounded: what ended `max_seconds` ago is forgotten.
     """
 
-    def __init__(self, max_seconds: float = 1.0) -> None:
+    def __init__(self, max_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # the one both threads read (a test's simulated room sets it)
         self._lock = threading.Lock()
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._blocks: deque[tuple[int, Samples]] = deque()  # (first sample's position, samples)
+        self._end = 0  # position where the last block ends
         self._max_samples = int(max_seconds * SAMPLE_RATE_HZ)
         self._resampler: _LinearResampler | None = None
         self._channels = 1
-        self.dropped_samples = 0
 
     def begin(self, sample_rate_hz: int, channels: int) -> None:
         """A stream in this format starts (player thread)."""
@@ -84,23 +98,34 @@ class EchoReference:
         if self._resampler is not None:
             resampled = self._resampler.feed(samples.astype(np.float64))
             samples = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+        if len(samples) == 0:
+            return
+        now = position(self.clock())
         with self._lock:
-            pending = np.concatenate([self._pending, samples])
-            excess = len(pending) - self._max_samples
-            if excess > 0:
-                self.dropped_samples += excess
-                pending = pending[excess:]
-            self._pending = pending
+            start = max(now, self._end)
+            self._blocks.append((start, samples))
+            self._end = start + len(samples)
+            while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) < now - self._max_samples:
+                self._blocks.popleft()
 
-    def take(self, sample_count: int) -> Samples | None:
-        """The next `sample_count` samples (zeros past what was played); None if nothing was."""
+    def take(self, end: int, sample_count: int) -> Samples | None:
+        """What played over the `sample_count` samples ending at position `end` (silence
+        where nothing did), or None if nothing did at all."""
+        start = end - sample_count
+        out: Samples | None = None
         with self._lock:
-            if len(self._pending) == 0:
-                return None
-            taken, self._pending = self._pending[:sample_count], self._pending[sample_count:]
-        if len(taken) < sample_count:
-            taken = np.concatenate([taken, np.zeros(sample_count - len(taken), dtype=np.int16)])
-        return taken
+            for first, samples in self._blocks:
+                lo, hi = max(first, start), min(first + len(samples), end)
+                if lo < hi:
+                    if out is None:
+                        out = np.zeros(sample_count, dtype=np.int16)
+                    out[lo - start : hi - start] = samples[lo - first : hi - first]
+        return out
+
+
+def position(seconds: float) -> int:
+    """A moment on the reference's timeline, in samples."""
+    return round(seconds * SAMPLE_RATE_HZ)
 
 
 def webrtc_audio() -> Any:
@@ -124,12 +149,39 @@ class EchoCanceller:
         self._reference = reference
         self._tail_samples = int(tail_seconds * SAMPLE_RATE_HZ)
         self._quiet_samples = self._tail_samples  # nothing played yet: skip from the start
+        self._next_end: int | None = None  # where the next frame ends on the reference's timeline
+        self._least_lag = _RESYNC_SAMPLES  # of the frames in this window, behind the clock
+        self._window = 0  # samples of it so far
         self.frames_cleaned = 0
+
+    def _frame_end(self, count: int) -> int:
+        """Where a frame taken now ends on the timeline.
+
+        Frames are contiguous audio, so each is placed right after the one before, not by
+        when the thread got to it: frames read in a burst after a stall still sit where
+        they were heard. Never later than now (a frame cannot be taken before it was
+        heard). A lag the frames keep for a whole window (the first frame was late; the
+        input stopped, muted, then went on) is taken out at the window's end, and a long
+        one at once: a reference too early for AEC3's reach cancels nothing either.
+        """
+        now = position(self._reference.clock())
+        end = now if self._next_end is None else min(self._next_end, now)
+        lag = now - end
+        if lag > _RESYNC_SAMPLES:
+            end, lag = now, 0
+        self._least_lag = min(self._least_lag, lag)
+        self._window += count
+        if self._window >= _LAG_WINDOW_SAMPLES:
+            if self._least_lag > _LAG_ALLOWED_SAMPLES:
+                end += self._least_lag
+            self._window, self._least_lag = 0, _RESYNC_SAMPLES
+        self._next_end = end + count
+        return end
 
     def clean(self, frame: bytes) -> bytes:
         """One frame of wire-format PCM (a whole number of 10 ms), its echo removed."""
         count = len(frame) // 2
-        far = self._reference.take(count)
+        far = self._reference.take(self._frame_end(count), count)
         if far is None:
             if self._quiet_samples >= self._tail_samples:
                 return frame  # nothing played for a while: no echo left to remove

@@ -13,7 +13,7 @@ import pytest
 
 from firmware.wake import WakeSettings, WakeWordDetector
 from scripts.bench_echo import espeak_reply, reply_texts
-from scripts.echo_room import Room, frames_through, scene, wakes_in
+from scripts.echo_room import Room, echo_return_loss_db, frames_through, scene, wakes_in
 from tests.conftest import FIXTURES, REPO, load_pcm
 
 # A loudspeaker that writes what it plays to a file, through PortAudio and ALSA as on a Pi.
@@ -24,10 +24,11 @@ pcm.speakerfile {{ type file  slave.pcm "nullsink"  file "{played}"  format "raw
 """
 # In a child process: ALSA reads this HOME's .asoundrc once, when PortAudio starts.
 PLAY_A_REPLY = """
-import sys, threading
+import sys, threading, time
 import numpy as np
-from firmware.audio.echo import EchoReference
+from firmware.audio.echo import EchoReference, position
 from firmware.audio.output import Begin, Player
+began = position(time.monotonic())
 reference = EchoReference(max_seconds=5.0)
 player = Player("speakerfile", 1.0, reference)
 t = np.arange(22050) / 22050
@@ -37,7 +38,9 @@ player.write((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
 player.end(done.set)
 assert done.wait(30), "never played"
 player.close()
-np.save(sys.argv[1], reference.take(16000))
+taken = reference.take(began + 48000, 48000)  # the 3 s from before it began
+first = int(np.flatnonzero(taken)[0]) - 1  # where the sine starts (its first sample is 0)
+np.save(sys.argv[1], taken[first:])
 """
 
 
@@ -57,6 +60,21 @@ def test_replies_that_say_the_wake_word_never_wake_the_speaker(detector: WakeWor
             woke[cancel] += bool(wakes_in(detector, frames_through(heard, room, cancel=cancel)))
     assert woke[False] >= 2  # without the canceller these replies do wake it: the rig is a real test
     assert woke[True] == 0
+
+
+@pytest.mark.parametrize("output_buffer_seconds", [0.02, 0.2])
+def test_the_echo_is_removed_however_the_player_and_the_audio_thread_are_timed(output_buffer_seconds: float) -> None:
+    """The player hands over just in time or far ahead, at every phase against the
+    microphone's frames, and the audio thread stalls and catches up in a burst: the
+    reference still sits where its echo is (counting samples did not: one phase lost
+    half its cancellation)."""
+    reply = espeak_reply("The kitchen lights are on. The timer is set for ten minutes. It is half past seven.")
+    for starts_seconds in (1.0, 1.02, 1.04, 1.07):
+        for stall in (None, 1.0):
+            room = Room(output_buffer_seconds=output_buffer_seconds, stall_every_seconds=stall)
+            heard = scene(reply, room, np.random.default_rng(1), starts_seconds=starts_seconds)
+            removed = echo_return_loss_db(heard, frames_through(heard, room, cancel=True), 3.0, 5.5)
+            assert removed > 35, (starts_seconds, stall, removed)
 
 
 def test_the_wake_word_after_a_reply_is_heard_as_before(detector: WakeWordDetector) -> None:
