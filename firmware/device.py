@@ -48,6 +48,10 @@ class FrameCleaner(Protocol):
         """The frame, cleaned (same length)."""
         ...
 
+    def gap(self) -> None:
+        """No audio came (a muted heartbeat): the next frame does not follow on from the last."""
+        ...
+
 
 class Lights(Protocol):
     """Status lights the device keeps up to date (the service's GPIO LEDs or HAT)."""
@@ -141,6 +145,9 @@ class Device:
                 for cleaner in self.cleaners:
                     frame = cleaner.clean(frame)
                 self.frontend.process(frame)
+            else:
+                for cleaner in self.cleaners:
+                    cleaner.gap()
             self._between_frames()
             on_frame()
             if pace:

@@ -5,9 +5,9 @@ canceller, then its wake-word detector) instead of mocking either. What the loud
 plays reaches the microphone through a room impulse response, at a gain and after the
 output's buffering; a person may speak over it and household noise may sit under it.
 The player's side is replayed as on the device: the reply at its own rate, handed to the
-`EchoReference` in the player's 100 ms slices, at most one output buffer ahead of being
-heard; the microphone's side in 80 ms frames, each taken one frame plus the input's
-latency after its audio was captured.
+`EchoReference` in the player's 100 ms slices, one output buffer ahead of being heard;
+the microphone's side in 80 ms frames, each taken one frame plus the input's latency
+after its audio was captured.
 """
 
 from __future__ import annotations
@@ -102,16 +102,20 @@ def scene(
         bed = np.tile(noise, -(-total // len(noise)))[:total].astype(np.float64)
         mic += bed * echo_rms / (np.sqrt(np.mean(bed**2)) + 1e-9) * 10 ** (noise_db / 20)
     slice_bytes = int(reply.sample_rate_hz * SLICE_SECONDS) * 2
+    # A blocking write returns once its last sample is in the output's buffer, so the next
+    # slice is handed over when what is ahead of it in the buffer takes one buffer to play.
     slices = [
-        (starts_seconds + max(0.0, j * SLICE_SECONDS - room.output_buffer_seconds), reply.pcm[at : at + slice_bytes])
+        (starts_seconds + j * SLICE_SECONDS, reply.pcm[at : at + slice_bytes])
         for j, at in enumerate(range(0, len(reply.pcm), slice_bytes))
     ]
     return Heard(np.clip(mic, -32768, 32767).astype(np.int16), slices, reply.sample_rate_hz, echo)
 
 
-def frames_through(heard: Heard, room: Room, *, cancel: bool) -> list[bytes]:
+def frames_through(heard: Heard, room: Room, *, cancel: bool, muted: tuple[float, float] | None = None) -> list[bytes]:
     """The microphone's frames as the front end gets them: with `cancel`, through the
-    device's echo canceller, fed by the player's hand-overs as they happen."""
+    device's echo canceller, fed by the player's hand-overs as they happen. While `muted`
+    (from, to seconds) nothing is captured: the canceller hears of the gap, as from the
+    device's loop, and the frames are silence."""
     now = [0.0]  # the scene's clock, which both sides read, as the device's monotonic one
     reference = EchoReference(clock=lambda: now[0])
     canceller = EchoCanceller(reference) if cancel else None
@@ -129,6 +133,11 @@ def frames_through(heard: Heard, room: Room, *, cancel: bool) -> list[bytes]:
             reference.played(pcm)
         now[0] = taken_at
         frame = heard.mic[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES].tobytes()
+        if muted is not None and muted[0] <= k * FRAME_SECONDS < muted[1]:
+            if canceller is not None:
+                canceller.gap()
+            out.append(bytes(len(frame)))
+            continue
         out.append(canceller.clean(frame) if canceller is not None else frame)
     return out
 

@@ -37,6 +37,7 @@ Samples = npt.NDArray[np.int16]
 _RESYNC_SAMPLES = SAMPLE_RATE_HZ
 _LAG_WINDOW_SAMPLES = 2 * SAMPLE_RATE_HZ  # a lag every frame of this window kept is not lateness
 _LAG_ALLOWED_SAMPLES = SAMPLE_RATE_HZ // 25  # 40 ms
+_OFFSET_RATE = 0.05  # per frame: the offset is followed over ~1.6 s
 
 
 class _LinearResampler:
@@ -86,9 +87,17 @@ class EchoReference:
         self._channels = 1
 
     def begin(self, sample_rate_hz: int, channels: int) -> None:
-        """A stream in this format starts (player thread)."""
+        """A stream in this format starts (player thread). What was placed after now
+        belonged to a stream that was cut: it never played, and the new one starts now."""
         self._resampler = None if sample_rate_hz == SAMPLE_RATE_HZ else _LinearResampler(sample_rate_hz)
         self._channels = channels
+        now = position(self.clock())
+        with self._lock:
+            while self._blocks and self._blocks[-1][0] >= now:
+                self._blocks.pop()
+            if self._blocks and (first := self._blocks[-1][0]) + len(self._blocks[-1][1]) > now:
+                self._blocks[-1] = (first, self._blocks[-1][1][: now - first])
+            self._end = min(self._end, now)
 
     def played(self, pcm: bytes) -> None:
         """16-bit PCM of the stream begun last, about to be written to the loudspeaker."""
@@ -150,6 +159,7 @@ class EchoCanceller:
         self._tail_samples = int(tail_seconds * SAMPLE_RATE_HZ)
         self._quiet_samples = self._tail_samples  # nothing played yet: skip from the start
         self._next_end: int | None = None  # where the next frame ends on the reference's timeline
+        self._offset = 0.0  # the microphone's DC offset, a running mean
         self._least_lag = _RESYNC_SAMPLES  # of the frames in this window, behind the clock
         self._window = 0  # samples of it so far
         self.frames_cleaned = 0
@@ -178,18 +188,31 @@ class EchoCanceller:
         self._next_end = end + count
         return end
 
+    def gap(self) -> None:
+        """No audio came (muted): the next frame is not contiguous with the last one."""
+        self._next_end = None
+
     def clean(self, frame: bytes) -> bytes:
         """One frame of wire-format PCM (a whole number of 10 ms), its echo removed."""
         count = len(frame) // 2
         far = self._reference.take(self._frame_end(count), count)
+        near = self._without_offset(np.frombuffer(frame, dtype="<i2"))
         if far is None:
             if self._quiet_samples >= self._tail_samples:
-                return frame  # nothing played for a while: no echo left to remove
+                return near.tobytes()  # nothing played for a while: no echo left to remove
             self._quiet_samples += count
             far = np.zeros(count, dtype=np.int16)
         else:
             self._quiet_samples = 0
         self.frames_cleaned += 1
-        near = np.frombuffer(frame, dtype="<i2")
         out: Samples = self._aec.process(near, far)
         return out.astype("<i2", copy=False).tobytes()
+
+    def _without_offset(self, near: Samples) -> Samples:
+        """The frame less the microphone's DC offset. AEC3 filters it out; taken out on both
+        paths, switching the canceller on and off is no step the VAD could hear."""
+        self._offset += (float(near.mean()) - self._offset) * _OFFSET_RATE
+        if abs(self._offset) < 1.0:
+            return near
+        shifted = np.clip(near.astype(np.int32) - round(self._offset), -32768, 32767)
+        return shifted.astype(np.int16)

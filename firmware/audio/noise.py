@@ -2,9 +2,10 @@
 
 Both are off by default because measurement said so: on the wake-word report's sets in
 pink noise, household babble and far-field (`scripts/bench_noise.py`, docs/figures.md),
-neither kept more wake words for the default detection, and gain control lost some in
-noise. They stay as settings for a room the sets do not cover (a fan, an air
-conditioner); they run after the echo canceller, which needs the raw microphone.
+suppression kept no more wake words for the default detection anywhere, and gain control
+kept more only on clean speech while losing most in noise. They stay as settings for a
+room the sets do not cover (a fan, an air conditioner); they run after the echo
+canceller, which needs the raw microphone.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class NoiseCleaner:
         out = self._processor.process(np.frombuffer(frame, dtype="<i2"))
         cleaned: bytes = out.astype("<i2", copy=False).tobytes()
         return cleaned
+
+    def gap(self) -> None:
+        """No audio came for a while: nothing to do (the noise estimate stays useful)."""
 
 
 def noise_cleaner(settings: MicrophoneSettings) -> NoiseCleaner | None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from firmware.audio.echo import EchoReference
+from firmware.audio.echo import EchoCanceller, EchoReference
 from firmware.audio.noise import NoiseCleaner
 from firmware.audio.output_settings import OutputSettings
 from firmware.audio.source import SAMPLE_WAV, AudioSource
 from firmware.audio.wav import WavFileSource
-from firmware.device import assemble
+from firmware.device import assemble, cleaners
 from firmware.errors import ConfigError
 from firmware.events import FrontEndEvent
 from firmware.mute import MuteState
@@ -149,3 +149,11 @@ def test_the_microphone_is_cleaned_only_as_the_settings_ask(settings: DeviceSett
     finally:
         device.close()
     assert any(e.type == "wake_detected" for e in events)  # the request is still heard through it
+
+
+def test_a_live_input_with_a_loudspeaker_is_cleaned_of_its_echo_first(settings: DeviceSettings) -> None:
+    tuned = DeviceSettings.model_validate(
+        {**settings.model_dump(exclude_unset=True), "microphone": {"noise_suppression": "low"}}
+    )
+    assert [type(c) for c in cleaners(EchoReference(), tuned)] == [EchoCanceller, NoiseCleaner]
+    assert cleaners(None, settings) == ()  # no loudspeaker opened

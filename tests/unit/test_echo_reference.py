@@ -99,3 +99,17 @@ def test_the_canceller_leaves_the_microphone_alone_until_something_plays_and_aft
     assert canceller.frames_cleaned == 4
     clock.seconds += 0.08
     assert canceller.clean(frame) == frame and canceller.frames_cleaned == 4
+
+
+def test_what_a_cut_stream_never_played_is_not_a_reference() -> None:
+    clock = Clock()
+    reference = EchoReference(clock=clock)
+    reference.begin(SAMPLE_RATE_HZ, 1)
+    reference.played(np.full(1_600, 1, dtype="<i2").tobytes())  # 100.00-100.10 s
+    reference.played(np.full(1_600, 2, dtype="<i2").tobytes())  # queued: 100.10-100.20 s
+    clock.seconds = 100.05  # cut here (a wake word): the next stream begins at once
+    reference.begin(SAMPLE_RATE_HZ, 1)
+    reference.played(np.full(800, 3, dtype="<i2").tobytes())
+    taken = reference.take(at(100.2), at(0.2))
+    assert taken is not None
+    assert list(taken) == [1] * 800 + [3] * 800 + [0] * 1_600
