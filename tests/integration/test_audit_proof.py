@@ -51,7 +51,11 @@ def test_a_households_proof_verifies_offline_and_shows_no_one_else(tmp_path: Pat
     document = json.loads(proof.read_text())
     assert {entry["subject"] for entry in document["entries"]} == {"h1"}
     assert len(document["entries"]) == 5  # created, four consent changes: none of h2's
-    assert "li" not in proof.read_text() and "The Lees" not in proof.read_text()
+    # h2's member and name appear nowhere: not as a value (a bare "li" can occur by chance
+    # inside the base64 signature or a hash), nor inside an entry's detail.
+    assert '"li"' not in proof.read_text() and "The Lees" not in proof.read_text()
+    for entry in document["entries"]:
+        assert entry["actor"] != "li" and "li" not in json.loads(entry["detail"]).values()
     assert document["head"]["size"] == 9 and all(entry["path"] for entry in document["entries"])
     done = verify(tmp_path / "cloud", proof)
     assert done.returncode == 0, done.stderr
