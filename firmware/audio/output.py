@@ -44,6 +44,9 @@ class Begin:
     sample_width_bytes: int
     channels: int
     on_started: Callable[[], None] | None = None
+    # Replies are told to the echo canceller; the short sounds are not: AEC3 also silences
+    # whoever talks while they play, and people talk right over the wake chime.
+    cancel_echo: bool = True
 
     def checked(self) -> Begin:
         """This format, or ValueError if the device will not play it (values come from peers)."""
@@ -73,6 +76,7 @@ class Player:
     def __init__(self, selector: str | None, volume: float = 1.0, reference: EchoReference | None = None) -> None:
         self._volume = volume
         self._reference = reference  # told what is played, for the echo canceller
+        self._cancel_echo = True
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._queued_bytes = 0
         self._queued_lock = threading.Lock()
@@ -130,7 +134,7 @@ class Player:
 
     def play(self, pcm: bytes, on_played: Callable[[], None] | None = None) -> None:
         """Queue one whole piece of wire-format PCM (16 kHz mono S16_LE)."""
-        self.begin(Begin(SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, CHANNELS))
+        self.begin(Begin(SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES, CHANNELS, cancel_echo=False))
         self.write(pcm)
         self.end(on_played)
 
@@ -230,7 +234,7 @@ class Player:
                 if self._cut.is_set():
                     break
                 piece = pcm[start : start + self._slice_bytes]
-                if self._reference is not None:
+                if self._reference is not None and self._cancel_echo:
                     self._reference.played(piece)  # before the write: never later than its echo
                 stream.write(piece)
         return stream
@@ -246,8 +250,9 @@ class Player:
             output_device_index=self._device_index,
         )
         self._width_bytes = fmt.sample_width_bytes
+        self._cancel_echo = fmt.cancel_echo
         if self._reference is not None:
-            self._reference.begin(fmt.sample_rate_hz, fmt.channels)
+            self._reference.begin(fmt.sample_rate_hz, fmt.channels)  # also forgets a cut stream's rest
         frame_bytes = fmt.sample_width_bytes * fmt.channels
         self._slice_bytes = max(frame_bytes, int(fmt.sample_rate_hz * _SLICE_SECONDS) * frame_bytes)
         return stream

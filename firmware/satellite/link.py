@@ -99,6 +99,7 @@ class SatelliteLink:
         self._streaming: UUID | None = None
         self._cancel: UUID | None = None
         self._cancel_lock = threading.Lock()
+        self._done_for: UUID | None = None  # the request whose done sound has played
         self._notices = Notices(self._play, output.timer_rings)
 
     # -- lifecycle (any thread) ------------------------------------------------------------
@@ -209,7 +210,7 @@ class SatelliteLink:
                 self._send(VoiceStopped(timestamp=_ms(event.audio_time_seconds)))
             # Ends Home Assistant's audio stream now: it does not wait on a VAD of its own.
             self._send(AudioStop(timestamp=_ms(event.audio_time_seconds)))
-            if event.reason not in (EndReason.MUTED, EndReason.CANCELLED):
+            if event.reason not in (EndReason.MUTED, EndReason.CANCELLED) and self._done_sounded(event.utterance_id):
                 self._play(Sound.DONE)
         elif isinstance(event, StateChanged) and DeviceState.MUTED in (event.old, event.new):
             self._muted = event.new is DeviceState.MUTED
@@ -239,6 +240,15 @@ class SatelliteLink:
         )
         self._send(AudioStart(rate=SAMPLE_RATE_HZ, width=SAMPLE_WIDTH_BYTES, channels=CHANNELS, timestamp=timestamp))
         self._play(Sound.WAKE)
+
+    def _done_sounded(self, utterance_id: UUID) -> bool:
+        """True the first time it is asked for a request (its done sound is played once,
+        by whichever comes first: our end of speech or Home Assistant's answer)."""
+        with self._cancel_lock:
+            if self._done_for == utterance_id:
+                return False
+            self._done_for = utterance_id
+            return True
 
     def _cancel_request(self, utterance_id: UUID) -> None:
         with self._cancel_lock:
@@ -316,6 +326,11 @@ class SatelliteLink:
         elif AudioStart.is_type(event.type):
             start = AudioStart.from_event(event)
             if self._player is not None:
+                streaming = self._streaming
+                if streaming is not None and self._done_sounded(streaming):
+                    # Home Assistant's own VAD ended the request before ours did: the done
+                    # sound goes before its answer, not after it.
+                    self._play(Sound.DONE)
                 self._player.begin(Begin(start.rate, start.width, start.channels))
         elif AudioChunk.is_type(event.type):
             if self._player is not None:
