@@ -17,15 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from contract.audio import FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE_HZ
+from contract.audio import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE_HZ
 from firmware.audio.convert import to_wire_pcm
 from firmware.audio.echo import EchoCanceller, EchoReference
+from firmware.audio.output import SLICE_SECONDS
 from firmware.wake import WakeWordDetector
 from scripts.speech import Pcm, active_rms
 from scripts.wake_rooms import impulse_response
-
-SLICE_SECONDS = 0.1  # the player's writes (firmware.audio.output)
-FRAME_SAMPLES = FRAME_BYTES // 2
 
 
 @dataclass(frozen=True)

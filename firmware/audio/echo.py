@@ -1,22 +1,21 @@
 """Echo cancellation: the microphone with the speaker's own sound taken out.
 
-Without it a reply that says the wake word wakes the speaker (it hears itself), its
-sounds leak into a request, and a reply's words reach the VAD as if someone spoke. The
-player hands every slice it is about to write to the loudspeaker to an `EchoReference`
-(16 kHz mono); the audio thread takes as many reference samples as each microphone frame
-holds, and WebRTC's AEC3 (pywebrtc-audio) subtracts their echo before the wake word, the
-VAD and the uplink see the frame.
+Without it a reply that says the wake word wakes the speaker (it hears itself), and a
+reply's words reach the VAD and the uplink as if someone spoke. The player hands every
+slice of a reply it is about to write to the loudspeaker to an `EchoReference`, which
+places it (16 kHz mono) on a timeline where it will play; the audio thread takes the
+stretch of that timeline each microphone frame covers, and WebRTC's AEC3 (pywebrtc-audio)
+subtracts its echo before the wake word, the VAD and the uplink see the frame.
 
-AEC3 finds the delay between what was written and what the microphone hears (output
-buffering plus the room) by itself, so the pairing needs no calibration. What it needs
-is that the reference is never later than its echo: a slice is handed over just before
-it is written, so before it can be heard. While nothing has played for `tail_seconds`
-the canceller is skipped: the speaker is silent almost all day, and that costs nothing.
+AEC3 finds the rest of the delay (output buffering plus the room) by itself, so the
+pairing needs no calibration. What it needs is that the reference is never later than
+its echo: a slice is handed over just before it is written, so before it can be heard.
+While nothing has played for `tail_seconds` the canceller is skipped: the speaker is
+silent almost all day, and that costs nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -28,8 +27,6 @@ import numpy.typing as npt
 
 from contract.audio import SAMPLE_RATE_HZ
 from firmware.errors import ConfigError
-
-_LOGGER = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
 

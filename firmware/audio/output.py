@@ -32,7 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_QUEUED_BYTES = 4 * 1024 * 1024  # 2 min of 16 kHz mono, 22 s of 48 kHz stereo
 _MAX_QUEUED_ITEMS = 4096
-_SLICE_SECONDS = 0.1  # writes are this long at most, so a cut takes effect within one
+SLICE_SECONDS = 0.1  # writes are this long at most, so a cut takes effect within one
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Player:
         self._device_index: int | None = None
         self.device_name = ""
         self._width_bytes = SAMPLE_WIDTH_BYTES
-        self._slice_bytes = int(SAMPLE_RATE_HZ * _SLICE_SECONDS) * SAMPLE_WIDTH_BYTES
+        self._slice_bytes = int(SAMPLE_RATE_HZ * SLICE_SECONDS) * SAMPLE_WIDTH_BYTES
         try:
             self._open(selector)
         except AudioOutputError as err:
@@ -254,7 +254,7 @@ class Player:
         if self._reference is not None:
             self._reference.begin(fmt.sample_rate_hz, fmt.channels)  # also forgets a cut stream's rest
         frame_bytes = fmt.sample_width_bytes * fmt.channels
-        self._slice_bytes = max(frame_bytes, int(fmt.sample_rate_hz * _SLICE_SECONDS) * frame_bytes)
+        self._slice_bytes = max(frame_bytes, int(fmt.sample_rate_hz * SLICE_SECONDS) * frame_bytes)
         return stream
 
     def _scaled(self, pcm: bytes) -> bytes:
